@@ -1,0 +1,10 @@
+"""keras_transfer: transfer learning for Keras 3."""
+
+__version__ = "0.1.0"
+
+from keras_transfer import callbacks  # noqa: E402,F401
+from keras_transfer import datasets  # noqa: E402,F401
+from keras_transfer import layers  # noqa: E402,F401
+from keras_transfer import losses  # noqa: E402,F401
+from keras_transfer import models  # noqa: E402,F401
+from keras_transfer import recipes  # noqa: E402,F401

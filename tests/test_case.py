@@ -1,0 +1,231 @@
+"""The shared test harness of keras_transfer.
+
+Every public layer, model and recipe is checked with the same steps (see
+../shared/DESIGN.md §3): shapes and weight counts, a `.keras` round trip without
+`custom_objects` (values compared), `export()` serving signature vs `predict`,
+two `fit` steps (finite metrics, trainable weights changed, frozen ones not),
+one `mixed_float16` step, gradients against finite differences, and error
+messages.
+
+Usage::
+
+    from tests.test_case import TestCase
+
+    class MyLayerTest(TestCase):
+        def test_basics(self):
+            self.run_layer_test(MyLayer, {"units": 4}, input_shape=(2, 8),
+                                expected_output_shape=(2, 8))
+"""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class TestCase(unittest.TestCase):
+    maxDiff = None
+
+    def setUp(self):
+        super().setUp()
+        keras.utils.set_random_seed(1337)
+
+    def tearDown(self):
+        keras.config.set_dtype_policy("float32")
+        super().tearDown()
+
+    # ------------------------------------------------------------------ utils
+    def get_temp_dir(self):
+        path = tempfile.mkdtemp(prefix="keras_transfer_test_")
+        self.addCleanup(lambda: shutil.rmtree(path, ignore_errors=True))
+        return path
+
+    def assertAllClose(self, actual, desired, atol=1e-6, rtol=1e-6, msg=None):
+        actual = keras.ops.convert_to_numpy(actual) if not isinstance(actual, np.ndarray) else actual
+        desired = keras.ops.convert_to_numpy(desired) if not isinstance(desired, np.ndarray) else desired
+        np.testing.assert_allclose(actual, desired, atol=atol, rtol=rtol, err_msg=msg or "")
+
+    def assertNotAllClose(self, actual, desired, atol=1e-6, rtol=1e-6, msg=None):
+        actual = np.asarray(keras.ops.convert_to_numpy(actual))
+        desired = np.asarray(keras.ops.convert_to_numpy(desired))
+        if actual.shape == desired.shape and np.allclose(actual, desired, atol=atol, rtol=rtol):
+            raise AssertionError(msg or f"Arrays are unexpectedly equal: {actual}")
+
+    def assertRaisesValueError(self, fragments, fn, *args, **kwargs):
+        """`fn(*args, **kwargs)` raises ValueError whose text holds every fragment."""
+        if isinstance(fragments, str):
+            fragments = [fragments]
+        with self.assertRaises(ValueError) as ctx:
+            fn(*args, **kwargs)
+        message = str(ctx.exception)
+        for fragment in fragments:
+            self.assertIn(fragment, message, f"'{fragment}' missing from error: {message}")
+        return message
+
+    # ----------------------------------------------------------- model steps
+    def run_serialization_test(self, model, x, atol=1e-6, rtol=1e-6, compare_config=True):
+        """Saves to `.keras`, reloads WITHOUT custom_objects, compares outputs and weights."""
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        expected = model.predict(x, verbose=0)
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
+        self.assertEqual(type(reloaded), type(model))
+        actual = reloaded.predict(x, verbose=0)
+        tf.nest.map_structure(
+            lambda a, b: self.assertAllClose(a, b, atol=atol, rtol=rtol), actual, expected
+        )
+        self.assertEqual(len(reloaded.weights), len(model.weights))
+        for w1, w2 in zip(model.weights, reloaded.weights):
+            self.assertAllClose(w2, w1, atol=0, rtol=0, msg=f"weight {w1.path} differs")
+        if compare_config:
+            self.assertEqual(
+                keras.saving.serialize_keras_object(reloaded)["config"].keys(),
+                keras.saving.serialize_keras_object(model)["config"].keys(),
+            )
+        return reloaded
+
+    def run_export_test(self, model, x, atol=1e-5, rtol=1e-5):
+        """`model.export()` then the `serve` endpoint must equal `predict`."""
+        path = os.path.join(self.get_temp_dir(), "exported")
+        model.export(path, verbose=False)
+        restored = tf.saved_model.load(path)
+        expected = model.predict(x, verbose=0)
+        actual = restored.serve(x)
+        tf.nest.map_structure(
+            lambda a, b: self.assertAllClose(np.asarray(a), b, atol=atol, rtol=rtol),
+            actual,
+            expected,
+        )
+        self.assertIn("serving_default", restored.signatures)
+        return restored
+
+    def run_fit_test(self, model, x, y=None, batch_size=None, steps=2, frozen=(), unchanged_ok=()):
+        """Runs `steps` fit steps: finite metrics, trainable weights move, `frozen` ones do not.
+
+        `frozen` is a list of variables (or layers) that must not change;
+        `unchanged_ok` lists trainable variables allowed not to move (no gradient path).
+        """
+        frozen_vars = []
+        for item in frozen:
+            frozen_vars.extend(item.weights if isinstance(item, keras.layers.Layer) else [item])
+        ok_ids = {id(v) for v in unchanged_ok}
+        before = {id(v): np.array(v.numpy()) for v in model.trainable_weights + frozen_vars}
+        # One batch per epoch, `steps` epochs: works for arrays and finite datasets alike.
+        history = model.fit(
+            x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False
+        )
+        for name, values in history.history.items():
+            self.assertTrue(np.all(np.isfinite(values)), f"metric {name} is not finite: {values}")
+        for v in model.trainable_weights:
+            if id(v) in ok_ids:
+                continue
+            self.assertFalse(
+                np.array_equal(before[id(v)], v.numpy()), f"trainable weight {v.path} did not change"
+            )
+        for v in frozen_vars:
+            self.assertTrue(np.array_equal(before[id(v)], v.numpy()), f"frozen weight {v.path} changed")
+        return history
+
+    def run_mixed_precision_test(self, build_and_compile, x, y=None, batch_size=None, steps=1):
+        """Builds under `mixed_float16` and runs `steps` fit steps: the loss must stay finite."""
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_float16")
+        try:
+            model = build_and_compile()
+            history = model.fit(
+                x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False
+            )
+        finally:
+            keras.config.set_dtype_policy(previous)
+        for name, values in history.history.items():
+            self.assertTrue(np.all(np.isfinite(values)), f"mixed_float16 metric {name} not finite")
+        return model, history
+
+    def run_gradient_check(self, fn, inputs, eps=1e-4, atol=1e-4, rtol=1e-3):
+        """Compares `tf.GradientTape` gradients of scalar `fn(*inputs)` with central differences.
+
+        `inputs` are NumPy arrays; they are cast to float64 so the finite differences are exact
+        enough to be an independent reference.
+        """
+        inputs = [np.asarray(v, dtype="float64") for v in inputs]
+        tensors = [tf.Variable(v) for v in inputs]
+        with tf.GradientTape() as tape:
+            value = fn(*tensors)
+        analytic = tape.gradient(value, tensors)
+        for index, (base, grad) in enumerate(zip(inputs, analytic)):
+            self.assertIsNotNone(grad, f"no gradient reaches input {index}")
+            numeric = np.zeros_like(base)
+            flat = numeric.reshape(-1)
+            for j in range(base.size):
+                plus, minus = base.copy().reshape(-1), base.copy().reshape(-1)
+                plus[j] += eps
+                minus[j] -= eps
+                args_p = [tf.constant(v) for v in inputs]
+                args_m = [tf.constant(v) for v in inputs]
+                args_p[index] = tf.constant(plus.reshape(base.shape))
+                args_m[index] = tf.constant(minus.reshape(base.shape))
+                flat[j] = (float(fn(*args_p)) - float(fn(*args_m))) / (2 * eps)
+            self.assertAllClose(np.asarray(grad), numeric, atol=atol, rtol=rtol,
+                                msg=f"gradient of input {index} differs from finite differences")
+
+    # ------------------------------------------------------------ layer test
+    def run_layer_test(
+        self,
+        layer_cls,
+        init_kwargs,
+        input_shape,
+        expected_output_shape=None,
+        expected_num_trainable_weights=None,
+        expected_num_non_trainable_weights=None,
+        input_data=None,
+        run_training=True,
+        run_mixed_precision=True,
+        run_export=True,
+        supports_masking=None,
+    ):
+        """The full set of checks for a layer with a single tensor input."""
+        rng = np.random.default_rng(0)
+        x = input_data if input_data is not None else rng.normal(size=input_shape).astype("float32")
+
+        layer = layer_cls(**init_kwargs)
+        config = layer.get_config()
+        clone = layer_cls.from_config(config)
+        self.assertEqual(clone.get_config(), config)
+
+        y = layer(x)
+        if expected_output_shape is not None:
+            self.assertEqual(tuple(y.shape), tuple(expected_output_shape))
+            self.assertEqual(
+                tuple(layer.compute_output_shape(tuple(input_shape))), tuple(expected_output_shape)
+            )
+        if expected_num_trainable_weights is not None:
+            self.assertLen(layer.trainable_weights, expected_num_trainable_weights)
+        if expected_num_non_trainable_weights is not None:
+            self.assertLen(layer.non_trainable_weights, expected_num_non_trainable_weights)
+        self.assertTrue(np.all(np.isfinite(keras.ops.convert_to_numpy(y))))
+
+        def build_model():
+            inputs = keras.Input(shape=input_shape[1:])
+            outputs = layer_cls(**init_kwargs)(inputs)
+            model = keras.Model(inputs, outputs)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+            return model
+
+        model = build_model()
+        target = rng.normal(size=model.output_shape[:1] and (input_shape[0],) + tuple(model.output_shape[1:])).astype("float32")
+        if run_training and model.trainable_weights:
+            # Move the weights away from their (possibly identity) initialisation first.
+            self.run_fit_test(model, x, target, batch_size=input_shape[0], steps=2)
+        self.run_serialization_test(model, x)
+        if run_export:
+            self.run_export_test(model, x)
+        if run_mixed_precision:
+            self.run_mixed_precision_test(build_model, x, target, batch_size=input_shape[0])
+        return layer
+
+    def assertLen(self, container, expected):
+        self.assertEqual(len(container), expected, f"expected length {expected}, got {len(container)}")
