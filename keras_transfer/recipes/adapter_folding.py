@@ -1,0 +1,411 @@
+"""Fold conv adapters and LoRA back into the weights: a plain model of the original architecture.
+
+Seed 002 (§19.2.2): a series 1x1 adapter after a convolution `f` is the multiplicative
+perturbation `diag_1(alpha + I) * f`, a parallel one the additive perturbation
+`f + diag_1(alpha)` (at the filter's centre tap). Both are exact in the weights, so
+serving costs nothing extra. No Keras library folds conv adapters; this is written here.
+
+Placements that fold exactly (anything else is refused with the layer's name):
+
+- conv -> series adapter: `W' = W (I + alpha)`, `b' = b (I + alpha) + c`.
+- conv -> BatchNormalization -> series adapter. BatchNorm at inference is the affine
+  map `s * z + t` (`s = gamma / sqrt(var + eps)`, `t = beta - s * mean`), so
+  `(s * z + t)(I + alpha) + c` equals a BatchNorm of a new conv with
+  `W' = W diag(s) (I + alpha) diag(1/s)` and the constant moved into the moving mean.
+  Needs every `s != 0`; the BatchNorm keeps its training-mode behaviour otherwise, so
+  the folded model equals the adapted one at inference (which is what is served).
+- conv -> parallel adapter on the conv's own input: `W'[centre] = W[centre] + alpha`,
+  `b' = b + c`.
+- Depthwise convolutions fold per-channel adapters (a full matrix would mix channels).
+- A conv with a non-linear activation, a ReLU / another layer between the conv and the
+  adapter, a conv output that also feeds other layers, or a BottleneckAdapter (its
+  non-linearity) cannot fold: a ValueError names the layer.
+
+LoRA layers (Keras's `enable_lora`) are merged with Keras's own merged-kernel saving path
+(`save_own_variables`), so Dense, EinsumDense, Embedding and Conv all work;
+`unmerge_lora` goes back to base weights + factors.
+"""
+
+import keras
+import numpy as np
+
+from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
+from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.recipes.adapters import _check_model
+from keras_transfer.recipes.adapters import _is_functional
+from keras_transfer.recipes.adapters import clone_graph
+from keras_transfer.recipes.adapters import iter_leaf_layers
+
+_FOLDABLE_HOSTS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+)
+
+
+def _np(value):
+    return np.asarray(keras.ops.convert_to_numpy(value), dtype="float64")
+
+
+def _functional_models(model):
+    if _is_functional(model):
+        yield model
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _functional_models(layer)
+
+
+def _graph_nodes(model):
+    return [node for depth in model._nodes_by_depth.values() for node in depth]
+
+
+def _refuse(adapter, reason):
+    raise ValueError(
+        f"ConvAdapter '{adapter.name}' cannot be folded exactly: {reason}. Folding needs the adapter "
+        "right after a linear convolution (or convolution -> BatchNormalization for mode='series'); "
+        "insert it there (add_adapters(kind='conv_series', targets=<conv layers>)) or serve the "
+        "unfolded model."
+    )
+
+
+def _is_linear(layer):
+    activation = getattr(layer, "activation", None)
+    return activation is None or activation is keras.activations.linear or getattr(
+        activation, "__name__", ""
+    ) == "linear"
+
+
+def _check_host(adapter, host, bn=None):
+    if not isinstance(host, _FOLDABLE_HOSTS) or isinstance(host, keras.layers.SeparableConv2D):
+        _refuse(adapter, f"it follows layer '{host.name}' ({type(host).__name__}), which is not a convolution")
+    if not _is_linear(host):
+        _refuse(
+            adapter,
+            f"its convolution '{host.name}' applies the non-linear activation "
+            f"'{keras.activations.serialize(host.activation)}' before the adapter",
+        )
+    if getattr(host, "data_format", "channels_last") != "channels_last":
+        _refuse(adapter, f"convolution '{host.name}' is channels_first")
+    if getattr(host, "groups", 1) != 1:
+        _refuse(adapter, f"convolution '{host.name}' is grouped (groups={host.groups})")
+    if isinstance(host, keras.layers.DepthwiseConv2D):
+        if not adapter.per_channel:
+            _refuse(adapter, f"depthwise convolution '{host.name}' cannot absorb a full C x D alpha "
+                             "(it would mix channels); use per_channel=True")
+        if host.depth_multiplier != 1:
+            _refuse(adapter, f"depthwise convolution '{host.name}' has depth_multiplier={host.depth_multiplier}")
+    if len(host._inbound_nodes) != 1:
+        _refuse(adapter, f"convolution '{host.name}' is shared (called {len(host._inbound_nodes)} times)")
+    if adapter.use_bias and not getattr(host, "use_bias", False) and not bn:
+        _refuse(adapter, f"its bias needs a bias in convolution '{host.name}', which was built with "
+                         "use_bias=False (use ConvAdapter(use_bias=False) there)")
+
+
+def _plan_folds(model):
+    """`{id(adapter): plan}` for every ConvAdapter; raises for non-foldable placements."""
+    plans = {}
+    for fmodel in _functional_models(model):
+        nodes = _graph_nodes(fmodel)
+        consumers = {}
+        for node in nodes:
+            for tensor in node.input_tensors:
+                consumers.setdefault(id(tensor), []).append(node)
+        outputs = {id(t) for t in fmodel.outputs}
+
+        def only_feeds(tensor, node):
+            return consumers.get(id(tensor), []) == [node] and id(tensor) not in outputs
+
+        for node in nodes:
+            layer = node.operation
+            if isinstance(layer, BottleneckAdapter):
+                raise ValueError(
+                    f"BottleneckAdapter '{layer.name}' cannot be folded: its non-linearity "
+                    f"('{keras.activations.serialize(layer.activation)}') between the two projections "
+                    "makes it more than a weight perturbation. Serve the adapted model, or use "
+                    "ConvAdapter / LoRA where zero inference overhead matters."
+                )
+            if not isinstance(layer, ConvAdapter):
+                continue
+            if len(layer._inbound_nodes) != 1:
+                _refuse(layer, f"it is shared (called {len(layer._inbound_nodes)} times)")
+            if layer.mode == "series":
+                tensor = node.input_tensors[0]
+                producer = tensor._keras_history.operation
+                if not only_feeds(tensor, node):
+                    _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
+                bn = None
+                if isinstance(producer, keras.layers.BatchNormalization):
+                    bn = producer
+                    if len(bn._inbound_nodes) != 1:
+                        _refuse(layer, f"BatchNormalization '{bn.name}' is shared")
+                    if bn.axis not in (-1, len(tensor.shape) - 1):
+                        _refuse(layer, f"BatchNormalization '{bn.name}' normalises axis {bn.axis}, not channels")
+                    bn_node = bn._inbound_nodes[0]
+                    tensor = bn_node.input_tensors[0]
+                    producer = tensor._keras_history.operation
+                    if not only_feeds(tensor, bn_node):
+                        _refuse(layer, f"the output of '{producer.name}' also feeds other layers")
+                if not isinstance(producer, _FOLDABLE_HOSTS):
+                    between = f" through '{bn.name}'" if bn is not None else ""
+                    _refuse(
+                        layer,
+                        f"it follows layer '{producer.name}' ({type(producer).__name__}){between}, not a "
+                        "convolution (a non-linearity or other layer sits between the convolution and "
+                        "the adapter)",
+                    )
+                _check_host(layer, producer, bn)
+                plans[id(layer)] = {"adapter": layer, "host": producer, "bn": bn}
+            else:
+                x, fx = node.input_tensors[:2]
+                producer = fx._keras_history.operation
+                if not isinstance(producer, _FOLDABLE_HOSTS):
+                    _refuse(
+                        layer,
+                        f"its second input comes from '{producer.name}' ({type(producer).__name__}), "
+                        "not from a convolution",
+                    )
+                _check_host(layer, producer)
+                if not only_feeds(fx, node):
+                    _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
+                host_inputs = producer._inbound_nodes[0].input_tensors
+                if len(host_inputs) != 1 or host_inputs[0] is not x:
+                    _refuse(layer, f"its first input is not the input of convolution '{producer.name}'")
+                geometry = {}
+                if not isinstance(producer, keras.layers.Dense):
+                    geometry = {
+                        "kernel_size": tuple(producer.kernel_size),
+                        "strides": tuple(producer.strides),
+                        "padding": producer.padding,
+                        "dilation_rate": tuple(producer.dilation_rate),
+                    }
+                    expected = {
+                        "kernel_size": tuple(layer._kernel_size),
+                        "strides": tuple(layer._strides),
+                        "padding": layer.host_padding,
+                        "dilation_rate": tuple(layer._dilation),
+                    }
+                    if geometry != expected:
+                        _refuse(
+                            layer,
+                            f"its host geometry {expected} differs from convolution '{producer.name}' "
+                            f"{geometry}, so the 1x1 branch does not read the filter's centre tap",
+                        )
+                plans[id(layer)] = {"adapter": layer, "host": producer, "bn": None}
+    return plans
+
+
+def _folded_values(plan):
+    """New (kernel, bias, moving_mean) for the host conv (and its BatchNorm)."""
+    adapter, host, bn = plan["adapter"], plan["host"], plan["bn"]
+    kernel = _np(host.kernel)
+    depthwise = isinstance(host, keras.layers.DepthwiseConv2D)
+    out_channels = kernel.shape[-2] if depthwise else kernel.shape[-1]
+    bias = _np(host.bias) if getattr(host, "use_bias", False) else np.zeros(out_channels)
+    alpha = _np(adapter.alpha)
+    shift = _np(adapter.bias) if adapter.use_bias else np.zeros(out_channels)
+    full = np.diag(alpha) if adapter.per_channel else alpha
+    new_mean = None
+
+    if adapter.mode == "parallel":
+        centre = tuple((k - 1) // 2 for k in kernel.shape[:-2])
+        kernel = kernel.copy()
+        if depthwise:
+            kernel[centre + (slice(None), 0)] += alpha
+        else:
+            kernel[centre] += full
+        bias = bias + shift
+    else:
+        m = np.eye(out_channels) + full
+        if bn is None:
+            scale_in = np.ones(out_channels)
+            scale_out = np.ones(out_channels)
+        else:
+            gamma = _np(bn.gamma) if bn.scale else np.ones(out_channels)
+            beta = _np(bn.beta) if bn.center else np.zeros(out_channels)
+            mean, var = _np(bn.moving_mean), _np(bn.moving_variance)
+            s = gamma / np.sqrt(var + bn.epsilon)
+            if np.any(np.abs(s) < 1e-12):
+                raise ValueError(
+                    f"ConvAdapter '{adapter.name}' cannot be folded through BatchNormalization "
+                    f"'{bn.name}': some channels have gamma = 0, so the adapter's mixing cannot be "
+                    "moved before the normalisation. Serve the unfolded model."
+                )
+            scale_in, scale_out = s, 1.0 / s
+        # conv' = W diag(s) M diag(1/s) (diag = ones without BN).
+        mix = (scale_in[:, None] * m) * scale_out[None, :]
+        if depthwise:
+            kernel = kernel * np.diag(mix)[:, None]
+        else:
+            kernel = np.einsum("...cd,de->...ce", kernel, mix)
+        if bn is None:
+            bias = bias @ m + shift
+        else:
+            # Keep the conv bias; move the constant into the moving mean:
+            # b - mean' = [(s (b - mean) + beta) M + c - beta] / s.
+            target = ((s * (bias - mean) + beta) @ m + shift - beta) / s
+            new_mean = bias - target
+    return kernel, bias, new_mean
+
+
+def _strip_lora(layer):
+    config = layer.get_config()
+    if getattr(layer, "lora_enabled", False) or config.get("lora_rank"):
+        config.pop("lora_rank", None)
+        config.pop("lora_alpha", None)
+    return layer.__class__.from_config(config)
+
+
+def _merged_weights(orig, new):
+    """Copies `orig`'s weights into `new`, merging LoRA factors (Keras's own merge on save)."""
+    if getattr(orig, "lora_enabled", False):
+        store = {}
+        orig.save_own_variables(store)
+        new.load_own_variables(store)
+    elif orig.weights:
+        new.set_weights(orig.get_weights())
+
+
+def _rebuild(model, fold_conv, merge_lora):
+    plans = _plan_folds(model) if fold_conv else {}
+
+    def clone_layer(layer):
+        return _strip_lora(layer) if merge_lora else layer.__class__.from_config(layer.get_config())
+
+    def call_layer(new, orig, *args, **kwargs):
+        if fold_conv and isinstance(orig, ConvAdapter):
+            return args[0] if orig.mode == "series" else args[0][1]
+        return new(*args, **kwargs)
+
+    new_model, pairs = clone_graph(model, clone_layer=clone_layer, call_layer=call_layer)
+    by_orig = {id(orig): new for new, orig in pairs}
+    for new, orig in pairs:
+        if fold_conv and isinstance(orig, ConvAdapter):
+            continue
+        if merge_lora:
+            _merged_weights(orig, new)
+        elif orig.weights:
+            new.set_weights(orig.get_weights())
+        new.trainable = orig.trainable
+    for plan in plans.values():
+        kernel, bias, new_mean = _folded_values(plan)
+        host = by_orig[id(plan["host"])]
+        kernel_var = host._kernel if hasattr(host, "_kernel") else host.kernel
+        kernel_var.assign(kernel.astype(kernel_var.dtype))
+        if getattr(host, "use_bias", False):
+            host.bias.assign(bias.astype(host.bias.dtype))
+        elif plan["bn"] is None and np.any(bias != 0):
+            raise ValueError(
+                f"ConvAdapter '{plan['adapter'].name}' cannot be folded exactly: its bias (or the "
+                f"parallel branch's shift) needs a bias in convolution '{plan['host'].name}', which was "
+                "built with use_bias=False. Use ConvAdapter(use_bias=False) there."
+            )
+        if new_mean is not None:
+            bn = by_orig[id(plan["bn"])]
+            bn.moving_mean.assign(new_mean.astype(bn.moving_mean.dtype))
+    return new_model
+
+
+def fold_adapters(model):
+    """Folds every ConvAdapter into its convolution and merges every LoRA layer.
+
+    Returns a new plain Keras model with the architecture the adapters were inserted into
+    (same layers, names and weights shapes; no keras_transfer layer left): its outputs
+    equal the adapted model's at inference within float tolerance, at zero added cost.
+    Raises a ValueError naming the adapter when a placement cannot fold exactly (see the
+    module docstring). The input model is not modified.
+    """
+    _check_model(model)
+    return _rebuild(model, fold_conv=True, merge_lora=True)
+
+
+def merge_lora(model):
+    """A copy of `model` with every LoRA layer merged (`W + (alpha / r) A B`), LoRA disabled.
+
+    Other layers (bottleneck / conv adapters included) are copied unchanged.
+    """
+    _check_model(model)
+    if not any(getattr(layer, "lora_enabled", False) for _, layer in iter_leaf_layers(model)):
+        raise ValueError(
+            "`model` must have LoRA-enabled layers to merge. Received: a model without any "
+            "(use add_adapters(model, targets, kind='lora') first)."
+        )
+    return _rebuild(model, fold_conv=False, merge_lora=True)
+
+
+def _lora_attrs(layer):
+    if isinstance(layer, keras.layers.Embedding):
+        return "_embeddings", "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
+    return "_kernel", "kernel", ("lora_kernel_a", "lora_kernel_b")
+
+
+def get_lora_factors(model):
+    """`{layer path: {"rank", "alpha", "a", "b"}}` of every LoRA layer (for `unmerge_lora`)."""
+    _check_model(model)
+    factors = {}
+    for path, layer in iter_leaf_layers(model):
+        if getattr(layer, "lora_enabled", False):
+            _, _, (a_name, b_name) = _lora_attrs(layer)
+            factors[path] = {
+                "rank": int(layer.lora_rank),
+                "alpha": float(layer.lora_alpha),
+                "a": np.array(keras.ops.convert_to_numpy(getattr(layer, a_name))),
+                "b": np.array(keras.ops.convert_to_numpy(getattr(layer, b_name))),
+            }
+    if not factors:
+        raise ValueError(
+            "`model` must have LoRA-enabled layers. Received: a model without any "
+            "(use add_adapters(model, targets, kind='lora') first)."
+        )
+    return factors
+
+
+def unmerge_lora(model, factors):
+    """Back from a merged model to base weights + LoRA factors.
+
+    `factors` comes from `get_lora_factors(lora_model)` taken before `merge_lora`. Returns a
+    new model whose LoRA layers have `base = merged - (alpha / r) A B` and the factors
+    re-installed (so training can continue); outputs equal the merged model's.
+    """
+    _check_model(model)
+    if not isinstance(factors, dict) or not factors:
+        raise ValueError(
+            "`factors` must be the non-empty dict returned by get_lora_factors(). "
+            f"Received: factors={type(factors).__name__}"
+        )
+    layers = dict(iter_leaf_layers(model))
+    unknown = sorted(set(factors) - set(layers))
+    if unknown:
+        raise ValueError(
+            f"`factors` names layers that `model` does not have: {unknown}. Available layers: "
+            f"{', '.join(layers)}"
+        )
+    targets = {id(layers[path]): factors[path] for path in factors}
+    new_model, pairs = clone_graph(model)
+    for new, orig in pairs:
+        if orig.weights:
+            new.set_weights(orig.get_weights())
+        new.trainable = orig.trainable
+        if id(orig) not in targets:
+            continue
+        item = targets[id(orig)]
+        if getattr(new, "lora_enabled", False):
+            raise ValueError(f"Layer '{orig.name}' already has LoRA enabled: pass the merged model.")
+        base_name, merged_name, (a_name, b_name) = _lora_attrs(new)
+        merged = _np(getattr(new, base_name))
+        new.enable_lora(item["rank"], lora_alpha=item["alpha"])
+        a, b = getattr(new, a_name), getattr(new, b_name)
+        if tuple(a.shape) != item["a"].shape or tuple(b.shape) != item["b"].shape:
+            raise ValueError(
+                f"LoRA factors for layer '{orig.name}' must have shapes {tuple(a.shape)} and "
+                f"{tuple(b.shape)}. Received: {item['a'].shape} and {item['b'].shape}"
+            )
+        a.assign(item["a"])
+        b.assign(item["b"])
+        base = getattr(new, base_name)
+        base.assign(np.zeros(base.shape, dtype=base.dtype))
+        delta = _np(getattr(new, merged_name))
+        base.assign((merged - delta).astype(base.dtype))
+        new.trainable = True
+    return new_model
