@@ -169,8 +169,11 @@ class ConvAdapter(keras.layers.Layer):
                 n_in, n_out = x_shape[axis], fx_shape[axis]
                 if n_in is None or n_out is None:
                     continue
-                positions = aligned_positions(n_in, n_out, k, st, d, self.host_padding)
-                if positions.min() < 0 or positions.max() >= n_in:
+                if self.host_padding == "same":
+                    expected = -(-n_in // st)
+                else:
+                    expected = (n_in - (k - 1) * d - 1) // st + 1
+                if n_out != expected:
                     raise ValueError(
                         "A parallel `ConvAdapter`'s host geometry does not match its inputs: spatial axis "
                         f"{axis} of x has {n_in} positions and f_x has {n_out}, which a host with "
