@@ -15,7 +15,7 @@ IMAGE_SIZE = 16
 def _settings(quick):
     if quick:
         return dict(source_epochs=2, target_epochs=2, labels_per_class=5, widths=(8, 16, 32))
-    return dict(source_epochs=15, target_epochs=30, labels_per_class=10, widths=(16, 32, 64))
+    return dict(source_epochs=15, target_epochs=30, labels_per_class=3, widths=(16, 32, 64))
 
 
 def run(output_dir, quick=False, seed=0):
