@@ -1,4 +1,6 @@
 """keras_transfer.layers."""
 
-from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter  # noqa: F401
-from keras_transfer.layers.conv_adapter import ConvAdapter  # noqa: F401
+from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
+from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
+from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.layers.image_input_adapter import ImageInputAdapter
