@@ -52,6 +52,29 @@ def iter_leaf_layers(model, prefix=""):
             yield path, layer
 
 
+def iter_sublayers(layer, prefix):
+    """`(path, sublayer)` for the layers nested inside a leaf layer (e.g. a MultiHeadAttention's
+    `query` EinsumDense), parents before children. Keras has no public walker for these."""
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return []
+    out, paths = [], {id(layer): prefix}
+    for sub in flatten(include_self=False, recursive=True):
+        parent = next((p for p in reversed(out) if sub in getattr(p[1], "_layers", [])), None)
+        base = parent[0] if parent else prefix
+        path = f"{base}/{sub.name}"
+        paths[id(sub)] = path
+        out.append((path, sub))
+    return out
+
+
+def iter_all_layers(model):
+    """Leaf layers and their nested sublayers, as `(path, layer)`."""
+    for path, layer in iter_leaf_layers(model):
+        yield path, layer
+        yield from iter_sublayers(layer, path)
+
+
 def _check_model(model, name="model"):
     if not isinstance(model, keras.Model):
         raise ValueError(
@@ -127,22 +150,28 @@ def _compile_matcher(targets, argname="targets"):
     return lambda layer: any(check(layer) for check in checks)
 
 
-def _available_names(model, limit=60):
-    names = [path for path, _ in iter_leaf_layers(model)]
+def _available_names(model, limit=60, sublayers=False):
+    walker = iter_all_layers if sublayers else iter_leaf_layers
+    names = [path for path, _ in walker(model)]
     shown = ", ".join(names[:limit])
     if len(names) > limit:
         shown += f", ... ({len(names) - limit} more)"
     return shown
 
 
-def find_layers(model, targets, argname="targets"):
-    """`[(path, layer)]` of leaf layers matching `targets`; a ValueError listing the names if none."""
+def find_layers(model, targets, argname="targets", sublayers=False):
+    """`[(path, layer)]` of leaf layers matching `targets`; a ValueError listing the names if none.
+
+    With `sublayers=True` the layers nested inside leaf layers (attention projections) count too.
+    """
     matcher = _compile_matcher(targets, argname)
-    found = [(path, layer) for path, layer in iter_leaf_layers(model) if matcher(layer)]
+    walker = iter_all_layers if sublayers else iter_leaf_layers
+    found = [(path, layer) for path, layer in walker(model) if matcher(layer)]
     if not found:
         raise ValueError(
             f"`{argname}` matches no layer of the model. Received: {argname}={_describe_targets(targets)}. "
-            f"Patterns are full-match regexes on layer names; available layers: {_available_names(model)}"
+            f"Patterns are full-match regexes on layer names; available layers: "
+            f"{_available_names(model, sublayers=sublayers)}"
         )
     return found
 
@@ -173,10 +202,11 @@ def clone_graph(model, clone_layer=None, call_layer=None):
         return call_layer(layer, orig, *args, **kwargs)
 
     source = _as_functional(model)
+    # Keras's own graph re-execution (nested Functional models included, recursive=True);
+    # nested Sequential models are cloned without call_function (Keras's rule).
     new_model = keras.models.clone_model(
         source, clone_function=clone_function, call_function=call_function, recursive=True
     )
-    # Nested Sequential models are cloned without call_function: collect their layers too.
     return new_model, pairs
 
 
@@ -209,11 +239,6 @@ def _head_layers(model, trainable_layers):
     return heads
 
 
-def _output_features(layer):
-    shape = layer.output.shape if len(layer._inbound_nodes) == 1 else layer._inbound_nodes[0].outputs[0].shape
-    return shape
-
-
 # --------------------------------------------------------------------------- insertion
 def add_adapters(
     model,
@@ -228,6 +253,7 @@ def add_adapters(
     rank=4,
     lora_alpha=None,
     train_normalization=True,
+    train_batchnorm=False,
     trainable_layers="auto",
     suffix="adapter",
 ):
@@ -249,8 +275,12 @@ def add_adapters(
         bottleneck_dim, activation, use_layer_norm: `BottleneckAdapter` options.
         per_channel, use_bias: `ConvAdapter` options.
         rank, lora_alpha: LoRA options.
-        train_normalization: keep BatchNorm / LayerNorm / GroupNorm parameters trainable
+        train_normalization: keep LayerNorm / GroupNorm / RMSNorm parameters trainable
             (Houlsby et al. train the layer norms too).
+        train_batchnorm: also train BatchNorm layers. A trainable Keras 3 BatchNorm runs in
+            training mode inside `fit` (batch statistics, moving averages updated, whatever
+            `training=False` the graph recorded), which is noisy on few-shot data; so the
+            default keeps BatchNorm frozen (inference mode, statistics of the pretraining).
         trainable_layers: the head: "auto" (layers named "head", else the last layer
             with weights on each output path), None, or patterns / classes like `targets`.
         suffix: adapters are named `"<target name>_<suffix>"`.
@@ -268,7 +298,7 @@ def add_adapters(
         validation.check_positive_int("rank", rank, "Pass the LoRA rank, e.g. rank=4.")
         if lora_alpha is not None:
             validation.check_positive_float("lora_alpha", lora_alpha)
-    matched = find_layers(model, targets)
+    matched = find_layers(model, targets, sublayers=kind == "lora")
     _check_targets(matched, kind, bottleneck_dim, per_channel)
 
     target_ids = {id(layer) for _, layer in matched}
@@ -316,7 +346,6 @@ def add_adapters(
 
     new_model, pairs = clone_graph(model, call_layer=call_layer)
     copy_weights(pairs)
-    new_ids = {id(new) for new, _ in pairs}
     missing = [orig.name for orig in (layer for _, layer in matched)
                if id(orig) not in {id(o) for o, _ in inserted} and kind != "lora"]
     if missing:
@@ -327,25 +356,33 @@ def add_adapters(
         )
 
     for new, orig in pairs:
-        if id(orig) in target_ids and kind == "lora":
-            if not hasattr(new, "enable_lora"):
-                raise ValueError(
-                    f"`targets` must select layers that support LoRA (Dense, EinsumDense, Embedding, "
-                    f"Conv). Received: layer '{orig.name}' of type {type(orig).__name__}"
-                )
-            if not getattr(new, "lora_enabled", False):
-                new.enable_lora(rank, lora_alpha=lora_alpha)
+        if id(orig) in head_ids:
             new.trainable = True
-            for variable in new.trainable_weights:
-                if "lora" not in variable.name:
-                    variable.trainable = False  # only the low-rank factors train
-        elif id(orig) in head_ids:
-            new.trainable = True
+        elif isinstance(new, keras.layers.BatchNormalization):
+            new.trainable = bool(train_batchnorm)
         elif train_normalization and isinstance(new, NORMALIZATION_LAYERS):
             new.trainable = True
         else:
             new.trainable = False
-    del new_ids
+        if kind != "lora":
+            continue
+        # LoRA targets may be the layer itself or layers nested in it (attention projections).
+        couples = [(new, orig)] + list(zip(
+            [sub for _, sub in iter_sublayers(new, "")], [sub for _, sub in iter_sublayers(orig, "")]
+        ))
+        hits = [(n, o) for n, o in couples if id(o) in target_ids]
+        if not hits:
+            continue
+        new.trainable = True
+        for sub, _ in couples[1:]:
+            sub.trainable = False
+        for sub, sub_orig in hits:
+            sub.trainable = True
+            if not getattr(sub, "lora_enabled", False):
+                sub.enable_lora(rank, lora_alpha=lora_alpha)
+            for variable in sub.trainable_weights:
+                if "lora" not in variable.name:
+                    variable.trainable = False  # only the low-rank factors train
     return new_model
 
 
@@ -428,7 +465,9 @@ def _size(variable):
 def _role(layer):
     if isinstance(layer, (BottleneckAdapter, ConvAdapter)):
         return "adapter"
-    if getattr(layer, "lora_enabled", False):
+    if getattr(layer, "lora_enabled", False) or any(
+        getattr(sub, "lora_enabled", False) for _, sub in iter_sublayers(layer, "")
+    ):
         return "lora"
     if layer.trainable and layer.trainable_weights:
         if isinstance(layer, NORMALIZATION_LAYERS):
@@ -446,29 +485,32 @@ def adapter_parameter_report(model):
     LoRA, normalisation, head) and `adapters` (`{"name", "class", "params", "trainable"}`).
     """
     _check_model(model)
-    seen, total, trainable = set(), 0, 0
-    for variable in model.weights:
-        if id(variable) in seen:
-            continue
-        seen.add(id(variable))
-        total += _size(variable)
-        trainable += _size(variable) if variable.trainable else 0
+    total = sum(_size(v) for v in {id(v): v for v in model.weights}.values())
+    trainable = sum(_size(v) for v in {id(v): v for v in model.trainable_weights}.values())
     rows, added = [], 0
-    by_role = {"adapter": 0, "lora": 0, "normalization": 0, "head": 0}
+    by_role = {"adapter": 0, "lora": 0, "normalization": 0, "head": 0, "other": 0}
+    lora_vars = set()
+    for path, layer in iter_all_layers(model):
+        if getattr(layer, "lora_enabled", False):
+            variables = [v for v in layer.weights if "lora" in v.name]
+            lora_vars.update(id(v) for v in variables)
+            params = sum(_size(v) for v in variables)
+            added += params
+            by_role["lora"] += sum(_size(v) for v in variables if v.trainable)
+            rows.append({"name": path, "class": type(layer).__name__, "role": "lora", "params": params,
+                         "trainable": sum(_size(v) for v in variables if v.trainable)})
     for path, layer in iter_leaf_layers(model):
         role = _role(layer)
+        trainable_here = sum(_size(v) for v in layer.trainable_weights if id(v) not in lora_vars)
         if role == "adapter":
             params = sum(_size(v) for v in layer.weights)
-        elif role == "lora":
-            params = sum(_size(v) for v in layer.weights if "lora" in v.name)
-        else:
-            if role in by_role:
-                by_role[role] += sum(_size(v) for v in layer.trainable_weights)
-            continue
-        by_role[role] += sum(_size(v) for v in layer.trainable_weights)
-        added += params
-        rows.append({"name": path, "class": type(layer).__name__, "role": role, "params": params,
-                     "trainable": sum(_size(v) for v in layer.trainable_weights)})
+            added += params
+            rows.append({"name": path, "class": type(layer).__name__, "role": role, "params": params,
+                         "trainable": trainable_here})
+        if role in ("adapter", "normalization", "head"):
+            by_role[role] += trainable_here
+        elif layer.trainable and trainable_here:
+            by_role["other"] += trainable_here
     base = total - added
     return {
         "total_params": total,
@@ -508,13 +550,18 @@ def _task_variables(model):
             continue
         variables = list(layer.trainable_weights)
         if isinstance(layer, NORMALIZATION_LAYERS):
-            variables += [v for v in layer.non_trainable_weights if v not in variables]
+            known = {id(v) for v in variables}
+            variables += [v for v in layer.non_trainable_weights if id(v) not in known]
+        owner = {}
+        for subpath, sub in reversed(iter_sublayers(layer, path)):
+            for variable in sub.weights:
+                owner.setdefault(id(variable), subpath)
         for variable in variables:
-            key = f"{path}/{variable.name}"
+            key = f"{owner.get(id(variable), path)}/{variable.name}"
             index = 1
             while key in out:
                 index += 1
-                key = f"{path}/{variable.name}_{index}"
+                key = f"{owner.get(id(variable), path)}/{variable.name}_{index}"
             out[key] = variable
     return out
 
