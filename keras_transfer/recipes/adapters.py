@@ -356,6 +356,18 @@ def add_adapters(
         )
 
     for new, orig in pairs:
+        if isinstance(orig, (BottleneckAdapter, ConvAdapter)):
+            new.trainable = orig.trainable  # adapters from an earlier call keep training
+            continue
+        lora_layers = [sub for sub in [new] + [s for _, s in iter_sublayers(new, "")]
+                       if getattr(sub, "lora_enabled", False)]
+        if lora_layers and id(orig) not in target_ids:
+            new.trainable = orig.trainable  # LoRA from an earlier call: only its factors train
+            for sub in lora_layers:
+                for variable in sub.trainable_weights:
+                    if "lora" not in variable.name:
+                        variable.trainable = False
+            continue
         if id(orig) in head_ids:
             new.trainable = True
         elif isinstance(new, keras.layers.BatchNormalization):

@@ -289,3 +289,16 @@ class InsertionErrorTest(TestCase):
         adapted = add_adapters(model, "shared", "bottleneck", bottleneck_dim=2)
         names = sorted(layer.name for layer in adapted.layers if isinstance(layer, BottleneckAdapter))
         self.assertEqual(names, ["shared_adapter", "shared_adapter_2", "shared_adapter_3"])
+
+
+class RepeatedInsertionTest(TestCase):
+    def test_second_call_keeps_earlier_adapters_training(self):
+        base = tiny_cnn()
+        first = add_adapters(base, "conv2", "conv_series")
+        lora = add_adapters(first, "conv1", "lora", rank=2)
+        second = add_adapters(lora, "dw", "conv_parallel", per_channel=True)
+        self.assertEqual(
+            sorted(v.path for v in second.trainable_weights),
+            sorted(["conv2_adapter/alpha", "dw_adapter/alpha", "conv1/lora_kernel_a", "conv1/lora_kernel_b",
+                    "head/kernel", "head/bias"]),
+        )
