@@ -34,7 +34,8 @@ from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.recipes.adapters import _check_model
 from keras_transfer.recipes.adapters import _is_functional
 from keras_transfer.recipes.adapters import clone_graph
-from keras_transfer.recipes.adapters import iter_leaf_layers
+from keras_transfer.recipes.adapters import iter_all_layers
+from keras_transfer.recipes.adapters import iter_sublayers
 
 _FOLDABLE_HOSTS = (
     keras.layers.Conv1D,
@@ -257,14 +258,32 @@ def _strip_lora(layer):
     return layer.__class__.from_config(config)
 
 
+def _lora_attrs(layer):
+    if isinstance(layer, keras.layers.Embedding):
+        return "_embeddings", "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
+    return "_kernel", "kernel", ("lora_kernel_a", "lora_kernel_b")
+
+
 def _merged_weights(orig, new):
-    """Copies `orig`'s weights into `new`, merging LoRA factors (Keras's own merge on save)."""
-    if getattr(orig, "lora_enabled", False):
-        store = {}
-        orig.save_own_variables(store)
-        new.load_own_variables(store)
-    elif orig.weights:
-        new.set_weights(orig.get_weights())
+    """Copies `orig`'s weights into `new`, merging LoRA factors of `orig` or of its sublayers.
+
+    A LoRA layer's merged kernel is its own `kernel` property (`W + (alpha / r) A B`, as Keras
+    computes it in the forward pass and when saving); the factors are dropped.
+    """
+    lora_layers = [sub for sub in [orig] + [s for _, s in iter_sublayers(orig, "")]
+                   if getattr(sub, "lora_enabled", False)]
+    if not lora_layers:
+        if orig.weights:
+            new.set_weights(orig.get_weights())
+        return
+    merged, factors = {}, set()
+    for sub in lora_layers:
+        base_name, merged_name, names = _lora_attrs(sub)
+        merged[id(getattr(sub, base_name))] = keras.ops.convert_to_numpy(getattr(sub, merged_name))
+        factors.update(id(getattr(sub, name)) for name in names)
+    values = [merged[id(v)] if id(v) in merged else keras.ops.convert_to_numpy(v)
+              for v in orig.weights if id(v) not in factors]
+    new.set_weights(values)
 
 
 def _rebuild(model, fold_conv, merge_lora):
@@ -326,7 +345,7 @@ def merge_lora(model):
     Other layers (bottleneck / conv adapters included) are copied unchanged.
     """
     _check_model(model)
-    if not any(getattr(layer, "lora_enabled", False) for _, layer in iter_leaf_layers(model)):
+    if not any(getattr(layer, "lora_enabled", False) for _, layer in iter_all_layers(model)):
         raise ValueError(
             "`model` must have LoRA-enabled layers to merge. Received: a model without any "
             "(use add_adapters(model, targets, kind='lora') first)."
@@ -334,17 +353,11 @@ def merge_lora(model):
     return _rebuild(model, fold_conv=False, merge_lora=True)
 
 
-def _lora_attrs(layer):
-    if isinstance(layer, keras.layers.Embedding):
-        return "_embeddings", "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
-    return "_kernel", "kernel", ("lora_kernel_a", "lora_kernel_b")
-
-
 def get_lora_factors(model):
     """`{layer path: {"rank", "alpha", "a", "b"}}` of every LoRA layer (for `unmerge_lora`)."""
     _check_model(model)
     factors = {}
-    for path, layer in iter_leaf_layers(model):
+    for path, layer in iter_all_layers(model):
         if getattr(layer, "lora_enabled", False):
             _, _, (a_name, b_name) = _lora_attrs(layer)
             factors[path] = {
@@ -374,7 +387,7 @@ def unmerge_lora(model, factors):
             "`factors` must be the non-empty dict returned by get_lora_factors(). "
             f"Received: factors={type(factors).__name__}"
         )
-    layers = dict(iter_leaf_layers(model))
+    layers = dict(iter_all_layers(model))
     unknown = sorted(set(factors) - set(layers))
     if unknown:
         raise ValueError(
@@ -387,25 +400,38 @@ def unmerge_lora(model, factors):
         if orig.weights:
             new.set_weights(orig.get_weights())
         new.trainable = orig.trainable
-        if id(orig) not in targets:
+        couples = [(new, orig)] + list(zip([sub for _, sub in iter_sublayers(new, "")],
+                                           [sub for _, sub in iter_sublayers(orig, "")]))
+        hits = [(n, o) for n, o in couples if id(o) in targets]
+        if not hits:
             continue
-        item = targets[id(orig)]
-        if getattr(new, "lora_enabled", False):
-            raise ValueError(f"Layer '{orig.name}' already has LoRA enabled: pass the merged model.")
-        base_name, merged_name, (a_name, b_name) = _lora_attrs(new)
-        merged = _np(getattr(new, base_name))
-        new.enable_lora(item["rank"], lora_alpha=item["alpha"])
-        a, b = getattr(new, a_name), getattr(new, b_name)
-        if tuple(a.shape) != item["a"].shape or tuple(b.shape) != item["b"].shape:
-            raise ValueError(
-                f"LoRA factors for layer '{orig.name}' must have shapes {tuple(a.shape)} and "
-                f"{tuple(b.shape)}. Received: {item['a'].shape} and {item['b'].shape}"
-            )
-        a.assign(item["a"])
-        b.assign(item["b"])
-        base = getattr(new, base_name)
-        base.assign(np.zeros(base.shape, dtype=base.dtype))
-        delta = _np(getattr(new, merged_name))
-        base.assign((merged - delta).astype(base.dtype))
-        new.trainable = True
+        new.trainable = True  # as add_adapters(kind="lora"): only the factors train
+        for sub, _ in couples[1:]:
+            sub.trainable = False
+        for new_sub, orig_sub in hits:
+            _install_factors(new_sub, orig_sub.name, targets[id(orig_sub)])
     return new_model
+
+
+def _install_factors(layer, name, item):
+    if getattr(layer, "lora_enabled", False):
+        raise ValueError(f"Layer '{name}' already has LoRA enabled: pass the merged model.")
+    base_name, merged_name, (a_name, b_name) = _lora_attrs(layer)
+    merged = _np(getattr(layer, base_name))
+    layer.enable_lora(item["rank"], lora_alpha=item["alpha"])
+    a, b = getattr(layer, a_name), getattr(layer, b_name)
+    if tuple(a.shape) != item["a"].shape or tuple(b.shape) != item["b"].shape:
+        raise ValueError(
+            f"LoRA factors for layer '{name}' must have shapes {tuple(a.shape)} and "
+            f"{tuple(b.shape)}. Received: {item['a'].shape} and {item['b'].shape}"
+        )
+    a.assign(item["a"])
+    b.assign(item["b"])
+    base = getattr(layer, base_name)
+    base.assign(np.zeros(base.shape, dtype=base.dtype))
+    delta = _np(getattr(layer, merged_name))  # (alpha / r) A B, however the layer shapes it
+    base.assign((merged - delta).astype(base.dtype))
+    layer.trainable = True
+    for variable in layer.trainable_weights:
+        if "lora" not in variable.name:
+            variable.trainable = False

@@ -176,3 +176,29 @@ class LoraMergeTest(TestCase):
         factors["head"]["a"] = np.zeros((3, 2))
         self.assertRaisesValueError(["LoRA factors for layer 'head' must have shapes", "(3, 2)"],
                                     unmerge_lora, merge_lora(lora), factors)
+
+
+class LoraAttentionMergeTest(TestCase):
+    def test_merge_and_unmerge_projections_inside_multi_head_attention(self):
+        from tests.recipes.adapter_models import transformer_stack
+
+        encoder = transformer_stack(blocks=1)
+        x = np.random.default_rng(0).normal(size=(2, 6, 16)).astype("float32")
+        lora = add_adapters(encoder, ["query", "value", "ffn_in_0"], "lora", rank=2)
+        randomise(lora, seed=8)
+        factors = get_lora_factors(lora)
+        self.assertEqual(sorted(factors), ["ffn_in_0", "mha_0/query", "mha_0/value"])
+        merged = merge_lora(lora)
+        self.assertAllClose(merged.predict(x, verbose=0), lora.predict(x, verbose=0), atol=1e-5)
+        query = merged.get_layer("mha_0")._query_dense
+        self.assertFalse(query.lora_enabled)
+        base_query = encoder.get_layer("mha_0")._query_dense.kernel.numpy()
+        a, b = factors["mha_0/query"]["a"], factors["mha_0/query"]["b"]
+        # EinsumDense LoRA: kernel (16, heads, key_dim) + (alpha / r) A B, A (16, heads, r), B (r, key_dim).
+        self.assertAllClose(query.kernel, base_query + np.einsum("ihr,rk->ihk", a, b), atol=1e-5)
+        restored = unmerge_lora(merged, factors)
+        self.assertAllClose(restored.predict(x, verbose=0), lora.predict(x, verbose=0), atol=1e-5)
+        self.assertAllClose(restored.get_layer("mha_0")._query_dense._kernel, base_query, atol=1e-5)
+        self.assertEqual(sorted(v.path.split("/")[-2] + "/" + v.name for v in restored.trainable_weights
+                                if "lora" in v.name),
+                         sorted(f"{n}/lora_kernel_{ab}" for n in ("query", "value", "ffn_in_0") for ab in "ab"))
