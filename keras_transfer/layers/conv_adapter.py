@@ -20,6 +20,17 @@ def _as_tuple(name, value, rank):
     return value
 
 
+def _optional_tuple(name, value):
+    """None, an int or a sequence of positive ints -> None or a validated tuple."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"`{name}` must be a positive int or a tuple of positive ints. Received: {name}={value!r}")
+    return _as_tuple(name, value, len(value))
+
+
 def aligned_positions(input_size, output_size, kernel_size, stride, dilation, padding):
     """Input positions read by the centre tap of a convolution, for one spatial axis.
 
@@ -98,9 +109,9 @@ class ConvAdapter(keras.layers.Layer):
             "host_padding", padding, ("valid", "same"),
             "Causal or explicit paddings have no single centre tap; use a 'valid' or 'same' host.",
         )
-        self.host_kernel_size = None if host_kernel_size is None else tuple(host_kernel_size) if not isinstance(host_kernel_size, int) else (host_kernel_size,)
-        self.host_strides = None if host_strides is None else tuple(host_strides) if not isinstance(host_strides, int) else (host_strides,)
-        self.host_dilation_rate = None if host_dilation_rate is None else tuple(host_dilation_rate) if not isinstance(host_dilation_rate, int) else (host_dilation_rate,)
+        self.host_kernel_size = _optional_tuple("host_kernel_size", host_kernel_size)
+        self.host_strides = _optional_tuple("host_strides", host_strides)
+        self.host_dilation_rate = _optional_tuple("host_dilation_rate", host_dilation_rate)
         if self.mode == "series" and any(
             v is not None for v in (self.host_kernel_size, self.host_strides, self.host_dilation_rate)
         ):
@@ -110,10 +121,6 @@ class ConvAdapter(keras.layers.Layer):
                 f"{self.host_kernel_size}, host_strides={self.host_strides}, "
                 f"host_dilation_rate={self.host_dilation_rate}"
             )
-        for name in ("host_kernel_size", "host_strides", "host_dilation_rate"):
-            value = getattr(self, name)
-            if value is not None:
-                _as_tuple(name, value, len(value))
         if self.host_kernel_size is not None and any(k % 2 == 0 for k in self.host_kernel_size):
             raise ValueError(
                 "`host_kernel_size` must be odd along every axis: an even filter has no centre tap "
@@ -157,9 +164,14 @@ class ConvAdapter(keras.layers.Layer):
         self.in_channels, self.out_channels = x_shape[-1], fx_shape[-1]
         spatial = len(x_shape) - 2
         if self.mode == "parallel":
-            self._kernel_size = _as_tuple("host_kernel_size", self.host_kernel_size or 1, spatial) if spatial else ()
-            self._strides = _as_tuple("host_strides", self.host_strides or 1, spatial) if spatial else ()
-            self._dilation = _as_tuple("host_dilation_rate", self.host_dilation_rate or 1, spatial) if spatial else ()
+            def per_axis(name):
+                value = getattr(self, name) or (1,)
+                value = value * spatial if len(value) == 1 else value  # an int applies to every axis
+                return _as_tuple(name, value, spatial) if spatial else ()
+
+            self._kernel_size = per_axis("host_kernel_size")
+            self._strides = per_axis("host_strides")
+            self._dilation = per_axis("host_dilation_rate")
             if not spatial and any(v is not None for v in (self.host_kernel_size, self.host_strides)):
                 raise ValueError(
                     "`host_kernel_size`/`host_strides` need spatial axes; inputs of rank 2 have none. "

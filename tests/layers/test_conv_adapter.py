@@ -173,3 +173,21 @@ class ConvAdapterParallelTest(TestCase):
                                     ConvAdapter("parallel").build, [(2, 8, 8, 3), (2, 4, 4, 5)])
         self.assertRaisesValueError("need spatial axes",
                                     ConvAdapter("parallel", host_strides=2).build, [(2, 3), (2, 5)])
+
+    def test_int_geometry_applies_to_every_axis_and_conv1d(self):
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=(2, 9, 2)).astype("float32")
+        conv = keras.layers.Conv1D(3, 3, strides=2, padding="same")
+        fx = conv(x)
+        layer = ConvAdapter("parallel", host_kernel_size=3, host_strides=2, host_padding="same")
+        layer([x, fx])
+        alpha = rng.normal(size=(2, 3))
+        layer.alpha.assign(alpha)
+        w = conv.kernel.numpy().copy()
+        w[1] += alpha
+        # Reference: a plain Conv1D with alpha added at the centre tap of its filter.
+        ref = keras.layers.Conv1D(3, 3, strides=2, padding="same")
+        ref.build(x.shape)
+        ref.set_weights([w, conv.bias.numpy()])
+        self.assertAllClose(layer([x, fx]), ref(x), atol=1e-5)
+        self.assertEqual(layer._kernel_size, (3,))
