@@ -340,7 +340,8 @@ def add_adapters(
             adapter = ConvAdapter(
                 "parallel", per_channel=per_channel, use_bias=use_bias, name=name, **_host_geometry(orig)
             )
-            result = adapter([args[0], outputs])
+            host_input = args[0] if args else kwargs.get("inputs")
+            result = adapter([host_input, outputs])
         inserted.append((orig, adapter))
         return result
 
