@@ -97,13 +97,19 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--labels", type=int, default=10, help="labels per target class")
-    parser.add_argument("--methods", default="all", help="comma-separated method names, or all")
+    parser.add_argument("--methods", default="all", help="method names separated by ";", or all")
+    parser.add_argument("--full-ft-lrs", default="",
+                        help="extra full fine-tune learning rates to run as separate rows, e.g. 1e-4,1e-3")
     args = parser.parse_args(argv)
     quick = args.quick
     seeds = 1 if quick else args.seeds
     epochs = 2 if quick else args.epochs
     size = 16 if quick else 32
-    methods = list(METHODS) if args.methods == "all" else args.methods.split(",")
+    methods = list(METHODS) if args.methods == "all" else args.methods.split(";")
+    for lr in filter(None, args.full_ft_lrs.split(",")):
+        name = f"full fine-tune, lr={lr}"
+        METHODS[name] = ("full", {}, float(lr))
+        methods.append(name)
     if quick:
         methods = ["linear probe", "full fine-tune", "bottleneck M=8 (after project convs)",
                    "conv series, full (project convs)", "LoRA r=2 (1x1 convs)"]
