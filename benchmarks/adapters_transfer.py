@@ -97,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--labels", type=int, default=10, help="labels per target class")
-    parser.add_argument("--methods", default="all", help="method names separated by ";", or all")
+    parser.add_argument("--methods", default="all", help="method names separated by ';', or all")
     parser.add_argument("--full-ft-lrs", default="",
                         help="extra full fine-tune learning rates to run as separate rows, e.g. 1e-4,1e-3")
     args = parser.parse_args(argv)
