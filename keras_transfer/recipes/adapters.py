@@ -585,6 +585,11 @@ def get_adapter_weights(model):
     Keys are `"<layer path>/<variable name>"` for the adapters, LoRA factors, trainable
     normalisation layers (with their moving statistics) and the head: everything that
     differs between two tasks sharing the frozen backbone.
+
+    LoRA caveat: Keras writes a LoRA layer to `.keras` with the factors merged into the base
+    kernel (and zero factors), so per-task LoRA weights belong in a model adapted from the
+    original base (`add_adapters(base, ..., kind="lora")`), not in a reloaded `.keras` file
+    of another task. Bottleneck / conv adapters have no such caveat.
     """
     _check_model(model)
     return {key: np.array(keras.ops.convert_to_numpy(v)) for key, v in _task_variables(model).items()}
