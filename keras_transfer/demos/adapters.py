@@ -14,7 +14,7 @@ IMAGE_SIZE = 16
 
 def _settings(quick):
     if quick:
-        return dict(source_epochs=3, target_epochs=8, labels_per_class=10, widths=(8, 16, 32))
+        return dict(source_epochs=3, target_epochs=6, labels_per_class=10, widths=(8, 16, 32))
     return dict(source_epochs=15, target_epochs=40, labels_per_class=10, widths=(16, 32, 64))
 
 
