@@ -150,6 +150,17 @@ class InsertionTest(TestCase):
         self.assertAllClose(adapted.predict(self.tokens, verbose=0), model.predict(self.tokens, verbose=0),
                             atol=1e-6)
         self.assertEqual(trainable_layer_names(adapted), {"encoder_0_adapter", "encoder_1_adapter", "head"})
+        # LoRA reaches the projections inside the subclassed encoder blocks by name.
+        lora = add_adapters(model, r"query|value", "lora", rank=2)
+        rows = [row["name"] for row in adapter_parameter_report(lora)["adapters"]]
+        self.assertEqual(sorted(rows), sorted(f"encoder_{i}/self_attention_layer/{p}" for i in range(2)
+                                              for p in ("query", "value")))
+        from keras_transfer.recipes import merge_lora
+
+        for variable in lora.trainable_weights:
+            variable.assign(np.random.default_rng(0).normal(size=variable.shape) * 0.1)
+        self.assertAllClose(merge_lora(lora).predict(self.tokens, verbose=0), lora.predict(self.tokens, verbose=0),
+                            atol=1e-5)
 
     def test_sequential_model_and_user_model(self):
         keras.utils.set_random_seed(0)
