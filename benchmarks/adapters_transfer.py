@@ -105,12 +105,20 @@ def main(argv=None):
     parser.add_argument("--labels", type=int, default=10, help="labels per target class")
     parser.add_argument("--methods", default="all", help="method names separated by ';', or all")
     parser.add_argument("--no-grid", action="store_true", help="only each method's middle learning rate")
+    parser.add_argument("--lrs", default="",
+                        help="override grids: 'method=lr,lr;method=lr' (runs only these methods)")
     args = parser.parse_args(argv)
     quick = args.quick
     seeds = 1 if quick else args.seeds
     epochs = 2 if quick else args.epochs
     size = 16 if quick else 32
     methods = list(METHODS) if args.methods == "all" else args.methods.split(";")
+    overrides = {}
+    for item in filter(None, args.lrs.split(";")):
+        name, rates = item.split("=")
+        overrides[name] = tuple(float(v) for v in rates.split(","))
+    if overrides:
+        methods = list(overrides)
     if quick:
         methods = ["linear probe", "full fine-tune", "bottleneck M=8 (after project convs)",
                    "conv series, full (project convs)", "LoRA r=2 (1x1 convs)"]
@@ -123,7 +131,7 @@ def main(argv=None):
           file=sys.stderr, flush=True)
 
     def grid(method):
-        lrs = METHODS[method][2]
+        lrs = overrides.get(method, METHODS[method][2])
         return lrs if not (quick or args.no_grid) else (lrs[len(lrs) // 2],)
 
     runs = [(method, lr) for method in methods for lr in grid(method)]
@@ -161,9 +169,10 @@ def main(argv=None):
     print_table(["method", "trainable %", "best lr", "target accuracy", "vs full FT"], rows)
     if any(len(grid(m)) > 1 for m in methods):
         print("\nMean target accuracy (%) for each learning rate of the grid")
-        print_table(["method", "low lr", "middle lr", "high lr"],
-                    [[m] + [f"{lr:g}: {np.mean(scores[(m, lr)]):.1f}" for lr in grid(m)] for m in methods
-                     if len(grid(m)) > 1])
+        width = max(len(grid(m)) for m in methods)
+        print_table(["method"] + [f"lr {i + 1}" for i in range(width)],
+                    [[m] + [f"{lr:g}: {np.mean(scores[(m, lr)]):.1f}" for lr in grid(m)]
+                     + [""] * (width - len(grid(m))) for m in methods if len(grid(m)) > 1])
     results["source_accuracy"] = source_accuracy
     results["seconds"] = time.time() - start
     return results
