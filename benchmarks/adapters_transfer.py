@@ -115,7 +115,7 @@ def main(argv=None):
     methods = list(METHODS) if args.methods == "all" else args.methods.split(";")
     overrides = {}
     for item in filter(None, args.lrs.split(";")):
-        name, rates = item.split("=")
+        name, rates = item.rsplit("=", 1)
         overrides[name] = tuple(float(v) for v in rates.split(","))
     if overrides:
         methods = list(overrides)
