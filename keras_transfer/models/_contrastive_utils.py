@@ -60,6 +60,8 @@ def input_rank(encoder):
 
 def check_input_rank(x, encoder, name="x"):
     expected = input_rank(encoder)
+    if x.shape.rank is None:  # a retraced step with relaxed shapes: nothing to check statically
+        return
     if len(x.shape) != expected:
         raise ValueError(
             f"`{name}` must have rank {expected} to match the encoder input "
