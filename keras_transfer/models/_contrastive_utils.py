@@ -106,3 +106,26 @@ def projection_mlp(input_dim, hidden_dim, output_dim, name):
 
 def float32_sum(values):
     return ops.sum(ops.cast(values, "float32"))
+
+
+def default_decoder(feature_dim, output_shape, hidden_dim, name="decoder"):
+    """MLP decoder features -> `output_shape` (linear output), for the reconstruction tasks."""
+    hidden_dim = check_positive_int("decoder_hidden_dim", hidden_dim)
+    inputs = keras.Input((feature_dim,))
+    h = keras.layers.Dense(hidden_dim, activation="relu", name="hidden")(inputs)
+    size = 1
+    for dim in output_shape:
+        size *= int(dim)
+    out = keras.layers.Dense(size, name="reconstruction")(h)
+    out = keras.layers.Reshape(tuple(int(d) for d in output_shape))(out)
+    return keras.Model(inputs, out, name=name)
+
+
+def check_value_range(value_range):
+    if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2
+            and float(value_range[0]) < float(value_range[1])):
+        raise ValueError(
+            "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
+            f"Received: value_range={value_range!r}"
+        )
+    return (float(value_range[0]), float(value_range[1]))
