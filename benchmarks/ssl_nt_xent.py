@@ -67,6 +67,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         import torch
+
+        # Multi-threaded torch timings were erratic (0.2-300 ms) on the shared 2-core machine.
+        torch.set_num_threads(1)
     except ImportError:
         torch = None
         print("PyTorch peer skipped: `import torch` failed (pip install torch==2.13.0 to include it).")

@@ -82,6 +82,13 @@ def nt_xent_terms(z1, z2, temperature=0.1, cross_replica=True):
     z1 = ops.convert_to_tensor(z1)
     z2 = ops.convert_to_tensor(z2)
     _check_pair(z1, z2)
+    if tf.executing_eagerly():  # values at hand: a clear error instead of a NaN loss
+        for name, z in (("z1", z1), ("z2", z2)):
+            if not bool(tf.reduce_all(tf.math.is_finite(ops.cast(z, "float32")))):
+                raise ValueError(
+                    f"`{name}` must contain only finite values. Received: {name} with NaN or "
+                    "infinite entries. Check the encoder inputs and the learning rate."
+                )
     dtype = _compute_dtype(z1)
     z1 = tf.math.l2_normalize(ops.cast(z1, dtype), axis=-1)
     z2 = tf.math.l2_normalize(ops.cast(z2, dtype), axis=-1)

@@ -26,7 +26,9 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     `queue_size` most recent keys of earlier batches (the memory bank). The key
     encoder `(f_k, g_k)` is an exponential moving average of `(f, g)`:
     `theta_k <- momentum * theta_k + (1 - momentum) * theta` at the start of each step
-    (all weights, BatchNorm statistics included), and receives no gradient.
+    (all weights, BatchNorm statistics included), receives no gradient and runs in
+    inference mode (single-device stand-in for the paper's shuffle-BN: batch statistics
+    cannot leak which key belongs to which query).
 
     The queue, its write pointer and the key encoder are model weights, so a
     `.keras` file saved mid-training resumes exactly. Data: pairs of views as
@@ -145,7 +147,9 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         with tf.control_dependencies(checks):
             view_1 = tf.identity(view_1)
         q = self.projection_head(self.encoder(view_1, training=training), training=training)
-        k = self.key_projection_head(self.key_encoder(view_2, training=training), training=training)
+        # Keys in inference mode: with BatchNorm in training mode, a query and its key can
+        # "cheat" through batch statistics (what MoCo's shuffle-BN prevents across GPUs).
+        k = self.key_projection_head(self.key_encoder(view_2, training=False), training=False)
         q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
         k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
         positive = ops.sum(q * k, axis=-1, keepdims=True)

@@ -118,6 +118,12 @@ class NTXentTest(TestCase):
         self.assertRaisesValueError(["same shape", "(6, 5)", "(5, 5)"], nt_xent, self.z1, self.z2[:5])
         self.assertRaisesValueError(["(batch, 2, dim)", "(6, 5)"], NTXent(), np.zeros(6), self.z1)
 
+    def test_nan_is_a_clear_error(self):
+        z1 = self.z1.copy()
+        z1[2, 1] = np.nan
+        self.assertRaisesValueError(["`z1` must contain only finite", "NaN"], nt_xent, z1, self.z2)
+        self.assertRaisesValueError("`z2` must contain only finite", nt_xent, self.z2, z1 * np.inf)
+
     def test_batch_of_one_in_graph_is_a_clear_error(self):
         fn = tf.function(lambda a, b: nt_xent(a, b), input_signature=[tf.TensorSpec((None, 5))] * 2)
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "fewer than 2 pairs"):
