@@ -39,12 +39,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
+                        help="subset to run (random init and simclr are always included: the goal compares them)")
     args = parser.parse_args(argv)
     image_size = 16
     data = load_digits(image_size=image_size, channels=1, seed=0)
     (x_train, y_train), (x_test, y_test) = data
     epochs, seeds, widths, budgets = args.epochs, args.seeds, (32, 64, 128), (2, 10, None)
-    methods = METHODS
+    methods = [m for m in METHODS if m in set(args.methods) | {"random init", "simclr"}]
     if args.quick:
         epochs, seeds, widths, budgets = 1, [0], (4, 8), (2, None)
         methods = ("random init", "simclr", "moco")  # the other pre-trainings run in the demo test

@@ -22,7 +22,8 @@ class SimCLR(utils.BuildsOptimizerOnCompile, keras.Model):
     with their gradients and the positives sit at `replica offset + row`; each
     replica differentiates its share of the global mean, so the loss and the
     gradients equal single-device training on the same global batch, also for
-    an uneven final batch.
+    an uneven final batch. (BatchNorm layers still use per-replica batch statistics;
+    SimCLR's "global BN" would need a synchronized BatchNorm in the encoder.)
 
     `call(x)` (so `predict`, `export`) returns the encoder's representation
     `h = f(x)`, which downstream tasks use; `self.encoder` is the pre-trained
