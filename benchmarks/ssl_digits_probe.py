@@ -7,7 +7,7 @@ supervised one (trained with all labels; upper reference). Each frozen encoder i
 scored by the convex linear probe (C = 1) on 2 and 10 labels per class and on all
 labels, tested on the 450 held-out digits. Goal: SimCLR >= 15 points above random init.
 
-    python benchmarks/ssl_digits_probe.py [--quick] [--epochs 30] [--seeds 0 1 2]
+    python benchmarks/ssl_digits_probe.py [--quick] [--epochs 60] [--seeds 0 1 2]
 """
 
 import argparse
@@ -37,7 +37,7 @@ def mean_std(values):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="subset to run (random init and simclr are always included: the goal compares them)")

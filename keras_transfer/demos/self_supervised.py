@@ -61,9 +61,10 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
         model.fit(data, epochs=epochs, verbose=0)
     elif method == "moco":
-        model = MoCo(encoder, projection_dim=64, queue_size=1024, momentum=0.99, temperature=0.2)
+        # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
+        model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5)
         model.compile(optimizer=optimizer)
-        data = simclr_dataset(x_train, batch_size=128, augmentation=digits_augmentation(image_size), seed=seed)
+        data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
         model.fit(data, epochs=epochs, verbose=0)
     elif method == "rotation":
         model = RotationPrediction(encoder)
