@@ -27,10 +27,16 @@ def loss_terms(z_local, z_all, labels):
 
 
 def main():
+    # One process, several splits: TensorFlow starts once.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    for split in [int(v) for v in sys.argv[1:]] or [3]:
+        probe(strategy, split)
+
+
+def probe(strategy, split):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(5, 3)).astype("float32")
     w0 = rng.normal(size=(3, 2)).astype("float32")
-    split = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
     # Single device reference.
     w = tf.Variable(w0)
@@ -40,7 +46,6 @@ def main():
         reference_loss = tf.reduce_mean(loss_terms(z, distributed.all_gather_with_grad(z), labels))
     reference_grad = tape.gradient(reference_loss, w)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         wd = tf.Variable(w0)
 
@@ -77,7 +82,7 @@ def main():
         "default_offset": int(distributed.replica_offset(tf.zeros((4, 2)))),
         "default_replicas": distributed.num_replicas(),
     }
-    print("RESULT " + json.dumps(result))
+    print(f"RESULT {split} " + json.dumps(result))
 
 
 if __name__ == "__main__":

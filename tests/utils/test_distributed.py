@@ -13,16 +13,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_distributed_probe.py")
 
 
-def run_probe(split):
+def run_probe(*splits):
     # Logical devices must be set before TF initialises: a fresh process keeps
     # this pytest process (and its other tests) on the default single device.
     output = subprocess.run(
-        [sys.executable, PROBE, str(split)], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, PROBE, *map(str, splits)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
-    lines = [line for line in output.stdout.splitlines() if line.startswith("RESULT ")]
-    if output.returncode != 0 or not lines:
+    lines = [line.split(" ", 2) for line in output.stdout.splitlines() if line.startswith("RESULT ")]
+    if output.returncode != 0 or len(lines) != len(splits):
         raise AssertionError(f"probe failed:\n{output.stdout}\n{output.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return {int(split): json.loads(text) for _, split, text in lines}
 
 
 class DistributedSingleDeviceTest(TestCase):
@@ -43,6 +43,11 @@ class DistributedSingleDeviceTest(TestCase):
 
 
 class DistributedMirroredTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.results = run_probe(3, 5)
+
     def check(self, result, expected_labels, expected_offsets):
         # Reference: the same loss on one device over the same global batch.
         self.assertEqual(result["num_replicas"], [2])
@@ -58,8 +63,8 @@ class DistributedMirroredTest(TestCase):
         self.assertEqual(result["default_replicas"], 1)
 
     def test_unequal_replica_batches_match_single_device(self):
-        self.check(run_probe(3), [[0, 1, 2], [3, 4]], [0, 3])
+        self.check(self.results[3], [[0, 1, 2], [3, 4]], [0, 3])
 
     def test_empty_replica_matches_single_device(self):
         # A final partial batch can leave one replica with no rows.
-        self.check(run_probe(5), [[0, 1, 2, 3, 4], []], [0, 5])
+        self.check(self.results[5], [[0, 1, 2, 3, 4], []], [0, 5])
