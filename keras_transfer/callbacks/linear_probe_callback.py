@@ -18,10 +18,12 @@ class LinearProbeCallback(keras.callbacks.Callback):  # holds data: not serialis
         x_test, y_test: held-out data whose accuracy is reported.
         every: evaluate every this many epochs (>= 1).
         C: inverse L2 strength of the probe (a fixed value is fast; "auto" cross-validates).
+        num_classes: default `max(y_train) + 1`.
     """
 
-    def __init__(self, x_train, y_train, x_test, y_test, every=1, C=1.0, verbose=0):
+    def __init__(self, x_train, y_train, x_test, y_test, every=1, C=1.0, num_classes=None, verbose=0):
         super().__init__()
+        self.num_classes = num_classes
         self.data = (x_train, y_train, x_test, y_test)
         self.every = check_positive_int("every", every)
         self.C = C
@@ -31,7 +33,7 @@ class LinearProbeCallback(keras.callbacks.Callback):  # holds data: not serialis
     def _evaluate(self, epoch, logs):
         from keras_transfer.recipes.linear_evaluation import linear_evaluation
 
-        result = linear_evaluation(self.model, *self.data, C=self.C)
+        result = linear_evaluation(self.model, *self.data, num_classes=self.num_classes, C=self.C)
         accuracy = result["test_accuracy"]
         self.history.append((epoch, accuracy))
         if logs is not None:
