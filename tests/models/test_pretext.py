@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_transfer.models import DenoisingAutoencoder
 from keras_transfer.models import MaskedImputation
