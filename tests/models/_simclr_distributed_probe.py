@@ -72,7 +72,21 @@ def main():
             "accuracy": acc,
             "max_grad_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(grads, ref_grads)),
         }
+    # MoCo updates its queue and key encoder in place: several replicas must be refused clearly.
+    from keras_transfer.models import MoCo
+
+    with strategy.scope():
+        keras.utils.set_random_seed(0)
+        encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6)])
+        moco = MoCo(encoder, projection_dim=3, queue_size=16)
+        moco.compile(optimizer="sgd")
+    try:
+        moco.fit(dataset(v1, v2, sizes[:1]), epochs=1, verbose=0)
+        moco_error = None
+    except ValueError as error:
+        moco_error = str(error)
     print("RESULT " + json.dumps({
+        "moco_error": moco_error,
         "reference_loss": ref_loss,
         "reference_accuracy": ref_acc,
         "max_grad": max(float(np.max(np.abs(g))) for g in ref_grads),

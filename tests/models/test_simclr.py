@@ -167,3 +167,6 @@ class SimCLRDistributedTest(TestCase):
         local = result["distributed"]["False"]
         self.assertGreater(abs(local["loss"] - result["reference_loss"]), 1e-2)
         self.assertGreater(local["max_grad_diff"], 1e-2)
+        # MoCo refuses several replicas with a clear ValueError.
+        self.assertIn("MoCo runs on a single replica", result["moco_error"])
+        self.assertIn("2 replicas in sync", result["moco_error"])
