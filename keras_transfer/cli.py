@@ -11,6 +11,7 @@ import time
 DEMO_SECTIONS = [
     ("transfer", "keras_transfer.demos.transfer"),
     ("adapters", "keras_transfer.demos.adapters"),
+    ("self_supervised", "keras_transfer.demos.self_supervised"),
 ]
 
 

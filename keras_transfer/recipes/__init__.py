@@ -30,6 +30,8 @@ from keras_transfer.recipes.freezing import freeze_backbone
 from keras_transfer.recipes.freezing import select_blocks
 from keras_transfer.recipes.freezing import trainable_report
 from keras_transfer.recipes.freezing import unfreeze_backbone
+from keras_transfer.recipes.linear_evaluation import linear_evaluation
+from keras_transfer.recipes.linear_evaluation import linear_probe_model
 from keras_transfer.recipes.linear_probe import extract_features
 from keras_transfer.recipes.linear_probe import fit_logistic_regression
 from keras_transfer.recipes.linear_probe import linear_probe

@@ -1,0 +1,162 @@
+"""SimCLR step cost and augmentation throughput on this machine.
+
+1. Crop: batched `tf.image.crop_and_resize` (ours, default) vs per-image
+   `tf.image.sample_distorted_bounding_box` (ours, "bounding_box") vs keras-cv
+   `RandomCropAndResize` (optional peer: skipped with a reason if keras-cv is missing),
+   as tf.data throughput of the crop stage alone (images/s, median of windows).
+2. Step: SimCLR step (B pairs = 2B images) vs 2x a supervised step of the same encoder
+   and batch B (goal ratio <= 1.10).
+3. Pipeline: `simclr_dataset` pairs/s (full augmentation, two views) vs the pairs/s a
+   SimCLR step consumes (goal >= 2x).
+
+    python benchmarks/ssl_step_cost.py [--quick]
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_transfer.augment import SimCLRAugmentation  # noqa: E402
+from keras_transfer.augment import image_ops  # noqa: E402
+from keras_transfer.augment import simclr_dataset  # noqa: E402
+from keras_transfer.datasets import load_digits_m  # noqa: E402
+from keras_transfer.demos.report import print_table  # noqa: E402
+from keras_transfer.models import SimCLR  # noqa: E402
+from keras_transfer.recipes import load_backbone  # noqa: E402
+
+
+def encoder_model(image_size, widths):
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = load_backbone("simple_cnn", input_shape=(image_size, image_size, 3), widths=widths)(x)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x), name="encoder")
+
+
+def throughput(dataset, batches, windows):
+    """Median examples/s of `dataset` (elements are batches) over `windows` windows."""
+    iterator = iter(dataset)
+    next(iterator)  # warm-up: tracing, autotune
+    rates = []
+    for _ in range(windows):
+        start, count = time.perf_counter(), 0
+        for _ in range(batches):
+            element = next(iterator)
+            count += int(tf.nest.flatten(element)[0].shape[0])
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def crop_benchmark(x, image_size, batch_size, batches, windows, peers=True):
+    base = tf.data.Dataset.from_tensor_slices(x).repeat().batch(batch_size, drop_remainder=True)
+    size = (image_size, image_size)
+    to01 = lambda b: tf.cast(b, "float32") / 255.0  # noqa: E731
+    candidates = {
+        "crop_and_resize (ours, batched)": lambda b: image_ops.random_resized_crop(to01(b), size),
+        "sample_distorted_bounding_box (per image)": lambda b: tf.map_fn(
+            lambda im: image_ops.random_resized_crop_bounding_box(im, size), to01(b),
+            fn_output_signature=tf.TensorSpec(size + (x.shape[-1],), "float32")),
+    }
+    try:
+        if not peers:
+            raise ImportError("--quick leaves the optional peer out (its import alone takes seconds)")
+        import keras_cv
+
+        layer = keras_cv.layers.RandomCropAndResize(
+            target_size=size, crop_area_factor=(0.08, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3))
+        candidates["keras-cv RandomCropAndResize"] = lambda b: layer(to01(b), training=True)
+    except Exception as error:  # optional peer
+        print(f"keras-cv peer skipped: {type(error).__name__}: {error}")
+    results = {}
+    for name, fn in candidates.items():
+        ds = base.map(fn, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        results[name] = throughput(ds, batches, windows)
+    return results
+
+
+def step_times(x, y, image_size, widths, batch_size, steps, rounds=3):
+    """Median seconds of a SimCLR step (batch_size pairs) and of a supervised step (batch_size)."""
+    keras.utils.set_random_seed(0)
+    supervised_encoder = encoder_model(image_size, widths)
+    inputs = keras.Input((image_size, image_size, 3))
+    supervised = keras.Model(inputs, keras.layers.Dense(10)(supervised_encoder(inputs)))
+    supervised.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    simclr = SimCLR(encoder_model(image_size, widths), projection_dim=64, temperature=0.2)
+    simclr.compile(optimizer="adam")
+    xb = x[:batch_size].astype("float32")
+    yb = y[:batch_size]
+    v1, v2 = xb, xb[::-1].copy()
+
+    def timed(fn):
+        fn()
+        fn()  # tracing + first run
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    # Interleave the two models' timing rounds so machine load affects both alike.
+    sup, ssl = [], []
+    for _ in range(rounds):
+        sup.append(timed(lambda: supervised.train_on_batch(xb, yb)))
+        ssl.append(timed(lambda: simclr.train_on_batch((v1, v2))))
+    return statistics.median(ssl), statistics.median(sup)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    image_size = 32
+    batch_size = 16 if args.quick else 64
+    widths = (8, 16) if args.quick else (16, 32, 64)
+    (x, y), _ = load_digits_m(image_size=image_size, seed=0)
+    if args.quick:
+        x, y = x[:128], y[:128]
+    windows, batches, steps = (2, 2, 2) if args.quick else (5, 20, 10)
+
+    crops = crop_benchmark(x, image_size, batch_size, batches, windows, peers=not args.quick)
+    fastest = max(crops, key=crops.get)
+    print(f"\nCrop stage alone, {image_size}px, batch {batch_size} (images/s, median of {windows} windows):")
+    print_table(["crop", "images/s", "vs crop_and_resize"],
+                [[k, f"{v:.0f}", f"{v / crops['crop_and_resize (ours, batched)']:.2f}x"] for k, v in crops.items()])
+
+    simclr_step, supervised_step = step_times(x, y, image_size, widths, batch_size, steps,
+                                              rounds=1 if args.quick else 3)
+    step_ratio = simclr_step / (2 * supervised_step)
+    print(f"\nTrain step, simple_cnn{widths} encoder, {image_size}px RGB, batch {batch_size}:")
+    print_table(["step", "ms (median)"], [
+        [f"supervised (batch {batch_size})", f"{1e3 * supervised_step:.1f}"],
+        [f"2 x supervised", f"{2e3 * supervised_step:.1f}"],
+        [f"SimCLR ({batch_size} pairs = {2 * batch_size} images)", f"{1e3 * simclr_step:.1f}"],
+        ["ratio SimCLR / (2 x supervised) (goal <= 1.10)", f"{step_ratio:.3f}"],
+    ])
+
+    pipeline = throughput(
+        simclr_dataset(x, batch_size=batch_size, augmentation=SimCLRAugmentation(image_size), repeat=True),
+        batches, windows)
+    consumed = batch_size / simclr_step
+    print(f"\nAugmentation pipeline (two views, full SimCLR recipe) vs step consumption:")
+    print_table(["", "pairs/s"], [
+        ["simclr_dataset alone", f"{pipeline:.0f}"],
+        ["SimCLR step consumes", f"{consumed:.0f}"],
+        ["ratio (goal >= 2)", f"{pipeline / consumed:.2f}"],
+    ])
+    return {
+        "crops": crops, "fastest_crop": fastest, "simclr_step": simclr_step, "supervised_step": supervised_step,
+        "step_ratio": step_ratio, "pipeline_pairs_per_s": pipeline, "consumed_pairs_per_s": consumed,
+        "pipeline_ratio": pipeline / consumed,
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`simclr_dataset`: unlabeled images -> a tf.data pipeline of two augmented views."""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.augment.simclr_augmentation import SimCLRAugmentation
+from keras_transfer.utils.validation import check_not_empty
+from keras_transfer.utils.validation import check_positive_int
+
+
+def simclr_dataset(
+    x,
+    batch_size=256,
+    augmentation=None,
+    image_size=None,
+    shuffle=True,
+    seed=0,
+    drop_remainder=True,
+    repeat=False,
+):
+    """Batches of two independently augmented views, `((view_1, view_2),)`.
+
+    The element is a 1-tuple so that `model.fit(dataset)` hands SimCLR / MoCo the
+    pair as `x` (a 2-tuple would be read as `(x, y)`). Augmentation runs batched
+    after `batch` in parallel `map` calls and the pipeline prefetches, so it
+    overlaps with the training step.
+
+    Args:
+        x: images `(N, H, W, C)` (NumPy array or tensor), values in the
+            augmentation's `value_range`.
+        batch_size: examples per batch (each gives 2 views).
+        augmentation: a `SimCLRAugmentation` (default: the paper's recipe at
+            `image_size`, the CIFAR recipe without blur at 32 px or less).
+        image_size: output size when `augmentation` is None (default: input size).
+        shuffle, seed: shuffle each epoch with this seed.
+        drop_remainder: drop a final partial batch (default True). With False the
+            last batch is smaller and the contrastive models compute its exact
+            loss; it must still hold at least 2 examples.
+        repeat: repeat forever (use with `steps_per_epoch`).
+    """
+    batch_size = check_positive_int("batch_size", batch_size)
+    if isinstance(x, np.ndarray) or tf.is_tensor(x):
+        check_not_empty(x, "x")
+        if len(x.shape) != 4:
+            raise ValueError(
+                "`x` must be images of shape (num_images, height, width, channels). "
+                f"Received: x.shape={tuple(x.shape)}. Add a channel axis to grayscale images "
+                "(x[..., None])."
+            )
+        if not drop_remainder and len(x) % batch_size == 1:
+            raise ValueError(
+                "`batch_size` leaves a final batch of ONE image, which has no negatives. "
+                f"Received: batch_size={batch_size} for {len(x)} images. "
+                "Use drop_remainder=True or another batch size."
+            )
+        dataset = tf.data.Dataset.from_tensor_slices(x)
+        size = len(x)
+        image_shape = tuple(x.shape[1:3])
+    else:
+        raise ValueError(
+            f"`x` must be a NumPy array or tensor of images. Received: x of type {type(x).__name__}"
+        )
+    if augmentation is None:
+        size_out = image_size or image_shape
+        side = size_out if isinstance(size_out, int) else min(size_out)
+        augmentation = (
+            SimCLRAugmentation.small_image_defaults(size_out)
+            if side <= 32
+            else SimCLRAugmentation(size_out)
+        )
+    if shuffle:
+        dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(
+        lambda images: ((augmentation(images), augmentation(images)),),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,50 @@
+"""Denoising-autoencoder pre-training (Vincent et al., 2008; seed 001)."""
+
+import keras
+from keras import ops
+
+from keras_transfer.models._reconstruction import ReconstructionPretext
+from keras_transfer.utils.validation import check_fraction
+from keras_transfer.utils.validation import check_non_negative_float
+from keras_transfer.utils.validation import check_one_of
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class DenoisingAutoencoder(ReconstructionPretext):
+    """Corrupts the input, and trains encoder + decoder to reconstruct the CLEAN input.
+
+    Corruptions (in [0, 1] units of `value_range`): "gaussian" adds N(0, noise_stddev^2)
+    noise; "masking" zeroes each entry with probability `mask_rate` (the masking noise of
+    Vincent et al.). The loss is the MSE over ALL entries in [0, 1] units, float32.
+
+    Args:
+        encoder: a built Keras model mapping inputs to `(batch, features)`.
+        decoder: features -> input shape, or None for an MLP (`decoder_hidden_dim` units).
+        corruption: "gaussian" or "masking".
+        noise_stddev: standard deviation of the Gaussian noise (>= 0).
+        mask_rate: share of entries zeroed by "masking" noise, in [0, 1).
+        value_range: range of the raw inputs, e.g. (0, 255).
+    """
+
+    def __init__(self, encoder, decoder=None, corruption="gaussian", noise_stddev=0.2, mask_rate=0.25,
+                 decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
+        self.corruption = check_one_of("corruption", corruption, ("gaussian", "masking"))
+        self.noise_stddev = check_non_negative_float("noise_stddev", noise_stddev)
+        self.mask_rate = check_fraction("mask_rate", mask_rate)
+        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
+                         value_range=value_range, seed=seed, **kwargs)
+
+    def _corrupt(self, x01):
+        if self.corruption == "gaussian":
+            noise = keras.random.normal(ops.shape(x01), stddev=self.noise_stddev, seed=self.seed_generator)
+            corrupted = x01 + noise
+        else:
+            keep = keras.random.uniform(ops.shape(x01), seed=self.seed_generator) >= self.mask_rate
+            corrupted = x01 * ops.cast(keep, x01.dtype)
+        return corrupted, ops.ones_like(x01)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"corruption": self.corruption, "noise_stddev": self.noise_stddev,
+                       "mask_rate": self.mask_rate})
+        return config

@@ -1,0 +1,64 @@
+"""Masked imputation: hide part of the input and predict it (seed 002's cloze task)."""
+
+import keras
+from keras import ops
+
+from keras_transfer.models._reconstruction import ReconstructionPretext
+from keras_transfer.utils.validation import check_fraction
+from keras_transfer.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class MaskedImputation(ReconstructionPretext):
+    """Hides a random share `mask_rate` of the input and regresses the hidden part only.
+
+    Images `(B, H, W, C)` are masked by square patches of `patch_size` pixels (all
+    channels of a patch together); any other input (vectors, sequences) entry by
+    entry. Hidden entries are set to `fill_value` (in [0, 1] units of
+    `value_range`); the loss is the MSE over the hidden entries only (float32).
+
+    Args:
+        encoder: a built Keras model mapping inputs to `(batch, features)`.
+        decoder: features -> input shape, or None for an MLP.
+        mask_rate: share of patches/entries hidden, in (0, 1).
+        patch_size: patch side for image inputs (must divide H and W).
+        fill_value: value written into the hidden entries, in [0, 1] units.
+    """
+
+    def __init__(self, encoder, decoder=None, mask_rate=0.5, patch_size=2, fill_value=0.0,
+                 decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
+        self.mask_rate = check_fraction("mask_rate", mask_rate, inclusive_low=False)
+        self.patch_size = check_positive_int("patch_size", patch_size)
+        self.fill_value = float(fill_value)
+        shape = tuple(encoder.inputs[0].shape) if getattr(encoder, "inputs", None) else ()
+        if len(shape) == 4 and None not in shape[1:3]:
+            if shape[1] % self.patch_size or shape[2] % self.patch_size:
+                raise ValueError(
+                    f"`patch_size` must divide the image height and width. Received: patch_size="
+                    f"{patch_size} for inputs of shape {shape}"
+                )
+        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
+                         value_range=value_range, seed=seed, **kwargs)
+
+    def _mask(self, x01):
+        """1.0 where hidden."""
+        if len(x01.shape) == 4:
+            p = self.patch_size
+            batch = ops.shape(x01)[0]
+            grid = keras.random.uniform(
+                (batch, x01.shape[1] // p, x01.shape[2] // p, 1), seed=self.seed_generator
+            )
+            hidden = ops.cast(grid < self.mask_rate, x01.dtype)
+            hidden = ops.repeat(ops.repeat(hidden, p, axis=1), p, axis=2)
+            return ops.broadcast_to(hidden, ops.shape(x01))
+        return ops.cast(keras.random.uniform(ops.shape(x01), seed=self.seed_generator) < self.mask_rate, x01.dtype)
+
+    def _corrupt(self, x01):
+        hidden = self._mask(x01)
+        return x01 * (1.0 - hidden) + self.fill_value * hidden, hidden
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mask_rate": self.mask_rate, "patch_size": self.patch_size,
+                       "fill_value": self.fill_value})
+        return config

@@ -1,0 +1,234 @@
+"""MoCo: momentum contrast with a queue of negative keys (He et al., 2020; v2 MLP head)."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.utils import distributed
+from keras_transfer.utils.validation import check_fraction
+from keras_transfer.utils.validation import check_positive_float
+from keras_transfer.utils.validation import check_positive_int
+
+
+def _clone(model):
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
+    """Momentum contrast: a query encoder trained by InfoNCE against a momentum key encoder.
+
+    For each pair of views, the query `q = g(f(view_1))` must pick its key
+    `k = g_k(f_k(view_2))` out of `1 + queue_size` candidates: the key and the
+    `queue_size` most recent keys of earlier batches (the memory bank). The key
+    encoder `(f_k, g_k)` is an exponential moving average of `(f, g)`:
+    `theta_k <- momentum * theta_k + (1 - momentum) * theta` at the start of each step
+    (all weights, BatchNorm statistics included), receives no gradient and runs in
+    inference mode (single-device stand-in for the paper's shuffle-BN: batch statistics
+    cannot leak which key belongs to which query).
+
+    The queue, its write pointer and the key encoder are model weights, so a
+    `.keras` file saved mid-training resumes exactly. Data: pairs of views as
+    for `SimCLR` (`simclr_dataset`), or one batch plus `augmenter=`. The batch
+    must not exceed `queue_size`. Single replica: under `tf.distribute` with
+    several replicas the step raises a ValueError (use `SimCLR`, whose negatives
+    span the global batch).
+
+    `call(x)` returns the query encoder's representation `f(x)`.
+
+    Args:
+        encoder: a built Keras model mapping inputs to `(batch, features)`.
+        projection_head: Keras model or None for the MLP `Dense(hidden, relu) ->
+            Dense(projection_dim)` (MoCo v2).
+        projection_dim, projection_hidden_dim: sizes of the default head.
+        queue_size: number of negative keys kept (65536 in the paper; >= batch).
+        momentum: EMA coefficient of the key encoder, in [0, 1) (0.999 in the paper).
+        temperature: InfoNCE temperature (0.2 in MoCo v2).
+        augmenter: optional view-making layer for one-batch inputs.
+    """
+
+    def __init__(
+        self,
+        encoder,
+        projection_head=None,
+        projection_dim=128,
+        projection_hidden_dim=None,
+        queue_size=4096,
+        momentum=0.999,
+        temperature=0.2,
+        augmenter=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        feature_dim = utils.check_encoder(encoder, "MoCo")
+        self.projection_dim = check_positive_int("projection_dim", projection_dim)
+        self.projection_hidden_dim = projection_hidden_dim
+        self.queue_size = check_positive_int("queue_size", queue_size)
+        self.momentum = check_fraction("momentum", momentum)
+        self.temperature = check_positive_float("temperature", temperature)
+        if projection_head is None:
+            projection_head = utils.projection_mlp(
+                feature_dim,
+                projection_hidden_dim if projection_hidden_dim is not None else feature_dim,
+                projection_dim,
+                name="projection_head",
+            )
+        elif not isinstance(projection_head, keras.layers.Layer):
+            raise ValueError(
+                "`projection_head` must be a Keras model or layer, or None for the default MLP. "
+                f"Received: projection_head of type {type(projection_head).__name__}"
+            )
+        self.encoder = encoder
+        self.projection_head = projection_head
+        if not projection_head.built:
+            projection_head.build(utils.encoder_output_shape(encoder))
+        key_dim = int(projection_head.compute_output_shape(utils.encoder_output_shape(encoder))[-1])
+        self.key_encoder = _clone(encoder)
+        self.key_projection_head = _clone(projection_head)
+        self.key_encoder.trainable = False
+        self.key_projection_head.trainable = False
+        self.augmenter = augmenter
+        initial = keras.random.normal((self.queue_size, key_dim), seed=0)
+        initial = initial / ops.norm(initial, axis=1, keepdims=True)
+        self.queue = self.add_weight(
+            shape=(self.queue_size, key_dim),
+            initializer=lambda shape, dtype: ops.cast(initial, dtype),
+            trainable=False,
+            dtype="float32",
+            name="queue",
+        )
+        self.queue_pointer = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="int32", name="queue_pointer"
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
+        self.build(tuple(encoder.inputs[0].shape))
+
+    def build(self, input_shape):
+        # Everything is built in __init__; recording the input shape lets `export()` trace.
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.encoder(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def _check_batch(self, view):
+        if distributed.num_replicas() > 1:
+            raise ValueError(
+                "MoCo runs on a single replica: its queue and momentum encoder are updated "
+                f"in place. Received: {distributed.num_replicas()} replicas in sync. "
+                "Use SimCLR (global-batch negatives) under tf.distribute."
+            )
+        static = view.shape[0] if view.shape.rank is not None else None
+        fix = "Lower the batch size or raise `queue_size`."
+        if static is not None:
+            if static > self.queue_size:
+                raise ValueError(
+                    f"`queue_size` must be >= the batch size. Received: queue_size={self.queue_size} "
+                    f"for a batch of {static}. {fix}"
+                )
+            return []
+        return [
+            tf.debugging.assert_less_equal(
+                tf.shape(view)[0], self.queue_size,
+                message=f"`queue_size` must be >= the batch size (queue_size={self.queue_size}). {fix}",
+            )
+        ]
+
+    def _logits(self, x, training):
+        view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "MoCo")
+        checks = self._check_batch(view_1)
+        with tf.control_dependencies(checks):
+            view_1 = tf.identity(view_1)
+        q = self.projection_head(self.encoder(view_1, training=training), training=training)
+        # Keys in inference mode: with BatchNorm in training mode, a query and its key can
+        # "cheat" through batch statistics (what MoCo's shuffle-BN prevents across GPUs).
+        k = self.key_projection_head(self.key_encoder(view_2, training=False), training=False)
+        q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
+        k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
+        positive = ops.sum(q * k, axis=-1, keepdims=True)
+        negative = ops.matmul(q, ops.transpose(ops.convert_to_tensor(self.queue)))
+        logits = ops.concatenate([positive, negative], axis=1) / self.temperature
+        return logits, k
+
+    @staticmethod
+    def _loss_and_accuracy(logits):
+        # InfoNCE with the positive in column 0, in float32.
+        losses = ops.logsumexp(logits, axis=1) - logits[:, 0]
+        hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), 0), "float32")
+        return ops.mean(losses), ops.mean(hits)
+
+    def _enqueue(self, keys):
+        n = ops.shape(keys)[0]
+        index = (ops.convert_to_tensor(self.queue_pointer) + ops.arange(n, dtype="int32")) % self.queue_size
+        self.queue.assign(ops.scatter_update(self.queue, index[:, None], keys))
+        self.queue_pointer.assign((self.queue_pointer + n) % self.queue_size)
+
+    def _momentum_update(self):
+        m = self.momentum
+        pairs = list(zip(self.key_encoder.weights, self.encoder.weights)) + list(
+            zip(self.key_projection_head.weights, self.projection_head.weights)
+        )
+        for key, query in pairs:
+            if keras.backend.standardize_dtype(key.dtype).startswith("float"):
+                key.assign(m * key + (1.0 - m) * ops.cast(query, key.dtype))
+            else:
+                key.assign(query)
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        trainable = self.trainable_variables
+        # As in the paper's pseudo-code: update the key encoder, then compute the keys.
+        self._momentum_update()
+        with tf.GradientTape() as tape:
+            logits, keys = self._logits(x, training=True)
+            loss, accuracy = self._loss_and_accuracy(logits)
+            if self.losses:
+                loss = loss + ops.cast(sum(self.losses), "float32")
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, trainable)
+        self.optimizer.apply(gradients, trainable)
+        self._enqueue(keys)
+        return self._report(loss, accuracy, ops.shape(logits)[0])
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        logits, _ = self._logits(x, training=False)
+        loss, accuracy = self._loss_and_accuracy(logits)
+        return self._report(loss, accuracy, ops.shape(logits)[0])
+
+    def _report(self, loss, accuracy, count):
+        weight = ops.cast(count, "float32")
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "projection_head": keras.saving.serialize_keras_object(self.projection_head),
+                "projection_dim": self.projection_dim,
+                "projection_hidden_dim": self.projection_hidden_dim,
+                "queue_size": self.queue_size,
+                "momentum": self.momentum,
+                "temperature": self.temperature,
+                "augmenter": keras.saving.serialize_keras_object(self.augmenter),
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "projection_head", "augmenter"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -1,0 +1,106 @@
+"""Rotation prediction: a proxy (pretext) task for images (Gidaris et al., 2018; seed 002)."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.utils.validation import check_one_of
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class RotationPrediction(utils.BuildsOptimizerOnCompile, keras.Model):
+    """Rotates every image by 0, 90, 180 and 270 degrees and classifies the rotation.
+
+    Each batch of B images becomes 4B rotated copies with labels 0..3 (quarter turns,
+    counter-clockwise); the encoder and a linear `rotation_head` are trained with
+    sparse cross-entropy (float32). Images must be square. `call(x)` returns the
+    encoder's features.
+
+    Args:
+        encoder: a built Keras model mapping square images to `(batch, features)`.
+        num_rotations: 4 (quarter turns) or 2 (0 and 180 degrees).
+    """
+
+    def __init__(self, encoder, num_rotations=4, **kwargs):
+        super().__init__(**kwargs)
+        feature_dim = utils.check_encoder(encoder, "RotationPrediction")
+        self.num_rotations = check_one_of("num_rotations", num_rotations, (2, 4))
+        shape = tuple(encoder.inputs[0].shape)
+        if len(shape) != 4 or shape[1] != shape[2] or shape[1] is None:
+            raise ValueError(
+                "`encoder` must take square images (batch, size, size, channels) for rotation "
+                f"prediction. Received: encoder input shape {shape}"
+            )
+        self.encoder = encoder
+        self.rotation_head = keras.layers.Dense(self.num_rotations, dtype="float32", name="rotation_head")
+        self.rotation_head.build((None, feature_dim))
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="rotation_accuracy")
+        self.build(shape)
+
+    def build(self, input_shape):
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.encoder(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def rotate(self, images):
+        """`(num_rotations * B, ...)` rotated copies and their labels (k quarter turns)."""
+        step = 4 // self.num_rotations
+        turns = [k * step for k in range(self.num_rotations)]
+        rotated = ops.concatenate([tf.image.rot90(images, k=k) for k in turns], axis=0)
+        batch = ops.shape(images)[0]
+        labels = ops.repeat(ops.arange(self.num_rotations, dtype="int32"), batch)
+        return rotated, labels
+
+    def _loss(self, x, training):
+        if isinstance(x, (tuple, list, dict)):
+            raise ValueError(
+                f"RotationPrediction trains on one batch of images `x` (labels are made from the "
+                f"rotations). Received: a {type(x).__name__} of {len(x)} tensors"
+            )
+        utils.check_input_rank(x, self.encoder)
+        rotated, labels = self.rotate(x)
+        logits = self.rotation_head(self.encoder(rotated, training=training))
+        logits = ops.cast(logits, "float32")
+        losses = ops.logsumexp(logits, axis=1) - ops.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
+        hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), labels), "float32")
+        return ops.mean(losses), ops.mean(hits), ops.shape(labels)[0]
+
+    def _report(self, loss, accuracy, count):
+        weight = ops.cast(count, "float32")
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        trainable = self.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, accuracy, count = self._loss(x, training=True)
+            total = loss + ops.cast(sum(self.losses), "float32") if self.losses else loss
+            scaled = self.optimizer.scale_loss(total)
+        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
+        return self._report(loss, accuracy, count)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self._report(*self._loss(x, training=False))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"encoder": keras.saving.serialize_keras_object(self.encoder), "num_rotations": self.num_rotations}
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

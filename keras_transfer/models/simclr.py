@@ -1,0 +1,161 @@
+"""SimCLR: contrastive pre-training of an encoder with two augmented views (Chen et al., 2020)."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_transfer.losses.nt_xent import nt_xent_terms
+from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.utils import distributed
+from keras_transfer.utils.validation import check_positive_float
+from keras_transfer.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class SimCLR(utils.BuildsOptimizerOnCompile, keras.Model):
+    """SimCLR: encoder f, projection head g, NT-Xent between two views of each image.
+
+    Train with `fit` on pairs of views (`keras_transfer.augment.simclr_dataset(x)`
+    yields `((view_1, view_2),)`) or on plain batches with `augmenter=` (views made
+    inside the step). Under `tf.distribute` the negatives of every anchor span the
+    GLOBAL batch (`cross_replica=True`, the default): projections are all-gathered
+    with their gradients and the positives sit at `replica offset + row`; each
+    replica differentiates its share of the global mean, so the loss and the
+    gradients equal single-device training on the same global batch, also for
+    an uneven final batch. (BatchNorm layers still use per-replica batch statistics;
+    SimCLR's "global BN" would need a synchronized BatchNorm in the encoder.)
+
+    `call(x)` (so `predict`, `export`) returns the encoder's representation
+    `h = f(x)`, which downstream tasks use; `self.encoder` is the pre-trained
+    encoder for a fine-tuning recipe.
+
+    Args:
+        encoder: a built Keras model mapping inputs to `(batch, features)`.
+        projection_head: a Keras model mapping features to projections, or None
+            for SimCLR's MLP `Dense(hidden, relu) -> Dense(projection_dim)`.
+        projection_dim: output size of the default head (> 0).
+        projection_hidden_dim: hidden size of the default head (default: the
+            encoder's feature size).
+        temperature: NT-Xent temperature (> 0).
+        augmenter: optional layer that makes a view from a batch (e.g.
+            `SimCLRAugmentation`), used when `x` is one batch instead of a pair.
+        cross_replica: global-batch negatives under `tf.distribute`.
+
+    Metrics: `loss` (NT-Xent, mean over the 2N anchors of the global batch) and
+    `contrastive_accuracy` (share of anchors whose positive is the most similar
+    of the 2N - 1 candidates).
+    """
+
+    def __init__(
+        self,
+        encoder,
+        projection_head=None,
+        projection_dim=128,
+        projection_hidden_dim=None,
+        temperature=0.1,
+        augmenter=None,
+        cross_replica=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        feature_dim = utils.check_encoder(encoder, "SimCLR")
+        self.temperature = check_positive_float("temperature", temperature)
+        self.projection_dim = check_positive_int("projection_dim", projection_dim)
+        self.projection_hidden_dim = projection_hidden_dim
+        if projection_head is None:
+            projection_head = utils.projection_mlp(
+                feature_dim,
+                projection_hidden_dim if projection_hidden_dim is not None else feature_dim,
+                projection_dim,
+                name="projection_head",
+            )
+        elif not isinstance(projection_head, keras.layers.Layer):
+            raise ValueError(
+                "`projection_head` must be a Keras model or layer, or None for the default MLP. "
+                f"Received: projection_head of type {type(projection_head).__name__}"
+            )
+        self.encoder = encoder
+        self.projection_head = projection_head
+        self.augmenter = augmenter
+        self.cross_replica = bool(cross_replica)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
+        self.build(tuple(encoder.inputs[0].shape))
+
+    def build(self, input_shape):
+        if not self.projection_head.built:
+            self.projection_head.build(utils.encoder_output_shape(self.encoder))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.encoder(inputs, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def _contrastive(self, x, training):
+        view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "SimCLR")
+        batch = ops.shape(view_1)[0]
+        # One encoder pass over both views (BatchNorm sees the 2N images, as in SimCLR).
+        h = self.encoder(ops.concatenate([view_1, view_2], axis=0), training=training)
+        z = self.projection_head(h, training=training)
+        losses, hits = nt_xent_terms(
+            z[:batch], z[batch:], temperature=self.temperature, cross_replica=self.cross_replica
+        )
+        count = 2 * batch
+        # This replica's share of the global-batch mean (identity on one device).
+        loss = distributed.global_mean(utils.float32_sum(losses), count)
+        if self.losses:
+            loss = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
+        accuracy = distributed.global_mean(utils.float32_sum(hits), count)
+        return loss, accuracy, count
+
+    def _report(self, loss, accuracy, count):
+        # Every replica reports the same global values, so any metric aggregation is exact;
+        # weighting by the global anchor count makes the epoch value the mean over anchors
+        # (a final partial batch counts for what it holds).
+        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
+        self.loss_tracker.update_state(
+            distributed.all_reduce_sum(tf.stop_gradient(loss)), sample_weight=weight
+        )
+        self.accuracy_tracker.update_state(distributed.all_reduce_sum(accuracy), sample_weight=weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        trainable = self.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, accuracy, count = self._contrastive(x, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, trainable)
+        self.optimizer.apply(gradients, trainable)
+        return self._report(loss, accuracy, count)
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        loss, accuracy, count = self._contrastive(x, training=False)
+        return self._report(loss, accuracy, count)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "projection_head": keras.saving.serialize_keras_object(self.projection_head),
+                "projection_dim": self.projection_dim,
+                "projection_hidden_dim": self.projection_hidden_dim,
+                "temperature": self.temperature,
+                "augmenter": keras.saving.serialize_keras_object(self.augmenter),
+                "cross_replica": self.cross_replica,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "projection_head", "augmenter"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

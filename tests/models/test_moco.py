@@ -1,0 +1,117 @@
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.augment import SimCLRAugmentation
+from keras_transfer.models import MoCo
+from tests.models.test_simclr import make_encoder
+from tests.models.test_simclr import make_pairs
+from tests.models.test_simclr import pairs_dataset
+from tests.test_case import TestCase
+
+
+def normalize(z):
+    return z / np.linalg.norm(z, axis=1, keepdims=True)
+
+
+def numpy_info_nce(q, k, queue, temperature):
+    """He et al. (2020), Algorithm 1: logits = [q.k, q.queue^T] / t, cross-entropy with label 0."""
+    q, k = normalize(np.asarray(q, "float64")), normalize(np.asarray(k, "float64"))
+    logits = np.concatenate([np.sum(q * k, axis=1, keepdims=True), q @ np.asarray(queue, "float64").T], axis=1)
+    logits /= temperature
+    log_softmax = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(log_softmax[:, 0]), np.mean(np.argmax(logits, axis=1) == 0)
+
+
+class MoCoTest(TestCase):
+    def build(self, **kwargs):
+        kwargs.setdefault("projection_dim", 4)
+        kwargs.setdefault("queue_size", 6)
+        kwargs.setdefault("momentum", 0.9)
+        kwargs.setdefault("temperature", 0.5)
+        model = MoCo(make_encoder(), **kwargs)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        return model
+
+    def test_loss_matches_numpy(self):
+        model = self.build()
+        v1, v2 = make_pairs(4)
+        q = model.projection_head(model.encoder(v1)).numpy()
+        k = model.key_projection_head(model.key_encoder(v2)).numpy()
+        self.assertAllClose(np.linalg.norm(model.queue.numpy(), axis=1), np.ones(6), atol=1e-5)
+        expected_loss, expected_acc = numpy_info_nce(q, k, model.queue.numpy(), 0.5)
+        result = model.evaluate(pairs_dataset(v1, v2, 4), verbose=0, return_dict=True)
+        self.assertAllClose(result["loss"], expected_loss, atol=1e-5, rtol=1e-5)
+        self.assertAllClose(result["contrastive_accuracy"], expected_acc, atol=1e-6)
+
+    def test_momentum_update_and_queue(self):
+        model = self.build()
+        v1, v2 = make_pairs(8)
+        # The key encoder starts as a copy of the query encoder.
+        for a, b in zip(model.key_encoder.weights, model.encoder.weights):
+            self.assertAllClose(a, b, atol=0, rtol=0)
+        keys_1 = normalize(model.projection_head(model.encoder(v2[:4])).numpy())
+        queue_0 = model.queue.numpy()
+        model.fit(pairs_dataset(v1[:4], v2[:4], 4), verbose=0)
+        # Step 1: keys from theta_k = 0.9 theta_0 + 0.1 theta_0 = theta_0 enter rows 0..3.
+        self.assertAllClose(model.queue.numpy()[:4], keys_1, atol=1e-5)
+        self.assertAllClose(model.queue.numpy()[4:], queue_0[4:], atol=0)
+        self.assertEqual(int(model.queue_pointer.numpy()), 4)
+        query_1 = [w.numpy() for w in model.encoder.weights + model.projection_head.weights]
+        key_1 = [w.numpy() for w in model.key_encoder.weights + model.key_projection_head.weights]
+        keys_2 = normalize(model.key_projection_head(model.key_encoder(v2[4:])).numpy())
+        model.fit(pairs_dataset(v1[4:], v2[4:], 4), verbose=0)
+        # Step 2: theta_k = 0.9 theta_k + 0.1 theta_1 (before computing the keys).
+        key_2 = [w.numpy() for w in model.key_encoder.weights + model.key_projection_head.weights]
+        for k2, k1, q1 in zip(key_2, key_1, query_1):
+            self.assertAllClose(k2, 0.9 * k1 + 0.1 * q1, atol=1e-6)
+        ema_keys = []
+        for k1, q1 in zip(key_1, query_1):
+            ema_keys.append(0.9 * k1 + 0.1 * q1)
+        model.key_encoder.set_weights(ema_keys[: len(model.key_encoder.weights)])
+        model.key_projection_head.set_weights(ema_keys[len(model.key_encoder.weights):])
+        keys_2 = normalize(model.key_projection_head(model.key_encoder(v2[4:])).numpy())
+        # Wrap-around: the 4 new keys fill rows 4, 5, 0, 1.
+        queue = model.queue.numpy()
+        self.assertAllClose(queue[[4, 5, 0, 1]], keys_2, atol=1e-5)
+        self.assertAllClose(queue[2:4], keys_1[2:4], atol=1e-5)
+        self.assertEqual(int(model.queue_pointer.numpy()), 2)
+        # The key encoder receives no gradient: it is not trainable.
+        key_ids = {id(v) for v in model.key_encoder.weights + model.key_projection_head.weights}
+        self.assertFalse(any(id(v) in key_ids for v in model.trainable_variables))
+
+    def test_save_resume_export(self):
+        model = self.build()
+        v1, v2 = make_pairs(8)
+        data = pairs_dataset(v1, v2, 4)
+        self.run_fit_test(model, data)
+        reloaded = self.run_serialization_test(model, v1)
+        self.assertAllClose(reloaded.queue, model.queue, atol=0)
+        self.assertEqual(int(reloaded.queue_pointer.numpy()), int(model.queue_pointer.numpy()))
+        model.fit(data, epochs=2, verbose=0)
+        reloaded.fit(data, epochs=2, verbose=0)
+        for a, b in zip(model.weights, reloaded.weights):
+            self.assertAllClose(b, a, atol=1e-6, rtol=1e-6, msg=a.path)
+        self.run_export_test(model, v1)
+
+    def test_mixed_precision_and_augmenter(self):
+        v1, v2 = make_pairs(4)
+        self.run_mixed_precision_test(lambda: self.build(temperature=0.05), pairs_dataset(v1, v2, 4))
+        model = self.build(augmenter=SimCLRAugmentation(8, blur_probability=0.0))
+        history = model.fit(v1, batch_size=4, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+    def test_errors(self):
+        encoder = make_encoder()
+        self.assertRaisesValueError(["`queue_size` must be a positive", "queue_size=0"], MoCo, encoder, queue_size=0)
+        self.assertRaisesValueError(["`momentum`", "momentum=1.0"], MoCo, encoder, momentum=1.0)
+        self.assertRaisesValueError("temperature=0", MoCo, encoder, temperature=0)
+        self.assertRaisesValueError("projection_dim=-1", MoCo, encoder, projection_dim=-1)
+        model = self.build(queue_size=3)
+        v1, v2 = make_pairs(4)
+        static = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(4, drop_remainder=True)
+        self.assertRaisesValueError(["`queue_size` must be >= the batch size", "queue_size=3", "batch of 4"],
+                                    model.fit, static, verbose=0)
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "queue_size` must be >= the batch size"):
+            model.fit(pairs_dataset(v1, v2, 4), verbose=0)
+        self.assertRaisesValueError(["rank 4", "x[..., None]"], self.build().fit, pairs_dataset(v1[..., 0], v2[..., 0], 2), verbose=0)

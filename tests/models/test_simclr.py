@@ -1,0 +1,172 @@
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.augment import SimCLRAugmentation
+from keras_transfer.augment import simclr_dataset
+from keras_transfer.models import SimCLR
+from tests.losses.test_nt_xent import numpy_nt_xent
+from tests.test_case import TestCase
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def make_encoder(input_shape=(8, 8, 1)):
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="encoder",
+    )
+
+
+def make_pairs(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    v1 = rng.uniform(0, 255, size=(n, 8, 8, 1)).astype("float32")
+    v2 = np.clip(v1 + rng.normal(0, 20, size=v1.shape), 0, 255).astype("float32")
+    return v1, v2
+
+
+def pairs_dataset(v1, v2, batch_size):
+    return tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(batch_size)
+
+
+class SimCLRTest(TestCase):
+    def build(self, **kwargs):
+        kwargs.setdefault("projection_dim", 4)
+        kwargs.setdefault("temperature", 0.5)
+        model = SimCLR(make_encoder(), **kwargs)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        return model
+
+    def test_loss_matches_numpy_and_reports_metrics(self):
+        model = self.build()
+        v1, v2 = make_pairs(8)
+        z1 = model.projection_head(model.encoder(v1)).numpy()
+        z2 = model.projection_head(model.encoder(v2)).numpy()
+        result = model.evaluate(pairs_dataset(v1, v2, 8), verbose=0, return_dict=True)
+        self.assertEqual(set(result), {"loss", "contrastive_accuracy"})
+        self.assertAllClose(result["loss"], numpy_nt_xent(z1, z2, 0.5), atol=1e-5, rtol=1e-5)
+        # Accuracy: share of anchors whose positive is the most similar other embedding.
+        z = np.concatenate([z1, z2]) / np.linalg.norm(np.concatenate([z1, z2]), axis=1, keepdims=True)
+        s = z @ z.T
+        np.fill_diagonal(s, -np.inf)
+        expected = np.mean(np.argmax(s, axis=1) == np.r_[np.arange(8, 16), np.arange(8)])
+        self.assertAllClose(result["contrastive_accuracy"], expected, atol=1e-6)
+
+    def test_partial_final_batch_is_exact(self):
+        # 7 pairs in batches of 4 + 3: the epoch loss is the anchor-weighted mean of exact batch losses.
+        model = self.build()
+        v1, v2 = make_pairs(7)
+        z1 = model.projection_head(model.encoder(v1)).numpy()
+        z2 = model.projection_head(model.encoder(v2)).numpy()
+        expected = (8 * numpy_nt_xent(z1[:4], z2[:4], 0.5) + 6 * numpy_nt_xent(z1[4:], z2[4:], 0.5)) / 14
+        result = model.evaluate(pairs_dataset(v1, v2, 4), verbose=0, return_dict=True)
+        self.assertAllClose(result["loss"], expected, atol=1e-5, rtol=1e-5)
+
+    def test_fit_save_resume_export(self):
+        model = self.build()
+        v1, v2 = make_pairs(8)
+        data = pairs_dataset(v1, v2, 8)
+        self.run_fit_test(model, data)
+        reloaded = self.run_serialization_test(model, v1)
+        self.assertEqual(reloaded.optimizer.iterations.numpy(), model.optimizer.iterations.numpy())
+        # Resume continues identically (same data, no augmentation randomness).
+        model.fit(data, epochs=2, verbose=0)
+        reloaded.fit(data, epochs=2, verbose=0)
+        for a, b in zip(model.weights, reloaded.weights):
+            self.assertAllClose(b, a, atol=1e-6, rtol=1e-6, msg=a.path)
+        self.run_export_test(model, v1)
+        features = model.predict(v1, verbose=0)
+        self.assertAllClose(features, model.encoder.predict(v1, verbose=0))
+        self.assertEqual(features.shape, (8, 4))
+
+    def test_augmenter_inside_the_step(self):
+        model = self.build(augmenter=SimCLRAugmentation(8, blur_probability=0.0))
+        x = np.random.default_rng(0).integers(0, 256, size=(8, 8, 8, 1)).astype("uint8")
+        history = model.fit(x, batch_size=4, epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+        reloaded = keras.saving.load_model(self._save(model))
+        self.assertIsInstance(reloaded.augmenter, SimCLRAugmentation)
+        # And the tf.data pipeline feeds pairs.
+        history = model.fit(simclr_dataset(x, batch_size=4), epochs=1, verbose=0)
+        self.assertTrue(np.isfinite(history.history["loss"][0]))
+
+    def _save(self, model):
+        path = os.path.join(self.get_temp_dir(), "m.keras")
+        model.save(path)
+        return path
+
+    def test_custom_projection_head(self):
+        head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        model = self.build(projection_head=head)
+        v1, v2 = make_pairs(4)
+        model.fit(pairs_dataset(v1, v2, 4), verbose=0)
+        reloaded = keras.saving.load_model(self._save(model))
+        self.assertEqual(reloaded.projection_head.output_shape, (None, 3))
+
+    def test_mixed_precision(self):
+        v1, v2 = make_pairs(8)
+        model, history = self.run_mixed_precision_test(
+            lambda: self.build(temperature=0.05), pairs_dataset(v1, v2, 8)
+        )
+        self.assertEqual(model.encoder.compute_dtype, "float16")
+
+    def test_bad_arguments(self):
+        encoder = make_encoder()
+        self.assertRaisesValueError(["`temperature` must be a positive", "temperature=0"], SimCLR, encoder, temperature=0)
+        self.assertRaisesValueError("temperature=-1", SimCLR, encoder, temperature=-1)
+        self.assertRaisesValueError(["`projection_dim` must be a positive", "projection_dim=0"], SimCLR, encoder, projection_dim=0)
+        self.assertRaisesValueError("`projection_hidden_dim`", SimCLR, encoder, projection_hidden_dim=-2)
+        self.assertRaisesValueError("must be a Keras model or layer", SimCLR, "resnet")
+        self.assertRaisesValueError("`projection_head` must be a Keras", SimCLR, encoder, projection_head=3)
+        self.assertRaisesValueError(["unbuilt", "keras.Input"], SimCLR, keras.Sequential([keras.layers.Dense(3)]))
+        conv = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
+        self.assertRaisesValueError(["(batch, features)", "GlobalAveragePooling2D"], SimCLR, conv)
+
+    def test_bad_data(self):
+        model = self.build()
+        v1, v2 = make_pairs(4)
+        self.assertRaisesValueError(["rank 4", "view_1.shape=(None, 8, 8)", "x[..., None]"], model.fit,
+                                    pairs_dataset(v1[..., 0], v2[..., 0], 4), verbose=0)
+        self.assertRaisesValueError(["no `augmenter`", "simclr_dataset"], model.fit, v1, batch_size=4, verbose=0)
+        three = tf.data.Dataset.from_tensor_slices(((v1, v2, v1),)).batch(4)
+        self.assertRaisesValueError("tuple of 3", model.fit, three, verbose=0)
+        # Batch of one: no negatives -> a clear error, never a silent loss.
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "fewer than 2 pairs"):
+            model.fit(pairs_dataset(v1[:1], v2[:1], 4), verbose=0)
+
+
+class SimCLRDistributedTest(TestCase):
+    def test_global_batch_loss_and_gradients_equal_single_device(self):
+        # Subprocess: the two logical CPU devices must exist before TF initialises.
+        # Global batches of 8 then a partial 7 (split 4 + 3 over the replicas).
+        out = subprocess.run(
+            [sys.executable, os.path.join(HERE, "_simclr_distributed_probe.py"), "8,7"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        self.assertTrue(lines, out.stdout + out.stderr[-3000:])
+        result = json.loads(lines[-1][len("RESULT "):])
+        self.assertEqual(result["replicas"], 2)
+        distributed = result["distributed"]["True"]
+        self.assertAllClose(distributed["loss"], result["reference_loss"], atol=1e-5, rtol=1e-5)
+        self.assertAllClose(distributed["accuracy"], result["reference_accuracy"], atol=1e-6)
+        self.assertLess(distributed["max_grad_diff"], 1e-5)
+        self.assertGreater(result["max_grad"], 0.1)  # the comparison is not vacuous
+        # Without the all-gather, each replica only sees its local negatives: different numbers.
+        local = result["distributed"]["False"]
+        self.assertGreater(abs(local["loss"] - result["reference_loss"]), 1e-2)
+        self.assertGreater(local["max_grad_diff"], 1e-2)
+        # MoCo refuses several replicas with a clear ValueError.
+        self.assertIn("MoCo runs on a single replica", result["moco_error"])
+        self.assertIn("2 replicas in sync", result["moco_error"])
