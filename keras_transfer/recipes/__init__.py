@@ -1,0 +1,1 @@
+"""Fine-tuning recipes over keras.applications backbones."""
