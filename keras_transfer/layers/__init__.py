@@ -1,1 +1,6 @@
 """keras_transfer.layers."""
+
+from keras_transfer.layers.sequence_pooling import SequencePooling
+from keras_transfer.layers.text_transformer_encoder import TextTransformerEncoder
+from keras_transfer.layers.word_tokenizer import word_tokenizer
+from keras_transfer.layers.zero_shot_head import ZeroShotHead

@@ -75,6 +75,12 @@ def _check_finite_eager(x, name):
         )
 
 
+def compute_dtype(x):
+    """float32 for half-precision inputs; float64 stays float64 (exact reference checks)."""
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return "float64" if dtype == "float64" else "float32"
+
+
 def l2_normalize(x, epsilon=1e-12):
     """`x / max(||x||, sqrt(epsilon))` along the last axis (float32 in, float32 out)."""
     squared = ops.sum(ops.square(x), axis=-1, keepdims=True)
@@ -111,7 +117,7 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
             already unit-norm inputs).
 
     Returns:
-        Scalar float32: `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2`
+        Scalar float32 (float64 for float64 inputs; half precision is promoted): `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2`
         with `L = logit_scale * I @ T^T`.
     """
     image_embeddings = ops.convert_to_tensor(image_embeddings)
@@ -120,11 +126,12 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
     _check_logit_scale(logit_scale)
     _check_finite_eager(image_embeddings, "image_embeddings")
     _check_finite_eager(text_embeddings, "text_embeddings")
-    image = ops.cast(image_embeddings, "float32")
-    text = ops.cast(text_embeddings, "float32")
+    dtype = compute_dtype(image_embeddings)
+    image = ops.cast(image_embeddings, dtype)
+    text = ops.cast(text_embeddings, dtype)
     if normalize:
         image, text = l2_normalize(image), l2_normalize(text)
-    scale = ops.cast(logit_scale, "float32")
+    scale = ops.cast(logit_scale, dtype)
     labels = ops.arange(ops.shape(image)[0], dtype="int32")
     ce_i, ce_t, _, _ = clip_loss_terms(image, text, image, text, labels, scale)
     return 0.5 * (ops.mean(ce_i) + ops.mean(ce_t))
