@@ -50,8 +50,8 @@ class SequencePooling(keras.layers.Layer):
         index = ops.argmax(token_ids, axis=-1)[:, None, None]
         return ops.squeeze(ops.take_along_axis(features, ops.cast(index, "int32"), axis=1), axis=1)
 
-    def compute_output_shape(self, input_shape, token_ids_shape=None):
-        return (input_shape[0], input_shape[-1])
+    def compute_output_shape(self, features_shape, token_ids_shape=None):
+        return (features_shape[0], features_shape[-1])
 
     def get_config(self):
         config = super().get_config()

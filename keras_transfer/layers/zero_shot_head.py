@@ -34,7 +34,7 @@ class ZeroShotHead(keras.layers.Layer):
         self.num_classes = validation.check_positive_int("num_classes", num_classes)
         self.embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
         self.logit_scale = validation.check_positive_float("logit_scale", logit_scale)
-        self.output = validation.check_one_of("output", output, ("probabilities", "logits"))
+        self.output_mode = validation.check_one_of("output", output, ("probabilities", "logits"))
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
@@ -70,7 +70,7 @@ class ZeroShotHead(keras.layers.Layer):
     def call(self, image_embeddings):
         image = l2_normalize(ops.cast(image_embeddings, "float32"))
         logits = self.logit_scale * ops.matmul(image, ops.transpose(self.class_embeddings))
-        return ops.softmax(logits, axis=-1) if self.output == "probabilities" else logits
+        return ops.softmax(logits, axis=-1) if self.output_mode == "probabilities" else logits
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -85,6 +85,6 @@ class ZeroShotHead(keras.layers.Layer):
             "embedding_dim": self.embedding_dim,
             "logit_scale": self.logit_scale,
             "class_names": self.class_names,
-            "output": self.output,
+            "output": self.output_mode,
         })
         return config

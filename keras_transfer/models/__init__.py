@@ -1,3 +1,8 @@
 """keras_transfer.models."""
 
 from keras_transfer.models.clip import CLIP
+from keras_transfer.models.retrieval import retrieval_recall
+from keras_transfer.models.wise_ft import wise_ft
+from keras_transfer.models.zero_shot import build_zero_shot_classifier
+from keras_transfer.models.zero_shot import class_text_embeddings
+from keras_transfer.models.zero_shot import export_zero_shot_classifier

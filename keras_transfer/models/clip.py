@@ -20,6 +20,7 @@ training step and no zero-shot builder; `CLIP.from_keras_hub` wraps one.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -171,9 +172,10 @@ class CLIP(keras.Model):
     def _encode(self, fn, data, batch_size):
         batch_size = validation.check_positive_int("batch_size", batch_size)
         validation.check_not_empty(data, "data")
-        step = tf.function(lambda x: fn(x, training=False), reduce_retracing=True)
-        out = [ops.convert_to_numpy(step(data[i:i + batch_size])) for i in range(0, len(data), batch_size)]
-        return ops.convert_to_numpy(ops.concatenate(out, axis=0))
+        # Eager calls in large batches: no per-call tracing of a fresh tf.function.
+        out = [ops.convert_to_numpy(fn(data[i:i + batch_size], training=False))
+               for i in range(0, len(data), batch_size)]
+        return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- training
     def _contrastive(self, image, text):
