@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_transfer.losses.clip_loss import compute_dtype
 from keras_transfer.losses.clip_loss import l2_normalize
 from keras_transfer.utils import validation
 
@@ -68,15 +69,18 @@ class ZeroShotHead(keras.layers.Layer):
         self.built = True
 
     def call(self, image_embeddings):
-        image = l2_normalize(ops.cast(image_embeddings, "float32"))
-        logits = self.logit_scale * ops.matmul(image, ops.transpose(self.class_embeddings))
+        dtype = compute_dtype(image_embeddings)  # float32, or float64 for float64 inputs
+        image = l2_normalize(ops.cast(image_embeddings, dtype))
+        classes = ops.cast(self.class_embeddings, dtype)
+        logits = self.logit_scale * ops.matmul(image, ops.transpose(classes))
         return ops.softmax(logits, axis=-1) if self.output_mode == "probabilities" else logits
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
 
     def compute_output_spec(self, image_embeddings):
-        return keras.KerasTensor((image_embeddings.shape[0], self.num_classes), dtype="float32")
+        return keras.KerasTensor((image_embeddings.shape[0], self.num_classes),
+                                 dtype=compute_dtype(image_embeddings))
 
     def get_config(self):
         config = super().get_config()

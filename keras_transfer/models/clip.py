@@ -178,6 +178,52 @@ class CLIP(keras.Model):
         return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- training
+    def _check_data(self, x, y, batch_size):
+        """Eager checks of array inputs (a traced step only sees unknown batch sizes)."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) and len(spec) == 1 else spec
+            first = tf.nest.flatten(spec)[0]
+            if first.shape.rank and first.shape[0] == 1:
+                raise ValueError(
+                    "`CLIP` needs at least 2 (image, text) pairs per batch. Received: a dataset "
+                    "batched by 1. Batch it by >= 2."
+                )
+            return
+        if y is not None and not isinstance(x, (dict, list, tuple)):
+            x = (x, y)
+        try:
+            images, token_ids = self._split_inputs(x)
+        except ValueError:
+            return  # generators, PyDatasets...: checked by Keras / the step
+        if not hasattr(images, "__len__") or not hasattr(token_ids, "__len__"):
+            return
+        n_img, n_txt = len(images), len(token_ids)
+        if n_img != n_txt:
+            raise _batch_error(n_img, n_txt)
+        if n_img < 2:
+            raise ValueError(
+                "`CLIP` needs at least 2 (image, text) pairs: a contrastive loss takes its "
+                f"negatives from the other pairs. Received: {n_img} pair(s)."
+            )
+        size = 32 if batch_size is None else batch_size
+        if size == 1 or (n_img > size and n_img % size == 1):
+            raise ValueError(
+                "`batch_size` must leave at least 2 pairs in every batch (a single pair has no "
+                f"negatives). Received: batch_size={batch_size} for {n_img} pairs. Pick another "
+                "batch_size."
+            )
+        if isinstance(images, np.ndarray):
+            validation.check_finite(images, "images")
+
+    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y, batch_size)
+        return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        self._check_data(x, y, batch_size)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
     def _contrastive(self, image, text):
         """This replica's share of the global-batch loss, plus global metric values."""
         n_img, n_txt = image.shape[0], text.shape[0]

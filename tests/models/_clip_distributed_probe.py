@@ -67,7 +67,7 @@ def main():
     mirrored.fit(data, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0)
     result = {
         "max_weight_difference": max(differences),
-        "min_weight_movement": min(moved[:-1] + [1.0]),
+        "median_weight_movement": float(np.median(moved)),
         "num_weights": len(differences),
         "single": {k: float(v[-1]) for k, v in history_single.items()},
         "mirrored": {k: float(v[-1]) for k, v in history_mirrored.items()},
