@@ -178,8 +178,10 @@ class CLIP(keras.Model):
         return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- training
-    def _check_data(self, x, y, batch_size):
+    def _check_data(self, x, y, batch_size, sample_weight=None):
         """Eager checks of array inputs (a traced step only sees unknown batch sizes)."""
+        if sample_weight is not None:
+            raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
         if isinstance(x, tf.data.Dataset):
             spec = x.element_spec
             spec = spec[0] if isinstance(spec, tuple) and len(spec) == 1 else spec
@@ -217,11 +219,11 @@ class CLIP(keras.Model):
             validation.check_finite(images, "images")
 
     def fit(self, x=None, y=None, batch_size=None, **kwargs):
-        self._check_data(x, y, batch_size)
+        self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
         return super().fit(x, y, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-        self._check_data(x, y, batch_size)
+        self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
         return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def _contrastive(self, image, text):
