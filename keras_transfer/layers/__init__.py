@@ -1,5 +1,7 @@
 """keras_transfer.layers."""
 
+from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
+from keras_transfer.layers.image_input_adapter import ImageInputAdapter
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.layers.text_transformer_encoder import TextTransformerEncoder
 from keras_transfer.layers.word_tokenizer import word_tokenizer
