@@ -76,7 +76,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
-    epochs = 3 if args.quick else args.epochs
+    epochs = 1 if args.quick else args.epochs
 
     runs = []
     for seed in range(seeds):
@@ -113,7 +113,7 @@ def main(argv=None):
                                      for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)])
     print_table(["match", "image->text @1", "@5", "@10", "text->image @1", "@5", "@10"], recall_rows)
 
-    cost = step_cost(repeats=5 if args.quick else 50)
+    cost = step_cost(repeats=3 if args.quick else 50)
     print("\nStep cost, batch 64 (median seconds per `train_on_batch`)")
     print_table(["step", "ms"], [
         ["CLIP (both towers + symmetric loss)", f"{cost['clip_ms']:.1f}"],
