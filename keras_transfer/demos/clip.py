@@ -19,7 +19,7 @@ IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10
 
 
-def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projection_dim=32):
+def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projection_dim=32, text_dropout=0.0):
     """A small CNN image tower and a one-block transformer text tower."""
     image_encoder = keras.Sequential([
         keras.Input((image_size, image_size, 1)),
@@ -31,11 +31,13 @@ def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projectio
         keras.layers.Dense(width, activation="relu"),
     ], name="image_encoder")
     text_encoder = TextTransformerEncoder(
-        vocabulary_size, SEQUENCE_LENGTH, embedding_dim=32, num_layers=1, num_heads=2, name="text_encoder")
+        vocabulary_size, SEQUENCE_LENGTH, embedding_dim=32, num_layers=1, num_heads=2, dropout=text_dropout,
+        name="text_encoder")
     return CLIP(image_encoder, text_encoder, projection_dim=projection_dim)
 
 
-def train_digit_clip(epochs=20, batch_size=64, learning_rate=3e-3, seed=0, verbose=0):
+def train_digit_clip(epochs=25, batch_size=64, learning_rate=1e-3, seed=0, verbose=0, text_dropout=0.1,
+                     cosine=False):
     """Trains CLIP on the digit-caption training split (training templates only).
 
     Returns `(model, tokenizer, train, test, seconds)` with `train` / `test` the
@@ -45,7 +47,10 @@ def train_digit_clip(epochs=20, batch_size=64, learning_rate=3e-3, seed=0, verbo
     train, test = datasets.load_digit_captions(image_size=IMAGE_SIZE, seed=seed)
     x_train, captions, _ = train
     tokenizer = word_tokenizer(list(captions), sequence_length=SEQUENCE_LENGTH)
-    model = build_digit_clip(tokenizer.vocabulary_size())
+    model = build_digit_clip(tokenizer.vocabulary_size(), text_dropout=text_dropout)
+    if cosine:
+        steps = epochs * -(-len(x_train) // batch_size)
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     start = time.perf_counter()
     model.fit({"images": x_train.astype("float32"), "token_ids": tokenizer(list(captions)).numpy()},
@@ -87,7 +92,7 @@ def evaluate_digit_clip(model, tokenizer, test):
 def run(output_dir, quick=False, seed=0):
     """Trains CLIP on digit captions and prints zero-shot and retrieval results."""
     os.makedirs(output_dir, exist_ok=True)
-    epochs = 12 if quick else 40
+    epochs = 12 if quick else 25
     model, tokenizer, train, test, seconds = train_digit_clip(epochs=epochs, seed=seed)
     print(f"CLIP on {len(train[0])} digit images with template captions "
           f"({len(datasets.TRAIN_TEMPLATES)} training templates), {epochs} epochs in {seconds:.0f} s; "
