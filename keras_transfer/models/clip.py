@@ -218,13 +218,13 @@ class CLIP(keras.Model):
         if isinstance(images, np.ndarray):
             validation.check_finite(images, "images")
 
-    def fit(self, x=None, y=None, batch_size=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
         self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
-        return super().fit(x, y, batch_size=batch_size, **kwargs)
+        return super().fit(x, y, batch_size, *args, **kwargs)
 
-    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
 
     def _contrastive(self, image, text):
         """This replica's share of the global-batch loss, plus global metric values."""

@@ -97,7 +97,7 @@ class CLIPTest(TestCase):
                                                 "text_to_image_accuracy", "logit_scale"})
         self.assertGreater(history.history["loss"][0], 0.0)
         model.fit((self.data["images"], self.data["token_ids"]), batch_size=4, epochs=1, verbose=0)
-        model.fit(self.data["images"], self.data["token_ids"], batch_size=4, epochs=1, verbose=0)
+        model.fit(self.data["images"], self.data["token_ids"], 4, 1, 0)  # positional batch_size, epochs, verbose
         dataset = tf.data.Dataset.from_tensor_slices(
             (self.data["images"], self.data["token_ids"])).batch(4)
         logs = model.evaluate(dataset, verbose=0, return_dict=True)
