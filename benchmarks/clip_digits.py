@@ -8,6 +8,8 @@ held-out captions <-> images. Peer in the same run for the step cost: one
 supervised step of each encoder (image encoder + linear head, text encoder +
 linear head, sparse cross-entropy on the digit labels) on the same batch;
 the ratio `CLIP step / (image step + text step)` is reported (median of many steps).
+WiSE-FT: the zero-shot classifier fine-tuned on 5 labels per class, mixed with
+the zero-shot weights at several alphas (Wortsman et al., 2022).
 
     python benchmarks/clip_digits.py [--quick]
 """
@@ -23,6 +25,7 @@ from keras_transfer import datasets
 from keras_transfer.demos import clip as clip_demo
 from keras_transfer.demos.report import print_table
 from keras_transfer.layers import word_tokenizer
+from keras_transfer.models import build_zero_shot_classifier
 
 
 def _interleaved_medians(steps, repeats):
@@ -86,6 +89,11 @@ def main(argv=None):
         model, tokenizer, train, test, seconds = clip_demo.train_digit_clip(epochs=epochs, seed=seed)
         result = clip_demo.evaluate_digit_clip(model, tokenizer, test)
         result["seconds"] = seconds
+        zero_shot = build_zero_shot_classifier(
+            model, datasets.digit_class_names(), datasets.HELDOUT_TEMPLATES, tokenizer)
+        result["wise_ft"] = clip_demo.wise_ft_curve(
+            zero_shot, train[0], train[2], test[0], test[2], labels_per_class=5,
+            epochs=2 if args.quick else 20, seed=seed)
         runs.append(result)
         print(f"seed {seed}: ensemble {result['ensemble']:.3f}, mean single template "
               f"{result['single_mean']:.3f}, train {seconds:.0f} s")
@@ -116,6 +124,12 @@ def main(argv=None):
                                      for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)])
     print_table(["match", "image->text @1", "@5", "@10", "text->image @1", "@5", "@10"], recall_rows)
 
+    print("\nWiSE-FT: zero-shot classifier fine-tuned on 5 labels per class (20 epochs), weights mixed "
+          "as (1 - alpha) * zero-shot + alpha * fine-tuned; held-out accuracy")
+    alphas = list(runs[0]["wise_ft"])
+    print_table(["alpha"] + [f"{a:.2f}" for a in alphas],
+                [["accuracy"] + [stat(r["wise_ft"][a] for r in runs) for a in alphas]])
+
     cost = step_cost(repeats=3 if args.quick else 50)
     print("\nStep cost, batch 64 (median ms per `train_on_batch`, timed round-robin)")
     print_table(["step", "ms"], [
@@ -130,6 +144,7 @@ def main(argv=None):
         "ensemble_gain": float(np.mean([r["ensemble_gain"] for r in runs])),
         "recall_class": runs[0]["recall_class"],
         "step_cost": cost,
+        "wise_ft": {a: float(np.mean([r["wise_ft"][a] for r in runs])) for a in alphas},
     }
 
 

@@ -14,6 +14,7 @@ from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
 from keras_transfer.models import build_zero_shot_classifier
 from keras_transfer.models import retrieval_recall
+from keras_transfer.models import wise_ft
 
 IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10
@@ -87,6 +88,26 @@ def evaluate_digit_clip(model, tokenizer, test):
                                                image_labels=y_test, text_labels=y_test)
     results["recall_pair"] = retrieval_recall(image_embeddings, text_embeddings)
     return results
+
+
+def wise_ft_curve(zero_shot, x, y, x_test, y_test, labels_per_class=5, epochs=20,
+                  alphas=(0.0, 0.25, 0.5, 0.75, 1.0), seed=0):
+    """Fine-tunes a copy of a zero-shot classifier on a few labels per class, then returns
+    `{alpha: held-out accuracy}` of the WiSE-FT mixtures (alpha 0 = zero-shot, 1 = fine-tuned)."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    few = np.concatenate([rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False)
+                          for c in classes])
+    fine_tuned = keras.models.clone_model(zero_shot)
+    fine_tuned.set_weights(zero_shot.get_weights())
+    fine_tuned.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    fine_tuned.fit(x[few].astype("float32"), y[few], batch_size=10, epochs=epochs, verbose=0)
+    curve = {}
+    for alpha in alphas:
+        mixed = wise_ft(zero_shot, fine_tuned, alpha=alpha)
+        probabilities = keras.ops.convert_to_numpy(mixed(x_test.astype("float32"), training=False))
+        curve[alpha] = float(np.mean(probabilities.argmax(axis=1) == y_test))
+    return curve
 
 
 def run(output_dir, quick=False, seed=0):

@@ -19,3 +19,4 @@ class ClipBenchmarksQuickTest(TestCase):
             self.assertTrue(0.0 <= value <= 1.0)
         self.assertGreater(results["step_cost"]["ratio"], 0.0)
         self.assertGreater(results["step_cost"]["clip_ms"], 0.0)
+        self.assertEqual(set(results["wise_ft"]), {0.0, 0.25, 0.5, 0.75, 1.0})
