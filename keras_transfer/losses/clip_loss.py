@@ -146,6 +146,10 @@ class CLIPLoss(keras.losses.Loss):
     per-pair value is `(CE(L[i, :], i) + CE(L[:, i], i)) / 2`, so the default
     mean reduction equals `clip_loss` and `sample_weight` weights pairs.
 
+    Under a `tf.distribute` strategy this loss sees the replica's local batch
+    only (negatives from that replica); `keras_transfer.models.CLIP` gathers the
+    global batch instead.
+
     Args:
         logit_scale: fixed multiplier on cosine similarities (exponentiated),
             default 1 / 0.07. `CLIP` learns its own; this class is for a fixed one.
