@@ -77,6 +77,15 @@ def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, s
     `features @ kernel + bias` gives the logits. `C="auto"` picks the inverse L2 strength
     from `CANDIDATE_C` by stratified 3-fold cross-validation.
     """
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: L-BFGS on probe-sized problems is 5-10x slower with threads that
+    # spin against TensorFlow's own pool (measured here, see BENCHMARKS.md).
+    with threadpool_limits(1):
+        return _fit_logistic_regression(features, y, num_classes, C, max_iter, seed)
+
+
+def _fit_logistic_regression(features, y, num_classes, C, max_iter, seed):
     from sklearn.linear_model import LogisticRegression
 
     mean = features.mean(axis=0)
