@@ -270,7 +270,12 @@ class CLIP(keras.Model):
             )
         if sample_weight is not None:
             raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
-        return self._split_inputs(x)
+        images, token_ids = self._split_inputs(x)
+        if tf.as_dtype(images.dtype).is_floating:
+            # Datasets are not checked eagerly: fail loudly rather than train on NaN.
+            images = tf.debugging.assert_all_finite(
+                images, "CLIP: `images` must contain only finite values (found NaN or Inf in a batch)")
+        return images, token_ids
 
     def _report(self, stats):
         self.loss_tracker.update_state(stats["loss"])

@@ -86,6 +86,24 @@ class TextTransformerEncoderTest(TestCase):
         grads = tape.gradient(value, layer.trainable_weights)
         self.assertTrue(all(g is not None and np.any(np.asarray(g) != 0) for g in grads))
 
+    def test_gradients_match_finite_differences(self):
+        # float64 layer; differentiate w.r.t. the token table and the position embeddings.
+        layer = TextTransformerEncoder(6, 4, embedding_dim=4, num_layers=1, num_heads=1, dtype="float64")
+        ids = np.array([[1, 5, 2, 0], [3, 3, 4, 1]])
+        layer(ids)
+        names = [v.path for v in layer.trainable_variables]
+        table = names.index(layer.token_embedding.embeddings.path)
+        position = names.index(layer.position_embedding.path)
+        values = [v.numpy() for v in layer.trainable_variables]
+
+        def fn(token_table, positions):
+            weights = list(values)
+            weights[table], weights[position] = token_table, positions
+            out, _ = layer.stateless_call(weights, [], ids)
+            return keras.ops.sum(keras.ops.sin(out))
+
+        self.run_gradient_check(fn, [values[table], values[position]], eps=1e-5, atol=1e-6, rtol=1e-4)
+
     def test_errors(self):
         self.assertRaisesValueError("`num_heads` must divide `embedding_dim`", TextTransformerEncoder, 20, 7,
                                     embedding_dim=6, num_heads=4)

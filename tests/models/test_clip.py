@@ -103,6 +103,15 @@ class CLIPTest(TestCase):
         logs = model.evaluate(dataset, verbose=0, return_dict=True)
         self.assertTrue(np.isfinite(logs["loss"]))
 
+    def test_feature_map_image_encoder_is_mean_pooled(self):
+        image_encoder = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3)])  # (b, 4, 4, 4)
+        model = CLIP(image_encoder, TextTransformerEncoder(12, 5, 8, 1, 2), projection_dim=6)
+        out = model.predict(self.data, verbose=0)
+        features = image_encoder.predict(self.data["images"], verbose=0).mean(axis=(1, 2))
+        expected = features @ model.image_projection.kernel.numpy()
+        self.assertAllClose(out["image_embeddings"], expected / np.linalg.norm(expected, axis=1, keepdims=True),
+                            atol=1e-5)
+
     def test_logit_scale_is_clamped_after_each_step(self):
         model = build_clip()
         model.compile(optimizer=keras.optimizers.SGD(0.0))
@@ -176,5 +185,8 @@ class CLIPTest(TestCase):
         self.assertRaisesValueError("keys 'images' and 'token_ids'", model.predict, {"images": self.data["images"]})
         self.assertRaisesValueError("does not support `sample_weight`", model.fit, self.data,
                                     sample_weight=np.ones(8), batch_size=8)
+        nan_dataset = tf.data.Dataset.from_tensor_slices(bad).batch(4)
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "`images` must contain only finite values"):
+            model.fit(nan_dataset, verbose=0)
         with self.assertRaisesRegex(ValueError, "same number of pairs"):
             model._contrastive(tf.ones((4, 6)), tf.ones((3, 6)))
