@@ -288,9 +288,9 @@ class CLIP(keras.Model):
     def train_step(self, data):
         images, token_ids = self._unpack(data)
         with tf.GradientTape() as tape:
-            image = self.embed_images(images, training=True)
-            text = self.embed_text(token_ids, training=True)
-            loss, stats = self._contrastive(image, text)
+            # Through `self(...)` so that fit alone builds the model (and `.keras` files reload).
+            out = self({"images": images, "token_ids": token_ids}, training=True)
+            loss, stats = self._contrastive(out["image_embeddings"], out["text_embeddings"])
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables  # after the call: lazily built towers included
         grads = tape.gradient(scaled, variables)
@@ -299,9 +299,8 @@ class CLIP(keras.Model):
 
     def test_step(self, data):
         images, token_ids = self._unpack(data)
-        image = self.embed_images(images, training=False)
-        text = self.embed_text(token_ids, training=False)
-        _, stats = self._contrastive(image, text)
+        out = self({"images": images, "token_ids": token_ids}, training=False)
+        _, stats = self._contrastive(out["image_embeddings"], out["text_embeddings"])
         return self._report(stats)
 
     # -------------------------------------------------------- serialisation

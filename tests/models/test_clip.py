@@ -120,6 +120,13 @@ class CLIPTest(TestCase):
         model.fit(self.data, batch_size=8, epochs=1, verbose=0)
         self.assertAllClose(model.get_logit_scale(), 100.0, atol=1e-3)
 
+    def test_model_trained_by_fit_alone_saves_and_reloads(self):
+        model = build_clip()
+        model.compile(optimizer="adam")
+        model.fit(self.data, batch_size=4, epochs=1, verbose=0)
+        self.assertTrue(model.built)
+        self.run_serialization_test(model, self.data)
+
     def test_serialization_and_export(self):
         reloaded = self.run_serialization_test(self.model, self.data)
         self.assertEqual(reloaded.projection_dim, 6)
