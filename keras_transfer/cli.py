@@ -12,6 +12,7 @@ DEMO_SECTIONS = [
     ("transfer", "keras_transfer.demos.transfer"),
     ("adapters", "keras_transfer.demos.adapters"),
     ("self_supervised", "keras_transfer.demos.self_supervised"),
+    ("clip", "keras_transfer.demos.clip"),
 ]
 
 

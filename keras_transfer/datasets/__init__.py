@@ -1,5 +1,9 @@
 """Embedded datasets (digits, digits-M), splits, image folders and tfds, as arrays and tf.data."""
 
+from keras_transfer.datasets.digit_captions import HELDOUT_TEMPLATES
+from keras_transfer.datasets.digit_captions import TRAIN_TEMPLATES
+from keras_transfer.datasets.digit_captions import digit_class_names
+from keras_transfer.datasets.digit_captions import load_digit_captions
 from keras_transfer.datasets.digits import load_digits
 from keras_transfer.datasets.digits_m import load_digits_m
 from keras_transfer.datasets.image_folder import load_image_folder

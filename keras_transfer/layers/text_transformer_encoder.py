@@ -1,0 +1,136 @@
+"""A small pre-LayerNorm transformer text encoder on Keras core layers.
+
+Token ids `(batch, sequence_length)` with 0 as padding (the convention of
+`keras.layers.TextVectorization`) -> one pooled vector per text
+`(batch, embedding_dim)`: token + learned position embeddings, `num_layers`
+blocks of (LayerNorm, masked multi-head self-attention, residual, LayerNorm,
+GELU MLP, residual) as in CLIP's text transformer, a final LayerNorm and a
+mean over the non-padding positions. Keras core has MultiHeadAttention but no
+transformer block or token+position embedding (keras-hub has them); this
+layer uses core only so the CLIP text side works without keras-hub.
+"""
+
+import keras
+from keras import ops
+
+from keras_transfer.utils import validation
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class TextTransformerEncoder(keras.layers.Layer):
+    """Transformer text tower: int token ids -> pooled float embedding.
+
+    Args:
+        vocabulary_size: number of token ids (ids lie in `[0, vocabulary_size)`, 0 = padding).
+        sequence_length: maximum number of tokens (position embeddings).
+        embedding_dim: width of the model and of the output.
+        num_layers: transformer blocks.
+        num_heads: attention heads; must divide `embedding_dim`.
+        intermediate_dim: hidden width of the MLP (default `4 * embedding_dim`).
+        dropout: dropout rate in attention and MLP.
+    """
+
+    def __init__(self, vocabulary_size, sequence_length, embedding_dim=64, num_layers=2,
+                 num_heads=4, intermediate_dim=None, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = validation.check_int_at_least("vocabulary_size", vocabulary_size, 2)
+        self.sequence_length = validation.check_positive_int("sequence_length", sequence_length)
+        self.embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
+        self.num_layers = validation.check_non_negative_int("num_layers", num_layers)
+        self.num_heads = validation.check_positive_int("num_heads", num_heads)
+        if self.embedding_dim % self.num_heads:
+            raise ValueError(
+                "`num_heads` must divide `embedding_dim`. Received: num_heads="
+                f"{num_heads}, embedding_dim={embedding_dim}. Pick e.g. num_heads=1, 2 or 4."
+            )
+        self.intermediate_dim = validation.check_positive_int(
+            "intermediate_dim", 4 * self.embedding_dim if intermediate_dim is None else intermediate_dim
+        )
+        self.dropout = validation.check_fraction("dropout", dropout)
+        self.supports_masking = False
+
+        dtype = self.dtype_policy
+        self.token_embedding = keras.layers.Embedding(
+            self.vocabulary_size, self.embedding_dim, dtype=dtype, name="token_embedding"
+        )
+        # One list per sub-layer kind (Keras tracks lists of layers).
+        n = range(self.num_layers)
+        self.attention_norms = [
+            keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln1") for i in n]
+        self.attentions = [
+            keras.layers.MultiHeadAttention(
+                self.num_heads, self.embedding_dim // self.num_heads, dropout=self.dropout,
+                dtype=dtype, name=f"block{i}_attention") for i in n]
+        self.mlp_norms = [
+            keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln2") for i in n]
+        self.mlp_ins = [
+            keras.layers.Dense(self.intermediate_dim, activation="gelu", dtype=dtype,
+                               name=f"block{i}_mlp_in") for i in n]
+        self.mlp_outs = [
+            keras.layers.Dense(self.embedding_dim, dtype=dtype, name=f"block{i}_mlp_out") for i in n]
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=dtype, name="dropout")
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="final_ln")
+
+    def build(self, input_shape):
+        if len(input_shape) != 2:
+            raise ValueError(
+                "`TextTransformerEncoder` expects token ids of shape (batch, sequence_length). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        length = input_shape[1]
+        if length is not None and length > self.sequence_length:
+            raise ValueError(
+                f"`sequence_length` must be >= the number of tokens. Received: sequence_length="
+                f"{self.sequence_length} for inputs with {length} tokens. Raise sequence_length or "
+                "tokenize with output_sequence_length <= sequence_length."
+            )
+        width = (None, length, self.embedding_dim)
+        self.token_embedding.build(input_shape)
+        self.position_embedding = self.add_weight(
+            shape=(self.sequence_length, self.embedding_dim),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+            name="position_embedding",
+        )
+        for i in range(self.num_layers):
+            self.attention_norms[i].build(width)
+            self.attentions[i].build(width, width)
+            self.mlp_norms[i].build(width)
+            self.mlp_ins[i].build(width)
+            self.mlp_outs[i].build((None, length, self.intermediate_dim))
+        self.final_norm.build(width)
+        self.built = True
+
+    def call(self, token_ids, training=None):
+        token_ids = ops.cast(token_ids, "int32")
+        length = ops.shape(token_ids)[1]
+        padding = ops.not_equal(token_ids, 0)
+        x = self.token_embedding(token_ids)
+        x = x + ops.cast(self.position_embedding[None, :length, :], x.dtype)
+        # Query i may attend to key j when j is a real token.
+        attention_mask = ops.logical_and(padding[:, :, None], padding[:, None, :])
+        for i in range(self.num_layers):
+            h = self.attention_norms[i](x)
+            h = self.attentions[i](h, h, attention_mask=attention_mask, training=training)
+            x = x + self.dropout_layer(h, training=training)
+            h = self.mlp_outs[i](self.mlp_ins[i](self.mlp_norms[i](x)))
+            x = x + self.dropout_layer(h, training=training)
+        x = self.final_norm(x)
+        weights = ops.cast(padding, x.dtype)[:, :, None]
+        count = ops.maximum(ops.sum(weights, axis=1), ops.cast(1.0, x.dtype))
+        return ops.sum(x * weights, axis=1) / count
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.embedding_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "vocabulary_size": self.vocabulary_size,
+            "sequence_length": self.sequence_length,
+            "embedding_dim": self.embedding_dim,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout,
+        })
+        return config

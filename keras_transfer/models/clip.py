@@ -1,0 +1,369 @@
+"""CLIP: contrastive image-text pre-training (Radford et al., 2021) as a `keras.Model`.
+
+Two towers (any Keras image model, any Keras text model over token ids), a
+linear projection each to `projection_dim`, unit-normalised embeddings, and a
+learned logit scale: `logits = exp(s) * I @ T^T`, trained with the symmetric
+cross-entropy (`keras_transfer.losses.clip_loss`). `s` starts at ln(1 / 0.07)
+and is clamped to [0, ln 100] after every optimizer step (as open_clip does),
+so `exp(s)` never overflows, also under `mixed_float16` (the scale is a float32
+variable and the logits and loss are float32).
+
+Under a `tf.distribute` strategy every replica gathers the embeddings of all
+replicas with gradients kept (`keras_transfer.utils.distributed`), so the
+negatives of each pair span the global batch and a step on R replicas equals a
+step on one device with the whole batch.
+
+keras-hub's `CLIPBackbone` has the towers and the logits but no loss, no
+training step and no zero-shot builder; `CLIP.from_keras_hub` wraps one.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_transfer.layers.sequence_pooling import SequencePooling
+from keras_transfer.losses.clip_loss import clip_loss_terms
+from keras_transfer.losses.clip_loss import l2_normalize
+from keras_transfer.utils import distributed
+from keras_transfer.utils import validation
+
+
+class _ClampLogScale(keras.constraints.Constraint):
+    # Keras has no value-clipping constraint (MinMaxNorm clips norms); written here.
+    def __init__(self, min_value, max_value):
+        self.min_value, self.max_value = min_value, max_value
+
+    def __call__(self, w):
+        return ops.clip(w, self.min_value, self.max_value)
+
+
+def _batch_error(n_img, n_txt):
+    return ValueError(
+        "The image and text batches must hold the same number of pairs (row i of each is a "
+        f"matching pair). Received: {n_img} images and {n_txt} texts."
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class CLIP(keras.Model):
+    """Two-tower contrastive image-text model with its own `train_step`.
+
+    Args:
+        image_encoder: a Keras model/layer, images -> features `(batch, d_i)`
+            (or a feature map / token sequence, pooled by `image_pooling`).
+        text_encoder: a Keras model/layer, int token ids `(batch, length)` ->
+            features `(batch, d_t)` (or a sequence, pooled by `text_pooling`),
+            e.g. `keras_transfer.layers.TextTransformerEncoder`.
+        projection_dim: size of the shared embedding space.
+        logit_scale_init: initial multiplier on cosine similarities
+            (1 / temperature); stored as its log. CLIP: 1 / 0.07.
+        max_logit_scale: clamp of the multiplier after each step (CLIP: 100).
+        image_pooling, text_pooling: `SequencePooling` modes ("auto", "mean",
+            "first", and for text "argmax_token").
+
+    Inputs: `{"images": ..., "token_ids": ...}` or a tuple `(images, token_ids)`;
+    no labels (`fit(x)` or datasets of `x`). `call` returns the unit-norm
+    float32 `{"image_embeddings", "text_embeddings"}`. Metrics: `loss`,
+    `image_to_text_accuracy`, `text_to_image_accuracy` (top-1 within the batch)
+    and the current `logit_scale` (the multiplier).
+    """
+
+    def __init__(self, image_encoder, text_encoder, projection_dim=64, logit_scale_init=1.0 / 0.07,
+                 max_logit_scale=100.0, image_pooling="auto", text_pooling="auto", **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
+            if not isinstance(value, keras.layers.Layer):
+                raise ValueError(
+                    f"`{name}` must be a Keras model or layer. Received: {name}={value!r}"
+                )
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.projection_dim = validation.check_positive_int("projection_dim", projection_dim)
+        self.logit_scale_init = validation.check_positive_float(
+            "logit_scale_init", logit_scale_init,
+            "It is the multiplier exp(s) on cosine similarities (1 / temperature), e.g. 1 / 0.07",
+        )
+        self.max_logit_scale = validation.check_positive_float("max_logit_scale", max_logit_scale)
+        if self.max_logit_scale < 1.0:
+            raise ValueError(
+                f"`max_logit_scale` must be >= 1. Received: max_logit_scale={max_logit_scale!r}"
+            )
+        if not 1.0 <= self.logit_scale_init <= self.max_logit_scale:
+            raise ValueError(
+                "`logit_scale_init` must lie in [1, max_logit_scale] (the scale is clamped to "
+                f"[1, {self.max_logit_scale}]). Received: logit_scale_init={logit_scale_init!r}"
+            )
+        self.image_pooling = validation.check_one_of("image_pooling", image_pooling, ("auto", "mean", "first"))
+        self.text_pooling = validation.check_one_of(
+            "text_pooling", text_pooling, ("auto", "mean", "first", "argmax_token"))
+
+        self.image_pooler = SequencePooling(self.image_pooling, name="image_pooling")
+        self.text_pooler = SequencePooling(self.text_pooling, name="text_pooling")
+        self.image_projection = keras.layers.Dense(
+            self.projection_dim, use_bias=False, name="image_projection")
+        self.text_projection = keras.layers.Dense(
+            self.projection_dim, use_bias=False, name="text_projection")
+        self.logit_scale = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(math.log(self.logit_scale_init)),
+            dtype="float32",
+            autocast=False,
+            constraint=_ClampLogScale(0.0, math.log(self.max_logit_scale)),
+            name="logit_scale",
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.i2t_tracker = keras.metrics.Mean(name="image_to_text_accuracy")
+        self.t2i_tracker = keras.metrics.Mean(name="text_to_image_accuracy")
+
+    # ------------------------------------------------------------ inference
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.i2t_tracker, self.t2i_tracker]
+
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            missing = {"images", "token_ids"} - set(inputs)
+            if missing:
+                raise ValueError(
+                    "`CLIP` inputs must be a dict with keys 'images' and 'token_ids' or a tuple "
+                    f"(images, token_ids). Received: a dict with keys {sorted(inputs)}"
+                )
+            return inputs["images"], inputs["token_ids"]
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+            return inputs[0], inputs[1]
+        raise ValueError(
+            "`CLIP` inputs must be a dict with keys 'images' and 'token_ids' or a tuple "
+            f"(images, token_ids). Received: {type(inputs).__name__}"
+        )
+
+    def embed_images(self, images, training=False):
+        """Unit-norm float32 image embeddings `(batch, projection_dim)`."""
+        features = self.image_pooler(self.image_encoder(images, training=training))
+        return l2_normalize(ops.cast(self.image_projection(features), "float32"))
+
+    def embed_text(self, token_ids, training=False):
+        """Unit-norm float32 text embeddings `(batch, projection_dim)`."""
+        features = self.text_encoder(token_ids, training=training)
+        features = self.text_pooler(features, token_ids=token_ids)
+        return l2_normalize(ops.cast(self.text_projection(features), "float32"))
+
+    def call(self, inputs, training=False):
+        images, token_ids = self._split_inputs(inputs)
+        return {
+            "image_embeddings": self.embed_images(images, training=training),
+            "text_embeddings": self.embed_text(token_ids, training=training),
+        }
+
+    def get_logit_scale(self):
+        """The current multiplier `exp(s)` as a Python float."""
+        return float(math.exp(float(ops.convert_to_numpy(self.logit_scale))))
+
+    def encode_images(self, images, batch_size=256):
+        """NumPy unit-norm embeddings of a whole image array, in batches."""
+        return self._encode(self.embed_images, images, batch_size)
+
+    def encode_text(self, token_ids, batch_size=256):
+        """NumPy unit-norm embeddings of a whole token-id array, in batches."""
+        return self._encode(self.embed_text, token_ids, batch_size)
+
+    def _encode(self, fn, data, batch_size):
+        batch_size = validation.check_positive_int("batch_size", batch_size)
+        validation.check_not_empty(data, "data")
+        # Eager calls in large batches: no per-call tracing of a fresh tf.function.
+        out = [ops.convert_to_numpy(fn(data[i:i + batch_size], training=False))
+               for i in range(0, len(data), batch_size)]
+        return np.concatenate(out, axis=0)
+
+    # ------------------------------------------------------------- training
+    def _check_data(self, x, y, batch_size, sample_weight=None):
+        """Eager checks of array inputs (a traced step only sees unknown batch sizes)."""
+        if sample_weight is not None:
+            raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, tuple) and len(spec) == 1 else spec
+            first = tf.nest.flatten(spec)[0]
+            if first.shape.rank and first.shape[0] == 1:
+                raise ValueError(
+                    "`CLIP` needs at least 2 (image, text) pairs per batch. Received: a dataset "
+                    "batched by 1. Batch it by >= 2."
+                )
+            return
+        if y is not None and not isinstance(x, (dict, list, tuple)):
+            x = (x, y)
+        try:
+            images, token_ids = self._split_inputs(x)
+        except ValueError:
+            return  # generators, PyDatasets...: checked by Keras / the step
+        if not hasattr(images, "__len__") or not hasattr(token_ids, "__len__"):
+            return
+        n_img, n_txt = len(images), len(token_ids)
+        if n_img != n_txt:
+            raise _batch_error(n_img, n_txt)
+        if n_img < 2:
+            raise ValueError(
+                "`CLIP` needs at least 2 (image, text) pairs: a contrastive loss takes its "
+                f"negatives from the other pairs. Received: {n_img} pair(s)."
+            )
+        size = 32 if batch_size is None else batch_size
+        if size == 1 or (n_img > size and n_img % size == 1):
+            raise ValueError(
+                "`batch_size` must leave at least 2 pairs in every batch (a single pair has no "
+                f"negatives). Received: batch_size={batch_size} for {n_img} pairs. Pick another "
+                "batch_size."
+            )
+        if isinstance(images, np.ndarray):
+            validation.check_finite(images, "images")
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
+        return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
+
+    def _contrastive(self, image, text):
+        """This replica's share of the global-batch loss, plus global metric values."""
+        n_img, n_txt = image.shape[0], text.shape[0]
+        if n_img is not None and n_txt is not None and n_img != n_txt:
+            raise _batch_error(n_img, n_txt)
+        if n_img == 1 and distributed.num_replicas() == 1:
+            raise ValueError(
+                "`CLIP` needs at least 2 (image, text) pairs per batch: a contrastive loss takes "
+                "its negatives from the other pairs. Received: a batch of 1. Use batch_size >= 2."
+            )
+        tf.debugging.assert_equal(
+            tf.shape(image)[0], tf.shape(text)[0],
+            message="CLIP: the image and text batches must hold the same number of pairs",
+        )
+        all_image = distributed.all_gather_with_grad(image)
+        all_text = distributed.all_gather_with_grad(text)
+        labels = distributed.global_batch_labels(image)
+        scale = ops.exp(self.logit_scale)
+        ce_i, ce_t, i2t, t2i = clip_loss_terms(image, text, all_image, all_text, labels, scale)
+        local_n = tf.shape(image)[0]
+        loss = distributed.global_mean(0.5 * (ops.sum(ce_i) + ops.sum(ce_t)), local_n)
+        # Metrics: global values, identical on every replica.
+        hits_i = ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32"))
+        hits_t = ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32"))
+        count = ops.cast(distributed.global_batch_size(image), "float32")
+        stats = {
+            "loss": distributed.all_reduce_sum(tf.stop_gradient(loss)),
+            "image_to_text_accuracy": distributed.all_reduce_sum(hits_i) / count,
+            "text_to_image_accuracy": distributed.all_reduce_sum(hits_t) / count,
+        }
+        return loss, stats
+
+    def _unpack(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is not None and not isinstance(x, dict) and not isinstance(x, (list, tuple)):
+            # fit(images, token_ids): Keras hands the two arrays over as (x, y).
+            x = (x, y)
+        elif y is not None:
+            raise ValueError(
+                "`CLIP` trains on (image, text) pairs without labels. Received: labels besides "
+                "a full input. Pass fit({'images': ..., 'token_ids': ...}) or fit(images, token_ids)."
+            )
+        if sample_weight is not None:
+            raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
+        images, token_ids = self._split_inputs(x)
+        if tf.as_dtype(images.dtype).is_floating:
+            # Datasets are not checked eagerly: fail loudly rather than train on NaN.
+            images = tf.debugging.assert_all_finite(
+                images, "CLIP: `images` must contain only finite values (found NaN or Inf in a batch)")
+        return images, token_ids
+
+    def _report(self, stats):
+        self.loss_tracker.update_state(stats["loss"])
+        self.i2t_tracker.update_state(stats["image_to_text_accuracy"])
+        self.t2i_tracker.update_state(stats["text_to_image_accuracy"])
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["logit_scale"] = ops.exp(self.logit_scale)
+        return logs
+
+    def train_step(self, data):
+        images, token_ids = self._unpack(data)
+        with tf.GradientTape() as tape:
+            # Through `self(...)` so that fit alone builds the model (and `.keras` files reload).
+            out = self({"images": images, "token_ids": token_ids}, training=True)
+            loss, stats = self._contrastive(out["image_embeddings"], out["text_embeddings"])
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables  # after the call: lazily built towers included
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._report(stats)
+
+    def test_step(self, data):
+        images, token_ids = self._unpack(data)
+        out = self({"images": images, "token_ids": token_ids}, training=False)
+        _, stats = self._contrastive(out["image_embeddings"], out["text_embeddings"])
+        return self._report(stats)
+
+    # -------------------------------------------------------- serialisation
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "image_encoder": keras.saving.serialize_keras_object(self.image_encoder),
+            "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
+            "projection_dim": self.projection_dim,
+            "logit_scale_init": self.logit_scale_init,
+            "max_logit_scale": self.max_logit_scale,
+            "image_pooling": self.image_pooling,
+            "text_pooling": self.text_pooling,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["image_encoder"] = keras.saving.deserialize_keras_object(config["image_encoder"])
+        config["text_encoder"] = keras.saving.deserialize_keras_object(config["text_encoder"])
+        return cls(**config)
+
+    # ------------------------------------------------------------ keras-hub
+    @classmethod
+    def from_keras_hub(cls, backbone, **kwargs):
+        """A `CLIP` whose towers, projections and logit scale are those of a keras-hub `CLIPBackbone`.
+
+        Either a `keras_hub.models.CLIPBackbone` instance (e.g. a small randomly
+        initialised one, or `CLIPBackbone.from_preset("clip_vit_base_patch32")`
+        when the preset is available) or a preset name. The vision tower is
+        pooled at its class token and the text tower at the end-of-text token
+        (the largest id), as keras-hub does, so the logits equal the backbone's.
+        Needs keras-hub (`pip install keras-transfer[hub]`).
+        """
+        try:
+            import keras_hub
+        except ImportError as error:  # pragma: no cover - exercised when keras-hub is absent
+            raise ValueError(
+                "`CLIP.from_keras_hub` needs keras-hub. Received: keras-hub is not installed. "
+                "Run `pip install keras-hub`."
+            ) from error
+        if isinstance(backbone, str):
+            backbone = keras_hub.models.CLIPBackbone.from_preset(backbone)
+        if not isinstance(backbone, keras_hub.models.CLIPBackbone):
+            raise ValueError(
+                "`backbone` must be a keras_hub.models.CLIPBackbone or a preset name. "
+                f"Received: backbone={backbone!r}"
+            )
+        vision, text = backbone.vision_encoder, backbone.text_encoder
+        images = keras.Input(shape=vision.image_shape, name="images")
+        image_encoder = keras.Model(images, vision({"images": images}), name="image_encoder")
+        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+        text_encoder = keras.Model(token_ids, text({"token_ids": token_ids}), name="text_encoder")
+        log_scale = float(ops.convert_to_numpy(backbone.clip_head.logit_scale))
+        kwargs.setdefault("max_logit_scale", max(100.0, math.exp(log_scale)))
+        model = cls(
+            image_encoder, text_encoder, projection_dim=backbone.projection_dim,
+            logit_scale_init=math.exp(log_scale), image_pooling="first", text_pooling="argmax_token",
+            **kwargs,
+        )
+        model.image_projection.build((None, backbone.vision_projection.kernel.shape[0]))
+        model.text_projection.build((None, backbone.text_projection.kernel.shape[0]))
+        model.image_projection.kernel.assign(backbone.vision_projection.kernel)
+        model.text_projection.kernel.assign(backbone.text_projection.kernel)
+        return model

@@ -1,0 +1,75 @@
+"""Image <-> text retrieval recall@k for a paired evaluation set (as in CLIP, §3.1.6).
+
+Query i retrieves the k candidates with the largest cosine similarity; it is a
+hit when its own pair is among them, or, with labels, when any retrieved item
+shares its label. Keras's `TopKCategoricalAccuracy` needs a class per column,
+not a pairing, so this is written here (NumPy; an evaluation, not a training op).
+"""
+
+import numpy as np
+
+from keras_transfer.utils import validation
+
+
+def _normalise(x, name):
+    x = validation.check_finite(np.asarray(x, dtype="float64"), name)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"`{name}` must be a non-empty 2-D array (n, dim). Received: shape {x.shape}")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _recall(similarity, query_labels, candidate_labels, ks):
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    hits = candidate_labels[order] == query_labels[:, None]
+    return {k: float(np.mean(hits[:, :k].any(axis=1))) for k in ks}
+
+
+def retrieval_recall(image_embeddings, text_embeddings, ks=(1, 5, 10), image_labels=None,
+                     text_labels=None):
+    """Recall@k in both directions.
+
+    Args:
+        image_embeddings: `(n_images, dim)`.
+        text_embeddings: `(n_texts, dim)`; without labels, row i pairs with image i.
+        ks: the k values (each >= 1).
+        image_labels, text_labels: optional ids; a retrieved item is correct when its id
+            equals the query's (e.g. the image index of each of several captions, or a class).
+
+    Returns:
+        `{"image_to_text_recall@k": ..., "text_to_image_recall@k": ...}` for every k.
+    """
+    image = _normalise(image_embeddings, "image_embeddings")
+    text = _normalise(text_embeddings, "text_embeddings")
+    if image.shape[1] != text.shape[1]:
+        raise ValueError(
+            "`image_embeddings` and `text_embeddings` must have the same size. "
+            f"Received: {image.shape[1]} and {text.shape[1]}"
+        )
+    ks = [validation.check_positive_int("ks", k) for k in (ks if hasattr(ks, "__iter__") else [ks])]
+    if not ks:
+        raise ValueError("`ks` must hold at least one k. Received: ks=[]")
+    if (image_labels is None) != (text_labels is None):
+        raise ValueError("`image_labels` and `text_labels` must be given together. Received: only one.")
+    if image_labels is None:
+        if image.shape[0] != text.shape[0]:
+            raise ValueError(
+                "Without labels, `image_embeddings` and `text_embeddings` must be paired row by "
+                f"row. Received: {image.shape[0]} images and {text.shape[0]} texts. Pass "
+                "`image_labels` / `text_labels` for several captions per image."
+            )
+        image_labels = text_labels = np.arange(image.shape[0])
+    image_labels, text_labels = np.asarray(image_labels), np.asarray(text_labels)
+    if image_labels.shape != (image.shape[0],) or text_labels.shape != (text.shape[0],):
+        raise ValueError(
+            "`image_labels` / `text_labels` must hold one id per row. Received: shapes "
+            f"{image_labels.shape} and {text_labels.shape} for {image.shape[0]} images and "
+            f"{text.shape[0]} texts."
+        )
+    similarity = image @ text.T
+    i2t = _recall(similarity, image_labels, text_labels, ks)
+    t2i = _recall(similarity.T, text_labels, image_labels, ks)
+    result = {}
+    for k in ks:
+        result[f"image_to_text_recall@{k}"] = i2t[k]
+        result[f"text_to_image_recall@{k}"] = t2i[k]
+    return result

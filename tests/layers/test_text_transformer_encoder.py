@@ -1,0 +1,136 @@
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.layers import TextTransformerEncoder
+from keras_transfer.layers import word_tokenizer
+from tests.test_case import TestCase
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    var = x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def gelu(x):
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def numpy_encoder(layer, ids):
+    """Pre-LN transformer (Vaswani et al. 2017; CLIP's text tower) written in NumPy."""
+    w = lambda v: np.asarray(v.numpy(), "float64")  # noqa: E731
+    ids = np.asarray(ids)
+    outputs = []
+    for row in ids:
+        keep = row != 0
+        x = w(layer.token_embedding.embeddings)[row] + w(layer.position_embedding)[: len(row)]
+        for i in range(layer.num_layers):
+            att = layer.attentions[i]
+            h = layer_norm(x, w(layer.attention_norms[i].gamma), w(layer.attention_norms[i].beta))
+            q = np.einsum("ld,dhk->lhk", h, w(att._query_dense.kernel)) + w(att._query_dense.bias)
+            k = np.einsum("ld,dhk->lhk", h, w(att._key_dense.kernel)) + w(att._key_dense.bias)
+            v = np.einsum("ld,dhk->lhk", h, w(att._value_dense.kernel)) + w(att._value_dense.bias)
+            scores = np.einsum("qhd,phd->hqp", q, k) / math.sqrt(q.shape[-1])
+            scores = np.where(keep[None, None, :], scores, -np.inf)
+            probs = np.exp(scores - scores.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            context = np.einsum("hqp,phd->qhd", probs, v)
+            out = np.einsum("qhd,hdo->qo", context, w(att._output_dense.kernel)) + w(att._output_dense.bias)
+            x = x + out
+            h = layer_norm(x, w(layer.mlp_norms[i].gamma), w(layer.mlp_norms[i].beta))
+            h = gelu(h @ w(layer.mlp_ins[i].kernel) + w(layer.mlp_ins[i].bias))
+            x = x + h @ w(layer.mlp_outs[i].kernel) + w(layer.mlp_outs[i].bias)
+        x = layer_norm(x, w(layer.final_norm.gamma), w(layer.final_norm.beta))
+        outputs.append(x[keep].mean(0))
+    return np.stack(outputs)
+
+
+class TextTransformerEncoderTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(0)
+        self.ids = rng.integers(1, 20, size=(4, 7)).astype("int32")
+        self.ids[0, 5:] = 0
+        self.ids[2, 2:] = 0
+
+    def test_matches_numpy_transformer(self):
+        layer = TextTransformerEncoder(20, 8, embedding_dim=8, num_layers=2, num_heads=2, intermediate_dim=16)
+        layer(self.ids)
+        # Move LayerNorm / bias weights off their defaults so every weight matters.
+        rng = np.random.default_rng(1)
+        for v in layer.weights:
+            v.assign(v.numpy() + 0.1 * rng.normal(size=v.shape).astype("float32"))
+        self.assertAllClose(layer(self.ids), numpy_encoder(layer, self.ids), atol=1e-4, rtol=1e-4)
+
+    def test_padding_does_not_change_the_embedding(self):
+        layer = TextTransformerEncoder(20, 12, embedding_dim=8, num_layers=1, num_heads=2)
+        padded = np.concatenate([self.ids, np.zeros((4, 5), "int32")], axis=1)
+        self.assertAllClose(layer(self.ids), layer(padded), atol=1e-5)
+
+    def test_layer_basics(self):
+        self.run_layer_test(
+            TextTransformerEncoder,
+            {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_layers": 1, "num_heads": 2},
+            input_shape=(4, 7), expected_output_shape=(4, 8), input_data=self.ids.astype("float32"),
+            expected_num_trainable_weights=2 + 4 + 8 + 4 + 2,
+        )
+
+    def test_gradients_reach_every_weight(self):
+        layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_layers=1, num_heads=2)
+        layer(self.ids)
+        with tf.GradientTape() as tape:
+            value = keras.ops.sum(layer(self.ids) ** 2)
+        grads = tape.gradient(value, layer.trainable_weights)
+        self.assertTrue(all(g is not None and np.any(np.asarray(g) != 0) for g in grads))
+
+    def test_gradients_match_finite_differences(self):
+        # float64 layer; differentiate w.r.t. the token table and the position embeddings.
+        layer = TextTransformerEncoder(6, 4, embedding_dim=4, num_layers=1, num_heads=1, dtype="float64")
+        ids = np.array([[1, 5, 2, 0], [3, 3, 4, 1]])
+        layer(ids)
+        names = [v.path for v in layer.trainable_variables]
+        table = names.index(layer.token_embedding.embeddings.path)
+        position = names.index(layer.position_embedding.path)
+        values = [v.numpy() for v in layer.trainable_variables]
+
+        def fn(token_table, positions):
+            weights = list(values)
+            weights[table], weights[position] = token_table, positions
+            out, _ = layer.stateless_call(weights, [], ids)
+            return keras.ops.sum(keras.ops.sin(out))
+
+        self.run_gradient_check(fn, [values[table], values[position]], eps=1e-5, atol=1e-6, rtol=1e-4)
+
+    def test_errors(self):
+        self.assertRaisesValueError("`num_heads` must divide `embedding_dim`", TextTransformerEncoder, 20, 7,
+                                    embedding_dim=6, num_heads=4)
+        self.assertRaisesValueError("`vocabulary_size` must be an integer >= 2", TextTransformerEncoder, 1, 7)
+        self.assertRaisesValueError("`sequence_length` must be a positive integer", TextTransformerEncoder, 20, 0)
+        self.assertRaisesValueError("`dropout` must be a number in [0, 1)", TextTransformerEncoder, 20, 7, dropout=1.0)
+        layer = TextTransformerEncoder(20, 4, embedding_dim=8, num_heads=2)
+        self.assertRaisesValueError("`sequence_length` must be >= the number of tokens", layer, self.ids)
+        layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
+        self.assertRaisesValueError("(batch, sequence_length)", layer, self.ids[..., None])
+
+
+class WordTokenizerTest(TestCase):
+    def test_vocabulary_padding_and_oov(self):
+        tok = word_tokenizer(["A photo of the number Seven!", "handwritten 7"], sequence_length=6)
+        vocab = tok.get_vocabulary()
+        self.assertEqual(vocab[:2], ["", "[UNK]"])
+        ids = tok(["a photo of 7", "zebra seven"]).numpy()
+        expected0 = [vocab.index(w) for w in ["a", "photo", "of", "7"]] + [0, 0]
+        self.assertEqual(ids[0].tolist(), expected0)
+        self.assertEqual(ids[1].tolist(), [1, vocab.index("seven"), 0, 0, 0, 0])
+        explicit = word_tokenizer(vocabulary=["seven", "7"], sequence_length=3)
+        self.assertEqual(explicit(["7 seven dog"]).numpy().tolist(), [[3, 2, 1]])
+
+    def test_errors(self):
+        self.assertRaisesValueError("Exactly one of `texts` and `vocabulary`", word_tokenizer)
+        self.assertRaisesValueError("Exactly one of", word_tokenizer, ["a"], vocabulary=["a"])
+        self.assertRaisesValueError("`texts` must contain at least one string", word_tokenizer, [])
+        self.assertRaisesValueError("`sequence_length` must be a positive integer", word_tokenizer, ["a"],
+                                    sequence_length=0)

@@ -1,0 +1,81 @@
+"""Run by test_clip.py in a subprocess: two logical CPU devices must be configured
+before TensorFlow initialises, which a shared pytest process cannot do.
+
+Trains the same CLIP (same initial weights, SGD) for two steps on one device and
+under MirroredStrategy over two logical CPUs (global batches 8 then 6, i.e.
+4+4 and 3+3 pairs per replica) and prints the weights, logs and the clamped
+logit scale as JSON.
+"""
+
+import json
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
+sys.path.insert(0, os.getcwd())
+import keras  # noqa: E402
+
+from keras_transfer.layers import TextTransformerEncoder  # noqa: E402
+from keras_transfer.models import CLIP  # noqa: E402
+
+
+def build():
+    keras.utils.set_random_seed(7)
+    image_encoder = keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D()])
+    text_encoder = TextTransformerEncoder(12, 5, embedding_dim=8, num_layers=1, num_heads=2)
+    model = CLIP(image_encoder, text_encoder, projection_dim=6)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    return model
+
+
+def main():
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(13, 6, 6, 1)).astype("float32")
+    tokens = rng.integers(1, 12, size=(13, 5)).astype("int32")
+    tokens[:, 3:] = np.where(rng.uniform(size=(13, 2)) < 0.5, 0, tokens[:, 3:])
+    data = {"images": images, "token_ids": tokens}
+
+    single = build()
+    single(data)  # build
+    initial = [w.numpy() for w in single.weights]
+    history_single = single.fit(data, batch_size=8, epochs=1, shuffle=False, verbose=0).history
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = build()
+        mirrored(data)
+        mirrored.set_weights(initial)
+    history_mirrored = mirrored.fit(data, batch_size=8, epochs=1, shuffle=False, verbose=0).history
+    differences = [float(np.max(np.abs(a.numpy() - b.numpy())))
+                   for a, b in zip(single.weights, mirrored.weights)]
+    moved = [float(np.max(np.abs(a.numpy() - b))) for a, b in zip(single.weights, initial)]
+
+    # Clamp after a step (learning rate 0: only the constraint moves the scale).
+    mirrored.optimizer.learning_rate.assign(0.0)
+    mirrored.logit_scale.assign(math.log(150.0))
+    mirrored.fit(data, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0)
+    result = {
+        "max_weight_difference": max(differences),
+        "median_weight_movement": float(np.median(moved)),
+        "num_weights": len(differences),
+        "single": {k: float(v[-1]) for k, v in history_single.items()},
+        "mirrored": {k: float(v[-1]) for k, v in history_mirrored.items()},
+        "replicas": strategy.num_replicas_in_sync,
+        "clamped_scale": float(np.exp(mirrored.logit_scale.numpy())),
+    }
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

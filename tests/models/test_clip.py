@@ -1,0 +1,199 @@
+import math
+import os
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_transfer.layers import TextTransformerEncoder
+from keras_transfer.models import CLIP
+from tests.losses.test_clip_loss import numpy_clip_loss
+from tests.test_case import TestCase
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def build_clip(**kwargs):
+    image_encoder = keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D()], name="image_encoder")
+    text_encoder = TextTransformerEncoder(12, 5, embedding_dim=8, num_layers=1, num_heads=2)
+    kwargs.setdefault("projection_dim", 6)
+    return CLIP(image_encoder, text_encoder, **kwargs)
+
+
+def make_data(n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(size=(n, 6, 6, 1)).astype("float32")
+    tokens = rng.integers(1, 12, size=(n, 5)).astype("int32")
+    tokens[:, 4] = 0  # some padding
+    return {"images": images, "token_ids": tokens}
+
+
+class CLIPTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        keras.utils.set_random_seed(1)
+        cls.data = make_data()
+        cls.model = build_clip()
+        cls.model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        cls.model(cls.data)
+
+    def test_logit_scale_initialisation_and_config(self):
+        model = build_clip()
+        self.assertAllClose(model.logit_scale, math.log(1 / 0.07), atol=1e-6)
+        self.assertEqual(keras.backend.standardize_dtype(model.logit_scale.dtype), "float32")
+        self.assertAlmostEqual(model.get_logit_scale(), 1 / 0.07, places=4)
+        config = model.get_config()
+        self.assertEqual(config["projection_dim"], 6)
+        self.assertEqual(config["max_logit_scale"], 100.0)
+
+    def test_embeddings_are_projected_unit_vectors(self):
+        model = self.model
+        out = model.predict(self.data, verbose=0)
+        features = model.image_encoder.predict(self.data["images"], verbose=0)
+        expected = features @ model.image_projection.kernel.numpy()
+        expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+        self.assertAllClose(out["image_embeddings"], expected, atol=1e-5)
+        self.assertAllClose(np.linalg.norm(out["text_embeddings"], axis=1), np.ones(8), atol=1e-5)
+        self.assertAllClose(model.encode_images(self.data["images"], batch_size=3), expected, atol=1e-5)
+        self.assertAllClose(model.encode_text(self.data["token_ids"], batch_size=3),
+                            out["text_embeddings"], atol=1e-5)
+
+    def test_evaluate_matches_numpy_loss_and_accuracies(self):
+        model = self.model
+        out = model.predict(self.data, verbose=0)
+        scale = model.get_logit_scale()
+        logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
+        image, text = out["image_embeddings"], out["text_embeddings"]
+        self.assertAllClose(logs["loss"], numpy_clip_loss(image, text, scale).mean(), atol=1e-5)
+        logits = scale * image @ text.T
+        self.assertAllClose(logs["image_to_text_accuracy"], np.mean(logits.argmax(1) == np.arange(8)))
+        self.assertAllClose(logs["text_to_image_accuracy"], np.mean(logits.argmax(0) == np.arange(8)))
+        self.assertAllClose(logs["logit_scale"], scale, atol=1e-4)
+
+    def test_train_step_gradient_of_logit_scale_matches_finite_differences(self):
+        keras.utils.set_random_seed(2)
+        model = build_clip()
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        out = model.predict(self.data, verbose=0)
+        image, text = out["image_embeddings"].astype("float64"), out["text_embeddings"].astype("float64")
+        s0 = float(model.logit_scale.numpy())
+        eps = 1e-4
+        numeric = (numpy_clip_loss(image, text, math.exp(s0 + eps), False).mean()
+                   - numpy_clip_loss(image, text, math.exp(s0 - eps), False).mean()) / (2 * eps)
+        model.fit(self.data, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        self.assertAllClose(float(model.logit_scale.numpy()), s0 - 0.1 * numeric, atol=1e-5)
+
+    def test_fit_tuple_and_two_array_forms(self):
+        model = build_clip()
+        model.compile(optimizer="adam")
+        model(self.data)
+        history = self.run_fit_test(model, self.data, batch_size=8, steps=2)
+        self.assertEqual(set(history.history), {"loss", "image_to_text_accuracy",
+                                                "text_to_image_accuracy", "logit_scale"})
+        self.assertGreater(history.history["loss"][0], 0.0)
+        model.fit((self.data["images"], self.data["token_ids"]), batch_size=4, epochs=1, verbose=0)
+        model.fit(self.data["images"], self.data["token_ids"], 4, 1, 0)  # positional batch_size, epochs, verbose
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (self.data["images"], self.data["token_ids"])).batch(4)
+        logs = model.evaluate(dataset, verbose=0, return_dict=True)
+        self.assertTrue(np.isfinite(logs["loss"]))
+
+    def test_feature_map_image_encoder_is_mean_pooled(self):
+        image_encoder = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3)])  # (b, 4, 4, 4)
+        model = CLIP(image_encoder, TextTransformerEncoder(12, 5, 8, 1, 2), projection_dim=6)
+        out = model.predict(self.data, verbose=0)
+        features = image_encoder.predict(self.data["images"], verbose=0).mean(axis=(1, 2))
+        expected = features @ model.image_projection.kernel.numpy()
+        self.assertAllClose(out["image_embeddings"], expected / np.linalg.norm(expected, axis=1, keepdims=True),
+                            atol=1e-5)
+
+    def test_logit_scale_is_clamped_after_each_step(self):
+        model = build_clip()
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+        model(self.data)
+        model.logit_scale.assign(math.log(1000.0))
+        model.fit(self.data, batch_size=8, epochs=1, verbose=0)
+        self.assertAllClose(model.get_logit_scale(), 100.0, atol=1e-3)
+
+    def test_model_trained_by_fit_alone_saves_and_reloads(self):
+        model = build_clip()
+        model.compile(optimizer="adam")
+        model.fit(self.data, batch_size=4, epochs=1, verbose=0)
+        self.assertTrue(model.built)
+        self.run_serialization_test(model, self.data)
+
+    def test_serialization_and_export(self):
+        reloaded = self.run_serialization_test(self.model, self.data)
+        self.assertEqual(reloaded.projection_dim, 6)
+        self.run_export_test(self.model, self.data)
+
+    def test_mixed_precision_step(self):
+        def build():
+            model = build_clip()
+            model.compile(optimizer="adam")
+            return model
+
+        model, history = self.run_mixed_precision_test(build, self.data, batch_size=8)
+        self.assertEqual(keras.backend.standardize_dtype(model.logit_scale.dtype), "float32")
+        self.assertEqual(keras.backend.standardize_dtype(
+            model.image_projection.compute_dtype), "float16")
+        out = model.predict(self.data, verbose=0)
+        self.assertEqual(out["image_embeddings"].dtype, np.float32)
+        # A scale at its clamp does not overflow in float16 logits.
+        model.logit_scale.assign(math.log(100.0))
+        logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
+        self.assertTrue(np.isfinite(logs["loss"]))
+
+    def test_global_batch_under_mirrored_strategy_equals_single_device(self):
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+        self.assertTrue(lines, f"probe failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+        out = json.loads(lines[-1][len("RESULT "):])
+        self.assertEqual(out["replicas"], 2)
+        self.assertLess(out["max_weight_difference"], 2e-5)
+        self.assertGreater(out["median_weight_movement"], 1e-3)
+        for key in ("loss", "image_to_text_accuracy", "text_to_image_accuracy"):
+            self.assertAlmostEqual(out["mirrored"][key], out["single"][key], places=5)
+        self.assertAlmostEqual(out["clamped_scale"], 100.0, places=3)
+
+    def test_bad_arguments(self):
+        for bad in (0.0, -1.0):
+            self.assertRaisesValueError(["`logit_scale_init` must be a positive finite number",
+                                         f"logit_scale_init={bad}"], build_clip, logit_scale_init=bad)
+        self.assertRaisesValueError("must lie in [1, max_logit_scale]", build_clip, logit_scale_init=200.0)
+        self.assertRaisesValueError("`max_logit_scale` must be >= 1", build_clip, max_logit_scale=0.5)
+        self.assertRaisesValueError("`projection_dim` must be a positive integer", build_clip, projection_dim=0)
+        self.assertRaisesValueError("`text_pooling` must be one of", build_clip, text_pooling="max")
+        self.assertRaisesValueError("`image_encoder` must be a Keras model or layer",
+                                    CLIP, "resnet", TextTransformerEncoder(12, 5))
+
+    def test_bad_data(self):
+        model = self.model
+        self.assertRaisesValueError(["same number of pairs", "8 images and 7 texts"], model.fit,
+                                    {"images": self.data["images"], "token_ids": self.data["token_ids"][:7]})
+        one = {k: v[:1] for k, v in self.data.items()}
+        self.assertRaisesValueError("at least 2 (image, text) pairs", model.fit, one)
+        self.assertRaisesValueError("`batch_size` must leave at least 2 pairs", model.fit, self.data, batch_size=1)
+        self.assertRaisesValueError("Received: batch_size=7 for 8 pairs", model.evaluate, self.data, batch_size=7)
+        dataset = tf.data.Dataset.from_tensor_slices(self.data).batch(1, drop_remainder=True)
+        self.assertRaisesValueError("batched by 1", model.fit, dataset)
+        bad = dict(self.data)
+        bad["images"] = bad["images"].copy()
+        bad["images"][0, 0, 0, 0] = np.nan
+        self.assertRaisesValueError(["finite", "1 NaN"], model.fit, bad, batch_size=8)
+        self.assertRaisesValueError("keys 'images' and 'token_ids'", model.predict, {"images": self.data["images"]})
+        self.assertRaisesValueError("does not support `sample_weight`", model.fit, self.data,
+                                    sample_weight=np.ones(8), batch_size=8)
+        nan_dataset = tf.data.Dataset.from_tensor_slices(bad).batch(4)
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "`images` must contain only finite values"):
+            model.fit(nan_dataset, verbose=0)
+        with self.assertRaisesRegex(ValueError, "same number of pairs"):
+            model._contrastive(tf.ones((4, 6)), tf.ones((3, 6)))
