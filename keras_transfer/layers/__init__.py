@@ -1,4 +1,6 @@
 """keras_transfer.layers."""
 
+from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
 from keras_transfer.layers.gradient_reversal import GradientReversal  # noqa: F401
 from keras_transfer.layers.gradient_reversal import reverse_gradient  # noqa: F401
+from keras_transfer.layers.image_input_adapter import ImageInputAdapter
