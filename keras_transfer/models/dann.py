@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.utils import validation
 
 
 def _default_domain_classifier():
@@ -29,9 +30,12 @@ class DANN(SourceOnly):
     3. domain loss: binary cross-entropy of
        `domain_classifier(GradientReversal(features))` against 0 (source) / 1 (target),
        averaged over the `n_s + n_t` examples of both domains;
-    4. one optimizer step on `label_loss + domain_loss`. The domain classifier
-       minimises the domain loss; through the reversal layer the feature extractor
-       receives `-factor` times its gradient, i.e. maximises it.
+    4. one optimizer step on `label_loss + domain_loss_weight * domain_loss`. The
+       domain classifier minimises the domain loss; through the reversal layer the
+       feature extractor receives `-factor` times its gradient, i.e. maximises it.
+       (`domain_loss_weight=λ, factor=1` is the update of the paper's Algorithm 1,
+       where λ also scales the domain classifier's step; `domain_loss_weight=1,
+       factor=λ` is the gradient-reversal formulation of §5.2.)
 
     Metrics: `loss`, `label_loss`, `label_accuracy` (source), `domain_loss`,
     `domain_accuracy`. A domain accuracy near 0.5 means the features no longer tell
@@ -45,6 +49,7 @@ class DANN(SourceOnly):
         domain_classifier: Keras model or layer, features to one domain logit (or two
             logits, source and target). `None` uses an MLP `Dense(100, relu) -> Dense(1)`.
         factor: initial factor of the gradient reversal layer (non-negative).
+        domain_loss_weight: weight of the domain loss in the total loss (non-negative).
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
 
     Example:
@@ -66,9 +71,11 @@ class DANN(SourceOnly):
         label_classifier,
         domain_classifier=None,
         factor=1.0,
+        domain_loss_weight=1.0,
         from_logits=True,
         **kwargs,
     ):
+        domain_loss_weight = validation.check_non_negative_float("domain_loss_weight", domain_loss_weight)
         if domain_classifier is None:
             domain_classifier = _default_domain_classifier()
         elif not isinstance(domain_classifier, keras.layers.Layer):
@@ -82,6 +89,7 @@ class DANN(SourceOnly):
         self.domain_classifier = None
         self.gradient_reversal = None
         super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
+        self.domain_loss_weight = domain_loss_weight
 
     def _ensure_domain_branch(self):
         if self.gradient_reversal is None:
@@ -143,7 +151,7 @@ class DANN(SourceOnly):
             correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), domain), "float32")
         domain_loss = ops.mean(losses)
         logs = {"domain_loss": (domain_loss, None), "domain_accuracy": (correct, None)}
-        return domain_loss, logs
+        return self.domain_loss_weight * domain_loss, logs
 
     def get_config(self):
         config = super().get_config()
@@ -151,6 +159,7 @@ class DANN(SourceOnly):
             {
                 "domain_classifier": keras.saving.serialize_keras_object(self.domain_classifier),
                 "factor": self.factor,
+                "domain_loss_weight": self.domain_loss_weight,
             }
         )
         return config

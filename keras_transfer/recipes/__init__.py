@@ -1,5 +1,6 @@
 """Fine-tuning recipes over keras.applications backbones."""
 
+from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.backbones import BACKBONES
 from keras_transfer.recipes.backbones import BackboneSpec
 from keras_transfer.recipes.backbones import available_backbones
