@@ -161,10 +161,16 @@ class SourceOnly(keras.Model):
             len(s) != len(t) or any(a is not None and b is not None and a != b for a, b in zip(s[1:], t[1:]))
             for s, t in zip(source_shapes, target_shapes)
         ):
+
+            def show(shapes):
+                features = [s[1:] for s in shapes]
+                return features[0] if len(features) == 1 else features
+
             raise ValueError(
                 "`source_x` and `target_x` must have the same feature shape (batch sizes may "
-                f"differ). Received: source_x with shape {source_shapes} and target_x with shape "
-                f"{target_shapes}. Resize or map the target inputs to the source input space first."
+                f"differ). Received: source_x with feature shape {show(source_shapes)} and "
+                f"target_x with feature shape {show(target_shapes)}. Resize or map the target "
+                "inputs to the source input space first."
             )
         rows = target_shapes[0][0] if target_shapes and target_shapes[0] else None
         if rows == 0:
