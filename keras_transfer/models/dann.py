@@ -86,21 +86,14 @@ class DANN(SourceOnly):
         # Set before super().__init__, which builds the model when it can.
         self._init_domain_classifier = domain_classifier
         self._init_factor = factor
-        self.domain_classifier = None
-        self.gradient_reversal = None
         super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
         self.domain_loss_weight = domain_loss_weight
 
-    def _ensure_domain_branch(self):
-        if self.gradient_reversal is None:
-            self.domain_classifier = self._init_domain_classifier
-            self.gradient_reversal = GradientReversal(self._init_factor, name="gradient_reversal")
-            self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
-            self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
-
-    def _build_from_feature_extractor(self):
-        self._ensure_domain_branch()
-        super()._build_from_feature_extractor()
+    def _init_adaptation(self):
+        self.domain_classifier = self._init_domain_classifier
+        self.gradient_reversal = GradientReversal(self._init_factor, name="gradient_reversal")
+        self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
+        self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
 
     def _build_adaptation(self, features):
         logits = self.domain_classifier(self.gradient_reversal(features))

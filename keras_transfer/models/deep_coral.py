@@ -41,6 +41,8 @@ class DeepCORAL(SourceOnly):
         self._coral_weight = validation.check_non_negative_float("coral_weight", coral_weight)
         self._coral_on = validation.check_one_of("coral_on", coral_on, _LAYERS)
         super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
+
+    def _init_adaptation(self):
         self.coral_weight = self._coral_weight
         self.coral_on = self._coral_on
         self.coral_loss_tracker = keras.metrics.Mean(name="coral_loss")

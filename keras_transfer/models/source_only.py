@@ -82,7 +82,11 @@ class SourceOnly(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
         self.label_accuracy_tracker = keras.metrics.Mean(name="label_accuracy")
+        self._init_adaptation()
         self._build_from_feature_extractor()
+
+    def _init_adaptation(self):
+        """Creates the adaptation branch's layers and trackers (subclasses), before any build."""
 
     # ----------------------------------------------------------------- build
     def _build_from_feature_extractor(self):
