@@ -10,6 +10,7 @@ import time
 # `run(output_dir, quick=False) -> dict` that prints its own table.
 DEMO_SECTIONS = [
     ("transfer", "keras_transfer.demos.transfer"),
+    ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
 ]
 
 
