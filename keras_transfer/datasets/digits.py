@@ -8,6 +8,7 @@ from keras_transfer.utils import validation
 
 
 def _normalize_size(image_size, name="image_size"):
+    received = image_size
     if isinstance(image_size, int) and not isinstance(image_size, bool):
         image_size = (image_size, image_size)
     if (
@@ -17,7 +18,7 @@ def _normalize_size(image_size, name="image_size"):
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a (height, width) pair of positive integers. "
-            f"Received: {name}={image_size!r}"
+            f"Received: {name}={received!r}"
         )
     return tuple(image_size)
 

@@ -21,8 +21,15 @@ def load_tfds(name, split="train", data_dir=None, as_supervised=True, download=T
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as error:  # tfds raises DatasetNotFoundError and friends
+        # tfds' own message lists every dataset: keep its first line and suggest close names instead.
+        import difflib
+
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        close = difflib.get_close_matches(str(name), tfds.list_builders(), n=3)
+        hint = f" Did you mean {close}?" if close else ""
         raise ValueError(
-            f"`name` must be a TensorFlow Datasets name (see tfds.list_builders()). Received: name={name!r} ({error})"
+            f"`name` must be a TensorFlow Datasets name (see tfds.list_builders()).{hint} "
+            f"Received: name={name!r} ({first_line})"
         ) from error
     prepared = os.path.isdir(builder.data_dir) and bool(os.listdir(builder.data_dir))
     if not prepared and (not download or not is_online()):

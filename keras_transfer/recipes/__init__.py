@@ -11,6 +11,7 @@ from keras_transfer.recipes.classifier import build_classifier
 from keras_transfer.recipes.classifier import feature_extractor
 from keras_transfer.recipes.classifier import get_backbone
 from keras_transfer.recipes.classifier import get_head
+from keras_transfer.recipes.classifier import replace_head
 from keras_transfer.recipes.fine_tune import compile_for_fine_tuning
 from keras_transfer.recipes.fine_tune import evaluate_accuracy
 from keras_transfer.recipes.fine_tune import fine_tune

@@ -131,3 +131,22 @@ def feature_extractor(model):
     """A model from the classifier's input to the pooled features that feed the head."""
     head = get_head(model)
     return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def replace_head(model, num_classes, activation="softmax", copy=True, name=None):
+    """A new classifier for `num_classes` on the features of `model` (the transfer step).
+
+    With `copy=True` (default) the backbone is an independent copy (weights and trainable
+    flags copied), so the source model is left untouched; with `copy=False` both models
+    share the backbone's variables.
+    """
+    num_classes = validation.check_int_at_least("num_classes", num_classes, 2)
+    source = model
+    if copy:
+        source = keras.models.clone_model(model)
+        source.set_weights(model.get_weights())
+    features = get_head(source).input
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(
+        features
+    )
+    return keras.Model(source.inputs, outputs, name=name or f"{model.name}_transfer")

@@ -130,7 +130,7 @@ def fine_tune(
         validation.check_positive_int("probe_epochs", probe_epochs)
         compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=optimizer)
         histories["probe"] = model.fit(
-            train_ds, validation_data=val_ds, epochs=probe_epochs, callbacks=callbacks, verbose=verbose
+            train_ds, validation_data=val_ds, epochs=probe_epochs, callbacks=callbacks, verbose=verbose, shuffle=False
         )
 
     if epochs:
@@ -146,7 +146,7 @@ def fine_tune(
             layer_decay=layer_decay,
         )
         histories["fine_tune"] = model.fit(
-            train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose
+            train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
         )
     return model, histories
 
