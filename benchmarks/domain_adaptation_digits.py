@@ -8,7 +8,7 @@ and the train-on-target upper bound. Reports target accuracy and the share of th
 gap closed, (method - source-only) / (target-only - source-only) (Ganin et al.
 closed 52.9 % on MNIST -> MNIST-M).
 
-    python benchmarks/domain_adaptation_digits.py [--quick] [--seeds 3] [--epochs 30]
+    python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]
 """
 
 import argparse

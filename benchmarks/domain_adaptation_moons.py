@@ -6,7 +6,7 @@ optimizer, same batches) over several seeds in the same run; target accuracy on
 1000 held-out rotated points, the domain classifier's accuracy in the last epoch,
 and a decision-boundary figure for seed 0.
 
-    python benchmarks/domain_adaptation_moons.py [--quick] [--seeds 5] [--output DIR]
+    python -m benchmarks.domain_adaptation_moons [--quick] [--seeds 5] [--output DIR]
 """
 
 import argparse

@@ -11,7 +11,7 @@ Each model trains for `--steps` steps on one cached batch (the digits CNN of
 DANN's step pushes 2B examples through the feature extractor, so the fair reference
 for its extra cost is also given: source-only at batch 2B.
 
-    python benchmarks/domain_adaptation_step_time.py [--quick] [--batch-size 64]
+    python -m benchmarks.domain_adaptation_step_time [--quick] [--batch-size 64]
 """
 
 import argparse
@@ -25,10 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from domain_adaptation_digits import build_parts  # noqa: E402
-
+from benchmarks.domain_adaptation_digits import build_parts  # noqa: E402
 from keras_transfer.models import DANN  # noqa: E402
 from keras_transfer.models import DeepCORAL  # noqa: E402
 from keras_transfer.models import SourceOnly  # noqa: E402

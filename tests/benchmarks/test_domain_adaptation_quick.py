@@ -2,15 +2,11 @@
 
 import math
 import os
-import sys
 
+from benchmarks import domain_adaptation_digits
+from benchmarks import domain_adaptation_moons
+from benchmarks import domain_adaptation_step_time
 from tests.test_case import TestCase
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-
-import domain_adaptation_digits  # noqa: E402
-import domain_adaptation_moons  # noqa: E402
-import domain_adaptation_step_time  # noqa: E402
 
 
 class DomainAdaptationBenchmarksQuickTest(TestCase):
