@@ -88,6 +88,25 @@ class SourceOnly(keras.Model):
     def _init_adaptation(self):
         """Creates the adaptation branch's layers and trackers (subclasses), before any build."""
 
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile` without `loss` / `metrics`: the label loss and metrics are built in."""
+        for name, value in (("loss", loss), ("metrics", metrics)):
+            if value:
+                raise ValueError(
+                    f"`{name}` must be None for `{type(self).__name__}`: the label cross-entropy, "
+                    "`label_accuracy` and the adaptation losses are built in (`from_logits` "
+                    f"chooses logits or probabilities). Received: {name}={value!r}. Compile with "
+                    "an optimizer only."
+                )
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips compile() on load when it is overridden; ours only adds checks.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # ----------------------------------------------------------------- build
     def _build_from_feature_extractor(self):
         """Builds every sub-model now when the feature extractor knows its input shape."""

@@ -94,6 +94,8 @@ class SourceOnlyTest(TestCase):
         self.assertRaisesValueError(["`label_classifier`", "Received: label_classifier=3"], SourceOnly, fe, 3)
         self.assertRaisesValueError(["`from_logits`", "Received: from_logits='yes'"], SourceOnly, fe, lc, from_logits="yes")
         model = SourceOnly(fe, lc)
+        self.assertRaisesValueError(["`loss` must be None", "Received: loss='mse'"], model.compile, optimizer="sgd", loss="mse")
+        self.assertRaisesValueError(["`metrics` must be None", "['accuracy']"], model.compile, optimizer="sgd", metrics=["accuracy"])
         model.compile(optimizer="sgd")
         self.assertRaisesValueError(
             ["`y` must hold the source labels only"],
