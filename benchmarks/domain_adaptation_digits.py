@@ -66,7 +66,7 @@ def _optimizer(lr, total_steps):
     return keras.optimizers.SGD(InversePowerDecay(lr, total_steps), momentum=0.9)
 
 
-def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_weight, verbose=0):
+def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_weight, max_factors=(1.0,), verbose=0):
     (xs, ys), (xt, _), (xt_test, yt_test), (xs_test, ys_test), (xt_labelled, yt_labelled) = data
     pairs = domain_pairs(xs, ys, xt, batch_size=batch_size, seed=seed)
     steps = epochs * int(pairs.cardinality())
@@ -90,13 +90,17 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
     coral.fit(pairs, epochs=epochs, verbose=verbose)
     results["Deep CORAL"] = target_accuracy(coral)
 
-    fe, lc = build_parts(image_size, seed)
-    dann = DANN(fe, lc, factor=0.0, domain_loss_weight=dann_weight)
-    dann.compile(optimizer=_optimizer(lr, steps))
-    h = dann.fit(pairs, validation_data=val, epochs=epochs, verbose=verbose,
-                 callbacks=[GradientReversalSchedule()])
-    results["DANN"] = target_accuracy(dann)
-    history = {k: h.history[k] for k in ("domain_accuracy", "val_domain_accuracy", "val_label_accuracy")}
+    for max_factor in max_factors:
+        fe, lc = build_parts(image_size, seed)
+        dann = DANN(fe, lc, factor=0.0, domain_loss_weight=dann_weight)
+        dann.compile(optimizer=_optimizer(lr, steps))
+        h = dann.fit(pairs, validation_data=val, epochs=epochs, verbose=verbose,
+                     callbacks=[GradientReversalSchedule(max_factor=max_factor)])
+        name = f"DANN (λ→{max_factor:g})"
+        results[name] = target_accuracy(dann)
+        history[name] = {
+            k: h.history[k] for k in ("domain_accuracy", "val_domain_accuracy", "val_label_accuracy")
+        }
 
     fe, lc = build_parts(image_size, seed)
     target_only = SourceOnly(fe, lc)
@@ -127,6 +131,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--dann-weight", type=float, default=1.0)
     parser.add_argument("--coral-weight", type=float, default=1.0)
+    parser.add_argument("--max-factors", default="1,0.1", help="Final λ of each DANN run (comma-separated).")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.image_size = 1, 1, 16
@@ -137,6 +142,7 @@ def main(argv=None):
         results, history = run_seed(
             data, seed, args.epochs, args.batch_size, args.image_size, args.lr,
             args.dann_weight, args.coral_weight,
+            max_factors=tuple(float(v) for v in args.max_factors.split(",")),
         )
         per_seed.append(results)
         histories.append(history)
@@ -150,14 +156,15 @@ def main(argv=None):
           f"({time.time() - start:.0f} s)\n")
     print("| method | target accuracy (mean ± std) | gap closed |")
     print("| --- | --- | --- |")
-    for m in ("source-only", "AdaBN", "Deep CORAL", "DANN", "target-only"):
+    for m in methods:
         print(f"| {m} | {mean[m]:.3f} ± {std[m]:.3f} | {100 * gap[m]:.1f} % |")
-    print("\nDANN per epoch (seed 0): domain accuracy (train) / val domain accuracy / source val accuracy")
-    h = histories[0]
-    for epoch in range(len(h["domain_accuracy"])):
-        if epoch % max(1, len(h["domain_accuracy"]) // 10) == 0 or epoch == len(h["domain_accuracy"]) - 1:
-            print(f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
-                  f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}")
+    for name, h in histories[0].items():
+        print(f"\n{name} per epoch (seed 0): train domain acc / val domain acc / source val acc")
+        n = len(h["domain_accuracy"])
+        for epoch in range(n):
+            if epoch % max(1, n // 10) == 0 or epoch == n - 1:
+                print(f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
+                      f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}")
     return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "history": histories}
 
 

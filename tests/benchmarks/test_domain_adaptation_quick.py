@@ -19,11 +19,12 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
     def test_digits(self):
         result = domain_adaptation_digits.main(["--quick"])
         self.assertEqual(
-            sorted(result["mean"]), ["AdaBN", "DANN", "Deep CORAL", "source-only", "target-only"]
+            sorted(result["mean"]),
+            ["AdaBN", "DANN (λ→0.1)", "DANN (λ→1)", "Deep CORAL", "source-only", "target-only"],
         )
         for value in result["mean"].values():
             self.assertTrue(0.0 <= value <= 1.0)
-        self.assertEqual(len(result["history"][0]["val_domain_accuracy"]), 1)
+        self.assertEqual(len(result["history"][0]["DANN (λ→1)"]["val_domain_accuracy"]), 1)
 
     def test_step_time(self):
         result = domain_adaptation_step_time.main(["--quick"])
