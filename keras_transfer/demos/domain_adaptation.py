@@ -115,7 +115,7 @@ def run(output_dir, quick=False):
     """Trains source-only and DANN on the moons (one seed), prints a table, writes a PNG."""
     os.makedirs(output_dir, exist_ok=True)
     data = load_moons(seed=0)
-    epochs = 120 if quick else MOONS_SETTINGS["epochs"]
+    epochs = 250 if quick else MOONS_SETTINGS["epochs"]
     rows = {}
     models = {}
     for name, adapt in (("source-only", False), ("DANN", True)):
