@@ -118,6 +118,17 @@ class DANNTest(TestCase):
         logits = model.predict(self.xt, verbose=0)
         self.assertAllClose(result["label_accuracy"], np.mean(logits.argmax(-1) == 0))
 
+    def test_eager_and_xla_steps_agree(self):
+        results = []
+        for mode in ({"run_eagerly": True}, {"jit_compile": True}):
+            fe, lc, dc = parts()
+            model = DANN(fe, lc, dc, factor=0.5)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), **mode)
+            model.fit(one_batch(self.xs, self.xt, self.ys), epochs=2, verbose=0)
+            results.append([v.numpy() for v in model.trainable_variables])
+        for eager, xla in zip(*results):
+            self.assertAllClose(eager, xla, atol=1e-5, rtol=1e-5)
+
     def test_sample_weights(self):
         fe, lc, dc = parts()
         model = DANN(fe, lc, dc)
