@@ -9,3 +9,4 @@ from keras_transfer import losses  # noqa: E402,F401
 from keras_transfer import models  # noqa: E402,F401
 from keras_transfer import optimizers  # noqa: E402,F401
 from keras_transfer import recipes  # noqa: E402,F401
+from keras_transfer import schedules  # noqa: E402,F401

@@ -13,6 +13,7 @@ DEMO_SECTIONS = [
     ("adapters", "keras_transfer.demos.adapters"),
     ("self_supervised", "keras_transfer.demos.self_supervised"),
     ("clip", "keras_transfer.demos.clip"),
+    ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
 ]
 
 

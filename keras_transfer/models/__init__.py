@@ -11,3 +11,6 @@ from keras_transfer.models.wise_ft import wise_ft
 from keras_transfer.models.zero_shot import build_zero_shot_classifier
 from keras_transfer.models.zero_shot import class_text_embeddings
 from keras_transfer.models.zero_shot import export_zero_shot_classifier
+from keras_transfer.models.dann import DANN  # noqa: F401
+from keras_transfer.models.deep_coral import DeepCORAL  # noqa: F401
+from keras_transfer.models.source_only import SourceOnly  # noqa: F401

@@ -1,0 +1,155 @@
+"""A callback that anneals the factor of every `GradientReversal` layer during `fit`."""
+
+import math
+import numbers
+
+import keras
+
+from keras_transfer.layers.gradient_reversal import GradientReversal
+from keras_transfer.utils import validation
+
+_SCHEDULES = ("ganin", "constant", "linear")
+
+
+def ganin_factor(progress, gamma=10.0):
+    """Ganin et al.'s adaptation factor λ_p = 2 / (1 + exp(-γ p)) - 1 for progress p in [0, 1]."""
+    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+
+
+def find_gradient_reversal_layers(model):
+    """All `GradientReversal` layers in `model`, nested models included (each once)."""
+    found, seen, stack = [], set(), [model]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if isinstance(layer, GradientReversal):
+            found.append(layer)
+        stack.extend(reversed(getattr(layer, "layers", []) or []))
+    return found
+
+
+class GradientReversalSchedule(keras.callbacks.Callback):
+    """Sets the factor of the model's `GradientReversal` layers before every training step.
+
+    With progress `p = step / total_steps` in [0, 1] (clipped), the factor is
+    `max_factor * s(p)` where `s` is
+
+    - `"ganin"`: `2 / (1 + exp(-gamma * p)) - 1` (Ganin et al. 2016, γ = 10): starts at 0,
+      so the noisy early domain signal does not disturb the features, and approaches 1;
+    - `"constant"`: 1;
+    - `"linear"`: p;
+    - a callable `s(p) -> float` of your own (must return a non-negative finite number).
+
+    `total_steps` defaults to `epochs * steps_per_epoch` of the `fit` call. The factor
+    lives in a non-trainable weight, so changing it never retraces the train step. The
+    factor in use at the end of each epoch is logged as `grl_factor`.
+
+    Args:
+        schedule: `"ganin"`, `"constant"`, `"linear"` or a callable of the progress.
+        gamma: γ of the `"ganin"` schedule (positive).
+        max_factor: the factor reached at the end of training (non-negative).
+        total_steps: number of training steps that make up `p = 1`; `None` reads it
+            from `fit` (needed when the dataset has an unknown length).
+        layers: the `GradientReversal` layers to drive; `None` finds all of them in
+            the model.
+    """
+
+    def __init__(
+        self, schedule="ganin", gamma=10.0, max_factor=1.0, total_steps=None, layers=None
+    ):
+        super().__init__()
+        if not callable(schedule):
+            validation.check_one_of(
+                "schedule",
+                schedule,
+                _SCHEDULES,
+                fix="Or pass a callable mapping the training progress in [0, 1] to a factor",
+            )
+        self.schedule = schedule
+        self.gamma = validation.check_positive_float("gamma", gamma)
+        self.max_factor = validation.check_non_negative_float(
+            "max_factor", max_factor, fix="The gradient is multiplied by -factor; use 0 to block it"
+        )
+        self.total_steps = (
+            None if total_steps is None else validation.check_positive_int("total_steps", total_steps)
+        )
+        if layers is not None:
+            layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
+            for layer in layers:
+                if not isinstance(layer, GradientReversal):
+                    raise ValueError(
+                        "`layers` must hold `GradientReversal` layers. "
+                        f"Received: layers containing {type(layer).__name__}"
+                    )
+        self._layers_arg = layers
+        self._layers = []
+        self._total = None
+        self._offset = 0
+        self._last_batch = -1
+        self.current_factor = None
+
+    def factor_at(self, progress):
+        """The factor for training progress `progress` in [0, 1]."""
+        progress = min(max(float(progress), 0.0), 1.0)
+        if self.schedule == "ganin":
+            value = ganin_factor(progress, self.gamma)
+        elif self.schedule == "constant":
+            value = 1.0
+        elif self.schedule == "linear":
+            value = progress
+        else:
+            value = self.schedule(progress)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, numbers.Real)
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise ValueError(
+                    "`schedule` must return a non-negative finite number. "
+                    f"Received: schedule({progress:.4f})={value!r}"
+                )
+        return self.max_factor * float(value)
+
+    def on_train_begin(self, logs=None):
+        self._layers = self._layers_arg or find_gradient_reversal_layers(self.model)
+        if not self._layers:
+            raise ValueError(
+                "`GradientReversalSchedule` needs a model with at least one `GradientReversal` "
+                f"layer. Received: a model {self.model.name!r} without one. Add "
+                "`keras_transfer.layers.GradientReversal` before the domain classifier."
+            )
+        self._total = self.total_steps
+        if self._total is None:
+            epochs, steps = self.params.get("epochs"), self.params.get("steps")
+            if not epochs or not steps:
+                raise ValueError(
+                    "`total_steps` must be given when `fit` does not know the number of steps "
+                    f"per epoch. Received: total_steps=None with epochs={epochs}, steps={steps}. "
+                    "Pass `total_steps=epochs * steps_per_epoch` or `steps_per_epoch` to fit."
+                )
+            self._total = int(epochs) * int(steps)
+        self._offset = 0
+        self._last_batch = -1
+
+    def _set(self, step):
+        value = self.factor_at(step / self._total)
+        for layer in self._layers:
+            layer.factor = value
+        self.current_factor = value
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._last_batch = batch
+        self._set(self._offset + batch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1, `batch` here is the last step of the execution.
+        self._last_batch = batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._offset += self._last_batch + 1
+        self._last_batch = -1
+        if logs is not None and self.current_factor is not None:
+            logs["grl_factor"] = self.current_factor

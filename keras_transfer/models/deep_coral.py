@@ -1,0 +1,65 @@
+"""Deep CORAL (Sun & Saenko, 2016): align second-order statistics of source and target."""
+
+import keras
+
+from keras_transfer.losses.coral import coral_loss
+from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.utils import validation
+
+_LAYERS = ("features", "logits")
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class DeepCORAL(SourceOnly):
+    """Source cross-entropy plus `coral_weight * CORAL(source, target)` on one representation.
+
+    Trains on `((source_x, target_x), source_y)` batches (see
+    `keras_transfer.models.source_only`). The CORAL loss (`keras_transfer.losses.coral_loss`,
+    `||C_s - C_t||_F^2 / 4d^2`) is computed on the output of the label classifier
+    (`coral_on="logits"`, the paper's fc8 choice) or of the feature extractor
+    (`coral_on="features"`). Metrics: `loss`, `label_loss`, `label_accuracy`, `coral_loss`.
+
+    Args:
+        feature_extractor: Keras model or layer, inputs to features.
+        label_classifier: Keras model or layer, features to class scores.
+        coral_weight: λ, the weight of the CORAL loss (non-negative).
+        coral_on: `"logits"` or `"features"`.
+        from_logits: whether `label_classifier` outputs logits (default) or probabilities.
+    """
+
+    _uses_target = True
+
+    def __init__(
+        self,
+        feature_extractor,
+        label_classifier,
+        coral_weight=1.0,
+        coral_on="logits",
+        from_logits=True,
+        **kwargs,
+    ):
+        self._coral_weight = validation.check_non_negative_float("coral_weight", coral_weight)
+        self._coral_on = validation.check_one_of("coral_on", coral_on, _LAYERS)
+        super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
+
+    def _init_adaptation(self):
+        self.coral_weight = self._coral_weight
+        self.coral_on = self._coral_on
+        self.coral_loss_tracker = keras.metrics.Mean(name="coral_loss")
+
+    def _adaptation_trackers(self):
+        return [self.coral_loss_tracker]
+
+    def _adaptation(self, source_features, target_features, source_scores, training):
+        if self.coral_on == "logits":
+            source = source_scores
+            target = self.label_classifier(target_features, training=training)
+        else:
+            source, target = source_features, target_features
+        value = coral_loss(source, target)
+        return self.coral_weight * value, {"coral_loss": (value, None)}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"coral_weight": self.coral_weight, "coral_on": self.coral_on})
+        return config

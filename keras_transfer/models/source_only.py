@@ -1,0 +1,322 @@
+"""Source-only training on domain-adaptation batches: the baseline of `DANN` and `DeepCORAL`.
+
+Batch structure shared by `SourceOnly`, `DANN` and `DeepCORAL` (what `fit` receives;
+`keras_transfer.datasets.domain_pairs` builds it from two arrays of different sizes):
+
+    ((source_x, target_x), source_y)
+    ((source_x, target_x), source_y, source_sample_weight)
+
+`x` is the pair of input batches (same feature shape, any batch sizes), `y` the labels
+of the *source* batch only: the target domain is unlabelled. This is Keras's own
+`(x, y, sample_weight)` convention, so `keras.utils.unpack_x_y_sample_weight`, `fit`,
+`evaluate` and `validation_data` work unchanged. Passing target labels (`y` a pair, or
+a third element in `x`) raises a `ValueError`.
+
+`evaluate`/`validation_data` accept the same structure (source validation accuracy
+plus the adaptation metrics, e.g. domain accuracy, on held-out source/target) or plain
+labelled `(x, y)` batches (e.g. a labelled target test set): then only `loss`,
+`label_loss` and `label_accuracy` are reported. `call()` / `predict` / `export()` serve
+the label path `label_classifier(feature_extractor(x))`.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+def _nest_concat(a, b):
+    return tf.nest.map_structure(lambda u, v: ops.concatenate([u, v], axis=0), a, b)
+
+
+def _first(x):
+    return tf.nest.flatten(x)[0]
+
+
+def _rows(x):
+    return ops.shape(_first(x))[0]
+
+
+class _Unpacked:
+    __slots__ = ("source_x", "target_x", "source_y", "sample_weight")
+
+    def __init__(self, source_x, target_x, source_y, sample_weight):
+        self.source_x, self.target_x = source_x, target_x
+        self.source_y, self.sample_weight = source_y, sample_weight
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class SourceOnly(keras.Model):
+    """`label_classifier(feature_extractor(x))` trained on the labelled source domain only.
+
+    The no-adaptation baseline of domain adaptation: it takes the same
+    `((source_x, target_x), source_y)` batches as `DANN` and `DeepCORAL` (see the
+    module docstring) and ignores `target_x`, so the three are swapped on one
+    dataset and report the same `label_loss` / `label_accuracy` metrics. Plain `(x, y)`
+    batches work too.
+
+    The label loss is the cross-entropy for integer labels (one-hot labels and a
+    single-logit binary head are detected from the shapes), computed in float32.
+    Compile with an optimizer only: `model.compile(optimizer="adam")`.
+
+    Args:
+        feature_extractor: a Keras model or layer mapping inputs to features.
+        label_classifier: a Keras model or layer mapping features to class scores.
+        from_logits: whether `label_classifier` outputs logits (default) or probabilities.
+    """
+
+    # Whether this model needs target batches (DANN, DeepCORAL) or ignores them.
+    _uses_target = False
+
+    def __init__(self, feature_extractor, label_classifier, from_logits=True, **kwargs):
+        super().__init__(**kwargs)
+        for name, value in (("feature_extractor", feature_extractor), ("label_classifier", label_classifier)):
+            if not isinstance(value, keras.layers.Layer):
+                raise ValueError(
+                    f"`{name}` must be a Keras layer or model. Received: {name}={value!r}"
+                )
+        if not isinstance(from_logits, bool):
+            raise ValueError(f"`from_logits` must be True or False. Received: from_logits={from_logits!r}")
+        self.feature_extractor = feature_extractor
+        self.label_classifier = label_classifier
+        self.from_logits = from_logits
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
+        self.label_accuracy_tracker = keras.metrics.Mean(name="label_accuracy")
+        self._init_adaptation()
+        self._build_from_feature_extractor()
+
+    def _init_adaptation(self):
+        """Creates the adaptation branch's layers and trackers (subclasses), before any build."""
+
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, **kwargs):
+        """`keras.Model.compile` without `loss` / `metrics`: the label loss and metrics are built in."""
+        for name, value in (("loss", loss), ("metrics", metrics)):
+            if value:
+                raise ValueError(
+                    f"`{name}` must be None for `{type(self).__name__}`: the label cross-entropy, "
+                    "`label_accuracy` and the adaptation losses are built in (`from_logits` "
+                    f"chooses logits or probabilities). Received: {name}={value!r}. Compile with "
+                    "an optimizer only."
+                )
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips compile() on load when it is overridden; ours only adds checks.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # ----------------------------------------------------------------- build
+    def _build_from_feature_extractor(self):
+        """Builds every sub-model now when the feature extractor knows its input shape."""
+        try:
+            shape = self.feature_extractor.input_shape
+        except (AttributeError, ValueError):
+            return
+        if isinstance(shape, tuple) and all(isinstance(d, (int, type(None))) for d in shape):
+            self.build(shape)
+
+    def build(self, input_shape):
+        features = self.feature_extractor(keras.KerasTensor(tuple(input_shape)))
+        self.label_classifier(features)
+        self._build_adaptation(features)
+        self.built = True
+
+    def _build_adaptation(self, features):
+        """Builds the adaptation branch on symbolic `features` (subclasses)."""
+
+    # -------------------------------------------------------------- inference
+    def call(self, inputs, training=None):
+        return self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
+
+    # ---------------------------------------------------------------- metrics
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.label_loss_tracker, self.label_accuracy_tracker] + list(
+            self._adaptation_trackers()
+        )
+
+    def _adaptation_trackers(self):
+        return []
+
+    # ------------------------------------------------------------- unpacking
+    def _unpack(self, data, for_training):
+        """Splits a batch into source/target inputs, source labels and weights (see module doc)."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is None:
+            raise ValueError(
+                f"`{type(self).__name__}` trains on labelled source batches "
+                "`((source_x, target_x), source_y)`. Received: a batch without labels. "
+                "Use `keras_transfer.datasets.domain_pairs(source_x, source_y, target_x)`."
+            )
+        if isinstance(y, (tuple, list)):
+            raise ValueError(
+                "`y` must hold the source labels only: the target domain is unlabelled in "
+                f"domain adaptation. Received: y with {len(y)} parts (target labels?). "
+                "Pass `((source_x, target_x), source_y)`; evaluate on labelled target data "
+                "separately with `model.evaluate(target_x, target_y)`."
+            )
+        if isinstance(x, (tuple, list)):
+            if len(x) != 2:
+                raise ValueError(
+                    "`x` must be the pair `(source_x, target_x)`. Received: x with "
+                    f"{len(x)} parts. Target labels are not allowed in domain adaptation; "
+                    "pass `((source_x, target_x), source_y)`."
+                )
+            source_x, target_x = x
+            self._check_pair(source_x, target_x)
+            return _Unpacked(source_x, target_x, y, sample_weight)
+        if for_training and self._uses_target:
+            raise ValueError(
+                f"`{type(self).__name__}` must be trained on `((source_x, target_x), source_y)` "
+                "batches: the unlabelled target batch drives the adaptation. Received: a plain "
+                "`(x, y)` batch. Use `keras_transfer.datasets.domain_pairs(source_x, source_y, "
+                "target_x)`."
+            )
+        return _Unpacked(x, None, y, sample_weight)
+
+    @staticmethod
+    def _check_pair(source_x, target_x):
+        source_shapes = [tuple(t.shape) for t in tf.nest.flatten(source_x)]
+        target_shapes = [tuple(t.shape) for t in tf.nest.flatten(target_x)]
+        if len(source_shapes) != len(target_shapes) or any(
+            len(s) != len(t) or any(a is not None and b is not None and a != b for a, b in zip(s[1:], t[1:]))
+            for s, t in zip(source_shapes, target_shapes)
+        ):
+
+            def show(shapes):
+                features = [s[1:] for s in shapes]
+                return features[0] if len(features) == 1 else features
+
+            raise ValueError(
+                "`source_x` and `target_x` must have the same feature shape (batch sizes may "
+                f"differ). Received: source_x with feature shape {show(source_shapes)} and "
+                f"target_x with feature shape {show(target_shapes)}. Resize or map the target "
+                "inputs to the source input space first."
+            )
+        rows = target_shapes[0][0] if target_shapes and target_shapes[0] else None
+        if rows == 0:
+            raise ValueError(
+                "`target_x` must hold at least one example per batch. Received: an empty target batch."
+            )
+
+    # ------------------------------------------------------------------ loss
+    def _label_loss_and_correct(self, y, scores):
+        """Per-example float32 cross-entropy and 0/1 correctness for sparse, one-hot or binary labels."""
+        scores = ops.cast(scores, "float32")
+        classes = scores.shape[-1]
+        if classes == 1:
+            y = ops.reshape(ops.cast(y, "float32"), ops.shape(scores))
+            losses = keras.losses.binary_crossentropy(y, scores, from_logits=self.from_logits)
+            threshold = 0.0 if self.from_logits else 0.5
+            predicted = ops.cast(scores > threshold, "float32")
+            correct = ops.mean(ops.cast(ops.equal(predicted, y), "float32"), axis=-1)
+            return losses, correct
+        if len(y.shape) == len(scores.shape) and y.shape[-1] == classes:
+            losses = keras.losses.categorical_crossentropy(y, scores, from_logits=self.from_logits)
+            truth = ops.argmax(y, axis=-1)
+        else:
+            if len(y.shape) == len(scores.shape):
+                y = ops.squeeze(y, axis=-1)
+            losses = keras.losses.sparse_categorical_crossentropy(
+                y, scores, from_logits=self.from_logits
+            )
+            truth = y
+        correct = ops.cast(ops.equal(ops.argmax(scores, axis=-1), ops.cast(truth, "int64")), "float32")
+        return losses, correct
+
+    @staticmethod
+    def _weighted_mean(values, sample_weight):
+        if sample_weight is None:
+            return ops.mean(values)
+        sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(values))
+        return ops.sum(values * sample_weight) / ops.cast(ops.shape(values)[0], "float32")
+
+    def _adaptation(self, source_features, target_features, source_scores, training):
+        """Returns `(loss, logs)` of the adaptation objective (subclasses); here none.
+
+        `logs` maps tracker names to `(values, sample_weight)` for `update_state`.
+        """
+        return None, {}
+
+    def _forward(self, batch, training):
+        """Label scores of the source batch plus the adaptation loss and its logs."""
+        if self._uses_target and batch.target_x is not None:
+            n_source = _rows(batch.source_x)
+            features = self.feature_extractor(
+                _nest_concat(batch.source_x, batch.target_x), training=training
+            )
+            source_features = features[:n_source]
+            target_features = features[n_source:]
+            scores = self.label_classifier(source_features, training=training)
+            adaptation_loss, logs = self._adaptation(
+                source_features, target_features, scores, training
+            )
+            return scores, adaptation_loss, logs
+        source_features = self.feature_extractor(batch.source_x, training=training)
+        scores = self.label_classifier(source_features, training=training)
+        return scores, None, {}
+
+    # ----------------------------------------------------------------- steps
+    def train_step(self, data):
+        batch = self._unpack(data, for_training=True)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            scores, adaptation_loss, adaptation_logs = self._forward(batch, training=True)
+            losses, correct = self._label_loss_and_correct(batch.source_y, scores)
+            label_loss = self._weighted_mean(losses, batch.sample_weight)
+            loss = label_loss
+            if adaptation_loss is not None:
+                loss = loss + adaptation_loss
+            if self.losses:
+                loss = loss + ops.cast(ops.sum(self.losses), "float32")
+            scaled = loss / replicas
+            if hasattr(self.optimizer, "scale_loss"):
+                scaled = self.optimizer.scale_loss(scaled)
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply(gradients, variables)
+        return self._update_trackers(loss, label_loss, correct, batch.sample_weight, adaptation_logs)
+
+    def test_step(self, data):
+        batch = self._unpack(data, for_training=False)
+        scores, adaptation_loss, adaptation_logs = self._forward(batch, training=False)
+        losses, correct = self._label_loss_and_correct(batch.source_y, scores)
+        label_loss = self._weighted_mean(losses, batch.sample_weight)
+        loss = label_loss if adaptation_loss is None else label_loss + adaptation_loss
+        return self._update_trackers(loss, label_loss, correct, batch.sample_weight, adaptation_logs)
+
+    def _update_trackers(self, loss, label_loss, correct, sample_weight, adaptation_logs):
+        self.loss_tracker.update_state(loss)
+        self.label_loss_tracker.update_state(label_loss)
+        if sample_weight is not None:
+            sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(correct))
+        self.label_accuracy_tracker.update_state(correct, sample_weight=sample_weight)
+        trackers = [self.loss_tracker, self.label_loss_tracker, self.label_accuracy_tracker]
+        for tracker in self._adaptation_trackers():
+            if tracker.name in adaptation_logs:
+                value, weight = adaptation_logs[tracker.name]
+                tracker.update_state(value, sample_weight=weight)
+                trackers.append(tracker)
+        return {tracker.name: tracker.result() for tracker in trackers}
+
+    # ---------------------------------------------------------- serialisation
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "feature_extractor": keras.saving.serialize_keras_object(self.feature_extractor),
+                "label_classifier": keras.saving.serialize_keras_object(self.label_classifier),
+                "from_logits": self.from_logits,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("feature_extractor", "label_classifier", "domain_classifier"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)

@@ -1,0 +1,133 @@
+"""AdaBN (Li et al., 2016): re-estimate every BatchNormalization statistic on target data."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from keras_transfer.utils import validation
+
+
+def batch_norm_layers(model):
+    """Every `keras.layers.BatchNormalization` in `model`, nested models included, in order."""
+    found, seen = [], set()
+
+    def walk(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        for child in getattr(layer, "layers", []) or []:
+            walk(child)
+
+    walk(model)
+    return found
+
+
+class _MomentRecorder:
+    """Replaces a BN layer's `call` for one pass: normalises with the batch moments and sums them."""
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.count = 0.0
+        self.sum = None
+        self.sum_squares = None
+        self.original_call = layer.call
+
+    def __call__(self, inputs, training=None, mask=None):
+        layer = self.layer
+        x = ops.cast(inputs, "float32")
+        axis = layer.axis if layer.axis >= 0 else len(x.shape) + layer.axis
+        reduction = [i for i in range(len(x.shape)) if i != axis]
+        mean, variance = ops.moments(x, axes=reduction)
+        rows = float(np.prod([x.shape[i] for i in reduction]))
+        mean_np = ops.convert_to_numpy(mean).astype("float64")
+        variance_np = ops.convert_to_numpy(variance).astype("float64")
+        if self.sum is None:
+            self.sum = np.zeros_like(mean_np)
+            self.sum_squares = np.zeros_like(mean_np)
+        self.count += rows
+        self.sum += rows * mean_np
+        self.sum_squares += rows * (variance_np + mean_np**2)
+        shape = [1] * len(x.shape)
+        shape[axis] = x.shape[axis]
+        outputs = (x - ops.reshape(mean, shape)) / ops.sqrt(ops.reshape(variance, shape) + layer.epsilon)
+        if layer.scale:
+            outputs = outputs * ops.reshape(ops.cast(layer.gamma, "float32"), shape)
+        if layer.center:
+            outputs = outputs + ops.reshape(ops.cast(layer.beta, "float32"), shape)
+        return ops.cast(outputs, inputs.dtype)
+
+    def statistics(self):
+        mean = self.sum / self.count
+        variance = np.maximum(self.sum_squares / self.count - mean**2, 0.0)
+        return mean, variance
+
+
+def _batches(x, batch_size):
+    if isinstance(x, tf.data.Dataset):
+        for element in x:
+            if isinstance(element, (tuple, list)):
+                element = element[0]
+            yield element
+        return
+    validation.check_not_empty(x, "x")
+    validation.check_finite(x, "x")
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size]
+
+
+def adapt_batch_norm(model, x, batch_size=256):
+    """AdaBN: replaces the moving mean/variance of every BatchNormalization layer by target statistics.
+
+    One pass over `x` (the unlabelled target inputs) with the model in inference mode,
+    except that each BatchNormalization layer normalises with the moments of the
+    current batch (as in training) and accumulates them. Afterwards each layer's
+    moving mean and variance are the pooled mean and (population) variance of its
+    inputs over all of `x` (law of total variance over the batches). No weight other
+    than these statistics changes; dropout stays off. With `batch_size >= len(x)`,
+    this is exactly Li et al.'s layer-by-layer AdaBN; smaller batches normalise the
+    inputs of deeper layers with per-batch moments during the pass (the usual
+    approximation, as in "train-mode BN, eval-mode everything else").
+    Keras has no AdaBN: written by hand (a temporary `call` replacement on each BN layer).
+
+    Args:
+        model: a Keras model containing BatchNormalization layers (nested models too).
+        x: target inputs: an array, or a `tf.data.Dataset` of inputs (or `(x, ...)` tuples).
+        batch_size: rows per forward pass when `x` is an array.
+
+    Returns:
+        A dict `{layer.path or name: number of examples used}` of the adapted layers.
+    """
+    validation.check_positive_int("batch_size", batch_size)
+    layers = batch_norm_layers(model)
+    if not layers:
+        raise ValueError(
+            "`model` must contain at least one `BatchNormalization` layer for AdaBN. Received: "
+            f"model {getattr(model, 'name', model)!r} without one. AdaBN only changes "
+            "BatchNormalization statistics."
+        )
+    recorders = [_MomentRecorder(layer) for layer in layers]
+    try:
+        for recorder in recorders:
+            recorder.layer.call = recorder
+        seen = 0
+        for batch in _batches(x, batch_size):
+            model(batch, training=False)
+            seen += int(tf.nest.flatten(batch)[0].shape[0])
+    finally:
+        for recorder in recorders:
+            del recorder.layer.call
+    if seen == 0:
+        raise ValueError("`x` must contain at least one example. Received: an empty dataset.")
+    report = {}
+    for recorder in recorders:
+        if recorder.sum is None:
+            continue  # this BN layer is not on the path of `model(x)`.
+        mean, variance = recorder.statistics()
+        layer = recorder.layer
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        report[getattr(layer, "path", layer.name)] = int(recorder.count)
+    return report
