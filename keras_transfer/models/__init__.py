@@ -1,1 +1,3 @@
 """keras_transfer.models."""
+
+from keras_transfer.models.meta_model import MetaModel  # noqa: F401
