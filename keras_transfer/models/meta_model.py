@@ -1,5 +1,7 @@
 """`MetaModel`: MAML, first-order MAML, Meta-SGD, MAML++ rates and ANIL over any Keras model."""
 
+import inspect
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -66,6 +68,19 @@ def _as_tensor(a):
         return a
     a = np.asarray(a)
     return ops.convert_to_tensor(a.astype("float32") if a.dtype == np.float64 else a)
+
+
+def _call_kwargs(model, training):
+    """`{"training": training}` if `model.call` accepts it (subclassed models may not)."""
+    params = inspect.signature(model.call).parameters
+    if "training" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        return {"training": training}
+    return {}
+
+
+def _float_dtype(t):
+    """float64 stays float64 (gradient checks); everything else computes losses in float32."""
+    return "float64" if t.dtype == tf.float64 else "float32"
 
 
 def _merge_tasks(t):
@@ -173,6 +188,7 @@ class MetaModel(keras.Model):
                         shape=shape,
                         initializer=keras.initializers.Constant(self.inner_learning_rate),
                         name=name,
+                        dtype=v.dtype,
                         trainable=True,
                     )
                 )
@@ -232,6 +248,16 @@ class MetaModel(keras.Model):
                 jit_compile = True
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
 
+    def get_compile_config(self):
+        return super().get_compile_config()
+
+    def compile_from_config(self, config):
+        # As keras.Model's, which skips models (like this one) that override `compile`.
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if hasattr(self, "optimizer") and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     @property
     def metrics(self):
         return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
@@ -244,7 +270,8 @@ class MetaModel(keras.Model):
                 "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
                 "Received: loss=None. Call compile(optimizer=..., loss=...)."
             )
-        return ops.cast(loss_fn(y_true, ops.cast(y_pred, "float32")), "float32")
+        dtype = _float_dtype(y_pred)
+        return ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
 
     def _rates(self, step):
         if not self.inner_rates:
@@ -268,9 +295,8 @@ class MetaModel(keras.Model):
 
         def loss_fn(y, pred):
             # Sum of the per-task mean losses: each task's weights get its own gradient.
-            return ops.cast(num_tasks, "float32") * self._inner_loss(
-                _merge_tasks(y), _merge_tasks(pred)
-            )
+            loss = self._inner_loss(_merge_tasks(y), _merge_tasks(pred))
+            return ops.cast(num_tasks, loss.dtype) * loss
 
         fast = maml_ops.maml_inner_loop(
             forward, loss_fn, tiled, support_x, support_y, steps, self._rates, first_order
@@ -286,7 +312,7 @@ class MetaModel(keras.Model):
     def _adapt_one(self, theta, non_trainable, support_x, support_y, steps, first_order, training):
         def forward(fast, x):
             out, _ = self.model.stateless_call(
-                self._task_values(theta, fast), non_trainable, x, training=training
+                self._task_values(theta, fast), non_trainable, x, **_call_kwargs(self.model, training)
             )
             return out
 
@@ -327,18 +353,16 @@ class MetaModel(keras.Model):
 
         num_tasks = support_x.shape[0]
         if num_tasks is not None and num_tasks <= 32:  # unrolled: fastest for small meta-batches
-            outputs = [
-                ops.cast(one_task((support_x[t], support_y[t], query_x[t])), "float32")
-                for t in range(num_tasks)
-            ]
-            return ops.stack(outputs, axis=0)
+            outputs = [one_task((support_x[t], support_y[t], query_x[t])) for t in range(num_tasks)]
+            return ops.stack([ops.cast(o, _float_dtype(o)) for o in outputs], axis=0)
+        dtype = _float_dtype(query_x) if self.model.variable_dtype == "float64" else "float32"
         try:
             out_shape = self.model.compute_output_shape((query_x.shape[1],) + tuple(query_x.shape[2:]))
-            spec = tf.TensorSpec(tuple(out_shape), "float32")
+            spec = tf.TensorSpec(tuple(out_shape), dtype)
         except Exception:  # subclassed models without compute_output_shape
-            spec = tf.TensorSpec(None, "float32")
+            spec = tf.TensorSpec(None, dtype)
         return tf.map_fn(
-            lambda args: ops.cast(one_task(args), "float32"),
+            lambda args: ops.cast(one_task(args), dtype),
             (support_x, support_y, query_x),
             fn_output_signature=spec,
         )
@@ -364,7 +388,7 @@ class MetaModel(keras.Model):
         pred = self.adapt_and_predict(
             support_x, support_y, query_x, training=training or self._has_batch_norm
         )
-        y_flat, pred_flat = _merge_tasks(y), _merge_tasks(ops.cast(pred, "float32"))
+        y_flat, pred_flat = _merge_tasks(y), _merge_tasks(ops.cast(pred, _float_dtype(pred)))
         sw = None if sample_weight is None else _merge_tasks(sample_weight)
         loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
         return loss, y_flat, pred_flat, sw
@@ -416,7 +440,7 @@ class MetaModel(keras.Model):
 
         def forward(fast, x):
             out, _ = self.model.stateless_call(
-                self._task_values(theta, fast), non_trainable, x, training=True
+                self._task_values(theta, fast), non_trainable, x, **_call_kwargs(self.model, True)
             )
             return out
 
@@ -430,7 +454,9 @@ class MetaModel(keras.Model):
         values = self._task_values(theta, fast)
         # Support-set statistics for BatchNorm: a training-mode pass updates the moving
         # statistics to m * old + (1 - m) * batch; solve for the batch statistics.
-        _, updated = self.model.stateless_call(values, non_trainable, support_x, training=True)
+        _, updated = self.model.stateless_call(
+            values, non_trainable, support_x, **_call_kwargs(self.model, True)
+        )
         new_non_trainable = list(non_trainable)
         bn_vars = {}
         for layer in maml_ops.iter_layers(self.model):
