@@ -7,4 +7,5 @@ from keras_transfer import datasets  # noqa: E402,F401
 from keras_transfer import layers  # noqa: E402,F401
 from keras_transfer import losses  # noqa: E402,F401
 from keras_transfer import models  # noqa: E402,F401
+from keras_transfer import optimizers  # noqa: E402,F401
 from keras_transfer import recipes  # noqa: E402,F401

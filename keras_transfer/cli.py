@@ -74,9 +74,11 @@ def build_parser():
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    from keras_transfer.utils.network import OfflineError
+
     try:
         args.func(args)
-    except ValueError as error:
+    except (ValueError, OfflineError) as error:
         print(f"keras-transfer: error: {error}", file=sys.stderr)
         return 2
     return 0

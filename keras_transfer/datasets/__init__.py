@@ -1,4 +1,12 @@
-"""keras_transfer.datasets."""
+"""Embedded datasets (digits, digits-M), splits, image folders and tfds, as arrays and tf.data."""
 
-from keras_transfer.datasets.sinusoid import sinusoid_task_dataset  # noqa: F401
-from keras_transfer.datasets.sinusoid import sinusoid_tasks  # noqa: F401
+from keras_transfer.datasets.digits import load_digits
+from keras_transfer.datasets.digits_m import load_digits_m
+from keras_transfer.datasets.image_folder import load_image_folder
+from keras_transfer.datasets.pipeline import make_dataset
+from keras_transfer.datasets.sinusoid import sinusoid_task_dataset
+from keras_transfer.datasets.sinusoid import sinusoid_tasks
+from keras_transfer.datasets.tfds_loader import load_tfds
+from keras_transfer.datasets.transfer_split import TransferSplit
+from keras_transfer.datasets.transfer_split import digits_source_target
+from keras_transfer.datasets.transfer_split import split_source_target

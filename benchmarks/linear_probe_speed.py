@@ -1,0 +1,64 @@
+"""Convex linear probe (cached features + L-BFGS) vs `fit` with a frozen backbone.
+
+Both fit the same head on the same frozen features; the benchmark reports their
+accuracies and the median time ratio.
+
+    python benchmarks/linear_probe_speed.py [--quick]
+"""
+
+import argparse
+
+import keras
+
+from benchmarks import _common
+from keras_transfer import datasets
+from keras_transfer import recipes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fit-epochs", type=int, default=50)
+    args = parser.parse_args(argv)
+    repeats = 1 if args.quick else args.repeats
+    fit_epochs = 2 if args.quick else args.fit_epochs
+    widths = (8, 16, 32) if args.quick else (16, 32, 64)
+
+    split = datasets.digits_source_target(image_size=16, labels_per_class=100, seed=0)
+    source = _common.pretrain_source(*split.source_train, 5, 1 if args.quick else 15, widths, seed=0)
+    x, y = split.target_train
+
+    def convex():
+        model = recipes.replace_head(source, 5)
+        recipes.freeze_backbone(model)
+        info = recipes.linear_probe(model, x, y, use_cache=False)  # time the extraction too
+        return model, info
+
+    def with_fit():
+        keras.utils.set_random_seed(0)
+        model = recipes.replace_head(source, 5)
+        recipes.freeze_backbone(model)
+        recipes.compile_for_fine_tuning(model, learning_rate=1e-2)
+        model.fit(x, y, batch_size=32, epochs=fit_epochs, verbose=0)
+        return model, None
+
+    t_convex, (m_convex, info) = _common.median_seconds(convex, repeats)
+    t_fit, (m_fit, _) = _common.median_seconds(with_fit, repeats)
+    acc_convex = recipes.evaluate_accuracy(m_convex, *split.target_test)
+    acc_fit = recipes.evaluate_accuracy(m_fit, *split.target_test)
+    print(f"\nLinear probe on {len(x)} target images (digits 5-9, frozen simple_cnn source backbone), "
+          f"median of {repeats}")
+    _common.print_table(
+        ["method", "test accuracy", "seconds", "speed-up"],
+        [
+            [f"convex (L-BFGS, C={info['C']:g} by CV)", f"{acc_convex:.3f}", f"{t_convex:.2f}",
+             f"{t_fit / t_convex:.1f}x"],
+            [f"fit, frozen backbone, Adam, {fit_epochs} epochs", f"{acc_fit:.3f}", f"{t_fit:.2f}", "1.0x"],
+        ],
+    )
+    return {"speedup": t_fit / t_convex, "acc_convex": acc_convex, "acc_fit": acc_fit}
+
+
+if __name__ == "__main__":
+    main()

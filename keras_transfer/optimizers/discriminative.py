@@ -1,0 +1,95 @@
+"""Discriminative (per-layer) learning rates on Keras' own optimizers.
+
+`discriminative_optimizer(Adam(1e-3), [("^head/", 1.0), ("^block1_", 0.1)])` returns an
+Adam whose update for each variable uses `learning_rate * multiplier`, the
+multiplier of the first regex matching the variable's path (1.0 when none does).
+The multiplier scales the step itself, so it is exact for adaptive optimizers
+(Adam, RMSprop...) where scaling gradients would change nothing. It works on
+Keras 3.13 (no `MultiOptimizer`) and later, saves with the model and keeps one
+optimizer state; the same mechanism gives layer-wise learning-rate decay.
+Weight decay (AdamW) is applied at the base rate.
+"""
+
+import re
+
+import keras
+
+from keras_transfer.utils import validation
+
+_BASES = ("SGD", "Adam", "AdamW", "RMSprop", "Adamax", "Nadam", "Adagrad", "Adadelta", "Lion", "Ftrl")
+_CLASSES = {}
+
+
+def _check_multipliers(multipliers):
+    checked = []
+    for item in multipliers:
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(
+                "`learning_rate_multipliers` must be a list of (regex, multiplier) pairs. "
+                f"Received an entry {item!r}"
+            )
+        pattern, value = item
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as error:
+            raise ValueError(
+                f"`learning_rate_multipliers` patterns must be regular expressions. Received: {pattern!r} ({error})"
+            ) from error
+        checked.append((str(pattern), validation.check_non_negative_float("multiplier", value)))
+    return checked
+
+
+def _make_class(base):
+    class Discriminative(base):
+        def __init__(self, *args, learning_rate_multipliers=(), **kwargs):
+            super().__init__(*args, **kwargs)
+            self.learning_rate_multipliers = _check_multipliers(learning_rate_multipliers)
+            self._compiled_multipliers = [(re.compile(p), m) for p, m in self.learning_rate_multipliers]
+            self._multiplier_cache = {}
+
+        def multiplier_for(self, variable):
+            path = getattr(variable, "path", None) or variable.name
+            if path not in self._multiplier_cache:
+                value = 1.0
+                for pattern, multiplier in self._compiled_multipliers:
+                    if pattern.search(path):
+                        value = multiplier
+                        break
+                self._multiplier_cache[path] = value
+            return self._multiplier_cache[path]
+
+        def update_step(self, gradient, variable, learning_rate):
+            multiplier = self.multiplier_for(variable)
+            if multiplier != 1.0:
+                learning_rate = learning_rate * multiplier
+            return super().update_step(gradient, variable, learning_rate)
+
+        def get_config(self):
+            config = super().get_config()
+            config["learning_rate_multipliers"] = [list(item) for item in self.learning_rate_multipliers]
+            return config
+
+    name = f"Discriminative{base.__name__}"
+    Discriminative.__name__ = name
+    Discriminative.__qualname__ = name
+    return keras.saving.register_keras_serializable(package="keras_transfer")(Discriminative)
+
+
+for _name in _BASES:
+    if hasattr(keras.optimizers, _name):
+        _CLASSES[_name] = _make_class(getattr(keras.optimizers, _name))
+        globals()[f"Discriminative{_name}"] = _CLASSES[_name]
+
+
+def discriminative_optimizer(optimizer, learning_rate_multipliers):
+    """A copy of `optimizer` (instance or name such as "adam") with per-variable learning-rate multipliers."""
+    if isinstance(optimizer, str):
+        optimizer = keras.optimizers.get(optimizer)
+    base_name = type(optimizer).__name__.replace("Discriminative", "")
+    if base_name not in _CLASSES:
+        raise ValueError(
+            f"`optimizer` must be one of Keras' optimizers {sorted(_CLASSES)}. Received: optimizer={optimizer!r}"
+        )
+    config = optimizer.get_config()
+    config["learning_rate_multipliers"] = learning_rate_multipliers
+    return _CLASSES[base_name].from_config(config)

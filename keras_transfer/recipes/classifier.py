@@ -1,0 +1,152 @@
+"""Model surgery: a registry backbone with input adaptation and a new head for the task."""
+
+import keras
+
+from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
+from keras_transfer.layers.image_input_adapter import ImageInputAdapter
+from keras_transfer.recipes import backbones as backbones_lib
+from keras_transfer.utils import validation
+
+BACKBONE_LAYER_NAME = "backbone"
+HEAD_LAYER_NAME = "head"
+
+
+def build_classifier(
+    backbone,
+    num_classes,
+    input_shape,
+    weights=None,
+    image_size=None,
+    value_range=(0.0, 255.0),
+    pooling="avg",
+    dropout=0.2,
+    activation="softmax",
+    name=None,
+    **backbone_kwargs,
+):
+    """A registry backbone with a new classification head: the first step of every recipe.
+
+    The graph is `input -> ImageInputAdapter (resize, grey->RGB) -> BackbonePreprocessing
+    (the family's preprocess_input) -> backbone(training=False) -> pooling -> dropout -> head`.
+    The backbone is called with `training=False`. Note that Keras 3 functional models
+    pass the outer `training` flag through to nested layers (it overrides the
+    `training=False` recorded in the graph), so what keeps BatchNorm statistics put is
+    `trainable=False` on the BatchNorm layers: a frozen Keras 3 BatchNormalization always
+    runs in inference mode. `freeze_backbone` and `unfreeze_backbone` (which keeps
+    BatchNorm frozen unless `train_batchnorm=True`) maintain that.
+
+    Args:
+        backbone: a registry name (`available_backbones()`), or a built headless `keras.Model`
+            (it must take (H, W, 3) images already preprocessed as it expects).
+        num_classes: classes of the new task (>= 2).
+        input_shape: (height, width, channels) of the task's images; channels 1 or 3.
+        weights: "imagenet", a local weights file, or None (registry names only).
+        image_size: (height, width) the backbone sees; default: the input size, raised to the
+            backbone's minimum.
+        value_range: (low, high) of the task's pixel values.
+        pooling: "avg" or "max".
+        dropout: dropout rate before the head, in [0, 1).
+        activation: head activation ("softmax", or None for logits).
+
+    Returns:
+        A `keras.Model` whose nested backbone is the layer named "backbone" and whose
+        classification layer is the `Dense` named "head".
+    """
+    num_classes = validation.check_int_at_least(
+        "num_classes", num_classes, 2, "A classifier needs at least two classes."
+    )
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or input_shape[-1] not in (1, 3)
+        or any(v is not None and int(v) < 1 for v in input_shape)
+    ):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with 1 (grayscale) or 3 (RGB) channels. "
+            f"Received: input_shape={input_shape!r}"
+        )
+    validation.check_one_of("pooling", pooling, ("avg", "max"))
+    dropout = validation.check_fraction("dropout", dropout)
+    height, width = int(input_shape[0]), int(input_shape[1])
+
+    if isinstance(backbone, keras.Model):
+        spec = None
+        base = backbone
+        target = tuple(base.input_shape[1:3])
+        preprocess_mode = "none"
+        if weights is not None:
+            raise ValueError(
+                "`weights` must be None when `backbone` is a built model (load its weights yourself). "
+                f"Received: weights={weights!r}"
+            )
+    else:
+        spec = backbones_lib.get_spec(backbone)
+        if image_size is None:
+            target = (max(height, spec.min_size), max(width, spec.min_size))
+        else:
+            target = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        base = backbones_lib.load_backbone(backbone, (*target, 3), weights=weights, **backbone_kwargs)
+        preprocess_mode = spec.preprocess
+    base.name = BACKBONE_LAYER_NAME
+
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = ImageInputAdapter(target_size=target, channels=3, name="input_adapter")(inputs)
+    x = BackbonePreprocessing(preprocess_mode, value_range, name="preprocessing")(x)
+    x = base(x, training=False)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    else:
+        x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # float32 head: softmax and logits stay finite under mixed_float16.
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(x)
+    model_name = name or f"{spec.name if spec else base.name}_classifier"
+    return keras.Model(inputs, outputs, name=model_name)
+
+
+def get_backbone(model):
+    """The nested backbone of a `build_classifier` model."""
+    try:
+        return model.get_layer(BACKBONE_LAYER_NAME)
+    except ValueError as error:
+        raise ValueError(
+            f"`model` must contain a nested backbone layer named '{BACKBONE_LAYER_NAME}' (as build_classifier "
+            f"makes). Received: model {model.name!r} with layers {[layer.name for layer in model.layers]}"
+        ) from error
+
+
+def get_head(model):
+    """The classification `Dense` of a `build_classifier` model."""
+    try:
+        return model.get_layer(HEAD_LAYER_NAME)
+    except ValueError as error:
+        raise ValueError(
+            f"`model` must contain a Dense head named '{HEAD_LAYER_NAME}' (as build_classifier makes). "
+            f"Received: model {model.name!r} with layers {[layer.name for layer in model.layers]}"
+        ) from error
+
+
+def feature_extractor(model):
+    """A model from the classifier's input to the pooled features that feed the head."""
+    head = get_head(model)
+    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+
+
+def replace_head(model, num_classes, activation="softmax", copy=True, name=None):
+    """A new classifier for `num_classes` on the features of `model` (the transfer step).
+
+    With `copy=True` (default) the backbone is an independent copy (weights and trainable
+    flags copied), so the source model is left untouched; with `copy=False` both models
+    share the backbone's variables.
+    """
+    num_classes = validation.check_int_at_least("num_classes", num_classes, 2)
+    source = model
+    if copy:
+        source = keras.models.clone_model(model)
+        source.set_weights(model.get_weights())
+    features = get_head(source).input
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(
+        features
+    )
+    return keras.Model(source.inputs, outputs, name=name or f"{model.name}_transfer")

@@ -1,0 +1,91 @@
+"""Freezing and unfreezing: whole backbone, top N layers, named blocks, surgical fine-tuning.
+
+Keras fixes the trainable set when a model is compiled: recompile after any of these.
+"""
+
+import keras
+
+from keras_transfer.recipes import backbones as backbones_lib
+from keras_transfer.recipes.classifier import get_backbone
+from keras_transfer.utils import validation
+
+SURGICAL_CHOICES = ("all", "first", "middle", "last")
+
+
+def freeze_backbone(model):
+    """Freezes the whole backbone (the linear-probe setting). Returns the model."""
+    get_backbone(model).trainable = False
+    return model
+
+
+def select_blocks(backbone, blocks):
+    """Names of the backbone blocks chosen by `blocks`.
+
+    `blocks` is "all"; "first", "middle" or "last" (Lee et al. 2022's surgical
+    fine-tuning: the blocks are cut into thirds, the stem joins the first third and
+    the top the last); or a list of block names (see `backbone_blocks`).
+    """
+    grouped = backbones_lib.backbone_blocks(backbone)
+    names = list(grouped)
+    if isinstance(blocks, str):
+        validation.check_one_of(
+            "blocks", blocks, SURGICAL_CHOICES, "Or pass a list of block names: " + ", ".join(names)
+        )
+        if blocks == "all":
+            return names
+        inner = [n for n in names if n not in ("stem", "top")]
+        third = max(1, round(len(inner) / 3))
+        parts = {
+            "first": (["stem"] if "stem" in names else []) + inner[:third],
+            "middle": inner[third : len(inner) - third] or inner[third : third + 1],
+            "last": inner[len(inner) - third :] + (["top"] if "top" in names else []),
+        }
+        return parts[blocks]
+    blocks = list(blocks)
+    unknown = [b for b in blocks if b not in grouped]
+    if not blocks or unknown:
+        raise ValueError(
+            f"`blocks` must name blocks of the backbone. Received unknown block(s) {unknown or blocks}. "
+            f"Available: {', '.join(names)}"
+        )
+    return blocks
+
+
+def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=False):
+    """Makes the chosen part of the backbone trainable and freezes the rest. Returns the model.
+
+    Args:
+        model: a `build_classifier` model.
+        blocks: "all", "first", "middle", "last" (surgical fine-tuning) or a list of block names.
+        top_n_layers: instead of blocks, unfreeze the last N layers with weights.
+        train_batchnorm: BatchNorm gamma/beta are kept frozen by default (the Keras
+            fine-tuning guide's advice); their statistics never change because the
+            backbone runs with `training=False`.
+    """
+    backbone = get_backbone(model)
+    backbone.trainable = True
+    layers = [layer for layer in backbone.layers if layer.weights]
+    if top_n_layers is not None:
+        top_n_layers = validation.check_positive_int("top_n_layers", top_n_layers)
+        if top_n_layers > len(layers):
+            raise ValueError(
+                f"`top_n_layers` must be at most {len(layers)} (the backbone's layers with weights). "
+                f"Received: top_n_layers={top_n_layers}"
+            )
+        chosen = {id(layer) for layer in layers[len(layers) - top_n_layers :]}
+    else:
+        grouped = backbones_lib.backbone_blocks(backbone)
+        chosen = {id(layer) for name in select_blocks(backbone, blocks) for layer in grouped[name]}
+    for layer in backbone.layers:
+        trainable = id(layer) in chosen
+        if isinstance(layer, keras.layers.BatchNormalization) and not train_batchnorm:
+            trainable = False
+        layer.trainable = trainable
+    return model
+
+
+def trainable_report(model):
+    """Counts of trainable and total parameters: {"trainable", "total", "fraction"}."""
+    trainable = int(sum(keras.ops.size(v) for v in model.trainable_weights))
+    total = int(sum(keras.ops.size(v) for v in model.weights))
+    return {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}
