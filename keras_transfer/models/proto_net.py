@@ -42,10 +42,10 @@ class ProtoNet(keras.Model):
 
     def prototypes(self, support_z, support_y):
         """`[E, n_way, D]` means of the support embeddings of each class."""
-        one_hot = ops.one_hot(ops.cast(support_y, "int32"), self.n_way, dtype="float32")  # [E, S, N]
+        one_hot = ops.one_hot(ops.cast(support_y, "int32"), self.n_way, dtype=support_z.dtype)  # [E, S, N]
         sums = ops.einsum("esn,esd->end", one_hot, support_z)
         counts = ops.sum(one_hot, axis=1)[..., None]
-        return sums / ops.maximum(counts, 1.0)
+        return sums / ops.maximum(counts, ops.cast(1.0, counts.dtype))
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, (dict, tuple, list)):
