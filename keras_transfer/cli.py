@@ -10,6 +10,7 @@ import time
 # `run(output_dir, quick=False) -> dict` that prints its own table.
 DEMO_SECTIONS = [
     ("transfer", "keras_transfer.demos.transfer"),
+    ("meta_learning", "keras_transfer.demos.meta_learning"),
 ]
 
 
