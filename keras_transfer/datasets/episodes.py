@@ -17,6 +17,7 @@ from keras_transfer.utils import validation
 
 def _prepare(data, classes, n_way, k_shot, q_queries):
     x, y = as_numpy_xy(data, "data")
+    validation.check_finite(x, "x")
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]

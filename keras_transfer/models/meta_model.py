@@ -464,6 +464,10 @@ class MetaModel(keras.Model):
         )
         if learning_rate is not None:
             validation.check_positive_float("learning_rate", learning_rate)
+        if not tf.is_tensor(support_x):
+            validation.check_finite(support_x, "support_x")
+        if not tf.is_tensor(support_y):
+            validation.check_finite(support_y, "support_y")
         support_x, support_y = _as_tensor(support_x), _as_tensor(support_y)
         if len(support_x.shape) < 2 or support_x.shape[0] != support_y.shape[0]:
             raise ValueError(

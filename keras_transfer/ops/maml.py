@@ -22,6 +22,7 @@ The pieces:
   the task axis), so a meta-batch of tasks is processed together.
 """
 
+import inspect
 import types
 
 import keras
@@ -241,7 +242,9 @@ def dense_chain_forward(plan, values, x, training=False):
             merged = ops.reshape(h, (-1,) + tuple(h.shape[2:]))
             layer_values = [values[i] for i in index]
             if layer.weights:
-                merged, _ = layer.stateless_call(layer_values, [], merged, training=training)
+                params = inspect.signature(layer.call).parameters
+                kwargs = {"training": training} if "training" in params else {}
+                merged, _ = layer.stateless_call(layer_values, [], merged, **kwargs)
             else:
                 merged = layer(merged, training=training)
             h = ops.reshape(merged, (shape[0], shape[1]) + tuple(merged.shape[1:]))

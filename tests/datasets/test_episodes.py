@@ -69,3 +69,6 @@ class EpisodesTest(TestCase):
         self.assertRaisesValueError("num_episodes", sample_episodes, (x, y), 0)
         self.assertRaisesValueError("1-D integer class ids", sample_episodes, (x, np.eye(3)[y]), 2)
         self.assertRaisesValueError("at least one example", sample_episodes, (x[:0], y[:0]), 2)
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        self.assertRaisesValueError(["finite", "1 NaN"], sample_episodes, (bad, y), 2, n_way=2)

@@ -300,6 +300,27 @@ class MetaModelTrainingTest(TestCase):
             self.assertAllClose(b, a, atol=1e-6)
         self.assertRaisesValueError("steps_per_batch", MetaModel, one.model, steps_per_batch=0)
 
+    def test_anil_on_conv_backbone_vectorized_equals_loop(self):
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 3, activation="relu"),
+                                keras.layers.Flatten(), keras.layers.Dense(3, name="head")])
+        rng = np.random.default_rng(0)
+        sx, qx = rng.normal(size=(2, 6, 4, 4, 1)).astype("float32"), rng.normal(size=(2, 5, 4, 4, 1)).astype("float32")
+        sy = np.tile(np.arange(3).repeat(2), (2, 1))
+        qy = rng.integers(0, 3, size=(2, 5))
+        outs = []
+        for vectorize in (True, False):
+            meta = MetaModel(net, inner_steps=2, inner_learning_rate=0.5, adapt_layers=["head"], vectorize=vectorize)
+            meta.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            self.assertEqual(meta.vectorized, vectorize)
+            with tf.GradientTape() as tape:
+                pred = meta.adapt_and_predict(sx, sy, qx, training=True)
+                loss = meta.compute_loss(y=qy.reshape(-1), y_pred=tf.reshape(pred, (-1, 3)))
+            outs.append((pred, tape.gradient(loss, net.trainable_variables)))
+        self.assertAllClose(outs[0][0], outs[1][0], atol=1e-5)
+        for a, b in zip(outs[0][1], outs[1][1]):
+            self.assertAllClose(a, b, atol=1e-5)
+
     def test_subclassed_model_fit_and_adapt(self):
         keras.utils.set_random_seed(0)
         net = SubclassedNet()
@@ -396,6 +417,9 @@ class MetaModelErrorTest(TestCase):
         self.assertRaisesValueError("query targets", meta.fit, (sx, sy, sx), np.zeros((2, 4, 1)), verbose=0)
         self.assertRaisesValueError(["steps", "Received: steps=0"], meta.adapt, sx[0], sy[0], steps=0)
         self.assertRaisesValueError("same first axis", meta.adapt, sx[0], sy[0, :2])
+        nan = sx[0].copy()
+        nan[0, 0] = np.nan
+        self.assertRaisesValueError(["support_x", "finite"], meta.adapt, nan, sy[0])
 
     def test_uncompiled_inner_loss(self):
         meta = MetaModel(self.net())
