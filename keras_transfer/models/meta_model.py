@@ -273,6 +273,9 @@ class MetaModel(keras.Model):
     def _inner_loss(self, y_true, y_pred):
         loss_fn = getattr(self, "_compile_loss", None)
         if loss_fn is None:
+            # Not compiled itself (adapting a model compiled on its own): use the model's loss.
+            loss_fn = getattr(self.model, "_compile_loss", None)
+        if loss_fn is None:
             raise ValueError(
                 "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
                 "Received: loss=None. Call compile(optimizer=..., loss=...)."
