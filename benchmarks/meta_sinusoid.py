@@ -5,8 +5,8 @@ alpha=0.01, meta-batch 25 tasks, Adam 1e-3, `--iterations` meta-iterations (pape
 Evaluation: 600 new tasks, K=5 support points, 100 query points, MSE after 1 / 5 / 10 inner SGD
 steps (alpha=0.01; Meta-SGD uses its learned rates), mean with a 95 % interval. Rows: MAML
 (second order), first-order MAML, Meta-SGD, and the pretrained baseline (one regressor trained
-on points of random tasks, then fine-tuned the same way). Paper: MAML 0.67 / 0.38 / 0.35
-(read from Fig. 2, K=5... see BENCHMARKS.md), pretrained 2.41 / 2.23 / 2.19.
+on points of random tasks, then fine-tuned the same way). Reference values, as quoted in the
+project's issue #7 for the paper: MAML 0.67 / 0.38 / 0.35, pretrained 2.41 / 2.23 / 2.19.
 
     python benchmarks/meta_sinusoid.py [--quick] [--iterations 70000]
 """
