@@ -251,7 +251,11 @@ class MetaModel(keras.Model):
             # XLA pays off for the vectorised Dense path on CPU (3-4x); for conv models
             # it is much slower on CPU (DESIGN.md §4), so "auto" keeps Keras's choice.
             self.loss = loss
-            if self._plan is not None and self._mean_reduction():
+            dense_only = self._plan is not None and all(
+                kind == "dense" or isinstance(layer, keras.layers.Dense) or not layer.weights
+                for kind, layer, _ in self._plan
+            )
+            if dense_only and self._mean_reduction():
                 jit_compile = True
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
 

@@ -313,6 +313,8 @@ class MetaModelTrainingTest(TestCase):
             meta = MetaModel(net, inner_steps=2, inner_learning_rate=0.5, adapt_layers=["head"], vectorize=vectorize)
             meta.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             self.assertEqual(meta.vectorized, vectorize)
+            if not tf.config.list_physical_devices("GPU"):
+                self.assertFalse(meta.jit_compile)  # no automatic XLA for conv layers on CPU
             with tf.GradientTape() as tape:
                 pred = meta.adapt_and_predict(sx, sy, qx, training=True)
                 loss = meta.compute_loss(y=qy.reshape(-1), y_pred=tf.reshape(pred, (-1, 3)))
