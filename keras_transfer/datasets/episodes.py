@@ -16,6 +16,10 @@ from keras_transfer.utils import validation
 
 
 def _prepare(data, classes, n_way, k_shot, q_queries):
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, (tuple, list)) and len(spec) >= 2 and spec[1].shape.rank == 0:
+            data = data.batch(1024)  # an unbatched (x, y) dataset, e.g. tfds as_supervised
     x, y = as_numpy_xy(data, "data")
     validation.check_finite(x, "x")
     y = np.asarray(y)

@@ -522,6 +522,16 @@ class MetaModel(keras.Model):
             v.assign(value)
         return clone
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+        """Exports the meta-learned initialisation (the wrapped model's inference path).
+
+        A task-specific model comes from `adapt(...)`, which returns a plain model with its
+        own `export()`.
+        """
+        if verbose is not None:
+            kwargs["verbose"] = verbose
+        return self.model.export(filepath, format=format, **kwargs)
+
     # ---------------------------------------------------------- serialisation
     def get_config(self):
         config = super().get_config()

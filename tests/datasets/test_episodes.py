@@ -52,6 +52,8 @@ class EpisodesTest(TestCase):
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
         (sx, sy, qx), qy = sample_episodes(ds, 3, 2, 2, 2, seed=0)
         self.assertEqual(sx.shape, (3, 4, 3))
+        unbatched = tf.data.Dataset.from_tensor_slices((x, y))  # like tfds as_supervised
+        self.assertAllClose(sample_episodes(unbatched, 3, 2, 2, 2, seed=0)[0][0], sx, atol=0)
         batch = next(iter(episode_dataset((x, y), 2, 2, 2, episodes_per_batch=4, seed=0)))
         (bsx, bsy, bqx), bqy = batch
         self.assertEqual(tuple(bsx.shape), (4, 4, 3))

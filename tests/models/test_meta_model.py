@@ -379,6 +379,8 @@ class MetaModelTrainingTest(TestCase):
                             meta.evaluate(x, y, batch_size=8, verbose=0), rtol=1e-5)
         # Training continues from the restored state.
         reloaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
+        # export() serves the meta-learned initialisation, as predict on plain tensors does.
+        self.run_export_test(reloaded, x[2][0])
 
     def test_mixed_precision_step(self):
         x, y = self.tasks
