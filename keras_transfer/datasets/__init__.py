@@ -1,9 +1,9 @@
 """Embedded datasets (digits, digits-M), splits, image folders and tfds, as arrays and tf.data."""
 
 from keras_transfer.datasets.digits import load_digits
+from keras_transfer.datasets.digits_m import load_digits_m
 from keras_transfer.datasets.episodes import episode_dataset
 from keras_transfer.datasets.episodes import sample_episodes
-from keras_transfer.datasets.digits_m import load_digits_m
 from keras_transfer.datasets.image_folder import load_image_folder
 from keras_transfer.datasets.pipeline import make_dataset
 from keras_transfer.datasets.sinusoid import sinusoid_task_dataset

@@ -386,6 +386,20 @@ class MetaModelTrainingTest(TestCase):
         x, y = self.tasks
         self.run_mixed_precision_test(lambda: self.build_mlp(inner_steps=1), x, y, batch_size=4)
 
+        def conv_bn():
+            keras.utils.set_random_seed(0)
+            net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3),
+                                    keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                                    keras.layers.Flatten(), keras.layers.Dense(3, dtype="float32")])
+            meta = MetaModel(net, inner_learning_rate=0.1)
+            meta.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            return meta
+
+        rng = np.random.default_rng(0)
+        sx = rng.normal(size=(2, 6, 4, 4, 1)).astype("float32")
+        sy = np.tile(np.arange(3).repeat(2), (2, 1))
+        self.run_mixed_precision_test(conv_bn, (sx, sy, sx), sy, batch_size=2)
+
 
 class MetaModelErrorTest(TestCase):
     def net(self):
