@@ -30,7 +30,7 @@ def train_scratch(x, y, num_classes, epochs, widths, seed, learning_rate=2e-3):
     return model
 
 
-def transfer(source, x, y, num_classes, method, epochs, seed, ft_learning_rate=1e-3, lpft_learning_rate=1e-4):
+def transfer(source, x, y, num_classes, method, epochs, seed, ft_learning_rate=1e-3, lpft_learning_rate=1e-3):
     """One of "linear probe", "fine-tune", "LP-FT" from a source model; returns the target model."""
     keras.utils.set_random_seed(seed)
     model = recipes.replace_head(source, num_classes)

@@ -94,13 +94,24 @@ class TestCase(unittest.TestCase):
         model.export(path, verbose=False)
         restored = tf.saved_model.load(path)
         expected = model.predict(x, verbose=0)
-        actual = restored.serve(x)
+        try:
+            actual = restored.serve(x)
+        except (TypeError, ValueError):  # Keras 3.13 exports single-input functionals as serve([x])
+            actual = restored.serve(tf.nest.flatten(x))
         tf.nest.map_structure(
             lambda a, b: self.assertAllClose(np.asarray(a), b, atol=atol, rtol=rtol),
             actual,
             expected,
         )
+        # The signature TF Serving calls (keyword inputs, same on every Keras version).
         self.assertIn("serving_default", restored.signatures)
+        signature = restored.signatures["serving_default"]
+        _, specs = signature.structured_input_signature
+        if len(specs) == 1 and isinstance(expected, np.ndarray):
+            (name, spec), = specs.items()
+            outputs = signature(**{name: tf.cast(tf.nest.flatten(x)[0], spec.dtype)})
+            self.assertLen(outputs, 1)
+            self.assertAllClose(np.asarray(next(iter(outputs.values()))), expected, atol=atol, rtol=rtol)
         return restored
 
     def run_fit_test(self, model, x, y=None, batch_size=None, steps=2, frozen=(), unchanged_ok=()):

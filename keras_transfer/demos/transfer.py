@@ -88,7 +88,7 @@ def run(output_dir, quick=False, seed=0):
     def lpft():
         model = recipes.replace_head(source, n_target)
         recipes.fine_tune(
-            model, x_t, y_t, probe="convex", epochs=cfg["target_epochs"], learning_rate=1e-4, batch_size=16,
+            model, x_t, y_t, probe="convex", epochs=cfg["target_epochs"], learning_rate=1e-3, batch_size=16,
             verbose=0,
         )
         return model

@@ -54,8 +54,8 @@ _SPECS = [
     *[_spec(f"resnet{d}", f"ResNet{d}", "caffe", block_key=_RESNET_KEY) for d in (50, 101, 152)],
     *[_spec(f"resnet{d}_v2", f"ResNet{d}V2", "tf", block_key=_RESNET_KEY) for d in (50, 101, 152)],
     *[
-        _spec(f"convnext_{s}", f"ConvNeXt{s.capitalize()}", "none", block_key=r"(stage_\d+_block_\d+)_")
-        for s in ("tiny", "small", "base", "large", "xlarge")
+        _spec(f"convnext_{s}", f"ConvNeXt{c}", "none", block_key=r"(stage_\d+_block_\d+)_")
+        for s, c in (("tiny", "Tiny"), ("small", "Small"), ("base", "Base"), ("large", "Large"), ("xlarge", "XLarge"))
     ],
     *[_spec(f"densenet{d}", f"DenseNet{d}", "torch", block_key=_RESNET_KEY) for d in (121, 169, 201)],
     _spec("xception", "Xception", "tf", min_size=71, default_size=299, block_key=r"^(block\d+)_"),

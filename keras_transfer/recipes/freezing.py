@@ -58,9 +58,11 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
         model: a `build_classifier` model.
         blocks: "all", "first", "middle", "last" (surgical fine-tuning) or a list of block names.
         top_n_layers: instead of blocks, unfreeze the last N layers with weights.
-        train_batchnorm: BatchNorm gamma/beta are kept frozen by default (the Keras
-            fine-tuning guide's advice); their statistics never change because the
-            backbone runs with `training=False`.
+        train_batchnorm: BatchNorm layers stay frozen by default (the Keras fine-tuning
+            guide's advice): a frozen Keras 3 BatchNormalization runs in inference mode, so
+            its moving statistics never change. With `True`, gamma/beta train AND the layers
+            use batch statistics and update their moving statistics during `fit` (Keras 3
+            passes `fit`'s `training=True` through the backbone's recorded `training=False`).
     """
     backbone = get_backbone(model)
     backbone.trainable = True

@@ -20,6 +20,7 @@ from keras_transfer.utils import validation
 
 _MEMORY_CACHE = {}
 CANDIDATE_C = (0.01, 0.1, 1.0, 10.0)
+EAGER_LIMIT = 4096
 
 
 def _fingerprint(model, x):
@@ -50,7 +51,14 @@ def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
     if path and os.path.exists(path):
         features = np.load(path)
     else:
-        features = np.asarray(extractor.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
+        if len(x) <= EAGER_LIMIT:  # no tracing: faster for the small sets probes usually see
+            chunks = [
+                keras.ops.convert_to_numpy(extractor([x[i : i + 256]], training=False))
+                for i in range(0, len(x), 256)
+            ]
+            features = np.concatenate(chunks).astype("float32")
+        else:
+            features = np.asarray(extractor.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
         features = features.reshape(len(x), -1)
         if path:
             os.makedirs(cache_dir, exist_ok=True)
@@ -69,28 +77,27 @@ def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, s
     `features @ kernel + bias` gives the logits. `C="auto"` picks the inverse L2 strength
     from `CANDIDATE_C` by stratified 3-fold cross-validation.
     """
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: L-BFGS on probe-sized problems is 5-10x slower with threads that
+    # spin against TensorFlow's own pool (measured here, see BENCHMARKS.md).
+    with threadpool_limits(1):
+        return _fit_logistic_regression(features, y, num_classes, C, max_iter, seed)
+
+
+def _fit_logistic_regression(features, y, num_classes, C, max_iter, seed):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.model_selection import cross_val_score
 
     mean = features.mean(axis=0)
     std = features.std(axis=0)
     std = np.where(std < 1e-8, 1.0, std)
     z = (features - mean) / std
     if C == "auto":
-        counts = np.bincount(y, minlength=num_classes)
-        folds = int(min(3, counts[counts > 0].min()))
-        if folds >= 2:
-            scores = {}
-            for c in CANDIDATE_C:
-                clf = LogisticRegression(C=c, max_iter=max_iter, tol=1e-3)
-                cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-                scores[c] = cross_val_score(clf, z, y, cv=cv).mean()
-            C = max(scores, key=lambda c: (scores[c], -abs(np.log10(c))))
-        else:
-            C = 1.0
+        C = _cross_validate_C(z, y, num_classes, max_iter, seed)
     C = validation.check_positive_float("C", C)
-    clf = LogisticRegression(C=C, max_iter=max_iter)
+    # tol tighter than sklearn's 1e-4: the installed head is the optimum (probabilities within ~1e-4),
+    # not a stop ~1e-2 away from it; it costs a few more L-BFGS iterations.
+    clf = LogisticRegression(C=C, max_iter=max_iter, tol=1e-6)
     clf.fit(z, y)
     coef = np.zeros((num_classes, z.shape[1]), dtype="float64")
     intercept = np.zeros((num_classes,), dtype="float64")
@@ -103,6 +110,26 @@ def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, s
     kernel = (coef / std[None, :]).T
     bias = intercept - (coef * (mean / std)[None, :]).sum(axis=1)
     return kernel.astype("float32"), bias.astype("float32"), C
+
+
+def _cross_validate_C(z, y, num_classes, max_iter, seed):
+    """Stratified 3-fold choice of C; each fold walks the C path with warm starts."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    counts = np.bincount(y, minlength=num_classes)
+    folds = int(min(3, counts[counts > 0].min()))
+    if folds < 2:
+        return 1.0
+    scores = np.zeros(len(CANDIDATE_C))
+    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, y):
+        clf = LogisticRegression(max_iter=max_iter, tol=1e-3, warm_start=True)
+        for i, c in enumerate(CANDIDATE_C):
+            clf.set_params(C=c)
+            clf.fit(z[train], y[train])
+            scores[i] += clf.score(z[test], y[test])
+    best = int(np.argmax(scores))  # ties: the strongest regularisation, first in CANDIDATE_C
+    return CANDIDATE_C[best]
 
 
 def linear_probe(
