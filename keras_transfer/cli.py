@@ -14,6 +14,7 @@ DEMO_SECTIONS = [
     ("self_supervised", "keras_transfer.demos.self_supervised"),
     ("clip", "keras_transfer.demos.clip"),
     ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
+    ("meta_learning", "keras_transfer.demos.meta_learning"),
 ]
 
 

@@ -14,3 +14,6 @@ from keras_transfer.models.zero_shot import export_zero_shot_classifier
 from keras_transfer.models.dann import DANN  # noqa: F401
 from keras_transfer.models.deep_coral import DeepCORAL  # noqa: F401
 from keras_transfer.models.source_only import SourceOnly  # noqa: F401
+from keras_transfer.models.black_box_learner import BlackBoxLearner  # noqa: F401
+from keras_transfer.models.meta_model import MetaModel  # noqa: F401
+from keras_transfer.models.proto_net import ProtoNet  # noqa: F401

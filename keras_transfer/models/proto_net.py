@@ -1,0 +1,82 @@
+"""Prototypical networks (Snell et al., 2017)."""
+
+import keras
+from keras import ops
+
+from keras_transfer.models.meta_model import _check_task_shapes
+from keras_transfer.models.meta_model import unpack_tasks
+from keras_transfer.utils import validation
+
+
+@keras.saving.register_keras_serializable(package="keras_transfer")
+class ProtoNet(keras.Model):
+    """Class prototypes = mean support embeddings; logits = -squared Euclidean distance.
+
+    Inputs are episodes, as produced by `keras_transfer.datasets.sample_episodes`:
+    a dict `{"support_x", "support_y", "query_x"}` or tuple with shapes `[E, N*K, ...]`,
+    `[E, N*K]` (labels 0..n_way-1) and `[E, Q, ...]`; the output is `[E, Q, n_way]` logits.
+    Train with the standard `fit` and
+    `compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])`
+    on the query labels `[E, Q]`. A plain tensor input returns its embeddings.
+
+    Args:
+        encoder: a Keras model/layer mapping `[B, ...]` inputs to `[B, D]` embeddings.
+        n_way: classes per episode.
+        distance: "squared_euclidean" (the paper) or "cosine" (scaled by `temperature`).
+        temperature: divides the cosine similarities (ignored for squared Euclidean).
+    """
+
+    def __init__(self, encoder, n_way, distance="squared_euclidean", temperature=0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.n_way = validation.check_int_at_least("n_way", n_way, 2)
+        self.distance = validation.check_one_of("distance", distance, ["squared_euclidean", "cosine"])
+        self.temperature = validation.check_positive_float("temperature", temperature)
+
+    def _embed(self, x, training):
+        shape = ops.shape(x)
+        flat = ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+        z = ops.cast(self.encoder(flat, training=training), "float32")
+        z = ops.reshape(z, (shape[0], shape[1], -1))
+        return z
+
+    def prototypes(self, support_z, support_y):
+        """`[E, n_way, D]` means of the support embeddings of each class."""
+        one_hot = ops.one_hot(ops.cast(support_y, "int32"), self.n_way, dtype=support_z.dtype)  # [E, S, N]
+        sums = ops.einsum("esn,esd->end", one_hot, support_z)
+        counts = ops.sum(one_hot, axis=1)[..., None]
+        return sums / ops.maximum(counts, ops.cast(1.0, counts.dtype))
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, (dict, tuple, list)):
+            return self.encoder(inputs, training=training)
+        support_x, support_y, query_x = unpack_tasks(inputs)
+        _check_task_shapes(support_x, support_y[..., None], query_x)
+        support_z = self._embed(support_x, training)
+        query_z = self._embed(query_x, training)
+        protos = self.prototypes(support_z, support_y)
+        if self.distance == "cosine":
+            q = query_z / ops.maximum(ops.norm(query_z, axis=-1, keepdims=True), 1e-12)
+            p = protos / ops.maximum(ops.norm(protos, axis=-1, keepdims=True), 1e-12)
+            return ops.einsum("eqd,end->eqn", q, p) / self.temperature
+        # -||q - p||^2 = 2 q.p - |q|^2 - |p|^2
+        cross = ops.einsum("eqd,end->eqn", query_z, protos)
+        return 2.0 * cross - ops.sum(query_z**2, -1)[..., None] - ops.sum(protos**2, -1)[:, None, :]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "n_way": self.n_way,
+                "distance": self.distance,
+                "temperature": self.temperature,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

@@ -1,0 +1,251 @@
+"""Composable MAML operations (Finn et al., 2017) over Keras models.
+
+All functions work on *values* (tensors), never on variables: fast weights are
+never assigned into `keras.Variable`s (that would silently cut the second-order
+path and overwrite the meta-parameters, see DESIGN.md §4). A forward pass is
+`model.stateless_call(trainable_values, non_trainable_values, x, training=...)`.
+
+The pieces:
+
+- `maml_inner_update(params, grads, learning_rates, first_order)`: one SGD step
+  `phi = theta - alpha * grad` on the adapted tensors.
+- `maml_inner_loop(forward_fn, loss_fn, params, support_x, support_y, ...)`:
+  `steps` inner updates under nested `tf.GradientTape`s; exact second-order
+  gradients flow to `params` when it runs inside an outer tape.
+- `exact_moments(x, axes, keepdims)`: batch mean/variance with no
+  `stop_gradient` (TensorFlow's `tf.nn.moments` stops the gradient of the mean
+  inside the variance, which makes second-order gradients through BatchNorm
+  wrong while first-order ones stay exact).
+- `dense_chain_plan(model, adapted)` / `dense_chain_forward(plan, ...)`: a
+  vectorised forward pass for chains of `Dense` layers (plus weightless layers
+  and frozen layers) with one set of weights *per task* (batched matmul over
+  the task axis), so a meta-batch of tasks is processed together.
+"""
+
+import inspect
+import types
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+
+# --------------------------------------------------------------------- inner
+def maml_inner_update(params, grads, learning_rates, first_order=False):
+    """One inner gradient step on a list of tensors.
+
+    Args:
+        params: list of tensors (current fast weights).
+        grads: list of tensors (or `None` for a parameter with no gradient),
+            same structure as `params`.
+        learning_rates: a float, or a list of scalars / tensors broadcastable to
+            each parameter (Meta-SGD learns one per entry).
+        first_order: if True, the gradients are treated as constants
+            (FOMAML): no second-order term reaches the meta-parameters.
+
+    Returns:
+        list of tensors `p - lr * g` (a parameter with no gradient is returned
+        unchanged).
+    """
+    if not isinstance(learning_rates, (list, tuple)):
+        learning_rates = [learning_rates] * len(params)
+    updated = []
+    for p, g, lr in zip(params, grads, learning_rates):
+        if g is None:
+            updated.append(p)
+            continue
+        if first_order:
+            g = tf.stop_gradient(g)
+        lr = tf.cast(lr, p.dtype)
+        updated.append(p - lr * tf.cast(g, p.dtype))
+    return updated
+
+
+def maml_inner_loop(
+    forward_fn,
+    loss_fn,
+    params,
+    support_x,
+    support_y,
+    steps=1,
+    learning_rates=0.01,
+    first_order=False,
+):
+    """Runs `steps` inner SGD steps from `params` on the support set.
+
+    Args:
+        forward_fn: `forward_fn(params, x) -> y_pred`; `params` is the list of
+            adapted tensors.
+        loss_fn: `loss_fn(y_true, y_pred) -> scalar` (summed over the tasks when
+            `params` hold one set of weights per task).
+        params: list of tensors (the initialisation theta, read inside the
+            caller's outer tape when second-order gradients are wanted).
+        steps: number of inner steps (>= 1).
+        learning_rates: float, list (one per parameter) or a callable
+            `learning_rates(step) -> list` (MAML++ per-step rates).
+        first_order: drop the second-order term (FOMAML).
+
+    Returns:
+        the list of adapted tensors phi.
+    """
+    fast = list(params)
+    for step in range(steps):
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(fast)
+            loss = loss_fn(support_y, forward_fn(fast, support_x))
+        grads = tape.gradient(loss, fast)
+        rates = learning_rates(step) if callable(learning_rates) else learning_rates
+        fast = maml_inner_update(fast, grads, rates, first_order=first_order)
+    return fast
+
+
+# ------------------------------------------------------------------ moments
+def exact_moments(x, axes, keepdims=False):
+    """Mean and (biased) variance of `x` over `axes`, differentiable to any order.
+
+    Written by hand because `tf.nn.moments` (used by `keras.ops.moments` on the
+    TensorFlow backend) wraps the mean in `stop_gradient` inside the variance.
+    """
+    mean = ops.mean(x, axis=axes, keepdims=True)
+    variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
+    if not keepdims:
+        mean = ops.squeeze(mean, axis=axes)
+        variance = ops.squeeze(variance, axis=axes)
+    return mean, variance
+
+
+def _exact_bn_moments(self, inputs, mask):
+    if mask is not None or getattr(self, "synchronized", False):
+        return type(self)._moments(self, inputs, mask)
+    return exact_moments(inputs, self._reduction_axes)
+
+
+def patch_batch_normalization(model):
+    """Makes every `BatchNormalization` in `model` use `exact_moments`.
+
+    The forward values are unchanged; only the gradient graph differs (exact
+    second derivatives). Returns the number of layers patched. The patch lives
+    on the layer instances, so it is not saved; `MetaModel` re-applies it.
+    """
+    count = 0
+    for layer in iter_layers(model):
+        if isinstance(layer, keras.layers.BatchNormalization) and hasattr(
+            type(layer), "_moments"
+        ):
+            object.__setattr__(layer, "_moments", types.MethodType(_exact_bn_moments, layer))
+            count += 1
+    return count
+
+
+def iter_layers(model):
+    """All layers nested in `model` (depth first, each once, `model` excluded)."""
+    seen = set()
+    stack = list(getattr(model, "layers", []))[::-1]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(list(getattr(layer, "layers", []))[::-1])
+
+
+# ----------------------------------------------------------- dense chain
+def _chain_layers(model):
+    """The layers of `model` in order if it is a single-input single-output chain."""
+    if isinstance(model, keras.Sequential):
+        return list(model.layers)
+    if not isinstance(getattr(model, "_nodes_by_depth", None), dict):
+        return None
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    previous = None
+    for layer in layers:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if len(nodes) != 1:
+            return None
+        parents = nodes[0].parent_nodes
+        if previous is None:
+            if parents and not all(isinstance(p.operation, keras.layers.InputLayer) for p in parents):
+                return None
+        elif len(parents) != 1 or parents[0].operation is not previous:
+            return None
+        previous = layer
+    if previous is None or model.outputs[0]._keras_history[0] is not previous:
+        return None
+    return layers
+
+
+def dense_chain_plan(model, adapted_variables):
+    """A vectorisable plan for `model`, or `None` when it does not qualify.
+
+    `model` qualifies when it is a chain of layers in which every layer owning an
+    adapted variable is a plain `Dense` (kernel and bias applied on the last axis),
+    and no layer has non-trainable weights (BatchNorm statistics are per task, so
+    such models take the general per-task path).
+    """
+    layers = _chain_layers(model)
+    if not layers:
+        return None
+    adapted_ids = {id(v) for v in adapted_variables}
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    plan = []
+    for layer in layers:
+        if layer.non_trainable_weights:
+            return None
+        owned = [v for v in layer.trainable_weights if id(v) in adapted_ids]
+        if not owned:
+            plan.append(("shared", layer, [position[id(v)] for v in layer.trainable_weights]))
+            continue
+        if type(layer) is not keras.layers.Dense:
+            return None
+        if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            return None
+        if len(owned) != len(layer.trainable_weights):
+            return None
+        kernel_index = position[id(layer.kernel)]
+        bias_index = position[id(layer.bias)] if layer.use_bias else None
+        plan.append(("dense", layer, (kernel_index, bias_index)))
+    return plan
+
+
+def dense_chain_forward(plan, values, x, training=False):
+    """Forward pass of a chain with per-task weights.
+
+    Args:
+        plan: from `dense_chain_plan`.
+        values: list indexed like `model.trainable_variables`; an adapted entry
+            has a leading task axis (`[T, *shape]`), a shared one has none.
+        x: `[T, N, ...]` inputs (tasks, examples, features).
+
+    Returns:
+        `[T, N, ...]` outputs.
+    """
+    h = x
+    for kind, layer, index in plan:
+        if kind == "dense":
+            kernel_index, bias_index = index
+            dtype = layer.compute_dtype
+            h = ops.cast(h, dtype)
+            shape = ops.shape(h)
+            flat = ops.reshape(h, (shape[0], -1, shape[-1]))
+            kernel = ops.cast(values[kernel_index], dtype)
+            out = tf.matmul(flat, kernel)
+            if bias_index is not None:
+                out = out + ops.expand_dims(ops.cast(values[bias_index], dtype), 1)
+            out = ops.reshape(out, tuple(shape[:-1]) + (kernel.shape[-1],))
+            h = layer.activation(out) if layer.activation is not None else out
+        else:
+            # Shared (or weightless) layer: run on the tasks merged into one batch.
+            shape = ops.shape(h)
+            merged = ops.reshape(h, (-1,) + tuple(h.shape[2:]))
+            layer_values = [values[i] for i in index]
+            if layer.weights:
+                params = inspect.signature(layer.call).parameters
+                kwargs = {"training": training} if "training" in params else {}
+                merged, _ = layer.stateless_call(layer_values, [], merged, **kwargs)
+            else:
+                merged = layer(merged, training=training)
+            h = ops.reshape(merged, (shape[0], shape[1]) + tuple(merged.shape[1:]))
+    return h
