@@ -1,8 +1,8 @@
 """keras_transfer.losses."""
 
-from keras_transfer.losses.nt_xent import NTXent  # noqa: F401
-from keras_transfer.losses.nt_xent import nt_xent  # noqa: F401
 from keras_transfer.losses.clip_loss import CLIPLoss
 from keras_transfer.losses.clip_loss import clip_loss
-from keras_transfer.losses.coral import CORALLoss  # noqa: F401
-from keras_transfer.losses.coral import coral_loss  # noqa: F401
+from keras_transfer.losses.coral import CORALLoss
+from keras_transfer.losses.coral import coral_loss
+from keras_transfer.losses.nt_xent import NTXent
+from keras_transfer.losses.nt_xent import nt_xent

@@ -1,5 +1,6 @@
 """Fine-tuning recipes over keras.applications backbones."""
 
+from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.adapter_folding import fold_adapters
 from keras_transfer.recipes.adapter_folding import get_lora_factors
 from keras_transfer.recipes.adapter_folding import merge_lora
@@ -11,7 +12,6 @@ from keras_transfer.recipes.adapters import get_adapter_weights
 from keras_transfer.recipes.adapters import load_adapter_weights
 from keras_transfer.recipes.adapters import save_adapter_weights
 from keras_transfer.recipes.adapters import set_adapter_weights
-from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.backbones import BACKBONES
 from keras_transfer.recipes.backbones import BackboneSpec
 from keras_transfer.recipes.backbones import available_backbones

@@ -1,3 +1,3 @@
 """keras_transfer.schedules: learning-rate schedules (`keras.optimizers.schedules`)."""
 
-from keras_transfer.schedules.inverse_power_decay import InversePowerDecay  # noqa: F401
+from keras_transfer.schedules.inverse_power_decay import InversePowerDecay
