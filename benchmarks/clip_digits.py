@@ -14,6 +14,12 @@ the zero-shot weights at several alphas (Wortsman et al., 2022).
     python benchmarks/clip_digits.py [--quick]
 """
 
+import os
+import sys
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse
 import statistics
 import time

@@ -10,6 +10,12 @@ Values and gradients (w.r.t. both embeddings, via torch autograd) must agree to
     python benchmarks/clip_loss_reference.py [--quick]
 """
 
+import os
+import sys
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse
 import statistics
 import time

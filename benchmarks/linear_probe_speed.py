@@ -6,6 +6,12 @@ accuracies and the median time ratio.
     python benchmarks/linear_probe_speed.py [--quick]
 """
 
+import os
+import sys
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse
 
 import keras

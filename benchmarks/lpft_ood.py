@@ -8,9 +8,14 @@ fine-tuned on plain digits only (in-distribution, ID) and evaluated on plain dig
     python benchmarks/lpft_ood.py [--quick]
 """
 
+import os
+import sys
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse
 import collections
-import sys
 
 import numpy as np
 

@@ -4,9 +4,14 @@
     python benchmarks/transfer_vs_scratch.py --quick    # CI: 1 seed, tiny epochs
 """
 
+import os
+import sys
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 import argparse
 import collections
-import sys
 
 from benchmarks import _common
 from keras_transfer import datasets
