@@ -9,7 +9,8 @@ so training episodes draw 5 of 35 classes instead of always the same five. The m
 classes are never transformed nor seen in training. `--augmentations none` gives the old
 setup (meta-training on the five classes 0-4 only).
 
-Learners: MAML / first-order MAML on a Flatten-64-64 ReLU MLP (5 inner SGD steps, alpha=0.3);
+Learners: MAML / first-order MAML on a Flatten-64-64 ReLU MLP (5 inner SGD steps, alpha=0.3
+and 0.1);
 ProtoNet with a small conv embedding (2 x [conv 3x3, 64 filters, BatchNorm, ReLU, 2x2 max
 pool], squared Euclidean distance, Snell et al.); the black-box learner (class-wise pooled
 context, per-class logits) on a Flatten-64 feature encoder. Baselines: nearest class mean in
@@ -97,13 +98,17 @@ def main(argv=None):
         results[name] = accuracy(logits, tqy)
         rows.append([name, f"{results[name][0]:.3f} ± {results[name][1]:.3f}", f"{seconds:.0f}"])
 
-    for key, name, kwargs in (("maml", "MAML (second order, 5 steps)", {}),
-                              ("fomaml", "first-order MAML", {"first_order": True})):
+    # First-order MAML gets alpha=0.1: with 0.3 and 5 steps its meta-gradient (which drops the
+    # second-order term) drives the meta-training loss up (measured 0.82 -> 1.20 over 1,000
+    # iterations, 5-shot) and test accuracy to chance.
+    for key, name, kwargs in (("maml", "MAML (second order, 5 steps, alpha=0.3)", {"inner_learning_rate": 0.3}),
+                              ("fomaml", "first-order MAML (5 steps, alpha=0.1)",
+                               {"first_order": True, "inner_learning_rate": 0.1})):
         if key not in methods:
             continue
         keras.utils.set_random_seed(0)
         start = time.perf_counter()
-        meta = MetaModel(mlp(N_WAY), inner_steps=5, inner_learning_rate=0.3, **kwargs)
+        meta = MetaModel(mlp(N_WAY), inner_steps=5, **kwargs)
         meta.compile(keras.optimizers.Adam(1e-3), sce(), metrics=["accuracy"])
         meta.fit(train, steps_per_epoch=iterations, epochs=1, verbose=0)
         record(name, meta.adapt_and_predict(tsx, tsy, tqx).numpy(), time.perf_counter() - start)
