@@ -141,6 +141,8 @@ class BlackBoxLearner(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Files saved before `pooling` existed used the mean set encoder for every task.
+        config.setdefault("pooling", "mean")
         if config.get("feature_encoder") is not None:
             config["feature_encoder"] = keras.saving.deserialize_keras_object(config["feature_encoder"])
         return cls(**config)

@@ -125,3 +125,7 @@ class BlackBoxClassificationTest(TestCase):
         mean = BlackBoxLearner(4, num_classes=3, pooling="mean")
         sx, sy, qx = x
         self.assertEqual(tuple(mean((sx[:2], sy[:2], qx[:2])).shape), (2, 12, 4))
+        # A config saved before `pooling` existed (no such key) loads as the mean encoder it was.
+        config = mean.get_config()
+        del config["pooling"]
+        self.assertEqual(BlackBoxLearner.from_config(config).pooling, "mean")
