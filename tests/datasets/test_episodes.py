@@ -74,3 +74,66 @@ class EpisodesTest(TestCase):
         bad = x.copy()
         bad[0, 0] = np.nan
         self.assertRaisesValueError(["finite", "1 NaN"], sample_episodes, (bad, y), 2, n_way=2)
+
+
+class ClassAugmentationTest(TestCase):
+    def images(self):
+        # 3 classes x 4 examples of 3x3 images: an asymmetric pattern (every transform gives a
+        # different image) plus, in the centre (fixed by every transform), 10 * class + index.
+        y = np.repeat(np.arange(3), 4)
+        x = np.tile(100.0 + np.arange(9, dtype="float32").reshape(1, 3, 3, 1), (12, 1, 1, 1))
+        x[:, 1, 1, 0] = 10 * y + np.tile(np.arange(4), 3)
+        return x, y
+
+    def test_transforms_are_new_classes_and_match_numpy(self):
+        x, y = self.images()
+        augs = ["rot90", "rot180", "rot270", "transpose", "flip_lr", "flip_ud"]
+        reference = {None: lambda a: a, "rot90": lambda a: np.rot90(a, 1), "rot180": lambda a: np.rot90(a, 2),
+                     "rot270": lambda a: np.rot90(a, 3), "transpose": lambda a: a.transpose(1, 0, 2),
+                     "flip_lr": np.fliplr, "flip_ud": np.flipud}
+        # 2 original classes x 7 versions = 14 classes: 14-way episodes are possible, 15 are not.
+        (sx, sy, qx), qy = sample_episodes((x, y), 30, n_way=14, k_shot=1, q_queries=2, classes=[0, 1],
+                                           seed=0, class_augmentations=augs)
+        originals = {(c, i): x[4 * c + i, :, :, 0] for c in range(2) for i in range(4)}
+        for e in range(30):
+            label_of = {}
+            for xs, ys in ((sx[e], sy[e]), (qx[e], qy[e])):
+                for image, label in zip(xs[..., 0], ys):
+                    # Which (class, index, transform) produced this image?
+                    found = [(c, i, name) for (c, i), o in originals.items() for name, f in reference.items()
+                             if np.array_equal(f(o[..., None])[..., 0], image)]
+                    self.assertEqual(len(found), 1)
+                    c, _, name = found[0]
+                    label_of.setdefault(int(label), set()).add((c, name))
+            # One (class, transform) per episode label; all 14 distinct.
+            self.assertTrue(all(len(v) == 1 for v in label_of.values()))
+            self.assertEqual(len(set.union(*label_of.values())), 14)
+            # Class 2 was not in `classes`: none of its images, transformed or not.
+            self.assertTrue(np.all(sx[e][:, 1, 1] < 20) and np.all(qx[e][:, 1, 1] < 20))
+        self.assertRaisesValueError(["n_way", "(14)", "class_augmentations"], sample_episodes, (x, y), 2,
+                                    n_way=15, classes=[0, 1], class_augmentations=augs)
+
+    def test_untouched_without_augmentations_and_episode_dataset(self):
+        x, y = self.images()
+        a = sample_episodes((x, y), 4, 3, 1, 2, seed=3)
+        b = sample_episodes((x, y), 4, 3, 1, 2, seed=3, class_augmentations=None)
+        self.assertAllClose(a[0][0], b[0][0], atol=0)
+        (sx, _, _), _ = next(iter(episode_dataset((x, y), 6, 1, 1, episodes_per_batch=2, seed=0,
+                                                  class_augmentations=["rot180"])))
+        self.assertEqual(tuple(sx.shape), (2, 6, 3, 3, 1))
+        self.assertEqual(len({tuple(v) for v in sx.numpy()[0, :, :, :, 0].reshape(6, 9)}), 6)
+
+    def test_augmentation_errors(self):
+        x, y = self.images()
+        self.assertRaisesValueError(["class_augmentations", "rot90"], sample_episodes, (x, y), 2,
+                                    class_augmentations="rot90")
+        self.assertRaisesValueError(["distinct names", "'spin'"], sample_episodes, (x, y), 2,
+                                    class_augmentations=["spin"])
+        self.assertRaisesValueError("distinct names", sample_episodes, (x, y), 2,
+                                    class_augmentations=["rot90", "rot90"])
+        self.assertRaisesValueError(["[N, H, W]", "(12, 9)"], sample_episodes, (x.reshape(12, 9), y), 2,
+                                    class_augmentations=["rot180"])
+        self.assertRaisesValueError("square images", sample_episodes, (x[:, :2], y), 2,
+                                    class_augmentations=["rot90"])
+        (sx, _, _), _ = sample_episodes((x[:, :2], y), 2, n_way=6, q_queries=2, class_augmentations=["flip_lr"])
+        self.assertEqual(sx.shape, (2, 6, 2, 3, 1))

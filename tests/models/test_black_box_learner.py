@@ -53,3 +53,79 @@ class BlackBoxLearnerTest(TestCase):
         self.assertRaisesValueError("num_classes", BlackBoxLearner, 3, num_classes=1)
         self.assertRaisesValueError("same feature shape", model, (sx, sy, sx[:, :, :2]))
         self.assertRaisesValueError("meta-batch of tasks", model, sx)
+
+
+def gaussian_episodes(num, n_way=3, k_shot=2, queries=4, dim=4, seed=0):
+    """Separable few-shot tasks: fresh random class centres per episode, small noise.
+
+    Only a learner that compares queries with the support set of their own episode can
+    beat chance (1 / n_way): the centres of one episode say nothing about the next.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num, n_way, dim)).astype("float32") * 2.0
+    sy = np.tile(np.arange(n_way).repeat(k_shot), (num, 1))
+    qy = np.tile(np.arange(n_way).repeat(queries), (num, 1))
+    pick = lambda labels: np.take_along_axis(centres, labels[..., None], 1)  # noqa: E731
+    sx = pick(sy) + 0.2 * rng.normal(size=sy.shape + (dim,)).astype("float32")
+    qx = pick(qy) + 0.2 * rng.normal(size=qy.shape + (dim,)).astype("float32")
+    return (sx, sy.astype("int64"), qx), qy.astype("int64")
+
+
+class BlackBoxClassificationTest(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        keras.utils.set_random_seed(1)
+        cls.model = BlackBoxLearner(3, num_classes=3, context_dim=16, hidden_units=32)
+        cls.model.compile(keras.optimizers.Adam(3e-3),
+                          keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        cls.train = gaussian_episodes(2048, seed=0)
+        cls.test = gaussian_episodes(200, seed=1)
+        cls.before = cls.model.evaluate(*cls.test, verbose=0)[1]
+        cls.model.fit(*cls.train, batch_size=32, epochs=4, verbose=0)
+
+    def test_class_wise_is_default_and_learns_separable_tasks(self):
+        self.assertEqual(self.model.pooling, "class_wise")
+        self.assertLess(self.before, 0.6)
+        # New episodes with new class centres: chance is 1/3.
+        logits = self.model.predict(self.test[0], verbose=0)
+        accuracy = np.mean(np.argmax(logits, -1) == self.test[1])
+        self.assertGreater(accuracy, 0.9)
+
+    def test_context_reference_and_label_equivariance(self):
+        (sx, sy, qx), _ = gaussian_episodes(2, seed=3)
+        # Reference: mean of the encoder's outputs over each class's support examples.
+        w = [v.numpy() for v in self.model.pair_encoder.weights]
+        h = np.maximum(sx @ w[0] + w[1], 0)
+        h = np.maximum(h @ w[2] + w[3], 0)
+        z = h @ w[4] + w[5]
+        expected = np.stack([np.stack([z[t][sy[t] == c].mean(0) for c in range(3)]) for t in range(2)])
+        self.assertAllClose(self.model.task_context(sx, sy), expected, atol=1e-5)
+        # Relabelling the support classes (c -> perm[c]) permutes the logits the same way.
+        perm = np.array([2, 0, 1])
+        out = self.model((sx, sy, qx)).numpy()
+        relabelled = self.model((sx, perm[sy], qx)).numpy()
+        self.assertAllClose(relabelled[..., perm], out, atol=1e-5)
+
+    def test_save_export_mixed_precision_and_errors(self):
+        x, y = self.test[0], self.test[1]
+        self.run_serialization_test(self.model, x)
+        self.run_export_test(self.model, x)
+
+        def build():
+            model = BlackBoxLearner(3, num_classes=3, context_dim=8, hidden_units=8)
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            return model
+
+        self.run_mixed_precision_test(build, x, y, batch_size=8)
+        self.assertRaisesValueError(["num_classes", "num_outputs=4", 'pooling="mean"'],
+                                    BlackBoxLearner, 4, num_classes=3)
+        self.assertRaisesValueError("pooling", BlackBoxLearner, 3, num_classes=3, pooling="max")
+        # The mean (neural-process) set encoder stays available for classification too.
+        mean = BlackBoxLearner(4, num_classes=3, pooling="mean")
+        sx, sy, qx = x
+        self.assertEqual(tuple(mean((sx[:2], sy[:2], qx[:2])).shape), (2, 12, 4))
+        # A config saved before `pooling` existed (no such key) loads as the mean encoder it was.
+        config = mean.get_config()
+        del config["pooling"]
+        self.assertEqual(BlackBoxLearner.from_config(config).pooling, "mean")

@@ -174,6 +174,37 @@ class MetaModelGradientTest(TestCase):
         for g, e in zip(grads[4:], expected_rates):
             self.assertAllClose(g, e, atol=1e-7, rtol=1e-5)
 
+    def test_inner_rate_bounds_clip_rates_in_the_inner_loop(self):
+        net = tiny_net()
+        meta = MetaModel(net, inner_learning_rate=ALPHA, learn_inner_rates="per_parameter",
+                         inner_rate_bounds=(0.0, 0.15))
+        meta.compile(optimizer="sgd", loss="mse")
+        rng = np.random.default_rng(1)
+        for r in meta.inner_rates:  # some negative, some above the bound, most inside
+            r.assign(rng.uniform(-0.1, 0.25, size=r.shape))
+        tasks = f64_tasks()
+        theta = [v.numpy().copy() for v in net.trainable_variables]
+        rates = [r.numpy().copy() for r in meta.inner_rates]
+        clipped = [np.clip(r, 0.0, 0.15) for r in rates]
+        loss, grads = meta_gradient(meta, tasks)
+        self.assertAllClose(loss, np_meta_objective(theta, tasks, rates=clipped), atol=1e-10, rtol=1e-9)
+        expected = finite_difference(lambda p: np_meta_objective(p, tasks, rates=clipped), theta)
+        expected += finite_difference(
+            lambda rr: np_meta_objective(theta, tasks, rates=[np.clip(r, 0.0, 0.15) for r in rr]), rates
+        )
+        for g, e in zip(grads, expected):
+            self.assertAllClose(g, e, atol=1e-7, rtol=1e-5)
+        # Rates outside the range get no gradient (the clip is flat there).
+        outside = np.concatenate([((r < 0) | (r > 0.15)).ravel() for r in rates])
+        self.assertTrue(outside.any())
+        self.assertAllClose(np.concatenate([np.ravel(g) for g in grads[4:]])[outside], 0.0, atol=0)
+        # adapt() uses the clipped rates too.
+        (sx, sy, _), _ = tasks
+        adapted = meta.adapt(sx[0], sy[0], steps=1)
+        g = np_grad(theta, sx[0], sy[0])
+        for v, a, r, gi in zip(adapted.trainable_variables, theta, clipped, g):
+            self.assertAllClose(v, a - r * gi, atol=1e-10)
+
     def test_per_step_rates_and_anil(self):
         net = tiny_net()
         meta = MetaModel(net, inner_steps=2, inner_learning_rate=ALPHA,
@@ -367,12 +398,14 @@ class MetaModelTrainingTest(TestCase):
         self.assertAllClose(bn.moving_variance, hidden.var(0), atol=1e-5)
 
     def test_save_and_reload_with_optimizer_state(self):
-        meta = self.build_mlp(inner_steps=1, learn_inner_rates="per_parameter", adapt_layers=["head"])
+        meta = self.build_mlp(inner_steps=1, learn_inner_rates="per_parameter", adapt_layers=["head"],
+                              inner_rate_bounds=(0.0, 1.0))
         x, y = self.tasks
         meta.fit(x, y, batch_size=4, epochs=1, verbose=0)
         reloaded = self.run_serialization_test(meta, x[2][0])
         self.assertEqual(reloaded.learn_inner_rates, "per_parameter")
         self.assertEqual(reloaded.adapt_layers, ["head"])
+        self.assertEqual(reloaded.inner_rate_bounds, (0.0, 1.0))
         for a, b in zip(meta.optimizer.variables, reloaded.optimizer.variables):
             self.assertAllClose(b, a, atol=0, rtol=0)
         self.assertAllClose(reloaded.evaluate(x, y, batch_size=8, verbose=0),
@@ -412,6 +445,14 @@ class MetaModelErrorTest(TestCase):
         self.assertRaisesValueError(["adapt_layers", "'nope'"], MetaModel, self.net(), adapt_layers=["nope"])
         self.assertRaisesValueError("first_order", MetaModel, self.net(), first_order="yes")
         self.assertRaisesValueError("vectorize", MetaModel, self.net(), vectorize=None)
+        self.assertRaisesValueError(["inner_rate_bounds", "low < high", "(1.0, 0.0)"], MetaModel, self.net(),
+                                    learn_inner_rates="per_parameter", inner_rate_bounds=(1.0, 0.0))
+        self.assertRaisesValueError("inner_rate_bounds", MetaModel, self.net(),
+                                    learn_inner_rates="per_parameter", inner_rate_bounds=0.5)
+        self.assertRaisesValueError("inner_rate_bounds", MetaModel, self.net(),
+                                    learn_inner_rates="per_step", inner_rate_bounds=("a", 1))
+        self.assertRaisesValueError(["only applies to learned inner rates", "learn_inner_rates=None"],
+                                    MetaModel, self.net(), inner_rate_bounds=(0.0, 1.0))
         self.assertRaisesValueError("must be a keras.Model", MetaModel, keras.layers.Dense(2))
 
     def test_model_without_trainable_weights(self):
@@ -443,3 +484,25 @@ class MetaModelErrorTest(TestCase):
         meta = MetaModel(self.net())
         sx = np.zeros((1, 3, 1), "float32")
         self.assertRaisesValueError("compiled with a `loss`", meta.adapt_and_predict, sx, sx, sx)
+
+    def test_inner_loss_from_the_wrapped_compiled_model(self):
+        # Regression test: the benchmarks' and demo's baselines wrap an already compiled
+        # (and fitted) model in a MetaModel that is not compiled itself; before the fallback
+        # to the wrapped model's loss, adapt_and_predict raised "must be compiled with a `loss`".
+        (sx, sy, qx), qy = sinusoid_tasks(2, 4, 3, seed=0)
+        net = self.net()
+        net.compile(optimizer="sgd", loss="mse")
+        net.fit(sx[0], sy[0], epochs=1, verbose=0)
+        theta = [v.numpy() for v in net.trainable_variables]
+        wrapped = MetaModel(net, inner_learning_rate=0.1)
+        out = wrapped.adapt_and_predict(sx, sy, qx, steps=2).numpy()
+        # Reference: two SGD steps (alpha=0.1) on the MSE of the linear net (x W1 + b1) W2 + b2.
+        for t in range(2):
+            w1, b1, w2, b2 = [a.astype("float64") for a in theta]
+            for _ in range(2):
+                h = sx[t] @ w1 + b1
+                d = 2.0 * (h @ w2 + b2 - sy[t]) / sy[t].size
+                dh = d @ w2.T
+                w1, b1, w2, b2 = (w1 - 0.1 * sx[t].T @ dh, b1 - 0.1 * dh.sum(0),
+                                  w2 - 0.1 * h.T @ d, b2 - 0.1 * d.sum(0))
+            self.assertAllClose(out[t], (qx[t] @ w1 + b1) @ w2 + b2, atol=1e-5)
