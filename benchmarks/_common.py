@@ -56,7 +56,10 @@ def mean_std(values):
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
-def median_seconds(fn, repeats=3):
+def median_seconds(fn, repeats=3, warmup=0):
+    """Median wall time of `fn()` over `repeats` calls after `warmup` untimed calls, and the last result."""
+    for _ in range(warmup):
+        fn()
     times = []
     result = None
     for _ in range(repeats):

@@ -17,12 +17,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import _common
 from keras_transfer.demos.report import print_table
 from keras_transfer.losses import clip_loss
 
@@ -73,15 +72,6 @@ def keras_loss_and_grads(image, text, scale):
     return loss, gi, gt
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -105,15 +95,15 @@ def main(argv=None):
         loss, gi, gt = float(loss), gi.numpy(), gt.numpy()
         ref = numpy_loss(image.astype("float64"), text.astype("float64"), scale)
         entry = {"n": n, "d": d, "scale": scale, "loss": loss, "numpy_diff": abs(loss - ref)}
-        keras_loss_and_grads(ti, tt, tf.constant(scale, tf.float32))  # warm-up
-        t_keras = median_time(lambda: keras_loss_and_grads(ti, tt, tf.constant(scale, tf.float32)), repeats)
+        t_keras, _ = _common.median_seconds(
+            lambda: keras_loss_and_grads(ti, tt, tf.constant(scale, tf.float32)), repeats, warmup=1)
         entry["keras_ms"] = 1e3 * t_keras
         if torch_fn is not None:
             tl, tgi, tgt = torch_fn(image, text, scale)
             entry["torch_diff"] = abs(loss - tl)
             entry["torch_grad_diff"] = float(max(np.abs(gi - tgi).max(), np.abs(gt - tgt).max()))
-            torch_fn(image, text, scale)  # warm-up
-            entry["torch_ms"] = 1e3 * median_time(lambda: torch_fn(image, text, scale), repeats)
+            t_torch, _ = _common.median_seconds(lambda: torch_fn(image, text, scale), repeats, warmup=1)
+            entry["torch_ms"] = 1e3 * t_torch
         results.append(entry)
         rows.append([
             f"{n}x{d}", f"{scale:.1f}", f"{loss:.6f}", f"{entry['numpy_diff']:.1e}",

@@ -16,9 +16,13 @@ JAX and torch are optional peers: skipped with the reason when not installed.
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -131,6 +135,20 @@ def time_jax(batch, steps, first_order=False):
     return run
 
 
+def _eager_step_timer(one_step, steps):
+    """Warms `one_step` up (the first torch.func calls build its vmap/grad rules); returns ms per step."""
+    for _ in range(5):
+        one_step()
+
+    def run():
+        start = time.perf_counter()
+        for _ in range(steps):
+            one_step()
+        return (time.perf_counter() - start) / steps * 1e3
+
+    return run
+
+
 def time_torch(batch, steps, first_order=False):
     import torch
     from torch.func import functional_call, grad, vmap
@@ -164,16 +182,7 @@ def time_torch(batch, steps, first_order=False):
         optimizer.step()
         return value
 
-    for _ in range(5):  # the first calls build torch.func's vmap/grad rules
-        one_step()
-
-    def run():
-        start = time.perf_counter()
-        for _ in range(steps):
-            one_step()
-        return (time.perf_counter() - start) / steps * 1e3
-
-    return run
+    return _eager_step_timer(one_step, steps)
 
 
 def time_torch_bmm(batch, steps, first_order=False):
@@ -211,16 +220,7 @@ def time_torch_bmm(batch, steps, first_order=False):
         optimizer.step()
         return value
 
-    for _ in range(5):
-        one_step()
-
-    def run():
-        start = time.perf_counter()
-        for _ in range(steps):
-            one_step()
-        return (time.perf_counter() - start) / steps * 1e3
-
-    return run
+    return _eager_step_timer(one_step, steps)
 
 
 def main(argv=None):

@@ -14,9 +14,13 @@ project's issue #7 for the paper: MAML 0.67 / 0.38 / 0.35, pretrained 2.41 / 2.2
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

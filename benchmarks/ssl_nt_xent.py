@@ -8,9 +8,7 @@ PyTorch is an optional peer (`pip install torch==2.13.0`): skipped with a printe
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import _common  # noqa: E402
 from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.losses import nt_xent  # noqa: E402
 
@@ -51,16 +50,6 @@ def torch_nt_xent(z1, z2, temperature):
     return F.cross_entropy(sim, targets)
 
 
-def median_time(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
@@ -84,12 +73,13 @@ def main(argv=None):
         reference = numpy_nt_xent(z1, z2, t)
         ours_fn = tf.function(lambda a, b: nt_xent(a, b, t))
         a, b = tf.constant(z1), tf.constant(z2)
-        ours_time = median_time(lambda: ours_fn(a, b).numpy(), repeats)
+        ours_time, _ = _common.median_seconds(lambda: ours_fn(a, b).numpy(), repeats, warmup=1)
         row = {"numpy_diff": abs(ours - reference), "ours_ms": 1e3 * ours_time}
         if torch is not None:
             ta, tb = torch.from_numpy(z1), torch.from_numpy(z2)
             row["torch_diff"] = abs(ours - float(torch_nt_xent(ta, tb, t)))
-            row["torch_ms"] = 1e3 * median_time(lambda: float(torch_nt_xent(ta, tb, t)), repeats)
+            torch_time, _ = _common.median_seconds(lambda: float(torch_nt_xent(ta, tb, t)), repeats, warmup=1)
+            row["torch_ms"] = 1e3 * torch_time
         results[(n, dim, t)] = row
         rows.append([n, dim, t, f"{ours:.6f}", f"{row['numpy_diff']:.1e}",
                      f"{row['torch_diff']:.1e}" if torch is not None else "skipped",
