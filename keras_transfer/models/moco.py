@@ -1,5 +1,7 @@
 """MoCo: momentum contrast with a queue of negative keys (He et al., 2020; v2 MLP head)."""
 
+import random
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -7,6 +9,7 @@ from keras import ops
 from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
+from keras_transfer.utils.validation import check_non_negative_int
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
@@ -86,7 +89,10 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
             (no permutation). Without BatchNorm (or other batch-dependent layers) in
             the key encoder the value changes nothing but the cost.
         augmenter: optional view-making layer for one-batch inputs.
-        seed: seed of the key-batch permutation (None: drawn from Keras's global seed).
+        seed: non-negative int seeding the key-batch permutation, which is a function
+            of (seed, optimizer step) so that a reloaded model resumes it exactly (None:
+            drawn from Python's `random`, which `keras.utils.set_random_seed` seeds, and
+            stored in the config).
     """
 
     def __init__(
@@ -111,8 +117,11 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         self.momentum = check_fraction("momentum", momentum)
         self.temperature = check_positive_float("temperature", temperature)
         self.bn_splits = check_positive_int("bn_splits", bn_splits)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # The permutation is a stateless function of (seed, optimizer step): a reloaded
+        # model continues the same stream. A drawn seed is kept in the config for that.
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
         if projection_head is None:
             projection_head = utils.projection_mlp(
                 feature_dim,
@@ -205,11 +214,10 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     def _key_branch(self, view, training):
         return self.key_projection_head(self.key_encoder(view, training=training), training=training)
 
-    def _key_permutation(self, batch_size):
-        """A random permutation of `range(batch_size)` for the shuffle-BN stand-in."""
-        return ops.cast(
-            keras.random.shuffle(ops.arange(batch_size, dtype="int32"), seed=self.seed_generator), "int32"
-        )
+    def _key_permutation(self, batch_size, step):
+        """The random permutation of `range(batch_size)` used at optimizer step `step`."""
+        seed = tf.stack([tf.constant(self.seed, "int64"), tf.cast(step, "int64")])
+        return tf.random.experimental.stateless_shuffle(tf.range(batch_size, dtype="int32"), seed=seed)
 
     def _split_keys(self, view, permutation):
         """Keys of `view` in training mode, BatchNorm statistics per chunk of `view[permutation]`.
@@ -235,7 +243,8 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         q = self.projection_head(self.encoder(view_1, training=training), training=training)
         if training:
             # Batch statistics, per chunk of the permuted batch (shuffle-BN stand-in).
-            k = self._split_keys(view_2, self._key_permutation(tf.shape(view_2)[0]))
+            permutation = self._key_permutation(tf.shape(view_2)[0], self.optimizer.iterations)
+            k = self._split_keys(view_2, permutation)
         else:
             # Evaluation: moving statistics, nothing updated, no randomness.
             k = self._key_branch(view_2, training=False)
