@@ -14,6 +14,64 @@ def normalize(z):
     return z / np.linalg.norm(z, axis=1, keepdims=True)
 
 
+def make_bn_encoder():
+    """Conv -> BatchNorm -> ReLU -> pooling: keys depend on batch statistics."""
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, use_bias=False, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="encoder",
+    )
+
+
+# ------------------------------------------------- NumPy reference of Algorithm 1
+def numpy_forward(params, x):
+    """Encoder Dense(4, tanh) then head Dense(3): params = [W1, b1, W2, b2]."""
+    w1, b1, w2, b2 = params
+    return np.tanh(x @ w1 + b1) @ w2 + b2
+
+
+def numpy_step_loss(params_q, x1, k, queue, temperature):
+    q = normalize(numpy_forward(params_q, x1))
+    logits = np.concatenate([np.sum(q * k, axis=1, keepdims=True), q @ queue.T], axis=1) / temperature
+    top = logits.max(axis=1, keepdims=True)
+    log_softmax = logits - top - np.log(np.sum(np.exp(logits - top), axis=1, keepdims=True))
+    return -np.mean(log_softmax[:, 0])  # cross-entropy with label 0
+
+
+def numerical_gradient(fn, params, eps=1e-6):
+    grads = []
+    for i, p in enumerate(params):
+        g = np.zeros_like(p)
+        for j in range(p.size):
+            plus = [q.copy() for q in params]
+            minus = [q.copy() for q in params]
+            plus[i].reshape(-1)[j] += eps
+            minus[i].reshape(-1)[j] -= eps
+            g.reshape(-1)[j] = (fn(plus) - fn(minus)) / (2 * eps)
+        grads.append(g)
+    return grads
+
+
+def numpy_moco_step(state, x1, x2, momentum, temperature, lr):
+    """One MoCo step (He et al. 2020, Algorithm 1; momentum update first, as in the official code)."""
+    params_q, params_k, queue, pointer = state
+    params_k = [momentum * k + (1 - momentum) * q for k, q in zip(params_k, params_q)]
+    k = normalize(numpy_forward(params_k, x2))
+    fn = lambda p: numpy_step_loss(p, x1, k, queue, temperature)  # noqa: E731
+    loss = fn(params_q)
+    grads = numerical_gradient(fn, params_q)
+    params_q = [p - lr * g for p, g in zip(params_q, grads)]
+    queue = queue.copy()
+    queue[(pointer + np.arange(len(k))) % len(queue)] = k  # enqueue the keys, dequeue the oldest
+    return (params_q, params_k, queue, (pointer + len(k)) % len(queue)), loss
+
+
 def numpy_info_nce(q, k, queue, temperature):
     """He et al. (2020), Algorithm 1: logits = [q.k, q.queue^T] / t, cross-entropy with label 0."""
     q, k = normalize(np.asarray(q, "float64")), normalize(np.asarray(k, "float64"))
@@ -43,6 +101,39 @@ class MoCoTest(TestCase):
         result = model.evaluate(pairs_dataset(v1, v2, 4), verbose=0, return_dict=True)
         self.assertAllClose(result["loss"], expected_loss, atol=1e-5, rtol=1e-5)
         self.assertAllClose(result["contrastive_accuracy"], expected_acc, atol=1e-6)
+
+    def test_two_sgd_steps_match_numpy_algorithm_1(self):
+        # A tiny encoder without BatchNorm: every quantity of Algorithm 1 is checkable in float64.
+        encoder = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="tanh")], name="encoder")
+        head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="head")
+        # bn_splits=3 on batches of 5 (chunks 2, 2, 1): the permutation must be undone exactly.
+        model = MoCo(encoder, projection_head=head, queue_size=6, momentum=0.8, temperature=0.5, bn_splits=3)
+        model.compile(optimizer=keras.optimizers.SGD(0.5))
+        rng = np.random.default_rng(3)
+        # Start the key encoder away from the query so that the first EMA update is visible.
+        key_vars = model.key_encoder.weights + model.key_projection_head.weights
+        for v in key_vars:
+            v.assign(v.numpy() + rng.normal(0, 0.3, v.shape).astype("float32"))
+        state = (
+            [v.numpy().astype("float64") for v in model.encoder.weights + model.projection_head.weights],
+            [v.numpy().astype("float64") for v in key_vars],
+            model.queue.numpy().astype("float64"),
+            0,
+        )
+        for step in range(2):
+            x1 = rng.normal(size=(5, 3)).astype("float32")
+            x2 = (x1 + rng.normal(0, 0.2, size=x1.shape)).astype("float32")
+            history = model.fit(tf.data.Dataset.from_tensor_slices(((x1, x2),)).batch(5), verbose=0)
+            state, loss = numpy_moco_step(state, x1.astype("float64"), x2.astype("float64"), 0.8, 0.5, 0.5)
+            self.assertAllClose(history.history["loss"][0], loss, atol=1e-5, rtol=1e-5, msg=f"loss, step {step}")
+            params_q, params_k, queue, pointer = state
+            for v, expected in zip(model.encoder.weights + model.projection_head.weights, params_q):
+                self.assertAllClose(v, expected, atol=1e-5, rtol=1e-5, msg=f"query {v.path}, step {step}")
+            for v, expected in zip(key_vars, params_k):
+                self.assertAllClose(v, expected, atol=1e-6, rtol=1e-6, msg=f"key {v.path}, step {step}")
+            self.assertAllClose(model.queue, queue, atol=1e-5, rtol=1e-5, msg=f"queue, step {step}")
+            self.assertEqual(int(model.queue_pointer.numpy()), pointer)
+        self.assertEqual(pointer, 4)  # 5 + 5 keys in a queue of 6: rows 0-4, then 5, 0, 1, 2, 3
 
     def test_momentum_update_and_queue(self):
         model = self.build()
