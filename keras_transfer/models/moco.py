@@ -53,7 +53,8 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     the original order. A query and its key then do not share one set of batch
     statistics, which would let them "cheat" against queue negatives from older
     batches (He et al., 2020, §3.3; the official CIFAR demo uses 8 splits of a batch
-    of 512). Only the key branch is split; the query encoder sees the whole batch.
+    of 512). Only the key branch is split here; the query encoder sees the whole batch
+    (the official SplitBatchNorm demo also splits the query batch, unshuffled).
     A batch smaller than `bn_splits` is an error (a chunk needs examples for its
     statistics): batch the data with `drop_remainder=True` or lower `bn_splits`.
 
