@@ -7,7 +7,7 @@ supervised one (trained with all labels; upper reference). Each frozen encoder i
 scored by the convex linear probe (C = 1) on 2 and 10 labels per class and on all
 labels, tested on the 450 held-out digits. Goal: SimCLR >= 15 points above random init.
 
-    python benchmarks/ssl_digits_probe.py [--quick] [--epochs 60] [--seeds 0 1 2]
+    python benchmarks/ssl_digits_probe.py [--quick] [--epochs 60] [--seeds 0 1 2] [--moco-bn-splits 2]
 """
 
 import argparse
@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from keras_transfer.datasets import load_digits  # noqa: E402
 from keras_transfer.demos.report import print_table  # noqa: E402
+from keras_transfer.demos.self_supervised import LAST_METRICS  # noqa: E402
 from keras_transfer.demos.self_supervised import METHODS  # noqa: E402
 from keras_transfer.demos.self_supervised import pretrain  # noqa: E402
 from keras_transfer.demos.self_supervised import probe  # noqa: E402
@@ -41,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="subset to run (random init and simclr are always included: the goal compares them)")
+    parser.add_argument("--moco-bn-splits", type=int, default=2, help="MoCo's bn_splits (shuffle-BN stand-in)")
     args = parser.parse_args(argv)
     image_size = 16
     data = load_digits(image_size=image_size, channels=1, seed=0)
@@ -57,12 +59,15 @@ def main(argv=None):
     for seed in seeds:
         for method in methods:
             start = time.time()
-            encoder = pretrain(method, x_train, y_train, epochs, seed=seed, image_size=image_size, widths=widths)
+            encoder = pretrain(method, x_train, y_train, epochs, seed=seed, image_size=image_size, widths=widths,
+                               moco_bn_splits=args.moco_bn_splits)
             seconds[method].append(time.time() - start)
+            final = dict(LAST_METRICS)
             for budget, accuracy in probe(encoder, data, budgets, seed=seed).items():
                 results[method][budget].append(accuracy)
             print(f"seed {seed} {method}: " + ", ".join(
-                f"{b or 'all'}={results[method][b][-1]:.3f}" for b in budgets), flush=True)
+                f"{b or 'all'}={results[method][b][-1]:.3f}" for b in budgets)
+                + "".join(f"; last-epoch {k}={v:.3f}" for k, v in sorted(final.items())), flush=True)
     name = lambda b: "all labels" if b is None else f"{b} labels/class"  # noqa: E731
     rows = []
     for method in methods:
@@ -73,6 +78,12 @@ def main(argv=None):
     print_table(["encoder"] + [name(b) for b in budgets] + ["pre-train s"], rows)
     gains = {b: float(np.mean(results["simclr"][b]) - np.mean(results["random init"][b])) for b in budgets}
     print("\nSimCLR - random init (points): " + ", ".join(f"{name(b)}: {100 * g:+.1f}" for b, g in gains.items()))
+    for method in methods:
+        if method in ("random init", "simclr"):
+            continue
+        gaps = [100 * (a - r) for a, r in zip(results[method][budgets[0]], results["random init"][budgets[0]])]
+        print(f"{method} - random init at {name(budgets[0])}, per seed (points): "
+              + ", ".join(f"{g:+.1f}" for g in gaps) + f" (mean {np.mean(gaps):+.1f})")
     return {"results": results, "simclr_gain": gains}
 
 

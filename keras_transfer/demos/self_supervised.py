@@ -26,6 +26,9 @@ from keras_transfer.recipes import linear_evaluation
 
 METHODS = ("random init", "simclr", "moco", "rotation", "denoising", "supervised")
 
+# Final-epoch training metrics of the last `pretrain` call ({} for random init), for reports.
+LAST_METRICS = {}
+
 
 def digits_encoder(image_size=16, widths=(32, 64, 128), name="encoder"):
     """Conv-BN-ReLU blocks + global average pooling: raw [0, 255] pixels -> features."""
@@ -48,8 +51,9 @@ def digits_augmentation(image_size):
     )
 
 
-def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128)):
+def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128), moco_bn_splits=2):
     """The encoder after `epochs` of `method` on the training images (labels only for "supervised")."""
+    LAST_METRICS.clear()
     keras.utils.set_random_seed(seed)
     encoder = digits_encoder(image_size, widths)
     if method == "random init" or epochs == 0:
@@ -59,13 +63,14 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
         model = SimCLR(encoder, projection_dim=64, temperature=0.5)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
-        model.fit(data, epochs=epochs, verbose=0)
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0)))
     elif method == "moco":
         # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
-        model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5)
+        model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5,
+                     bn_splits=moco_bn_splits)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
-        model.fit(data, epochs=epochs, verbose=0)
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0)))
     elif method == "rotation":
         model = RotationPrediction(encoder)
         model.compile(optimizer=optimizer)
@@ -83,6 +88,10 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
     else:
         raise ValueError(f"`method` must be one of {list(METHODS)}. Received: method={method!r}")
     return encoder
+
+
+def _last(history):
+    return {name: values[-1] for name, values in history.history.items()}
 
 
 def label_subset(y, labels_per_class, seed):

@@ -1,5 +1,7 @@
 """MoCo: momentum contrast with a queue of negative keys (He et al., 2020; v2 MLP head)."""
 
+import random
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -7,6 +9,7 @@ from keras import ops
 from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
+from keras_transfer.utils.validation import check_non_negative_int
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
@@ -17,6 +20,16 @@ def _clone(model):
     return clone
 
 
+def _freeze_variables(model):
+    """Takes `model`'s variables out of the optimizer's set but leaves its layers trainable.
+
+    `layer.trainable = False` would also switch Keras BatchNormalization to its moving
+    statistics even under `training=True`, and the key encoder must use batch statistics.
+    """
+    for variable in model.weights:
+        variable.trainable = False
+
+
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     """Momentum contrast: a query encoder trained by InfoNCE against a momentum key encoder.
@@ -24,11 +37,30 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     For each pair of views, the query `q = g(f(view_1))` must pick its key
     `k = g_k(f_k(view_2))` out of `1 + queue_size` candidates: the key and the
     `queue_size` most recent keys of earlier batches (the memory bank). The key
-    encoder `(f_k, g_k)` is an exponential moving average of `(f, g)`:
-    `theta_k <- momentum * theta_k + (1 - momentum) * theta` at the start of each step
-    (all weights, BatchNorm statistics included), receives no gradient and runs in
-    inference mode (single-device stand-in for the paper's shuffle-BN: batch statistics
-    cannot leak which key belongs to which query).
+    encoder `(f_k, g_k)` is a copy of `(f, g)` made in `__init__` that receives no
+    gradient. At the start of each training step its parameters follow the query's
+    trainable parameters by an exponential moving average,
+    `theta_k <- momentum * theta_k + (1 - momentum) * theta`. Variables that are not
+    trainable in the query (BatchNorm moving statistics, frozen layers) are not
+    averaged: as in the official MoCo code, where BatchNorm buffers are not
+    parameters, the key encoder's moving statistics come from its own forward passes.
+
+    Keys are computed in training mode (batch statistics), as in the official code.
+    Shuffle-BN stand-in on one device: the batch of `view_2` is permuted at random,
+    split into `bn_splits` chunks (sizes differ by at most one), each chunk goes
+    through the key encoder on its own (its own BatchNorm statistics, and one update
+    of the key encoder's moving statistics per chunk), and the keys are put back in
+    the original order. A query and its key then do not share one set of batch
+    statistics, which would let them "cheat" against queue negatives from older
+    batches (He et al., 2020, §3.3; the official CIFAR demo uses 8 splits of a batch
+    of 512). Only the key branch is split here; the query encoder sees the whole batch
+    (the official SplitBatchNorm demo also splits the query batch, unshuffled).
+    A batch smaller than `bn_splits` is an error (a chunk needs examples for its
+    statistics): batch the data with `drop_remainder=True` or lower `bn_splits`.
+
+    `evaluate` (`test_step`) is deterministic and changes nothing: queries and keys
+    run in inference mode (each encoder's moving statistics, no permutation), the
+    queue, its pointer and the key encoder are left as they are.
 
     The queue, its write pointer and the key encoder are model weights, so a
     `.keras` file saved mid-training resumes exactly. Data: pairs of views as
@@ -40,14 +72,30 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     `call(x)` returns the query encoder's representation `f(x)`.
 
     Args:
-        encoder: a built Keras model mapping inputs to `(batch, features)`.
+        encoder: a built Keras model mapping inputs to `(batch, features)`. Set its
+            weights (e.g. pretrained ones) before building MoCo: the key encoder is
+            copied here, and frozen query layers are not averaged into it afterwards.
         projection_head: Keras model or None for the MLP `Dense(hidden, relu) ->
             Dense(projection_dim)` (MoCo v2).
         projection_dim, projection_hidden_dim: sizes of the default head.
         queue_size: number of negative keys kept (65536 in the paper; >= batch).
         momentum: EMA coefficient of the key encoder, in [0, 1) (0.999 in the paper).
         temperature: InfoNCE temperature (0.2 in MoCo v2).
+        bn_splits: number of chunks the permuted key batch is split into for
+            BatchNorm (positive int, <= batch size). Default 2: the smallest value at
+            which a key's batch statistics come from a random half of the batch
+            rather than from exactly the images its query was normalised with; it
+            costs one extra encoder call per step and keeps chunks large at the
+            batch sizes contrastive learning uses. 1 is plain training-mode BatchNorm
+            (no permutation). Without BatchNorm (or other batch-dependent layers) in
+            the key encoder the value changes nothing but the cost. On the digits
+            benchmark (batch 256, BENCHMARKS.md) 1 and 2 gave the same linear-probe
+            accuracy within noise.
         augmenter: optional view-making layer for one-batch inputs.
+        seed: non-negative int seeding the key-batch permutation, which is a function
+            of (seed, optimizer step) so that a reloaded model resumes it exactly (None:
+            drawn from Python's `random`, which `keras.utils.set_random_seed` seeds, and
+            stored in the config).
     """
 
     def __init__(
@@ -59,7 +107,9 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         queue_size=4096,
         momentum=0.999,
         temperature=0.2,
+        bn_splits=2,
         augmenter=None,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -69,6 +119,12 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         self.queue_size = check_positive_int("queue_size", queue_size)
         self.momentum = check_fraction("momentum", momentum)
         self.temperature = check_positive_float("temperature", temperature)
+        self.bn_splits = check_positive_int("bn_splits", bn_splits)
+        # The permutation is a stateless function of (seed, optimizer step): a reloaded
+        # model continues the same stream. A drawn seed is kept in the config for that.
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
         if projection_head is None:
             projection_head = utils.projection_mlp(
                 feature_dim,
@@ -88,8 +144,8 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         key_dim = int(projection_head.compute_output_shape(utils.encoder_output_shape(encoder))[-1])
         self.key_encoder = _clone(encoder)
         self.key_projection_head = _clone(projection_head)
-        self.key_encoder.trainable = False
-        self.key_projection_head.trainable = False
+        _freeze_variables(self.key_encoder)
+        _freeze_variables(self.key_projection_head)
         self.augmenter = augmenter
         initial = keras.random.normal((self.queue_size, key_dim), seed=0)
         initial = initial / ops.norm(initial, axis=1, keepdims=True)
@@ -118,7 +174,7 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
-    def _check_batch(self, view):
+    def _check_batch(self, view, training):
         if distributed.num_replicas() > 1:
             raise ValueError(
                 "MoCo runs on a single replica: its queue and momentum encoder are updated "
@@ -127,29 +183,74 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
             )
         static = view.shape[0] if view.shape.rank is not None else None
         fix = "Lower the batch size or raise `queue_size`."
+        split_fix = ("Lower `bn_splits` or batch the data with `drop_remainder=True` so that no "
+                     "batch is smaller than `bn_splits`.")
+        check_splits = training and self.bn_splits > 1
         if static is not None:
             if static > self.queue_size:
                 raise ValueError(
                     f"`queue_size` must be >= the batch size. Received: queue_size={self.queue_size} "
                     f"for a batch of {static}. {fix}"
                 )
+            if check_splits and static < self.bn_splits:
+                raise ValueError(
+                    f"`bn_splits` must be <= the batch size (each chunk of keys needs its own "
+                    f"BatchNorm statistics). Received: bn_splits={self.bn_splits} for a batch of "
+                    f"{static}. {split_fix}"
+                )
             return []
-        return [
+        checks = [
             tf.debugging.assert_less_equal(
                 tf.shape(view)[0], self.queue_size,
                 message=f"`queue_size` must be >= the batch size (queue_size={self.queue_size}). {fix}",
             )
         ]
+        if check_splits:
+            checks.append(
+                tf.debugging.assert_greater_equal(
+                    tf.shape(view)[0], self.bn_splits,
+                    message=f"`bn_splits` must be <= the batch size (bn_splits={self.bn_splits}). {split_fix}",
+                )
+            )
+        return checks
+
+    def _key_branch(self, view, training):
+        return self.key_projection_head(self.key_encoder(view, training=training), training=training)
+
+    def _key_permutation(self, batch_size, step):
+        """The random permutation of `range(batch_size)` used at optimizer step `step`."""
+        seed = tf.stack([tf.constant(self.seed, "int64"), tf.cast(step, "int64")])
+        return tf.random.experimental.stateless_shuffle(tf.range(batch_size, dtype="int32"), seed=seed)
+
+    def _split_keys(self, view, permutation):
+        """Keys of `view` in training mode, BatchNorm statistics per chunk of `view[permutation]`.
+
+        The permuted batch is cut into `bn_splits` consecutive chunks whose sizes differ by
+        at most one (the first `batch % bn_splits` chunks hold one more example); the keys
+        come back in the order of `view`.
+        """
+        if self.bn_splits == 1:
+            return self._key_branch(view, training=True)
+        n = tf.shape(view)[0]
+        sizes = n // self.bn_splits + tf.cast(tf.range(self.bn_splits) < n % self.bn_splits, "int32")
+        chunks = tf.split(tf.gather(view, permutation), sizes, num=self.bn_splits, axis=0)
+        keys = ops.concatenate([self._key_branch(chunk, training=True) for chunk in chunks], axis=0)
+        return tf.gather(keys, tf.math.invert_permutation(permutation))
 
     def _logits(self, x, training):
         view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "MoCo")
-        checks = self._check_batch(view_1)
+        checks = self._check_batch(view_1, training)
         with tf.control_dependencies(checks):
             view_1 = tf.identity(view_1)
+            view_2 = tf.identity(view_2)
         q = self.projection_head(self.encoder(view_1, training=training), training=training)
-        # Keys in inference mode: with BatchNorm in training mode, a query and its key can
-        # "cheat" through batch statistics (what MoCo's shuffle-BN prevents across GPUs).
-        k = self.key_projection_head(self.key_encoder(view_2, training=False), training=False)
+        if training:
+            # Batch statistics, per chunk of the permuted batch (shuffle-BN stand-in).
+            permutation = self._key_permutation(tf.shape(view_2)[0], self.optimizer.iterations)
+            k = self._split_keys(view_2, permutation)
+        else:
+            # Evaluation: moving statistics, nothing updated, no randomness.
+            k = self._key_branch(view_2, training=False)
         q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
         k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
         positive = ops.sum(q * k, axis=-1, keepdims=True)
@@ -170,21 +271,27 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         self.queue.assign(ops.scatter_update(self.queue, index[:, None], keys))
         self.queue_pointer.assign((self.queue_pointer + n) % self.queue_size)
 
-    def _momentum_update(self):
-        m = self.momentum
-        pairs = list(zip(self.key_encoder.weights, self.encoder.weights)) + list(
+    def _momentum_pairs(self):
+        # The key models are clones: their weights come in the same order as the query's.
+        return list(zip(self.key_encoder.weights, self.encoder.weights)) + list(
             zip(self.key_projection_head.weights, self.projection_head.weights)
         )
-        for key, query in pairs:
-            if keras.backend.standardize_dtype(key.dtype).startswith("float"):
+
+    def _momentum_update(self):
+        """EMA of the query's trainable parameters; the key's other variables are left alone."""
+        m = self.momentum
+        for key, query in self._momentum_pairs():
+            if query.trainable:
                 key.assign(m * key + (1.0 - m) * ops.cast(query, key.dtype))
-            else:
-                key.assign(query)
+
+    def _query_trainable_variables(self):
+        key_ids = {id(v) for v in self.key_encoder.weights + self.key_projection_head.weights}
+        return [v for v in self.trainable_variables if id(v) not in key_ids]
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        # As in the paper's pseudo-code: update the key encoder, then compute the keys.
+        trainable = self._query_trainable_variables()
+        # As in the official code: update the key encoder, then compute the keys.
         self._momentum_update()
         with tf.GradientTape() as tape:
             logits, keys = self._logits(x, training=True)
@@ -220,7 +327,9 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
                 "queue_size": self.queue_size,
                 "momentum": self.momentum,
                 "temperature": self.temperature,
+                "bn_splits": self.bn_splits,
                 "augmenter": keras.saving.serialize_keras_object(self.augmenter),
+                "seed": self.seed,
             }
         )
         return config
