@@ -3,6 +3,7 @@
 from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
 from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.layers.gradient_reversal import reverse_gradient
 from keras_transfer.layers.image_input_adapter import ImageInputAdapter

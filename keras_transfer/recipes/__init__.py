@@ -27,6 +27,7 @@ from keras_transfer.recipes.fine_tune import compile_for_fine_tuning
 from keras_transfer.recipes.fine_tune import evaluate_accuracy
 from keras_transfer.recipes.fine_tune import fine_tune
 from keras_transfer.recipes.fine_tune import learning_rate_multipliers
+from keras_transfer.recipes.freeze_batchnorm_statistics import freeze_batchnorm_statistics
 from keras_transfer.recipes.freezing import freeze_backbone
 from keras_transfer.recipes.freezing import select_blocks
 from keras_transfer.recipes.freezing import trainable_report

@@ -31,6 +31,7 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
 from keras_transfer.recipes.adapters import _check_model
 from keras_transfer.recipes.adapters import _is_functional
 from keras_transfer.recipes.adapters import clone_graph
@@ -290,6 +291,10 @@ def _rebuild(model, fold_conv, merge_lora):
     plans = _plan_folds(model) if fold_conv else {}
 
     def clone_layer(layer):
+        if fold_conv and isinstance(layer, FrozenBatchNormalization):
+            # At inference a FrozenBatchNormalization is a BatchNormalization with the same
+            # weights (same config, same variables in the same order).
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
         return _strip_lora(layer) if merge_lora else layer.__class__.from_config(layer.get_config())
 
     def call_layer(new, orig, *args, **kwargs):
@@ -307,6 +312,8 @@ def _rebuild(model, fold_conv, merge_lora):
         elif orig.weights:
             new.set_weights(orig.get_weights())
         new.trainable = orig.trainable
+        if fold_conv and isinstance(orig, FrozenBatchNormalization):
+            new.trainable = False  # inference mode in fit too, as the frozen-statistics layer ran
     for plan in plans.values():
         kernel, bias, new_mean = _folded_values(plan)
         host = by_orig[id(plan["host"])]
@@ -330,7 +337,9 @@ def fold_adapters(model):
     """Folds every ConvAdapter into its convolution and merges every LoRA layer.
 
     Returns a new plain Keras model with the architecture the adapters were inserted into
-    (same layers, names and weights shapes; no keras_transfer layer left): its outputs
+    (same layers, names and weights shapes; no keras_transfer layer left: the
+    `FrozenBatchNormalization` layers of `add_adapters(train_batchnorm="affine")` become
+    plain, frozen `BatchNormalization` layers with the same weights): its outputs
     equal the adapted model's at inference within float tolerance, at zero added cost.
     Raises a ValueError naming the adapter when a placement cannot fold exactly (see the
     module docstring). The input model is not modified.

@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
 from keras_transfer.utils import validation
 
 ADAPTER_KINDS = ("bottleneck", "conv_series", "conv_parallel", "lora")
@@ -277,10 +278,16 @@ def add_adapters(
         rank, lora_alpha: LoRA options.
         train_normalization: keep LayerNorm / GroupNorm / RMSNorm parameters trainable
             (Houlsby et al. train the layer norms too).
-        train_batchnorm: also train BatchNorm layers. A trainable Keras 3 BatchNorm runs in
-            training mode inside `fit` (batch statistics, moving averages updated, whatever
-            `training=False` the graph recorded), which is noisy on few-shot data; so the
-            default keeps BatchNorm frozen (inference mode, statistics of the pretraining).
+        train_batchnorm: what BatchNorm layers do. `False` (default): frozen (inference
+            mode, statistics of the pretraining, gamma/beta fixed). `"affine"`: every
+            BatchNormalization is replaced by a `FrozenBatchNormalization` with the same
+            weights: gamma/beta train, the statistics stay those of the pretraining (what
+            "train the adapters, the normalisation parameters and the head" needs). `True`:
+            full BatchNorm training: a trainable Keras 3 BatchNorm runs in training mode
+            inside `fit` (batch statistics, moving averages updated, whatever
+            `training=False` the graph recorded), which is noisy on few-shot data.
+            `FrozenBatchNormalization` layers already in `model` keep frozen statistics
+            (trainable affine with `True` or `"affine"`).
         trainable_layers: the head: "auto" (layers named "head", else the last layer
             with weights on each output path), None, or patterns / classes like `targets`.
         suffix: adapters are named `"<target name>_<suffix>"`.
@@ -290,6 +297,7 @@ def add_adapters(
     """
     _check_model(model)
     validation.check_one_of("kind", kind, ADAPTER_KINDS)
+    train_batchnorm = _check_train_batchnorm(train_batchnorm)
     if kind == "bottleneck":
         validation.check_positive_int(
             "bottleneck_dim", bottleneck_dim, "Pass the adapter width M, e.g. bottleneck_dim=16."
@@ -345,8 +353,13 @@ def add_adapters(
         inserted.append((orig, adapter))
         return result
 
-    new_model, pairs = clone_graph(model, call_layer=call_layer)
-    copy_weights(pairs)
+    def clone_layer(layer):
+        if train_batchnorm == "affine" and _is_plain_batchnorm(layer):
+            return FrozenBatchNormalization.from_batch_normalization(layer)  # weights copied
+        return layer.__class__.from_config(layer.get_config())
+
+    new_model, pairs = clone_graph(model, clone_layer=clone_layer, call_layer=call_layer)
+    copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
     missing = [orig.name for orig in (layer for _, layer in matched)
                if id(orig) not in {id(o) for o, _ in inserted} and kind != "lora"]
     if missing:
@@ -397,6 +410,24 @@ def add_adapters(
                 if "lora" not in variable.name:
                     variable.trainable = False  # only the low-rank factors train
     return new_model
+
+
+def _check_train_batchnorm(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value == "affine":
+        return value
+    raise ValueError(
+        "`train_batchnorm` must be False (BatchNorm frozen), True (BatchNorm trained in training "
+        "mode) or 'affine' (gamma/beta trained, statistics frozen). "
+        f"Received: train_batchnorm={value!r}"
+    )
+
+
+def _is_plain_batchnorm(layer):
+    return isinstance(layer, keras.layers.BatchNormalization) and not isinstance(
+        layer, FrozenBatchNormalization
+    )
 
 
 def _iter_models(model):

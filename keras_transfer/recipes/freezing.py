@@ -62,7 +62,9 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
             guide's advice): a frozen Keras 3 BatchNormalization runs in inference mode, so
             its moving statistics never change. With `True`, gamma/beta train AND the layers
             use batch statistics and update their moving statistics during `fit` (Keras 3
-            passes `fit`'s `training=True` through the backbone's recorded `training=False`).
+            passes `fit`'s `training=True` through the backbone's recorded `training=False`),
+            unless the model came through `freeze_batchnorm_statistics` (its
+            `FrozenBatchNormalization` layers train gamma/beta with frozen statistics).
     """
     backbone = get_backbone(model)
     backbone.trainable = True

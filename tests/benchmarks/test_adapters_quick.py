@@ -14,6 +14,13 @@ class AdaptersBenchmarksQuickTest(TestCase):
         # Adapters train far fewer parameters than full fine-tuning.
         self.assertLess(results["conv series, full (project convs)"]["trainable_percent"],
                         results["full fine-tune"]["trainable_percent"] / 2)
+        # BatchNorm affine training adds gamma/beta to the trainable set (statistics stay frozen).
+        self.assertGreater(results["full fine-tune (BN affine, statistics frozen)"]["trainable_percent"],
+                           results["full fine-tune"]["trainable_percent"])
+        self.assertGreater(results["conv series, full (project convs) + BN affine"]["trainable_percent"],
+                           results["conv series, full (project convs)"]["trainable_percent"])
+        self.assertLess(results["BN affine only"]["trainable_percent"],
+                        results["full fine-tune"]["trainable_percent"] / 2)
 
     def test_latency_quick(self):
         results = adapters_latency.main(["--quick"])

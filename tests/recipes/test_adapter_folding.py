@@ -3,6 +3,7 @@ import numpy as np
 
 from keras_transfer.layers import BottleneckAdapter
 from keras_transfer.layers import ConvAdapter
+from keras_transfer.layers import FrozenBatchNormalization
 from keras_transfer.recipes import add_adapters
 from keras_transfer.recipes import build_classifier
 from keras_transfer.recipes import fold_adapters
@@ -89,6 +90,26 @@ class FoldTest(TestCase):
         self.run_serialization_test(folded, self.x)
         self.run_export_test(folded, self.x)
 
+    def test_affine_batchnorm_folds_back_to_batchnorm(self):
+        # add_adapters(train_batchnorm="affine") puts a FrozenBatchNormalization in place of bn1; folding
+        # gives back a plain BatchNormalization with the trained gamma/beta (also through the BN fold path).
+        for targets in (["conv1", "conv2"], ["bn1", "conv2"]):
+            adapted = add_adapters(self.base, targets, "conv_series", train_batchnorm="affine")
+            randomise(adapted, seed=9)
+            bn = adapted.get_layer("backbone").get_layer("bn1")
+            self.assertIs(type(bn), FrozenBatchNormalization)
+            bn.gamma.assign(np.random.default_rng(10).uniform(0.5, 1.5, size=8))  # away from 0: foldable
+            self.assertNotAllClose(adapted.predict(self.x, verbose=0), self.base.predict(self.x, verbose=0),
+                                   atol=1e-3)
+            folded = self.check_fold(adapted)  # same layer classes as the base, outputs equal
+            new_bn = folded.get_layer("backbone").get_layer("bn1")
+            self.assertIs(type(new_bn), keras.layers.BatchNormalization)
+            self.assertFalse(new_bn.trainable)
+            self.assertFalse(any(isinstance(layer, FrozenBatchNormalization) for _, layer in iter_leaf_layers(folded)))
+            self.assertAllClose(new_bn.gamma, bn.gamma, atol=0, rtol=0)
+            self.assertAllClose(new_bn.beta, bn.beta, atol=0, rtol=0)
+            self.assertAllClose(new_bn.moving_variance, bn.moving_variance, atol=0, rtol=0)
+
     def test_refuses_non_foldable_placements(self):
         after_relu = add_adapters(self.base, "relu1", "conv_series")
         self.assertRaisesValueError(["ConvAdapter 'relu1_adapter' cannot be folded exactly",
@@ -136,6 +157,15 @@ class FoldKerasApplicationsTest(TestCase):
         expected = both.predict(x, verbose=0)
         self.assertAllClose(folded.predict(x, verbose=0), expected, atol=2e-5, rtol=1e-3)
         self.assertNotAllClose(model.predict(x, verbose=0), expected, atol=1e-3)
+        # The same with BatchNorm affine training: FrozenBatchNormalization layers fold back to BatchNorm.
+        affine = add_adapters(model, r".*(expand|project)", "conv_series", train_batchnorm="affine")
+        randomise(affine, scale=0.05)
+        for _, layer in iter_leaf_layers(affine):
+            if isinstance(layer, FrozenBatchNormalization):
+                layer.gamma.assign(rng.uniform(0.8, 1.2, size=layer.gamma.shape))
+        folded = fold_adapters(affine)
+        self.assertEqual(architecture(folded), architecture(model))
+        self.assertAllClose(folded.predict(x, verbose=0), affine.predict(x, verbose=0), atol=2e-5, rtol=1e-3)
 
 
 class LoraMergeTest(TestCase):

@@ -5,6 +5,7 @@ import numpy as np
 
 from keras_transfer.layers import BottleneckAdapter
 from keras_transfer.layers import ConvAdapter
+from keras_transfer.layers import FrozenBatchNormalization
 from keras_transfer.recipes import adapters as adapters_lib
 from keras_transfer.recipes import add_adapters
 from keras_transfer.recipes import adapter_parameter_report
@@ -313,3 +314,57 @@ class RepeatedInsertionTest(TestCase):
             sorted(["conv2_adapter/alpha", "dw_adapter/alpha", "conv1/lora_kernel_a", "conv1/lora_kernel_b",
                     "head/kernel", "head/bias"]),
         )
+
+
+class BatchNormAffineTest(TestCase):
+    """add_adapters(train_batchnorm="affine"): gamma/beta train, BatchNorm statistics stay frozen."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cnn = tiny_cnn()
+        rng = np.random.default_rng(0)
+        cls.x = rng.uniform(size=(6, 8, 8, 3)).astype("float32")
+        cls.y = np.array([0, 1, 2, 0, 1, 2])
+
+    def test_trainable_set_statistics_and_report(self):
+        adapted = compiled(add_adapters(self.cnn, keras.layers.Conv2D, "conv_series", train_batchnorm="affine"))
+        backbone = adapted.get_layer("backbone")
+        bn = backbone.get_layer("bn1")
+        self.assertIs(type(bn), FrozenBatchNormalization)
+        self.assertIs(type(self.cnn.get_layer("backbone").get_layer("bn1")), keras.layers.BatchNormalization)
+        self.assertEqual(
+            sorted(v.path for v in adapted.trainable_weights),
+            sorted(["conv1_adapter/alpha", "conv2_adapter/alpha", "bn1/gamma", "bn1/beta", "head/kernel",
+                    "head/bias"]),
+        )
+        original_bn = self.cnn.get_layer("backbone").get_layer("bn1")
+        for a, b in zip(bn.weights, original_bn.weights):
+            self.assertAllClose(a, b, atol=0, rtol=0, msg=a.path)
+        self.assertAllClose(adapted.predict(self.x, verbose=0), self.cnn.predict(self.x, verbose=0), atol=1e-6)
+        report = adapter_parameter_report(adapted)
+        self.assertEqual(report["by_role"], {"adapter": 128, "lora": 0, "normalization": 16, "head": 27,
+                                             "other": 0})
+        self.assertEqual(report["trainable_params"], 128 + 16 + 27)
+        statistics = [bn.moving_mean, bn.moving_variance]
+        gamma, beta = bn.gamma.numpy().copy(), bn.beta.numpy().copy()
+        frozen = [backbone.get_layer(name) for name in ("conv1", "dw", "conv2")] + statistics
+        self.run_fit_test(adapted, self.x, self.y, batch_size=6, steps=3, frozen=frozen)
+        self.assertNotAllClose(bn.gamma, gamma)
+        self.assertNotAllClose(bn.beta, beta)
+        # The task weights include the (unchanged) statistics; a reload keeps the layer type.
+        self.assertIn("backbone/bn1/gamma", get_adapter_weights(adapted))
+        reloaded = self.run_serialization_test(adapted, self.x)
+        self.assertIs(type(reloaded.get_layer("backbone").get_layer("bn1")), FrozenBatchNormalization)
+
+    def test_default_and_true_keep_plain_batchnorm(self):
+        for value, trainable in ((False, False), (True, True)):
+            adapted = add_adapters(self.cnn, "conv2", "conv_series", train_batchnorm=value)
+            bn = adapted.get_layer("backbone").get_layer("bn1")
+            self.assertIs(type(bn), keras.layers.BatchNormalization)
+            self.assertEqual(bn.trainable, trainable)
+
+    def test_bad_value(self):
+        for value in ("yes", 1, None):
+            self.assertRaisesValueError(["`train_batchnorm` must be False", "'affine'",
+                                         f"Received: train_batchnorm={value!r}"],
+                                        add_adapters, self.cnn, "conv1", train_batchnorm=value)
