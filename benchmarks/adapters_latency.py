@@ -14,9 +14,13 @@ timed as the best of 3 back-to-back calls) and the ratio to the base is the medi
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
