@@ -104,6 +104,20 @@ def projection_mlp(input_dim, hidden_dim, output_dim, name):
     return keras.Model(inputs, outputs, name=name)
 
 
+def resolve_projection_head(projection_head, feature_dim, hidden_dim, output_dim):
+    """The user's head (a Keras layer or model), or for None the MLP `Dense(hidden, relu) -> Dense(output)`."""
+    if projection_head is None:
+        return projection_mlp(
+            feature_dim, hidden_dim if hidden_dim is not None else feature_dim, output_dim, name="projection_head"
+        )
+    if not isinstance(projection_head, keras.layers.Layer):
+        raise ValueError(
+            "`projection_head` must be a Keras model or layer, or None for the default MLP. "
+            f"Received: projection_head of type {type(projection_head).__name__}"
+        )
+    return projection_head
+
+
 def float32_sum(values):
     return ops.sum(ops.cast(values, "float32"))
 

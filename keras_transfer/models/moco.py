@@ -125,18 +125,9 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
         if seed is None:
             seed = random.randint(0, 2**31 - 1)
         self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
-        if projection_head is None:
-            projection_head = utils.projection_mlp(
-                feature_dim,
-                projection_hidden_dim if projection_hidden_dim is not None else feature_dim,
-                projection_dim,
-                name="projection_head",
-            )
-        elif not isinstance(projection_head, keras.layers.Layer):
-            raise ValueError(
-                "`projection_head` must be a Keras model or layer, or None for the default MLP. "
-                f"Received: projection_head of type {type(projection_head).__name__}"
-            )
+        projection_head = utils.resolve_projection_head(
+            projection_head, feature_dim, projection_hidden_dim, self.projection_dim
+        )
         self.encoder = encoder
         self.projection_head = projection_head
         if not projection_head.built:

@@ -62,18 +62,9 @@ class SimCLR(utils.BuildsOptimizerOnCompile, keras.Model):
         self.temperature = check_positive_float("temperature", temperature)
         self.projection_dim = check_positive_int("projection_dim", projection_dim)
         self.projection_hidden_dim = projection_hidden_dim
-        if projection_head is None:
-            projection_head = utils.projection_mlp(
-                feature_dim,
-                projection_hidden_dim if projection_hidden_dim is not None else feature_dim,
-                projection_dim,
-                name="projection_head",
-            )
-        elif not isinstance(projection_head, keras.layers.Layer):
-            raise ValueError(
-                "`projection_head` must be a Keras model or layer, or None for the default MLP. "
-                f"Received: projection_head of type {type(projection_head).__name__}"
-            )
+        projection_head = utils.resolve_projection_head(
+            projection_head, feature_dim, projection_hidden_dim, self.projection_dim
+        )
         self.encoder = encoder
         self.projection_head = projection_head
         self.augmenter = augmenter
