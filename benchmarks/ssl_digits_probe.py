@@ -8,6 +8,7 @@ scored by the convex linear probe (C = 1) on 2 and 10 labels per class and on al
 labels, tested on the 450 held-out digits. Goal: SimCLR >= 15 points above random init.
 
     python benchmarks/ssl_digits_probe.py [--quick] [--epochs 60] [--seeds 0 1 2] [--moco-bn-splits 2]
+        [--simclr-temperature 0.5] [--validation]
 """
 
 import argparse
@@ -43,10 +44,19 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
                         help="subset to run (random init and simclr are always included: the goal compares them)")
     parser.add_argument("--moco-bn-splits", type=int, default=2, help="MoCo's bn_splits (shuffle-BN stand-in)")
+    parser.add_argument("--simclr-temperature", type=float, default=0.5)
+    parser.add_argument("--validation", action="store_true",
+                        help="for choosing settings: pre-train and probe on 1000 training digits, score on the "
+                             "other 347 training digits; the test set is not touched")
     args = parser.parse_args(argv)
     image_size = 16
     data = load_digits(image_size=image_size, channels=1, seed=0)
     (x_train, y_train), (x_test, y_test) = data
+    if args.validation:
+        order = np.random.default_rng(123).permutation(len(x_train))
+        fit, held_out = order[:1000], order[1000:]
+        (x_train, y_train), (x_test, y_test) = (x_train[fit], y_train[fit]), (x_train[held_out], y_train[held_out])
+        data = ((x_train, y_train), (x_test, y_test))
     epochs, seeds, widths, budgets = args.epochs, args.seeds, (32, 64, 128), (2, 10, None)
     methods = [m for m in METHODS if m in set(args.methods) | {"random init", "simclr"}]
     if args.quick:
@@ -60,7 +70,7 @@ def main(argv=None):
         for method in methods:
             start = time.time()
             encoder = pretrain(method, x_train, y_train, epochs, seed=seed, image_size=image_size, widths=widths,
-                               moco_bn_splits=args.moco_bn_splits)
+                               moco_bn_splits=args.moco_bn_splits, simclr_temperature=args.simclr_temperature)
             seconds[method].append(time.time() - start)
             final = dict(LAST_METRICS)
             for budget, accuracy in probe(encoder, data, budgets, seed=seed).items():
@@ -73,8 +83,9 @@ def main(argv=None):
     for method in methods:
         rows.append([method] + [mean_std(results[method][b]) for b in budgets]
                     + [f"{np.mean(seconds[method]):.0f}"])
-    print(f"\nDigits {image_size}px, {epochs} pre-training epochs, seeds {seeds}; "
-          "linear-probe test accuracy (mean ± std over seeds):")
+    split = "VALIDATION (347 held-out training digits)" if args.validation else "test"
+    print(f"\nDigits {image_size}px, {epochs} pre-training epochs, seeds {seeds}, SimCLR temperature "
+          f"{args.simclr_temperature}; linear-probe {split} accuracy (mean ± std over seeds):")
     print_table(["encoder"] + [name(b) for b in budgets] + ["pre-train s"], rows)
     gains = {b: float(np.mean(results["simclr"][b]) - np.mean(results["random init"][b])) for b in budgets}
     print("\nSimCLR - random init (points): " + ", ".join(f"{name(b)}: {100 * g:+.1f}" for b, g in gains.items()))

@@ -51,7 +51,8 @@ def digits_augmentation(image_size):
     )
 
 
-def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128), moco_bn_splits=2):
+def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128), moco_bn_splits=2,
+             simclr_temperature=0.5):
     """The encoder after `epochs` of `method` on the training images (labels only for "supervised")."""
     LAST_METRICS.clear()
     keras.utils.set_random_seed(seed)
@@ -60,7 +61,7 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
         return encoder
     optimizer = keras.optimizers.Adam(2e-3)
     if method == "simclr":
-        model = SimCLR(encoder, projection_dim=64, temperature=0.5)
+        model = SimCLR(encoder, projection_dim=64, temperature=simclr_temperature)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
         LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0)))
