@@ -2,6 +2,14 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+# The `keras-transfer` console script imports this package before `cli.main` runs: quiet TensorFlow's
+# C++ warnings for it here, before TensorFlow is imported (library users keep their own setting).
+if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-transfer":
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 from keras_transfer import augment  # noqa: E402,F401
 from keras_transfer import callbacks  # noqa: E402,F401
 from keras_transfer import datasets  # noqa: E402,F401
