@@ -35,7 +35,8 @@ class FrozenBatchNormalization(keras.layers.BatchNormalization):
                 "so there is no batch statistic for batch renormalisation to correct. "
                 f"Received: renorm={renorm!r}"
             )
-        super().__init__(*args, renorm=False, **kwargs)
+        # `renorm` is not passed on: Keras < 3.14 (e.g. the Kaggle image's 3.13) has no such argument.
+        super().__init__(*args, **kwargs)
 
     def call(self, inputs, training=None, mask=None):
         # Inference mode always: moving statistics used, never assigned. Gradients still
