@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -7,6 +12,9 @@ from keras_transfer.datasets import domain_pairs
 from keras_transfer.layers import GradientReversal
 from keras_transfer.models import DANN
 from tests.test_case import TestCase
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def parts(seed=0, domain=True):
@@ -77,6 +85,28 @@ class DANNTest(TestCase):
         after = fe.trainable_variables + lc.trainable_variables + dc.trainable_variables
         for v, e in zip(after, expected):
             self.assertAllClose(v.numpy(), e, atol=1e-6, rtol=1e-5, msg=v.path)
+
+    def test_mirrored_strategy_matches_one_device(self):
+        # Subprocess: the two logical CPU devices must exist before TF initialises. One
+        # global batch of 8 source + 8 target examples split 4 + 4 over two replicas: the
+        # label loss (source rows) and the domain loss (both domains) are means over the
+        # global batch, so the summed replica gradients equal the one-device gradient.
+        out = subprocess.run(
+            [sys.executable, os.path.join(HERE, "_dann_distributed_probe.py")],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+        self.assertTrue(lines, out.stdout + out.stderr[-3000:])
+        result = json.loads(lines[-1][len("RESULT "):])
+        self.assertEqual(result["replicas"], 2)
+        for kind, metrics in (("dann", ("loss", "label_loss", "label_accuracy", "domain_loss",
+                                        "domain_accuracy")),
+                              ("source_only", ("loss", "label_loss", "label_accuracy"))):
+            r = result["results"][kind]
+            for name in metrics:
+                self.assertAllClose(r["logs"][name], r["reference_logs"][name], atol=1e-5, rtol=1e-5)
+            self.assertGreater(r["max_grad"], 0.05)  # the comparison is not vacuous
+            self.assertLess(r["max_grad_diff"], 1e-5)
 
     def test_call_is_the_label_path_and_export(self):
         fe, lc, dc = parts()
