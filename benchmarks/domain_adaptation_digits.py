@@ -8,6 +8,11 @@ and the train-on-target upper bound. Reports target accuracy and the share of th
 gap closed, (method - source-only) / (target-only - source-only) (Ganin et al.
 closed 52.9 % on MNIST -> MNIST-M).
 
+It also splits the target test set by stroke polarity: |patch - digit| draws the stroke
+as the inverted photo, so where the patch is bright the digit is darker than its
+background (inverted), the opposite of every source image. Accuracy per group shows
+which target images a method recovers.
+
     python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]
 """
 
@@ -65,6 +70,25 @@ def build_parts(image_size, seed, width=32):
     return feature_extractor, label_classifier
 
 
+POLARITY_GROUPS = ("normal", "inverted", "low contrast")
+
+
+def stroke_polarity(digits, blended, threshold=30.0):
+    """Polarity group of each digits-M image: "normal", "inverted" or "low contrast".
+
+    `digits` are the grey source images the blend was made from (uint8, N×H×W×C) and
+    `blended` the digits-M images. Contrast = mean over stroke pixels (source > 128) minus
+    mean over background pixels (source < 20), averaged over channels; beyond ±`threshold`
+    the image is "normal" (stroke brighter, like the source) or "inverted".
+    """
+    grey = np.asarray(digits, "float32")[..., 0]
+    colour = np.asarray(blended, "float32").mean(axis=-1)
+    stroke, background = grey > 128, grey < 20
+    contrast = (np.sum(colour * stroke, axis=(1, 2)) / np.maximum(stroke.sum(axis=(1, 2)), 1)
+                - np.sum(colour * background, axis=(1, 2)) / np.maximum(background.sum(axis=(1, 2)), 1))
+    return np.where(contrast > threshold, "normal", np.where(contrast < -threshold, "inverted", "low contrast"))
+
+
 def _optimizer(lr, total_steps):
     return keras.optimizers.SGD(InversePowerDecay(lr, total_steps), momentum=0.9)
 
@@ -74,24 +98,27 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
     pairs = domain_pairs(xs, ys, xt, batch_size=batch_size, seed=seed)
     steps = epochs * int(pairs.cardinality())
     val = domain_pairs(xs_test, ys_test, xt_test, batch_size=256, shuffle=False)
-    results, history = {}, {}
+    results, history, by_group = {}, {}, {}
+    groups = stroke_polarity(xs_test, xt_test)  # digits-M test image i blends digits test image i
 
-    def target_accuracy(model):
-        return model.evaluate(xt_test, yt_test, batch_size=256, verbose=0, return_dict=True)["label_accuracy"]
+    def target_accuracy(model, name):
+        correct = np.argmax(model.predict(xt_test, batch_size=256, verbose=0), axis=-1) == yt_test
+        by_group[name] = {g: float(correct[groups == g].mean()) for g in POLARITY_GROUPS if np.any(groups == g)}
+        return float(correct.mean())
 
     fe, lc = build_parts(image_size, seed)
     source_only = SourceOnly(fe, lc)
     source_only.compile(optimizer=_optimizer(lr, steps))
     source_only.fit(pairs, epochs=epochs, verbose=verbose)
-    results["source-only"] = target_accuracy(source_only)
+    results["source-only"] = target_accuracy(source_only, "source-only")
     adapt_batch_norm(source_only, xt, batch_size=len(xt))
-    results["AdaBN"] = target_accuracy(source_only)
+    results["AdaBN"] = target_accuracy(source_only, "AdaBN")
 
     fe, lc = build_parts(image_size, seed)
     coral = DeepCORAL(fe, lc, coral_weight=coral_weight, coral_on="features")
     coral.compile(optimizer=_optimizer(lr, steps))
     coral.fit(pairs, epochs=epochs, verbose=verbose)
-    results["Deep CORAL"] = target_accuracy(coral)
+    results["Deep CORAL"] = target_accuracy(coral, "Deep CORAL")
 
     for max_factor in max_factors:
         fe, lc = build_parts(image_size, seed)
@@ -100,7 +127,7 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
         h = dann.fit(pairs, validation_data=val, epochs=epochs, verbose=verbose,
                      callbacks=[GradientReversalSchedule(max_factor=max_factor)])
         name = f"DANN (λ→{max_factor:g})"
-        results[name] = target_accuracy(dann)
+        results[name] = target_accuracy(dann, name)
         history[name] = {
             k: h.history[k] for k in ("domain_accuracy", "val_domain_accuracy", "val_label_accuracy")
         }
@@ -110,8 +137,8 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
     target_only.compile(optimizer=_optimizer(lr, steps))
     target_pairs = domain_pairs(xt_labelled, yt_labelled, xt_labelled[:1], batch_size=batch_size, seed=seed)
     target_only.fit(target_pairs, epochs=epochs, verbose=verbose)
-    results["target-only"] = target_accuracy(target_only)
-    return results, history
+    results["target-only"] = target_accuracy(target_only, "target-only")
+    return results, history, by_group
 
 
 def load(image_size, quick):
@@ -140,15 +167,16 @@ def main(argv=None):
         args.seeds, args.epochs, args.image_size = 1, 1, 16
     data = load(args.image_size, args.quick)
     start = time.time()
-    per_seed, histories = [], []
+    per_seed, histories, groups = [], [], []
     for seed in range(args.seeds):
-        results, history = run_seed(
+        results, history, by_group = run_seed(
             data, seed, args.epochs, args.batch_size, args.image_size, args.lr,
             args.dann_weight, args.coral_weight,
             max_factors=tuple(float(v) for v in args.max_factors.split(",")),
         )
         per_seed.append(results)
         histories.append(history)
+        groups.append(by_group)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()), flush=True)
     methods = list(per_seed[0])
     mean = {m: float(np.mean([r[m] for r in per_seed])) for m in methods}
@@ -161,6 +189,15 @@ def main(argv=None):
     print("| --- | --- | --- |")
     for m in methods:
         print(f"| {m} | {mean[m]:.3f} ± {std[m]:.3f} | {100 * gap[m]:.1f} % |")
+    counts = {g: int(np.sum(stroke_polarity(data[3][0], data[2][0]) == g)) for g in POLARITY_GROUPS}
+    print("\nTarget accuracy by stroke polarity (mean over seeds; test images per group: "
+          + ", ".join(f"{g} {n}" for g, n in counts.items()) + ")\n")
+    present = [g for g in POLARITY_GROUPS if counts[g]]
+    print("| method | " + " | ".join(present) + " |")
+    print("| --- |" + " --- |" * len(present))
+    polarity = {m: {g: float(np.mean([r[m][g] for r in groups])) for g in present} for m in methods}
+    for m in methods:
+        print(f"| {m} | " + " | ".join(f"{polarity[m][g]:.3f}" for g in present) + " |")
     for name, h in histories[0].items():
         print(f"\n{name} per epoch (seed 0): train domain acc / val domain acc / source val acc")
         n = len(h["domain_accuracy"])
@@ -168,7 +205,8 @@ def main(argv=None):
             if epoch % max(1, n // 10) == 0 or epoch == n - 1:
                 print(f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
                       f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}")
-    return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "history": histories}
+    return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "history": histories,
+            "polarity": polarity, "polarity_counts": counts}
 
 
 if __name__ == "__main__":
