@@ -270,7 +270,7 @@ def run_strong(args):
     splits = [target_split_with_validation(size, args.labels, seed) for seed in range(seeds)]
     (x_source, y_source), source_tests = strong_source_data(size)
     source, log = pretrain_strong(x_source, y_source, splits, quick, epochs=2 if quick else args.source_epochs,
-                                  every=1 if quick else args.probe_every)
+                                  every=1 if quick else args.probe_every, seed=args.source_seed)
     chosen_epoch = max(log, key=lambda item: item[1])[0]
     source_accuracy = {name: recipes.evaluate_accuracy(source, *xy) for name, xy in source_tests.items()}
     print(f"source model: epoch {chosen_epoch} kept, test accuracy "
@@ -348,6 +348,8 @@ def main(argv=None):
                              "learning rate chosen on a target validation split; scratch: the older protocol")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--source-epochs", type=int, default=40, help="strong protocol: pretraining epochs")
+    parser.add_argument("--source-seed", type=int, default=0,
+                        help="strong protocol: seed of the source pretraining (initialisation, order, augmentation)")
     parser.add_argument("--probe-every", type=int, default=5,
                         help="strong protocol: epochs between validation-probe checkpoints")
     parser.add_argument("--seeds", type=int, default=5)
