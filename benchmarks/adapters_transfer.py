@@ -178,14 +178,19 @@ def strong_source_data(size, classes=(0, 1, 2, 3, 4)):
 
 
 def target_split_with_validation(size, labels, seed):
-    """`digits_source_target(seed=seed)` plus a target validation split.
+    """The target side of `digits_source_target` on the seed-0 train/test split, plus validation.
+
+    `seed` draws the training labels (as `split_source_target(..., seed=seed)` does).
 
     The validation split is `labels` more images per target class from the target TRAINING pool,
     disjoint from the training labels (the next `labels` of the same per-class permutation that
     `split_source_target` draws the training labels from); the test split is untouched.
     """
-    split = datasets.digits_source_target(image_size=size, channels=1, labels_per_class=labels, seed=seed)
-    (x_train, y_train), _ = datasets.load_digits(size, channels=1, seed=seed)
+    # One train/test split for every seed (seed 0, the source model's): a seed only redraws the
+    # labelled images, so no seed's validation image is another seed's test image.
+    train, test = datasets.load_digits(size, channels=1, seed=0)
+    split = datasets.split_source_target(train, test, (0, 1, 2, 3, 4), (5, 6, 7, 8, 9), labels, seed)
+    x_train, y_train = train
     rng = np.random.default_rng(seed)  # replays split_source_target's draw
     chosen, held = [], []
     for c in split.target_classes:

@@ -49,6 +49,12 @@ class AdaptersBenchmarksQuickTest(TestCase):
         # (up to identical-looking images, which an 8 px digit set could hold; none here).
         self.assertFalse(flat(x_val) & flat(x_train))
         self.assertFalse(flat(x_val) & flat(split.target_test[0]))
+        # Seeds redraw labels on one train/test split: the test set is the same for every seed,
+        # so no seed's validation image is another seed's test image.
+        other, (x_val_0, _) = adapters_transfer.target_split_with_validation(8, 10, seed=0)
+        self.assertAllClose(other.target_test[0], split.target_test[0])
+        self.assertFalse(flat(x_val_0) & flat(split.target_test[0]))
+        self.assertTrue(flat(x_val_0) ^ flat(x_val))  # the labelled draw does change with the seed
 
     def test_to_grey(self):
         x = np.array([[[[30, 60, 90]]]], dtype="uint8")
