@@ -1,3 +1,5 @@
+import numpy as np
+
 from benchmarks import adapters_latency
 from benchmarks import adapters_transfer
 from tests.test_case import TestCase
@@ -5,7 +7,7 @@ from tests.test_case import TestCase
 
 class AdaptersBenchmarksQuickTest(TestCase):
     def test_transfer_quick(self):
-        results = adapters_transfer.main(["--quick"])
+        results = adapters_transfer.main(["--quick", "--protocol", "scratch"])
         self.assertGreater(results["source_accuracy"], 0.3)
         for method in ("linear probe", "full fine-tune", "LoRA r=2 (1x1 convs)"):
             self.assertGreaterEqual(results[method]["accuracy"], 0.0)
@@ -21,6 +23,45 @@ class AdaptersBenchmarksQuickTest(TestCase):
                            results["conv series, full (project convs)"]["trainable_percent"])
         self.assertLess(results["BN affine only"]["trainable_percent"],
                         results["full fine-tune"]["trainable_percent"] / 2)
+
+    def test_transfer_quick_strong(self):
+        # The default protocol: augmented digits + grey digits-M pretraining, checkpoint and
+        # learning rate chosen on a target validation split.
+        results = adapters_transfer.main(["--quick"])
+        self.assertEqual([epoch for epoch, _ in results["source_checkpoints"]], [1, 2])
+        self.assertIn(results["source_epoch"], (1, 2))
+        self.assertEqual(set(results["source_accuracy_by_set"]), {"digits", "digits-M (grey)"})
+        for method in ("linear probe", "full fine-tune", "BN affine only", "LoRA r=2 (1x1 convs)",
+                       "bottleneck M=8 (after project convs)", "conv series, full (project convs <= 48 ch)"):
+            for key in ("accuracy", "validation_accuracy"):
+                self.assertGreaterEqual(results[method][key], 0.0)
+                self.assertLessEqual(results[method][key], 100.0)
+            self.assertGreater(results[method]["trainable_percent"], 0.0)
+        self.assertEqual(results["full fine-tune"]["paired_gap"], 0.0)
+
+    def test_target_validation_split(self):
+        split, (x_val, y_val) = adapters_transfer.target_split_with_validation(8, 10, seed=1)
+        x_train, y_train = split.target_train
+        self.assertEqual(len(x_val), 50)
+        self.assertEqual(sorted(np.bincount(y_val).tolist()), [10] * 5)
+        flat = lambda x: {row.tobytes() for row in x.reshape(len(x), -1)}  # noqa: E731
+        # Disjoint from the training labels; drawn from the training pool, so not from the test set
+        # (up to identical-looking images, which an 8 px digit set could hold; none here).
+        self.assertFalse(flat(x_val) & flat(x_train))
+        self.assertFalse(flat(x_val) & flat(split.target_test[0]))
+        # Seeds redraw labels on one train/test split: the test set is the same for every seed,
+        # so no seed's validation image is another seed's test image.
+        other, (x_val_0, _) = adapters_transfer.target_split_with_validation(8, 10, seed=0)
+        self.assertAllClose(other.target_test[0], split.target_test[0])
+        self.assertFalse(flat(x_val_0) & flat(split.target_test[0]))
+        self.assertTrue(flat(x_val_0) ^ flat(x_val))  # the labelled draw does change with the seed
+
+    def test_to_grey(self):
+        x = np.array([[[[30, 60, 90]]]], dtype="uint8")
+        grey = adapters_transfer.to_grey(x)
+        self.assertEqual(grey.shape, (1, 1, 1, 1))
+        self.assertEqual(grey.dtype, np.uint8)
+        self.assertEqual(int(grey[0, 0, 0, 0]), 60)
 
     def test_latency_quick(self):
         results = adapters_latency.main(["--quick"])
