@@ -56,6 +56,18 @@ class AdaptersBenchmarksQuickTest(TestCase):
         self.assertFalse(flat(x_val_0) & flat(split.target_test[0]))
         self.assertTrue(flat(x_val_0) ^ flat(x_val))  # the labelled draw does change with the seed
 
+    def test_strong_pretraining_reproduces(self):
+        # Two pretrainings with one seed give the same source model (the augmentation draws in a
+        # fixed order), so a rerun of the benchmark keeps the same checkpoint.
+        (x, y), _ = adapters_transfer.strong_source_data(16)
+        x, y = x[::4], y[::4]
+        splits = [adapters_transfer.target_split_with_validation(16, 10, seed=0)]
+        models = [adapters_transfer.pretrain_strong(x, y, splits, quick=True, epochs=2, every=1, seed=3)
+                  for _ in range(2)]
+        self.assertEqual(models[0][1], models[1][1])
+        for a, b in zip(models[0][0].get_weights(), models[1][0].get_weights()):
+            self.assertAllClose(a, b, atol=0, rtol=0)
+
     def test_to_grey(self):
         x = np.array([[[[30, 60, 90]]]], dtype="uint8")
         grey = adapters_transfer.to_grey(x)
