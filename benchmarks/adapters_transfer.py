@@ -117,6 +117,15 @@ def recalibrate_batchnorm(model, x):
         layer.momentum = momentum
 
 
+def parse_lr_overrides(text):
+    """`--lrs` text 'method=lr,lr;method=lr' -> {method: (lr, ...)}."""
+    overrides = {}
+    for item in filter(None, text.split(";")):
+        name, rates = item.rsplit("=", 1)
+        overrides[name] = tuple(float(v) for v in rates.split(","))
+    return overrides
+
+
 def source_classifier(input_shape, quick, seed):
     """The untrained, compiled source classifier of both protocols (simple_cnn under --quick)."""
     keras.utils.set_random_seed(seed)
@@ -273,10 +282,7 @@ def run_strong(args):
     methods = list(table) if args.methods == "all" else args.methods.split(";")
     if quick:  # simple_cnn has no conv with as many input as output channels: no per-channel adapters
         methods = [m for m in methods if not table[m][1].get("per_channel")]
-    overrides = {}
-    for item in filter(None, args.lrs.split(";")):
-        name, rates = item.rsplit("=", 1)
-        overrides[name] = tuple(float(v) for v in rates.split(","))
+    overrides = parse_lr_overrides(args.lrs)
 
     start = time.time()
     splits = [target_split_with_validation(size, args.labels, seed) for seed in range(seeds)]
@@ -379,10 +385,7 @@ def main(argv=None):
     epochs = 2 if quick else args.epochs
     size = 16 if quick else 32
     methods = list(METHODS) if args.methods == "all" else args.methods.split(";")
-    overrides = {}
-    for item in filter(None, args.lrs.split(";")):
-        name, rates = item.rsplit("=", 1)
-        overrides[name] = tuple(float(v) for v in rates.split(","))
+    overrides = parse_lr_overrides(args.lrs)
     if overrides:
         methods = list(overrides)
     if quick:
