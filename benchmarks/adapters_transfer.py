@@ -1,8 +1,8 @@
 """Adapters vs full fine-tuning vs LoRA vs linear probe on digits 0-4 -> 5-9 (few labels).
 
 A keras.applications MobileNetV3Small (minimalistic, weights=None) is pretrained here on the
-digits source task (0-4, all labels), then transferred to the target task (5-9, 10 labels per
-class) by each method in the same run; every method starts from the same convex linear-probe
+digits source task (0-4, all labels), then transferred to the target task (5-9, `--labels` per
+class, 10 by default) by each method in the same run; every method starts from the same convex linear-probe
 head (LP-FT style), so only what trains differs.
 
 Two protocols:
@@ -11,7 +11,7 @@ Two protocols:
   plain digits AND digits-M converted to grey, with light augmentation (random translation and
   zoom in the input pipeline, not in the transferred model), up to 40 epochs; every 5 epochs a
   convex linear probe is fitted on the target training labels and scored on a disjoint target
-  VALIDATION split (10 more labels per class from the target training pool), and the epoch with
+  VALIDATION split (as many more labels per class from the target training pool), and the epoch with
   the best mean validation probe accuracy is kept. Each method's learning rate is picked on the
   validation mean over seeds; test accuracy is reported at that rate.
 * `--protocol scratch` (the older tables): plain digits only, 25 epochs, last epoch kept,
@@ -19,6 +19,7 @@ Two protocols:
 
     python benchmarks/adapters_transfer.py                       # strong protocol, 5 seeds
     python benchmarks/adapters_transfer.py --protocol scratch    # the from-scratch protocol
+    python benchmarks/adapters_transfer.py --labels 40           # 40 labels/class (+40 validation)
     python benchmarks/adapters_transfer.py --no-grid             # each method's middle rate only
     python benchmarks/adapters_transfer.py --quick               # CI: simple_cnn, 1 seed, tiny epochs
 """
@@ -214,6 +215,11 @@ def target_split_with_validation(size, labels, seed):
     chosen, held = [], []
     for c in split.target_classes:
         idx = rng.permutation(np.flatnonzero(y_train == c))
+        if 2 * labels > len(idx):
+            raise ValueError(
+                f"`labels` must be at most {len(idx) // 2} (class {c} has {len(idx)} training images, "
+                f"and validation takes as many images as training). Received: labels={labels}"
+            )
         chosen.append(idx[:labels])
         held.append(idx[labels:2 * labels])
     chosen, held = np.sort(np.concatenate(chosen)), np.sort(np.concatenate(held))

@@ -56,6 +56,13 @@ class AdaptersBenchmarksQuickTest(TestCase):
         self.assertFalse(flat(x_val_0) & flat(split.target_test[0]))
         self.assertTrue(flat(x_val_0) ^ flat(x_val))  # the labelled draw does change with the seed
 
+    def test_target_validation_split_too_many_labels(self):
+        # 40 + 40 per class fit in the ~135 training images of each target class; 70 + 70 do not.
+        split, (x_val, _) = adapters_transfer.target_split_with_validation(8, 40, seed=0)
+        self.assertEqual((len(split.target_train[0]), len(x_val)), (200, 200))
+        with self.assertRaisesRegex(ValueError, "`labels` must be at most .*Received: labels=70"):
+            adapters_transfer.target_split_with_validation(8, 70, seed=0)
+
     def test_strong_pretraining_reproduces(self):
         # Two pretrainings with one seed give the same source model (the augmentation draws in a
         # fixed order), so a rerun of the benchmark keeps the same checkpoint.
