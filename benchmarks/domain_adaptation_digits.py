@@ -14,6 +14,7 @@ background (inverted), the opposite of every source image. Accuracy per group sh
 which target images a method recovers.
 
     python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]
+    python -m benchmarks.domain_adaptation_digits --strokes thin --copies 8 --epochs 10   # MNIST-like
 """
 
 import argparse
@@ -31,8 +32,8 @@ import numpy as np  # noqa: E402
 
 from keras_transfer.callbacks import GradientReversalSchedule  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
-from keras_transfer.datasets import load_digits  # noqa: E402
-from keras_transfer.datasets import load_digits_m  # noqa: E402
+from keras_transfer.datasets import digits as digits_lib  # noqa: E402
+from keras_transfer.datasets.digits_m import blend_with_photos  # noqa: E402
 from keras_transfer.models import DANN  # noqa: E402
 from keras_transfer.models import DeepCORAL  # noqa: E402
 from keras_transfer.models import SourceOnly  # noqa: E402
@@ -141,14 +142,65 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
     return results, history, by_group
 
 
-def load(image_size, quick):
-    (xs, ys), (xs_test, ys_test) = load_digits(image_size=image_size, channels=3)
-    (xt, yt), (xt_test, yt_test) = load_digits_m(image_size=image_size)
+def thin_strokes(digits8, image_size, erosion=2):
+    """MNIST-like thin strokes from 8x8 uint8 digits (N×8×8×1): bicubic upsampling, threshold at
+    0.45 of each image's maximum, binary erosion, a light blur; uint8 N×S×S×1 in [0, 255]."""
+    import tensorflow as tf
+    from scipy import ndimage
+
+    up = tf.image.resize(np.asarray(digits8, "float32"), (image_size, image_size), method="bicubic").numpy()[..., 0]
+    out = np.empty(up.shape, "float32")
+    for i, image in enumerate(up):
+        core = ndimage.binary_erosion(image > 0.45 * image.max(), iterations=erosion)
+        blurred = ndimage.gaussian_filter(core.astype("float32"), 0.7)
+        out[i] = 255.0 * blurred / max(float(blurred.max()), 1e-6)
+    return np.clip(np.round(out), 0, 255).astype("uint8")[..., None]
+
+
+def affine_copies(x, copies, seed=0):
+    """`x` (uint8 N×S×S×1) followed by `copies - 1` random affine variants of every image
+    (rotation ±15°, scale 0.9-1.1, shear ±0.2, shift ±2 px; bilinear)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    size = x.shape[1]
+    centre = np.full(2, (size - 1) / 2.0)
+    out = [x]
+    for _ in range(copies - 1):
+        variants = np.empty(x.shape, "float32")
+        for i, image in enumerate(x[..., 0].astype("float32")):
+            angle, scale, shear = np.deg2rad(rng.uniform(-15, 15)), rng.uniform(0.9, 1.1), rng.uniform(-0.2, 0.2)
+            rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+            matrix = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) / scale
+            offset = centre - matrix @ centre + rng.uniform(-2, 2, 2)
+            variants[i, ..., 0] = ndimage.affine_transform(image, matrix, offset=offset, order=1)
+        out.append(np.clip(np.round(variants), 0, 255).astype("uint8"))
+    return np.concatenate(out)
+
+
+def load(image_size, quick, strokes="original", copies=1):
+    """Source / target / test arrays. `strokes="thin"` rebuilds both domains (and the test sets)
+    from `thin_strokes` digits; `copies > 1` adds affine variants of every training digit to the
+    source and, blended with fresh photo patches, to the unlabelled target."""
+    if strokes == "thin":
+        x8, y = digits_lib.digit_images(8, channels=1)
+        x = thin_strokes(x8, image_size)
+    else:
+        x, y = digits_lib.digit_images(image_size, channels=1)
+    train, test = digits_lib.split_indices(y)
+    blended = blend_with_photos(x, seed=0)  # what load_digits_m(image_size) does
+    xs, ys, xt = x[train], y[train], blended[train]
+    if copies > 1:
+        extra = affine_copies(xs, copies, seed=123)[len(xs):]
+        xs, ys = np.concatenate([xs, extra]), np.tile(ys, copies)
+        xt = np.concatenate([xt, blend_with_photos(extra, seed=7)])
+    rgb = lambda a: np.repeat(a, 3, axis=-1)  # noqa: E731
+    xs, xs_test, xt_test, yt_test, ys_test = rgb(xs), rgb(x[test]), blended[test], y[test], y[test]
     if quick:
-        xs, ys, xt, yt = xs[:128], ys[:128], xt[:128], yt[:128]
+        xs, ys, xt = xs[:128], ys[:128], xt[:128]
         xt_test, yt_test, xs_test, ys_test = xt_test[:128], yt_test[:128], xs_test[:128], ys_test[:128]
-    # target-only trains on the labelled digits-M training split (an upper bound).
-    return (xs, ys), (xt, None), (xt_test, yt_test), (xs_test, ys_test), (xt, yt)
+    # target-only trains on the labelled digits-M training images (an upper bound).
+    return (xs, ys), (xt, None), (xt_test, yt_test), (xs_test, ys_test), (xt, ys)
 
 
 def main(argv=None):
@@ -162,10 +214,16 @@ def main(argv=None):
     parser.add_argument("--dann-weight", type=float, default=1.0)
     parser.add_argument("--coral-weight", type=float, default=1.0)
     parser.add_argument("--max-factors", default="1,0.1", help="Final λ of each DANN run (comma-separated).")
+    parser.add_argument("--strokes", choices=("original", "thin"), default="original",
+                        help="thin: both domains from MNIST-like thin-stroke digits (thin_strokes)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="training digits in this many versions (the original + random affine variants)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.image_size = 1, 1, 16
-    data = load(args.image_size, args.quick)
+    if args.copies < 1:
+        raise ValueError(f"`--copies` must be at least 1. Received: copies={args.copies}")
+    data = load(args.image_size, args.quick, strokes=args.strokes, copies=args.copies)
     start = time.time()
     per_seed, histories, groups = [], [], []
     for seed in range(args.seeds):
@@ -183,7 +241,8 @@ def main(argv=None):
     std = {m: float(np.std([r[m] for r in per_seed])) for m in methods}
     low, high = mean["source-only"], mean["target-only"]
     gap = {m: (mean[m] - low) / (high - low) if high > low else float("nan") for m in methods}
-    print(f"\ndigits -> digits-M, {args.seeds} seeds, {args.epochs} epochs, {args.image_size}px "
+    print(f"\ndigits -> digits-M ({args.strokes} strokes, {len(data[0][0])} source / target training images), "
+          f"{args.seeds} seeds, {args.epochs} epochs, {args.image_size}px "
           f"({time.time() - start:.0f} s)\n")
     print("| method | target accuracy (mean ± std) | gap closed |")
     print("| --- | --- | --- |")

@@ -44,6 +44,44 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         groups = domain_adaptation_digits.stroke_polarity(np.repeat(digit, 3, 0), blended)
         self.assertEqual(list(groups), ["normal", "inverted", "low contrast"])
 
+    def test_digits_thin_strokes_with_copies(self):
+        result = domain_adaptation_digits.main(["--quick", "--strokes", "thin", "--copies", "2"])
+        for value in result["mean"].values():
+            self.assertTrue(0.0 <= value <= 1.0)
+        with self.assertRaisesRegex(ValueError, "`--copies` must be at least 1. Received: copies=0"):
+            domain_adaptation_digits.main(["--quick", "--copies", "0"])
+
+    def test_thin_strokes(self):
+        from keras_transfer.datasets import digits as digits_lib
+
+        x8, _ = digits_lib.digit_images(8, channels=1)
+        x8 = x8[:50]
+        thick = digits_lib.digit_images(32, channels=1)[0][:50]
+        thin = domain_adaptation_digits.thin_strokes(x8, 32)
+        self.assertEqual((thin.shape, thin.dtype), ((50, 32, 32, 1), np.uint8))
+        ink_thin, ink_thick = (thin > 128).sum(axis=(1, 2, 3)), (thick > 128).sum(axis=(1, 2, 3))
+        self.assertTrue(np.all(ink_thin > 0))
+        # Thinner: well under half the ink of the bilinear upsampling, and inside its digit.
+        self.assertLess(ink_thin.sum(), 0.5 * ink_thick.sum())
+        self.assertEqual(int(np.sum((thin > 128) & (thick < 20))), 0)
+
+    def test_affine_copies(self):
+        x = np.zeros((3, 32, 32, 1), "uint8")
+        x[:, 10:22, 14:18] = 255  # a vertical bar
+        out = domain_adaptation_digits.affine_copies(x, 3, seed=0)
+        self.assertEqual(out.shape, (9, 32, 32, 1))
+        self.assertAllClose(out[:3], x)  # the originals come first
+        variants = out[3:].astype("float32")
+        self.assertTrue(np.all(np.abs(variants - x[:1]).sum(axis=(1, 2, 3)) > 0))
+        # A ±15° rotation, 0.9-1.1 scale and ±2 px shift keep the bar's ink and its centre close.
+        ink = variants.sum(axis=(1, 2, 3)) / x[0].astype("float32").sum()
+        self.assertTrue(np.all((ink > 0.7) & (ink < 1.4)), ink)
+        rows, cols = np.mgrid[:32, :32]
+        for v in variants[..., 0]:
+            centre = np.array([(v * rows).sum(), (v * cols).sum()]) / v.sum()
+            self.assertLess(np.abs(centre - [15.5, 15.5]).max(), 3.5)
+        self.assertAllClose(domain_adaptation_digits.affine_copies(x, 3, seed=0), out)  # seeded
+
     def test_step_time(self):
         result = domain_adaptation_step_time.main(["--quick"])
         self.assertTrue(all(v > 0 and math.isfinite(v) for v in result["ms_per_step"].values()))
