@@ -33,10 +33,12 @@ class _MomentRecorder:
         self.count = 0.0
         self.sum = None
         self.sum_squares = None
-        self.original_call = layer.call
+        self.order = []
 
     def __call__(self, inputs, training=None, mask=None):
         layer = self.layer
+        if self not in self.order:
+            self.order.append(self)
         x = ops.cast(inputs, "float32")
         axis = layer.axis if layer.axis >= 0 else len(x.shape) + layer.axis
         reduction = [i for i in range(len(x.shape)) if i != axis]
@@ -78,7 +80,35 @@ def _batches(x, batch_size):
         yield x[start : start + batch_size]
 
 
-def adapt_batch_norm(model, x, batch_size=256):
+def _record_pass(model, recorders, x, batch_size):
+    """One pass over `x` with `recorders` in place of their layers' `call`; returns the recorders called, in call order."""
+    order = []
+    for recorder in recorders:
+        recorder.count, recorder.sum, recorder.sum_squares = 0.0, None, None
+        recorder.order = order
+        recorder.layer.call = recorder
+    seen = 0
+    try:
+        for batch in _batches(x, batch_size):
+            model(batch, training=False)
+            seen += int(tf.nest.flatten(batch)[0].shape[0])
+    finally:
+        for recorder in recorders:
+            del recorder.layer.call
+    if seen == 0:
+        raise ValueError("`x` must contain at least one example. Received: an empty dataset.")
+    return order
+
+
+def _assign(recorder):
+    mean, variance = recorder.statistics()
+    layer = recorder.layer
+    layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+    layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+    return getattr(layer, "path", layer.name), int(recorder.count)
+
+
+def adapt_batch_norm(model, x, batch_size=256, layerwise=False):
     """AdaBN: replaces the moving mean/variance of every BatchNormalization layer by target statistics.
 
     One pass over `x` (the unlabelled target inputs) with the model in inference mode,
@@ -90,17 +120,24 @@ def adapt_batch_norm(model, x, batch_size=256):
     this is exactly Li et al.'s layer-by-layer AdaBN; smaller batches normalise the
     inputs of deeper layers with per-batch moments during the pass (the usual
     approximation, as in "train-mode BN, eval-mode everything else").
+    `layerwise=True` is Li et al.'s algorithm exactly at any `batch_size` (memory bounded
+    by one batch): one pass per BatchNormalization layer, in call order, each layer's
+    statistics pooled over all of `x` with the layers before it already adapted.
     Keras has no AdaBN: written by hand (a temporary `call` replacement on each BN layer).
 
     Args:
         model: a Keras model containing BatchNormalization layers (nested models too).
-        x: target inputs: an array, or a `tf.data.Dataset` of inputs (or `(x, ...)` tuples).
+        x: target inputs: an array, or a `tf.data.Dataset` of inputs (or `(x, ...)` tuples);
+            a dataset must be re-iterable for `layerwise=True`.
         batch_size: rows per forward pass when `x` is an array.
+        layerwise: one pass per BatchNormalization layer (exact) instead of one pass in all.
 
     Returns:
         A dict `{layer.path or name: number of examples used}` of the adapted layers.
     """
     validation.check_positive_int("batch_size", batch_size)
+    if not isinstance(layerwise, bool):
+        raise ValueError(f"`layerwise` must be True or False. Received: layerwise={layerwise!r}")
     layers = batch_norm_layers(model)
     if not layers:
         raise ValueError(
@@ -109,25 +146,18 @@ def adapt_batch_norm(model, x, batch_size=256):
             "BatchNormalization statistics."
         )
     recorders = [_MomentRecorder(layer) for layer in layers]
-    try:
-        for recorder in recorders:
-            recorder.layer.call = recorder
-        seen = 0
-        for batch in _batches(x, batch_size):
-            model(batch, training=False)
-            seen += int(tf.nest.flatten(batch)[0].shape[0])
-    finally:
-        for recorder in recorders:
-            del recorder.layer.call
-    if seen == 0:
-        raise ValueError("`x` must contain at least one example. Received: an empty dataset.")
-    report = {}
-    for recorder in recorders:
-        if recorder.sum is None:
-            continue  # this BN layer is not on the path of `model(x)`.
-        mean, variance = recorder.statistics()
-        layer = recorder.layer
-        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-        report[getattr(layer, "path", layer.name)] = int(recorder.count)
+    if not layerwise:
+        _record_pass(model, recorders, x, batch_size)
+        # A recorder never called is a BN layer not on the path of `model(x)`.
+        return dict(_assign(r) for r in recorders if r.sum is not None)
+    report, pending = {}, recorders
+    while pending:
+        order = _record_pass(model, pending, x, batch_size)
+        if not order:
+            break  # the pending layers are not on the path of `model(x)`.
+        # Every BN layer called before `order[0]` in this pass is already adapted, so its
+        # statistics are exact; the others are re-estimated in the next pass.
+        path, count = _assign(order[0])
+        report[path] = count
+        pending = [r for r in pending if r is not order[0]]
     return report

@@ -58,6 +58,22 @@ class AdaptBatchNormTest(TestCase):
         self.assertAllClose(inner.layers[1].moving_mean, m1, atol=1e-5)
         self.assertAllClose(inner.layers[1].moving_variance, v1, atol=1e-4, rtol=1e-5)
 
+    def test_layerwise_is_exact_at_any_batch_size(self):
+        model, inner = _model()
+        (m1, v1), (m2, v2) = self._reference(model, inner)
+        for x in (self.x, tf.data.Dataset.from_tensor_slices((self.x, np.zeros(48))).batch(10)):
+            report = adapt_batch_norm(model, x, batch_size=7, layerwise=True)
+            self.assertEqual(sorted(report.values()), [48, 48])
+            bn1, bn2 = inner.layers[1], model.layers[3]
+            self.assertAllClose(bn1.moving_mean, m1, atol=1e-5)
+            self.assertAllClose(bn1.moving_variance, v1, atol=1e-4, rtol=1e-5)
+            self.assertAllClose(bn2.moving_mean, m2, atol=1e-5)
+            self.assertAllClose(bn2.moving_variance, v2, atol=1e-4, rtol=1e-5)
+        # The one-pass default at the same batch size is only approximate for the second layer.
+        adapt_batch_norm(model, self.x, batch_size=7)
+        self.assertNotAllClose(model.layers[3].moving_variance, v2, atol=1e-3, rtol=1e-3)
+        self.assertRaisesValueError(["`layerwise`", "Received: layerwise='yes'"], adapt_batch_norm, model, self.x, layerwise="yes")
+
     def test_frozen_model_and_errors(self):
         model, inner = _model()
         model.trainable = False
