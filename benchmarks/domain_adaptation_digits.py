@@ -207,6 +207,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds first-seed, ..., first-seed + seeds - 1 (to add seeds to an earlier run)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
@@ -221,12 +223,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.image_size = 1, 1, 16
+    if args.first_seed < 0:
+        raise ValueError(f"`--first-seed` must be at least 0. Received: first_seed={args.first_seed}")
     if args.copies < 1:
         raise ValueError(f"`--copies` must be at least 1. Received: copies={args.copies}")
     data = load(args.image_size, args.quick, strokes=args.strokes, copies=args.copies)
     start = time.time()
     per_seed, histories, groups = [], [], []
-    for seed in range(args.seeds):
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    for seed in seeds:
         results, history, by_group = run_seed(
             data, seed, args.epochs, args.batch_size, args.image_size, args.lr,
             args.dann_weight, args.coral_weight,
@@ -257,14 +262,24 @@ def main(argv=None):
     polarity = {m: {g: float(np.mean([r[m][g] for r in groups])) for g in present} for m in methods}
     for m in methods:
         print(f"| {m} | " + " | ".join(f"{polarity[m][g]:.3f}" for g in present) + " |")
+    print("\nGap closed per seed (each seed's own source-only and target-only):\n")
+    gap_per_seed = {}
+    for m in methods[1:-1]:
+        gap_per_seed[m] = [
+            (r[m] - r["source-only"]) / (r["target-only"] - r["source-only"])
+            if r["target-only"] > r["source-only"] else float("nan")
+            for r in per_seed
+        ]
+        print(f"  {m}: " + ", ".join(f"seed {s} {100 * g:.1f} %" for s, g in zip(seeds, gap_per_seed[m])))
     for name, h in histories[0].items():
-        print(f"\n{name} per epoch (seed 0): train domain acc / val domain acc / source val acc")
+        print(f"\n{name} per epoch (seed {seeds[0]}): train domain acc / val domain acc / source val acc")
         n = len(h["domain_accuracy"])
         for epoch in range(n):
             if epoch % max(1, n // 10) == 0 or epoch == n - 1:
                 print(f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
                       f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}")
-    return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "history": histories,
+    return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "seeds": list(seeds),
+            "gap_closed_per_seed": gap_per_seed, "history": histories,
             "polarity": polarity, "polarity_counts": counts}
 
 

@@ -45,9 +45,18 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         self.assertEqual(list(groups), ["normal", "inverted", "low contrast"])
 
     def test_digits_thin_strokes_with_copies(self):
-        result = domain_adaptation_digits.main(["--quick", "--strokes", "thin", "--copies", "2"])
+        result = domain_adaptation_digits.main(["--quick", "--strokes", "thin", "--copies", "2", "--first-seed", "3"])
         for value in result["mean"].values():
             self.assertTrue(0.0 <= value <= 1.0)
+        self.assertEqual(result["seeds"], [3])
+        # Per seed, the gap closed is (method - source-only) / (target-only - source-only) of that seed.
+        run = result["per_seed"][0]
+        span = run["target-only"] - run["source-only"]
+        expected = (run["Deep CORAL"] - run["source-only"]) / span if span > 0 else float("nan")
+        self.assertAllClose(result["gap_closed_per_seed"]["Deep CORAL"], [expected])
+        self.assertEqual(sorted(result["gap_closed_per_seed"]), ["AdaBN", "DANN (λ→0.1)", "DANN (λ→1)", "Deep CORAL"])
+        with self.assertRaisesRegex(ValueError, "`--first-seed` must be at least 0. Received: first_seed=-1"):
+            domain_adaptation_digits.main(["--quick", "--first-seed", "-1"])
         with self.assertRaisesRegex(ValueError, "`--copies` must be at least 1. Received: copies=0"):
             domain_adaptation_digits.main(["--quick", "--copies", "0"])
 
