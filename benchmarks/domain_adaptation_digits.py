@@ -13,8 +13,10 @@ as the inverted photo, so where the patch is bright the digit is darker than its
 background (inverted), the opposite of every source image. Accuracy per group shows
 which target images a method recovers.
 
-    python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]
-    python -m benchmarks.domain_adaptation_digits --strokes thin --copies 8 --epochs 10   # MNIST-like
+    python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]   # 1,347 thick digits
+    # The reference setup of BENCHMARKS.md: MNIST-like thin strokes, 32 versions of every
+    # training digit (43,104 per domain); about 18 min per seed on 2 CPU cores.
+    python -m benchmarks.domain_adaptation_digits --strokes thin --copies 32 --epochs 10 --seeds 4 --max-factors 1
 """
 
 import argparse
