@@ -32,17 +32,19 @@ class AdaptBatchNormTest(TestCase):
         b = a_norm @ dense2.kernel.numpy() + dense2.bias.numpy()
         return (a.mean(0), a.var(0)), (b.mean(0), b.var(0))
 
+    def _assert_statistics(self, model, inner, report, first, second):
+        self.assertEqual(sorted(report.values()), [48, 48])
+        for bn, (mean, variance) in ((inner.layers[1], first), (model.layers[3], second)):
+            self.assertAllClose(bn.moving_mean, mean, atol=1e-5)
+            self.assertAllClose(bn.moving_variance, variance, atol=1e-4, rtol=1e-5)
+
     def test_full_batch_is_exact_adabn(self):
         model, inner = _model()
         weights = {v.path: v.numpy() for v in model.trainable_weights}
         (m1, v1), (m2, v2) = self._reference(model, inner)
         report = adapt_batch_norm(model, self.x, batch_size=48)
-        self.assertEqual(sorted(report.values()), [48, 48])
-        bn1, bn2 = inner.layers[1], model.layers[3]
-        self.assertAllClose(bn1.moving_mean, m1, atol=1e-5)
-        self.assertAllClose(bn1.moving_variance, v1, atol=1e-4, rtol=1e-5)
-        self.assertAllClose(bn2.moving_mean, m2, atol=1e-5)
-        self.assertAllClose(bn2.moving_variance, v2, atol=1e-4, rtol=1e-5)
+        self._assert_statistics(model, inner, report, (m1, v1), (m2, v2))
+        bn1 = inner.layers[1]
         for v in model.trainable_weights:
             np.testing.assert_array_equal(v.numpy(), weights[v.path])
         # The layers are restored: inference uses the new moving statistics.
@@ -63,12 +65,7 @@ class AdaptBatchNormTest(TestCase):
         (m1, v1), (m2, v2) = self._reference(model, inner)
         for x in (self.x, tf.data.Dataset.from_tensor_slices((self.x, np.zeros(48))).batch(10)):
             report = adapt_batch_norm(model, x, batch_size=7, layerwise=True)
-            self.assertEqual(sorted(report.values()), [48, 48])
-            bn1, bn2 = inner.layers[1], model.layers[3]
-            self.assertAllClose(bn1.moving_mean, m1, atol=1e-5)
-            self.assertAllClose(bn1.moving_variance, v1, atol=1e-4, rtol=1e-5)
-            self.assertAllClose(bn2.moving_mean, m2, atol=1e-5)
-            self.assertAllClose(bn2.moving_variance, v2, atol=1e-4, rtol=1e-5)
+            self._assert_statistics(model, inner, report, (m1, v1), (m2, v2))
         # The one-pass default at the same batch size is only approximate for the second layer.
         adapt_batch_norm(model, self.x, batch_size=7)
         self.assertNotAllClose(model.layers[3].moving_variance, v2, atol=1e-3, rtol=1e-3)
