@@ -16,7 +16,7 @@ which target images a method recovers.
     python -m benchmarks.domain_adaptation_digits [--quick] [--seeds 3] [--epochs 30]   # 1,347 thick digits
     # The reference setup of BENCHMARKS.md: MNIST-like thin strokes, 32 versions of every
     # training digit (43,104 per domain); about 18 min per seed on 2 CPU cores.
-    python -m benchmarks.domain_adaptation_digits --strokes thin --copies 32 --epochs 10 --seeds 4 --max-factors 1
+    python -m benchmarks.domain_adaptation_digits --strokes thin --copies 32 --epochs 10 --seeds 5 --max-factors 1
 """
 
 import argparse
