@@ -81,7 +81,10 @@ def _batches(x, batch_size):
 
 
 def _record_pass(model, recorders, x, batch_size):
-    """One pass over `x` with `recorders` in place of their layers' `call`; returns the recorders called, in call order."""
+    """One pass over `x` with `recorders` in place of their layers' `call`.
+
+    Returns the recorders that were called, in call order.
+    """
     order = []
     for recorder in recorders:
         recorder.count, recorder.sum, recorder.sum_squares = 0.0, None, None
