@@ -27,6 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 
+def _as_client_tensor(value):
+    tensor = tf.convert_to_tensor(value)
+    return tf.cast(tensor, "float32") if tensor.dtype.is_floating else tensor
+
+
 class TestCase(unittest.TestCase):
     maxDiff = None
 
@@ -92,12 +97,22 @@ class TestCase(unittest.TestCase):
         """`model.export()` then the `serve` endpoint must equal `predict`."""
         path = os.path.join(self.get_temp_dir(), "exported")
         model.export(path, verbose=False)
+        return self.assertExportMatchesPredict(path, model, x, atol=atol, rtol=rtol)
+
+    def assertExportMatchesPredict(self, path, model, x, atol=1e-5, rtol=1e-5):
+        """The SavedModel at `path` answers `x` as `model.predict(x)` does.
+
+        `x` is sent as a client sends it: floats as float32, integers and strings
+        with their own dtype (no cast to the signature's), so an export that
+        declares integer ids as float32 fails here as it would for a serving client.
+        """
         restored = tf.saved_model.load(path)
         expected = model.predict(x, verbose=0)
+        sent = tf.nest.map_structure(_as_client_tensor, x)
         try:
-            actual = restored.serve(x)
+            actual = restored.serve(sent)
         except (TypeError, ValueError):  # Keras 3.13 exports single-input functionals as serve([x])
-            actual = restored.serve(tf.nest.flatten(x))
+            actual = restored.serve(tf.nest.flatten(sent))
         tf.nest.map_structure(
             lambda a, b: self.assertAllClose(np.asarray(a), b, atol=atol, rtol=rtol),
             actual,
@@ -109,10 +124,36 @@ class TestCase(unittest.TestCase):
         _, specs = signature.structured_input_signature
         if len(specs) == 1 and isinstance(expected, np.ndarray):
             (name, spec), = specs.items()
-            outputs = signature(**{name: tf.cast(tf.nest.flatten(x)[0], spec.dtype)})
+            value = tf.nest.flatten(sent)[0]
+            self.assertEqual(spec.dtype, value.dtype,
+                             f"serving input {name!r} is {spec.dtype.name}; users send {value.dtype.name}")
+            outputs = signature(**{name: value})
             self.assertLen(outputs, 1)
             self.assertAllClose(np.asarray(next(iter(outputs.values()))), expected, atol=atol, rtol=rtol)
         return restored
+
+    def run_fit_then_export_test(self, build_and_compile, fit_x, x, fit_y=None, batch_size=None,
+                                 atol=1e-5, rtol=1e-5):
+        """The order users take: build, `fit`, `export()` with nothing called in between;
+        then `.keras` save, reload, `export()` again straight away. Both exports must
+        answer as `predict` does (`x` sent with its own dtypes).
+
+        `build_and_compile()` returns a fresh compiled model that has never been called.
+        """
+        model = build_and_compile()
+        model.fit(fit_x, fit_y, batch_size=batch_size, epochs=1, steps_per_epoch=1, verbose=0,
+                  shuffle=False)
+        directory = self.get_temp_dir()
+        after_fit = os.path.join(directory, "after_fit")
+        model.export(after_fit, verbose=False)
+        keras_path = os.path.join(directory, "model.keras")
+        model.save(keras_path)
+        reloaded = keras.saving.load_model(keras_path)
+        after_reload = os.path.join(directory, "after_reload")
+        reloaded.export(after_reload, verbose=False)
+        self.assertExportMatchesPredict(after_fit, model, x, atol=atol, rtol=rtol)
+        self.assertExportMatchesPredict(after_reload, reloaded, x, atol=atol, rtol=rtol)
+        return model, reloaded
 
     def run_fit_test(self, model, x, y=None, batch_size=None, steps=2, frozen=(), unchanged_ok=()):
         """Runs `steps` fit steps: finite metrics, trainable weights move, `frozen` ones do not.
