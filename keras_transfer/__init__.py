@@ -20,3 +20,4 @@ from keras_transfer import ops  # noqa: E402,F401
 from keras_transfer import optimizers  # noqa: E402,F401
 from keras_transfer import recipes  # noqa: E402,F401
 from keras_transfer import schedules  # noqa: E402,F401
+from keras_transfer import serving  # noqa: E402,F401
