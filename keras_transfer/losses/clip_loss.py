@@ -75,6 +75,14 @@ def _check_finite_eager(x, name):
         )
 
 
+def _scale_in(logit_scale, dtype):
+    # `ops.cast(1 / 0.07, "float64")` goes through float32 first (14.285714149...
+    # instead of 14.285714285...): convert a Python number straight to `dtype`.
+    if isinstance(logit_scale, numbers.Real) and not isinstance(logit_scale, bool):
+        return ops.convert_to_tensor(float(logit_scale), dtype=dtype)
+    return ops.cast(logit_scale, dtype)
+
+
 def compute_dtype(x):
     """float32 for half-precision inputs; float64 stays float64 (exact reference checks)."""
     dtype = keras.backend.standardize_dtype(x.dtype)
@@ -131,7 +139,7 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
     text = ops.cast(text_embeddings, dtype)
     if normalize:
         image, text = l2_normalize(image), l2_normalize(text)
-    scale = ops.cast(logit_scale, dtype)
+    scale = _scale_in(logit_scale, dtype)
     labels = ops.arange(ops.shape(image)[0], dtype="int32")
     ce_i, ce_t, _, _ = clip_loss_terms(image, text, image, text, labels, scale)
     return 0.5 * (ops.mean(ce_i) + ops.mean(ce_t))

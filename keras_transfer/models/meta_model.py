@@ -63,11 +63,12 @@ def _check_task_shapes(support_x, support_y, query_x, query_y=None):
             )
 
 
-def _as_tensor(a):
+def _as_tensor(a, keep_float64=False):
+    """A tensor of `a`; NumPy float64 becomes float32 unless the model computes in float64."""
     if tf.is_tensor(a):
         return a
     a = np.asarray(a)
-    return ops.convert_to_tensor(a.astype("float32") if a.dtype == np.float64 else a)
+    return ops.convert_to_tensor(a.astype("float32") if a.dtype == np.float64 and not keep_float64 else a)
 
 
 def _call_kwargs(model, training):
@@ -81,6 +82,19 @@ def _call_kwargs(model, training):
 def _float_dtype(t):
     """float64 stays float64 (gradient checks); everything else computes losses in float32."""
     return "float64" if t.dtype == tf.float64 else "float32"
+
+
+def _exact_constant(value):
+    """Initializer filling `value` directly in the weight's dtype.
+
+    `keras.initializers.Constant` rounds a Python float through float32 first
+    (0.3 becomes 0.30000001192 in a float64 weight).
+    """
+
+    def initializer(shape, dtype=None):
+        return ops.full(shape, value, dtype=dtype)
+
+    return initializer
 
 
 def _merge_tasks(t):
@@ -201,7 +215,7 @@ class MetaModel(keras.Model):
                 self.inner_rates.append(
                     self.add_weight(
                         shape=shape,
-                        initializer=keras.initializers.Constant(self.inner_learning_rate),
+                        initializer=_exact_constant(self.inner_learning_rate),
                         name=name,
                         dtype=v.dtype,
                         trainable=True,
@@ -511,7 +525,8 @@ class MetaModel(keras.Model):
             validation.check_finite(support_x, "support_x")
         if not tf.is_tensor(support_y):
             validation.check_finite(support_y, "support_y")
-        support_x, support_y = _as_tensor(support_x), _as_tensor(support_y)
+        keep = any(v.dtype == "float64" for v in self.model.trainable_variables)
+        support_x, support_y = _as_tensor(support_x, keep), _as_tensor(support_y, keep)
         if len(support_x.shape) < 2 or support_x.shape[0] != support_y.shape[0]:
             raise ValueError(
                 "`support_x` and `support_y` must be one task's examples with the same first "

@@ -23,6 +23,7 @@ The pieces:
 """
 
 import inspect
+import numbers
 import types
 
 import keras
@@ -45,7 +46,8 @@ def maml_inner_update(params, grads, learning_rates, first_order=False):
 
     Returns:
         list of tensors `p - lr * g` (a parameter with no gradient is returned
-        unchanged).
+        unchanged), in each parameter's dtype: a Python-float rate is converted
+        straight to it, so float64 parameters stay exact in float64.
     """
     if not isinstance(learning_rates, (list, tuple)):
         learning_rates = [learning_rates] * len(params)
@@ -56,9 +58,19 @@ def maml_inner_update(params, grads, learning_rates, first_order=False):
             continue
         if first_order:
             g = tf.stop_gradient(g)
-        lr = tf.cast(lr, p.dtype)
-        updated.append(p - lr * tf.cast(g, p.dtype))
+        updated.append(p - _as_dtype(lr, p.dtype) * tf.cast(g, p.dtype))
     return updated
+
+
+def _as_dtype(value, dtype):
+    """`value` in `dtype`; a Python number is converted straight to `dtype`.
+
+    `tf.cast(0.3, tf.float64)` goes through float32 first (0.30000001192...), so a
+    float64 computation would silently use a rounded learning rate.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return tf.constant(float(value), dtype=dtype)
+    return tf.cast(value, dtype)
 
 
 def maml_inner_loop(

@@ -35,6 +35,16 @@ class ClipLossTest(TestCase):
             expected = numpy_clip_loss(self.image, self.text, scale).mean()
             self.assertAllClose(clip_loss(self.image, self.text, scale), expected, atol=1e-5, rtol=1e-5)
 
+    def test_float64_stays_float64_with_python_scale(self):
+        # ops.cast(1 / 0.07, "float64") would round the scale through float32 (1e-8 relative).
+        image, text = self.image.astype("float64"), self.text.astype("float64")
+        for scale in (1 / 0.07, 0.3):
+            value = clip_loss(image, text, scale)
+            self.assertEqual(keras.backend.standardize_dtype(value.dtype), "float64")
+            self.assertAllClose(value, numpy_clip_loss(image, text, scale).mean(), atol=1e-12, rtol=0)
+        value = clip_loss(image, text, tf.constant(1 / 0.07, tf.float64))
+        self.assertAllClose(value, numpy_clip_loss(image, text, 1 / 0.07).mean(), atol=1e-12, rtol=0)
+
     def test_already_normalised_inputs_unchanged_by_normalize(self):
         image = self.image / np.linalg.norm(self.image, axis=1, keepdims=True)
         text = self.text / np.linalg.norm(self.text, axis=1, keepdims=True)

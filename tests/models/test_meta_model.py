@@ -156,6 +156,31 @@ class MetaModelGradientTest(TestCase):
         for a, b in zip(g1, g2):
             self.assertAllClose(a, b, atol=1e-10)
 
+    def test_float64_python_rates_are_not_rounded_through_float32(self):
+        # 0.3 in float32 is 0.30000001192: with it the adapted weights are off by ~1e-9.
+        tasks = f64_tasks()
+        (sx, sy, qx), qy = tasks
+        for vectorize in (True, False):
+            net = tiny_net()
+            meta = MetaModel(net, inner_steps=2, inner_learning_rate=0.3, vectorize=vectorize)
+            meta.compile(optimizer="sgd", loss="mse")
+            theta = [v.numpy().copy() for v in net.trainable_variables]
+            pred = meta.adapt_and_predict(sx, sy, qx).numpy()
+            for t in range(len(sx)):
+                phi = [a.copy() for a in theta]
+                for _ in range(2):
+                    phi = [a - 0.3 * b for a, b in zip(phi, np_grad(phi, sx[t], sy[t]))]
+                self.assertAllClose(pred[t], np_forward(phi, qx[t])[0], atol=1e-12, rtol=0)
+        # adapt(): the override rate, and float64 NumPy support sets kept in float64.
+        adapted = meta.adapt(sx[0] + 1e-9, sy[0], steps=1, learning_rate=0.3)
+        g = np_grad(theta, sx[0] + 1e-9, sy[0])
+        for v, a, gi in zip(adapted.trainable_variables, theta, g):
+            self.assertAllClose(v, a - 0.3 * gi, atol=1e-12, rtol=0)
+        # Meta-SGD rates start exactly at the given rate in a float64 model.
+        sgd = MetaModel(tiny_net(), inner_learning_rate=0.3, learn_inner_rates="per_parameter")
+        for r in sgd.inner_rates:
+            self.assertTrue(np.all(r.numpy() == 0.3), r.numpy())
+
     def test_meta_sgd_per_parameter_rates_gradient(self):
         net = tiny_net()
         meta = MetaModel(net, inner_learning_rate=ALPHA, learn_inner_rates="per_parameter")

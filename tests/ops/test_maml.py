@@ -58,6 +58,19 @@ class MamlOpsTest(TestCase):
         # phi = theta - 0.1 * 2 theta = 0.8 theta; first-order: dL/dtheta = 2 phi = 3.2.
         self.assertAllClose(tape.gradient(loss, theta), 3.2, atol=1e-6)
 
+    def test_float64_update_keeps_python_float_rates_exact(self):
+        # tf.cast(0.3, float64) would go through float32: 0.30000001192 (error ~1e-8 here).
+        rng = np.random.default_rng(2)
+        p, g = rng.normal(size=(3, 2)), rng.normal(size=(3, 2))
+        for rate in (0.3, [0.3], np.float64(0.3)):
+            out = maml_ops.maml_inner_update([tf.constant(p)], [tf.constant(g)], rate)
+            self.assertEqual(out[0].dtype, tf.float64)
+            self.assertAllClose(out[0], p - 0.3 * g, atol=1e-12, rtol=0)
+        # A tensor rate is cast to the parameter's dtype; float32 parameters stay float32.
+        out = maml_ops.maml_inner_update([tf.constant(p, tf.float32)], [tf.constant(g)], 0.3)
+        self.assertEqual(out[0].dtype, tf.float32)
+        self.assertAllClose(out[0], p - 0.3 * g, atol=1e-6)
+
     def test_dense_chain_plan_qualification(self):
         dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.ReLU(),
                                   keras.layers.Dense(2)])
