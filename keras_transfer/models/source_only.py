@@ -17,11 +17,19 @@ plus the adaptation metrics, e.g. domain accuracy, on held-out source/target) or
 labelled `(x, y)` batches (e.g. a labelled target test set): then only `loss`,
 `label_loss` and `label_accuracy` are reported. `call()` / `predict` / `export()` serve
 the label path `label_classifier(feature_extractor(x))`.
+
+`export()` works straight after `fit` and after a `.keras` reload: the serving input is
+the feature extractor's declared `keras.Input` (its shape and dtype, integer ids
+included), or, for a feature extractor without one, a float32 input of the feature
+shape the model was built with (by `fit`, `predict` or `build`).
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
+
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import input_spec_like
 
 
 def _nest_concat(a, b):
@@ -45,7 +53,7 @@ class _Unpacked:
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class SourceOnly(keras.Model):
+class SourceOnly(ExportsDeclaredInputs, keras.Model):
     """`label_classifier(feature_extractor(x))` trained on the labelled source domain only.
 
     The no-adaptation baseline of domain adaptation: it takes the same
@@ -117,11 +125,67 @@ class SourceOnly(keras.Model):
         if isinstance(shape, tuple) and all(isinstance(d, (int, type(None))) for d in shape):
             self.build(shape)
 
+    def _declared_inputs(self):
+        """The feature extractor's `keras.Input` tensors (their structure), or None."""
+        if not isinstance(self.feature_extractor, keras.Model):
+            return None
+        try:
+            inputs = list(self.feature_extractor.inputs or [])
+        except (AttributeError, ValueError):
+            return None
+        if len(inputs) == 1:  # a Sequential's `input` is that of its first call, not its Input
+            return inputs[0]
+        if not inputs:
+            return None
+        try:  # a Functional's first node holds the structure of its inputs (dict, list)
+            return self.feature_extractor.input
+        except (AttributeError, ValueError):
+            return inputs
+
     def build(self, input_shape):
-        features = self.feature_extractor(keras.KerasTensor(tuple(input_shape)))
+        declared = self._declared_inputs()
+        dtype = None if keras.tree.is_nested(declared) else getattr(declared, "dtype", None)
+        inputs = keras.tree.map_shape_structure(
+            lambda shape: keras.KerasTensor(tuple(shape), dtype=dtype), input_shape
+        )
+        features = self.feature_extractor(inputs)
         self.label_classifier(features)
         self._build_adaptation(features)
+        self._serving_input_shape = input_shape
         self.built = True
+
+    def _build_from_batch(self, x):
+        """Builds the model (once, at trace time) from a batch of inputs when nothing built it.
+
+        A feature extractor without a known input shape leaves the model unbuilt until a
+        batch arrives: `fit` calls only the sub-models, so without this the model could
+        not be exported or saved with its input shape after training.
+        """
+        if not self.built:
+            self.build(tf.nest.map_structure(lambda t: (None,) + tuple(t.shape[1:]), x))
+
+    # ---------------------------------------------------------------- export
+    def serving_input_signature(self):
+        """The serving input of `export()`: `[spec]` for `call(inputs)`.
+
+        The feature extractor's declared `keras.Input` (shape and dtype) when it has one,
+        otherwise a float32 input of the feature shape this model was built with.
+        """
+        declared = self._declared_inputs()
+        if declared is not None:
+            return [tf.nest.map_structure(input_spec_like, declared)]
+        shape = getattr(self, "_serving_input_shape", None)
+        if shape is None:
+            raise ValueError(
+                f"`{type(self).__name__}` must be built before `export()`: its feature extractor "
+                "declares no input shape. Received: an unbuilt model. Train it with `fit`, call "
+                "`predict` on a batch, or call `model.build(input_shape)` first."
+            )
+        return [
+            keras.tree.map_shape_structure(
+                lambda s: keras.InputSpec(shape=(None,) + tuple(s)[1:], dtype="float32"), shape
+            )
+        ]
 
     def _build_adaptation(self, features):
         """Builds the adaptation branch on symbolic `features` (subclasses)."""
@@ -261,6 +325,7 @@ class SourceOnly(keras.Model):
     # ----------------------------------------------------------------- steps
     def train_step(self, data):
         batch = self._unpack(data, for_training=True)
+        self._build_from_batch(batch.source_x)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             scores, adaptation_loss, adaptation_logs = self._forward(batch, training=True)
@@ -281,6 +346,7 @@ class SourceOnly(keras.Model):
 
     def test_step(self, data):
         batch = self._unpack(data, for_training=False)
+        self._build_from_batch(batch.source_x)
         scores, adaptation_loss, adaptation_logs = self._forward(batch, training=False)
         losses, correct = self._label_loss_and_correct(batch.source_y, scores)
         label_loss = self._weighted_mean(losses, batch.sample_weight)

@@ -114,6 +114,21 @@ class DANNTest(TestCase):
         self.assertAllClose(model.predict(self.xs, verbose=0), lc(fe(self.xs)), atol=1e-6)
         self.run_export_test(model, self.xs)
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        # The README's domain-adaptation block: fit, then export (raised "has never called").
+        def build():
+            fe, lc, dc = parts()
+            model = DANN(fe, lc, dc, factor=0.5)
+            model.compile(optimizer=keras.optimizers.SGD(0.1))
+            return model
+
+        model, reloaded = self.run_fit_then_export_test(
+            build, one_batch(self.xs, self.xt, self.ys), self.xs
+        )
+        fe, lc = model.feature_extractor, model.label_classifier
+        self.assertAllClose(reloaded.predict(self.xs, verbose=0), lc(fe(self.xs)), atol=1e-6)
+        self.assertAllClose(reloaded.factor, 0.5)
+
     def test_keras_round_trip_default_domain_classifier(self):
         fe, lc = parts(domain=False)
         model = DANN(fe, lc, factor=0.5)

@@ -66,6 +66,19 @@ class DeepCORALTest(TestCase):
 
         self.run_mixed_precision_test(build, tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys)))
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        def build():
+            fe, lc = parts()
+            m = DeepCORAL(fe, lc, coral_weight=0.5)
+            m.compile(optimizer=keras.optimizers.SGD(0.1))
+            return m
+
+        model, reloaded = self.run_fit_then_export_test(
+            build, tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys)), self.xs
+        )
+        fe, lc = model.feature_extractor, model.label_classifier
+        self.assertAllClose(reloaded.predict(self.xs, verbose=0), lc(fe(self.xs)), atol=1e-6)
+
     def test_errors(self):
         fe, lc = parts()
         self.assertRaisesValueError(["`coral_weight`", "Received: coral_weight=-1"], DeepCORAL, fe, lc, coral_weight=-1)

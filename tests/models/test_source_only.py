@@ -89,6 +89,59 @@ class SourceOnlyTest(TestCase):
 
         self.run_mixed_precision_test(build, self.xs, self.ys, batch_size=8)
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        # Keras's own `fit` never calls a model whose train_step calls only its sub-models:
+        # without declared serving inputs `export()` raised "has never called" here.
+        data = tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys))
+
+        def build():
+            fe, lc = parts()
+            m = SourceOnly(fe, lc)
+            m.compile(optimizer=keras.optimizers.SGD(0.1))
+            return m
+
+        model, reloaded = self.run_fit_then_export_test(build, data, self.xs)
+        fe, lc = model.feature_extractor, model.label_classifier
+        self.assertAllClose(reloaded.predict(self.xs, verbose=0), lc(fe(self.xs)), atol=1e-6)
+
+    def test_export_after_fit_with_plain_layers(self):
+        # Sub-models without a declared input: the model is built from the first batch.
+        data = tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys))
+
+        def build():
+            keras.utils.set_random_seed(0)
+            m = SourceOnly(keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3))
+            m.compile(optimizer=keras.optimizers.SGD(0.1))
+            self.assertFalse(m.built)
+            return m
+
+        model, _ = self.run_fit_then_export_test(build, data, self.xs)
+        self.assertEqual(model.serving_input_signature()[0].shape, (None, 4))
+        unbuilt = SourceOnly(keras.layers.Dense(6), keras.layers.Dense(3))
+        self.assertRaisesValueError(
+            ["must be built before `export()`", "model.build(input_shape)"],
+            unbuilt.export, self.get_temp_dir(),
+        )
+
+    def test_export_declares_integer_inputs(self):
+        # Token ids stay int32 in the serving signature (clients send the tokenizer's ids).
+        keras.utils.set_random_seed(0)
+        fe = keras.Sequential([
+            keras.Input((5,), dtype="int32"), keras.layers.Embedding(20, 4),
+            keras.layers.GlobalAveragePooling1D(),
+        ])
+        lc = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        ids_s = np.arange(40).reshape(8, 5).astype("int32") % 20
+        ids_t = (ids_s[:5] + 3) % 20
+        data = tf.data.Dataset.from_tensors(((ids_s, ids_t), self.ys))
+
+        def build():
+            m = SourceOnly(fe, lc)
+            m.compile(optimizer="sgd")
+            return m
+
+        self.run_fit_then_export_test(build, data, ids_s)
+
     def test_errors(self):
         fe, lc = parts()
         self.assertRaisesValueError(["`label_classifier`", "Received: label_classifier=3"], SourceOnly, fe, 3)
