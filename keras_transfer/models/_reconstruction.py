@@ -5,9 +5,11 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import input_spec_like
 
 
-class ReconstructionPretext(utils.BuildsOptimizerOnCompile, keras.Model):
+class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     """Corrupt the input, encode, decode, regress the clean input (MSE in float32).
 
     Subclasses define `_corrupt(x01) -> (corrupted01, weights)`: inputs and targets
@@ -50,6 +52,10 @@ class ReconstructionPretext(utils.BuildsOptimizerOnCompile, keras.Model):
 
     def call(self, inputs, training=False):
         return self.encoder(inputs, training=training)
+
+    def serving_input_signature(self):
+        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
+        return [input_spec_like(self.encoder.inputs[0])]
 
     def reconstruct(self, x):
         """The decoder's reconstruction of `x` (uncorrupted), in `value_range`."""

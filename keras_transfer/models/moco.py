@@ -7,6 +7,8 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import input_spec_like
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
 from keras_transfer.utils.validation import check_non_negative_int
@@ -31,7 +33,7 @@ def _freeze_variables(model):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
+class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     """Momentum contrast: a query encoder trained by InfoNCE against a momentum key encoder.
 
     For each pair of views, the query `q = g(f(view_1))` must pick its key
@@ -160,6 +162,10 @@ class MoCo(utils.BuildsOptimizerOnCompile, keras.Model):
 
     def call(self, inputs, training=False):
         return self.encoder(inputs, training=training)
+
+    def serving_input_signature(self):
+        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
+        return [input_spec_like(self.encoder.inputs[0])]
 
     @property
     def metrics(self):

@@ -5,11 +5,13 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import input_spec_like
 from keras_transfer.utils.validation import check_one_of
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class RotationPrediction(utils.BuildsOptimizerOnCompile, keras.Model):
+class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     """Rotates every image by 0, 90, 180 and 270 degrees and classifies the rotation.
 
     Each batch of B images becomes 4B rotated copies with labels 0..3 (quarter turns,
@@ -44,6 +46,10 @@ class RotationPrediction(utils.BuildsOptimizerOnCompile, keras.Model):
 
     def call(self, inputs, training=False):
         return self.encoder(inputs, training=training)
+
+    def serving_input_signature(self):
+        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
+        return [input_spec_like(self.encoder.inputs[0])]
 
     @property
     def metrics(self):

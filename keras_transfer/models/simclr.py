@@ -6,13 +6,15 @@ from keras import ops
 
 from keras_transfer.losses.nt_xent import nt_xent_terms
 from keras_transfer.models import _contrastive_utils as utils
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import input_spec_like
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class SimCLR(utils.BuildsOptimizerOnCompile, keras.Model):
+class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     """SimCLR: encoder f, projection head g, NT-Xent between two views of each image.
 
     Train with `fit` on pairs of views (`keras_transfer.augment.simclr_dataset(x)`
@@ -80,6 +82,10 @@ class SimCLR(utils.BuildsOptimizerOnCompile, keras.Model):
 
     def call(self, inputs, training=False):
         return self.encoder(inputs, training=training)
+
+    def serving_input_signature(self):
+        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
+        return [input_spec_like(self.encoder.inputs[0])]
 
     @property
     def metrics(self):

@@ -255,6 +255,11 @@ class MoCoTest(TestCase):
             self.assertAllClose(b, a, atol=1e-6, rtol=1e-6, msg=a.path)
         self.run_export_test(model, v1)
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        v1, v2 = make_pairs(8)
+        self.run_fit_then_export_test(lambda: self.build(encoder=make_bn_encoder(), seed=1),
+                                      pairs_dataset(v1, v2, 4), v1)
+
     def test_mixed_precision_and_augmenter(self):
         v1, v2 = make_pairs(4)
         self.run_mixed_precision_test(lambda: self.build(make_bn_encoder(), temperature=0.05), pairs_dataset(v1, v2, 4))

@@ -34,6 +34,8 @@ class PretextCommonTest(TestCase):
             return m
 
         self.run_mixed_precision_test(build_compiled, x, batch_size=8)
+        # The order users take: fit, then export straight away (and after a .keras reload).
+        self.run_fit_then_export_test(build_compiled, x, x, batch_size=8)
         return model, reloaded
 
     def test_rotation_prediction(self):

@@ -90,6 +90,12 @@ class SimCLRTest(TestCase):
         self.assertAllClose(features, model.encoder.predict(v1, verbose=0))
         self.assertEqual(features.shape, (8, 4))
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        # The order users take (README): fit, then export; nothing called in between.
+        v1, v2 = make_pairs(8)
+        model, _ = self.run_fit_then_export_test(self.build, pairs_dataset(v1, v2, 8), v1)
+        self.assertAllClose(model.predict(v1, verbose=0), model.encoder.predict(v1, verbose=0))
+
     def test_augmenter_inside_the_step(self):
         model = self.build(augmenter=SimCLRAugmentation(8, blur_probability=0.0))
         x = np.random.default_rng(0).integers(0, 256, size=(8, 8, 8, 1)).astype("uint8")
