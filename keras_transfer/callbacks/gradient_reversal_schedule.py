@@ -46,6 +46,16 @@ class GradientReversalSchedule(keras.callbacks.Callback):
     lives in a non-trainable weight, so changing it never retraces the train step. The
     factor in use at the end of each epoch is logged as `grl_factor`.
 
+    The step is derived from the epoch that `fit` runs, `epoch * steps_per_epoch + batch`,
+    so a resumed run continues the schedule where it stopped: after
+    `keras.callbacks.BackupAndRestore` restores the epoch, or with
+    `fit(..., initial_epoch=k)` after reloading a `.keras` file. When `fit` does not
+    know the number of steps per epoch, a run that starts at `initial_epoch > 0` takes
+    the optimizer's `iterations` (restored with the weights) as the steps already done,
+    which assumes that the scheduled training started at iteration 0 and is close but
+    not exact (Keras counts one more iteration per epoch of unknown length); pass
+    `steps_per_epoch` to `fit` for an exact resume.
+
     Args:
         schedule: `"ganin"`, `"constant"`, `"linear"` or a callable of the progress.
         gamma: γ of the `"ganin"` schedule (positive).
@@ -131,8 +141,23 @@ class GradientReversalSchedule(keras.callbacks.Callback):
                     "Pass `total_steps=epochs * steps_per_epoch` or `steps_per_epoch` to fit."
                 )
             self._total = int(epochs) * int(steps)
-        self._offset = 0
+        self._steps_per_epoch = self.params.get("steps") or None
+        self._offset = None
         self._last_batch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # `epoch` is the restored one when fit resumes (BackupAndRestore, initial_epoch).
+        self._last_batch = -1
+        if self._steps_per_epoch:
+            self._offset = int(epoch) * int(self._steps_per_epoch)
+        elif self._offset is None:
+            self._offset = 0 if epoch == 0 else self._steps_done()
+
+    def _steps_done(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return 0
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
 
     def _set(self, step):
         value = self.factor_at(step / self._total)
@@ -141,7 +166,10 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         self.current_factor = value
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._last_batch = batch
+        if self._offset is None:  # a training loop that does not call on_epoch_begin
+            self._offset = 0
+        # Not counted as done here: with an unknown epoch length, `fit` begins one more
+        # batch that finds the data exhausted and never ends.
         self._set(self._offset + batch)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -149,7 +177,7 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         self._last_batch = batch
 
     def on_epoch_end(self, epoch, logs=None):
-        self._offset += self._last_batch + 1
+        self._offset = (self._offset or 0) + self._last_batch + 1
         self._last_batch = -1
         if logs is not None and self.current_factor is not None:
             logs["grl_factor"] = self.current_factor

@@ -78,6 +78,38 @@ class GradientReversalScheduleTest(TestCase):
                   callbacks=[GradientReversalSchedule("linear", total_steps=2), recorder])
         self.assertAllClose(np.array(recorder.values), [0.0, 0.5, 1.0, 1.0, 1.0, 1.0])
 
+    def test_continued_fit_goes_on_from_initial_epoch(self):
+        # fit(initial_epoch=k) (resuming, e.g. after a `.keras` reload) continues the
+        # schedule at step k * steps_per_epoch instead of restarting it at 0.
+        model, grl, _ = _model()
+        first, second = _Recorder(grl), _Recorder(grl)
+        model.fit(self.x, self.y, batch_size=4, epochs=2, verbose=0, shuffle=False,
+                  callbacks=[GradientReversalSchedule("linear", total_steps=12), first])
+        history = model.fit(self.x, self.y, batch_size=4, epochs=4, initial_epoch=2, verbose=0,
+                            shuffle=False, callbacks=[GradientReversalSchedule("linear"), second])
+        self.assertAllClose(np.array(first.values), np.arange(6) / 12, atol=1e-6)
+        self.assertAllClose(np.array(second.values), np.arange(6, 12) / 12, atol=1e-6)
+        self.assertAllClose(history.history["grl_factor"], [8 / 12, 11 / 12], atol=1e-6)
+
+    def test_unknown_length_counts_trained_batches_only(self):
+        # With an unknown epoch length, `fit` begins one more batch per epoch that finds
+        # the data exhausted: it is no training step and must not advance the schedule.
+        model, grl, _ = _model()
+
+        class _Used(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.values = []
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.values.append(grl.factor)
+
+        used = _Used()
+        ds = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(4).filter(lambda a, b: True)
+        model.fit(ds, epochs=2, verbose=0,
+                  callbacks=[GradientReversalSchedule("linear", total_steps=6), used])
+        self.assertAllClose(np.array(used.values), np.arange(6) / 6, atol=1e-6)
+
     def test_selected_layers_only(self):
         model, grl, nested = _model()
         model.fit(self.x, self.y, batch_size=12, epochs=1, verbose=0,
