@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer.augment.simclr_augmentation import SimCLRAugmentation
+from keras_transfer.utils.validation import check_finite
 from keras_transfer.utils.validation import check_not_empty
 from keras_transfer.utils.validation import check_positive_int
 
@@ -47,6 +48,8 @@ def simclr_dataset(
                 f"Received: x.shape={tuple(x.shape)}. Add a channel axis to grayscale images "
                 "(x[..., None])."
             )
+        # NaN pixels would reach the loss only after augmentation, as a NaN step.
+        check_finite(x, "x")
         if not drop_remainder and len(x) % batch_size == 1:
             raise ValueError(
                 "`batch_size` leaves a final batch of ONE image, which has no negatives. "

@@ -16,7 +16,8 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
     are in [0, 1] (rescaled from `value_range`); `weights` selects which entries the
     loss counts (all for denoising, the hidden ones for imputation). The encoder
     sees the corrupted input mapped back to `value_range`. `call(x)` returns the
-    encoder's features.
+    encoder's features. The loss is NaN for a step on non-finite inputs or one that
+    leaves a weight non-finite (`keras.callbacks.TerminateOnNaN` stops there).
     """
 
     def __init__(self, encoder, decoder=None, decoder_hidden_dim=128, value_range=(0, 255), seed=None,
@@ -84,25 +85,28 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         squared = ops.square(reconstruction - x01) * weights
         # Mean over the counted entries; an all-zero mask counts as one entry (loss 0), not NaN.
         loss = ops.sum(squared) / ops.maximum(ops.sum(weights), 1.0)
-        return loss, ops.sum(weights)
+        return loss, ops.sum(weights), utils.all_finite([x])
+
+    def _report(self, loss, count, finite):
+        # NaN when the inputs or any weight are not finite (TerminateOnNaN then stops).
+        finite = ops.logical_and(finite, utils.weights_finite(self))
+        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=count)
+        return {"loss": self.loss_tracker.result()}
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
-            loss, count = self._loss(x, training=True)
+            loss, count, finite = self._loss(x, training=True)
             if self.losses:
                 loss = loss + ops.cast(sum(self.losses), "float32")
             scaled = self.optimizer.scale_loss(loss)
         self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        self.loss_tracker.update_state(loss, sample_weight=count)
-        return {"loss": self.loss_tracker.result()}
+        return self._report(loss, count, finite)  # weights checked after the update
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        loss, count = self._loss(x, training=False)
-        self.loss_tracker.update_state(loss, sample_weight=count)
-        return {"loss": self.loss_tracker.result()}
+        return self._report(*self._loss(x, training=False))
 
     def get_config(self):
         config = super().get_config()

@@ -71,7 +71,9 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     several replicas the step raises a ValueError (use `SimCLR`, whose negatives
     span the global batch).
 
-    `call(x)` returns the query encoder's representation `f(x)`.
+    `call(x)` returns the query encoder's representation `f(x)`. The metrics (`loss`,
+    `contrastive_accuracy`) are NaN for a step whose views hold NaN or infinite values
+    or that leaves a weight non-finite, so `keras.callbacks.TerminateOnNaN` stops there.
 
     Args:
         encoder: a built Keras model mapping inputs to `(batch, features)`. Set its
@@ -253,7 +255,7 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         positive = ops.sum(q * k, axis=-1, keepdims=True)
         negative = ops.matmul(q, ops.transpose(ops.convert_to_tensor(self.queue)))
         logits = ops.concatenate([positive, negative], axis=1) / self.temperature
-        return logits, k
+        return logits, k, utils.all_finite([view_1, view_2])
 
     @staticmethod
     def _loss_and_accuracy(logits):
@@ -291,7 +293,7 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         # As in the official code: update the key encoder, then compute the keys.
         self._momentum_update()
         with tf.GradientTape() as tape:
-            logits, keys = self._logits(x, training=True)
+            logits, keys, finite = self._logits(x, training=True)
             loss, accuracy = self._loss_and_accuracy(logits)
             if self.losses:
                 loss = loss + ops.cast(sum(self.losses), "float32")
@@ -299,18 +301,20 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         gradients = tape.gradient(scaled, trainable)
         self.optimizer.apply(gradients, trainable)
         self._enqueue(keys)
-        return self._report(loss, accuracy, ops.shape(logits)[0])
+        return self._report(loss, accuracy, ops.shape(logits)[0], finite)  # weights checked after the update
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits, _ = self._logits(x, training=False)
+        logits, _, finite = self._logits(x, training=False)
         loss, accuracy = self._loss_and_accuracy(logits)
-        return self._report(loss, accuracy, ops.shape(logits)[0])
+        return self._report(loss, accuracy, ops.shape(logits)[0], finite)
 
-    def _report(self, loss, accuracy, count):
+    def _report(self, loss, accuracy, count, finite):
+        # NaN when the views, or any weight (key encoder and queue included), are not finite.
+        finite = ops.logical_and(finite, utils.weights_finite(self))
         weight = ops.cast(count, "float32")
-        self.loss_tracker.update_state(loss, sample_weight=weight)
-        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
+        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=weight)
+        self.accuracy_tracker.update_state(utils.nan_unless(finite, accuracy), sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):

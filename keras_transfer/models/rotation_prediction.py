@@ -17,7 +17,8 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
     Each batch of B images becomes 4B rotated copies with labels 0..3 (quarter turns,
     counter-clockwise); the encoder and a linear `rotation_head` are trained with
     sparse cross-entropy (float32). Images must be square. `call(x)` returns the
-    encoder's features.
+    encoder's features. The metrics are NaN for a step on non-finite images or
+    one that leaves a weight non-finite (`keras.callbacks.TerminateOnNaN` stops there).
 
     Args:
         encoder: a built Keras model mapping square images to `(batch, features)`.
@@ -76,23 +77,25 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         logits = ops.cast(logits, "float32")
         losses = ops.logsumexp(logits, axis=1) - ops.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
         hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), labels), "float32")
-        return ops.mean(losses), ops.mean(hits), ops.shape(labels)[0]
+        return ops.mean(losses), ops.mean(hits), ops.shape(labels)[0], utils.all_finite([x])
 
-    def _report(self, loss, accuracy, count):
+    def _report(self, loss, accuracy, count, finite):
+        # NaN when the images or any weight are not finite (TerminateOnNaN then stops).
+        finite = ops.logical_and(finite, utils.weights_finite(self))
         weight = ops.cast(count, "float32")
-        self.loss_tracker.update_state(loss, sample_weight=weight)
-        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
+        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=weight)
+        self.accuracy_tracker.update_state(utils.nan_unless(finite, accuracy), sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
-            loss, accuracy, count = self._loss(x, training=True)
+            loss, accuracy, count, finite = self._loss(x, training=True)
             total = loss + ops.cast(sum(self.losses), "float32") if self.losses else loss
             scaled = self.optimizer.scale_loss(total)
         self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        return self._report(loss, accuracy, count)
+        return self._report(loss, accuracy, count, finite)  # weights checked after the update
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -45,7 +45,9 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
 
     Metrics: `loss` (NT-Xent, mean over the 2N anchors of the global batch) and
     `contrastive_accuracy` (share of anchors whose positive is the most similar
-    of the 2N - 1 candidates).
+    of the 2N - 1 candidates). Both are NaN for a step whose views hold NaN or
+    infinite values or that leaves a weight non-finite, so
+    `keras.callbacks.TerminateOnNaN` stops there.
     """
 
     def __init__(
@@ -106,16 +108,19 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
         if self.losses:
             loss = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
         accuracy = distributed.global_mean(utils.float32_sum(hits), count)
-        return loss, accuracy, count
+        return loss, accuracy, count, utils.all_finite([view_1, view_2])
 
-    def _report(self, loss, accuracy, count):
+    def _report(self, loss, accuracy, count, finite):
+        # NaN on this replica's share when its views or the weights are not finite: the
+        # sums below carry it to every replica, so `TerminateOnNaN` sees it.
+        finite = ops.logical_and(finite, utils.weights_finite(self))
+        loss = utils.nan_unless(finite, tf.stop_gradient(loss))
+        accuracy = utils.nan_unless(finite, accuracy)
         # Every replica reports the same global values, so any metric aggregation is exact;
         # weighting by the global anchor count makes the epoch value the mean over anchors
         # (a final partial batch counts for what it holds).
         weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
-        self.loss_tracker.update_state(
-            distributed.all_reduce_sum(tf.stop_gradient(loss)), sample_weight=weight
-        )
+        self.loss_tracker.update_state(distributed.all_reduce_sum(loss), sample_weight=weight)
         self.accuracy_tracker.update_state(distributed.all_reduce_sum(accuracy), sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -123,16 +128,15 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
-            loss, accuracy, count = self._contrastive(x, training=True)
+            loss, accuracy, count, finite = self._contrastive(x, training=True)
             scaled = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, trainable)
         self.optimizer.apply(gradients, trainable)
-        return self._report(loss, accuracy, count)
+        return self._report(loss, accuracy, count, finite)  # weights checked after the update
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        loss, accuracy, count = self._contrastive(x, training=False)
-        return self._report(loss, accuracy, count)
+        return self._report(*self._contrastive(x, training=False))
 
     def get_config(self):
         config = super().get_config()

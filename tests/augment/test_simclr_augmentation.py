@@ -133,4 +133,10 @@ class SimCLRAugmentationTest(TestCase):
                                     simclr_dataset, self.images[..., 0], 4)
         self.assertRaisesValueError("at least one example", simclr_dataset, self.images[:0], 4)
         self.assertRaisesValueError("NumPy array or tensor", simclr_dataset, [1, 2], 4)
+        bad = self.images.astype("float32")
+        bad[2, 5, 5, 0] = np.nan
+        bad[3, 1, 1, 1] = np.inf
+        self.assertRaisesValueError(["`x` must contain only finite values", "x with 2 NaN or infinite",
+                                     "Clean or impute"], simclr_dataset, bad, 4)
+        self.assertRaisesValueError("x with 2 NaN", simclr_dataset, tf.constant(bad), 4)
         self.assertRaisesValueError("`batch_size` must be a positive", simclr_dataset, self.images, 0)

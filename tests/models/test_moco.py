@@ -4,8 +4,10 @@ import tensorflow as tf
 
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.models import MoCo
+from tests.models.test_simclr import assert_nan_is_reported
 from tests.models.test_simclr import make_encoder
 from tests.models.test_simclr import make_pairs
+from tests.models.test_simclr import nan_hiding_encoder
 from tests.models.test_simclr import pairs_dataset
 from tests.test_case import TestCase
 
@@ -259,6 +261,13 @@ class MoCoTest(TestCase):
         v1, v2 = make_pairs(8)
         self.run_fit_then_export_test(lambda: self.build(encoder=make_bn_encoder(), seed=1),
                                       pairs_dataset(v1, v2, 4), v1)
+
+    def test_nan_is_reported_and_stops_training(self):
+        v1, v2 = make_pairs(16)
+        bad = v1.copy()
+        bad[0, 3, 3, 0] = np.nan
+        assert_nan_is_reported(self, lambda: self.build(encoder=nan_hiding_encoder(), queue_size=16),
+                               pairs_dataset(bad, v2, 4), pairs_dataset(v1, v2, 4))
 
     def test_mixed_precision_and_augmenter(self):
         v1, v2 = make_pairs(4)

@@ -6,7 +6,9 @@ import numpy as np
 from keras_transfer.models import DenoisingAutoencoder
 from keras_transfer.models import MaskedImputation
 from keras_transfer.models import RotationPrediction
+from tests.models.test_simclr import assert_nan_is_reported
 from tests.models.test_simclr import make_encoder
+from tests.models.test_simclr import nan_hiding_encoder
 from tests.test_case import TestCase
 
 
@@ -56,6 +58,23 @@ class PretextCommonTest(TestCase):
 
     def test_masked_imputation(self):
         self.check_model(lambda: MaskedImputation(make_encoder(), mask_rate=0.5, patch_size=2))
+
+    def test_nan_is_reported_and_stops_training(self):
+        clean = images(16)
+        bad = clean.copy()
+        bad[0, 3, 3, 0] = np.nan
+        for make in (
+            lambda: RotationPrediction(nan_hiding_encoder()),
+            lambda: DenoisingAutoencoder(nan_hiding_encoder(), noise_stddev=0.1, seed=0),
+            lambda: MaskedImputation(nan_hiding_encoder(), mask_rate=0.5, seed=0),
+        ):
+            def build(make=make):
+                model = make()
+                model.compile(optimizer=keras.optimizers.Adam(1e-2))
+                return model
+
+            with self.subTest(type(make()).__name__):
+                assert_nan_is_reported(self, build, bad, clean, fit_kwargs={"batch_size": 8})
 
 
 class RotationPredictionTest(TestCase):

@@ -40,6 +40,63 @@ def pairs_dataset(v1, v2, batch_size):
     return tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(batch_size)
 
 
+def nan_hiding_encoder(input_shape=(8, 8, 1)):
+    """Conv -> max pooling: a NaN pixel's neighbours win the max, so the forward pass (and the
+    loss) stays finite while the kernel's gradient (and then the kernel) is NaN; with a NaN
+    kernel every window is NaN and max pooling outputs the same finite number everywhere."""
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, padding="same"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.GlobalAveragePooling2D(),
+        ],
+        name="encoder",
+    )
+
+
+class BatchLog(keras.callbacks.Callback):
+    """Per training batch: the logged metrics and whether all weights were finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs, self.weights_finite = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logs.append({k: float(v) for k, v in logs.items()})
+        self.weights_finite.append(all(np.all(np.isfinite(w.numpy())) for w in self.model.weights))
+
+
+def assert_nan_is_reported(test, build, bad_data, clean_data, fit_kwargs=None):
+    """`build()` is a compiled model; `bad_data` has a NaN in its first batch.
+
+    TerminateOnNaN must stop at batch 0 with every metric NaN; without it, no batch may log a
+    finite metric while a weight is NaN, and `evaluate` on clean data with the NaN weights
+    must say NaN too.
+    """
+    fit_kwargs = dict(fit_kwargs or {}, verbose=0, shuffle=False)
+    model = build()
+    log = BatchLog()
+    model.fit(bad_data, epochs=3, callbacks=[keras.callbacks.TerminateOnNaN(), log], **fit_kwargs)
+    test.assertEqual(len(log.logs), 1, f"TerminateOnNaN did not stop at batch 0: {log.logs}")
+    for name, value in log.logs[0].items():
+        test.assertTrue(np.isnan(value), f"{name} logged {value} on a batch holding NaN")
+    model = build()
+    log = BatchLog()
+    model.fit(bad_data, epochs=1, callbacks=[log], **fit_kwargs)
+    model.fit(clean_data, epochs=1, callbacks=[log], **fit_kwargs)
+    test.assertFalse(log.weights_finite[0])  # the NaN batch broke the weights
+    for logs, finite in zip(log.logs, log.weights_finite):
+        if not finite:
+            for name, value in logs.items():
+                test.assertTrue(np.isnan(value), f"{name} logged {value} while a weight is NaN")
+    kwargs = {"batch_size": fit_kwargs["batch_size"]} if "batch_size" in fit_kwargs else {}
+    result = model.evaluate(clean_data, verbose=0, return_dict=True, **kwargs)
+    for name, value in result.items():
+        test.assertTrue(np.isnan(value), f"evaluate's {name} is {value} while the weights are NaN")
+
+
 class SimCLRTest(TestCase):
     def build(self, **kwargs):
         kwargs.setdefault("projection_dim", 4)
@@ -95,6 +152,23 @@ class SimCLRTest(TestCase):
         v1, v2 = make_pairs(8)
         model, _ = self.run_fit_then_export_test(self.build, pairs_dataset(v1, v2, 8), v1)
         self.assertAllClose(model.predict(v1, verbose=0), model.encoder.predict(v1, verbose=0))
+
+    def test_nan_is_reported_and_stops_training(self):
+        # Before the fix the first batch logged a finite loss while the kernel was NaN, and
+        # with NaN weights every later batch logged a constant finite loss.
+        v1, v2 = make_pairs(16)
+        bad = v1.copy()
+        bad[0, 3, 3, 0] = np.nan
+
+        def build():
+            model = SimCLR(nan_hiding_encoder(), projection_dim=4, temperature=0.5)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2))
+            return model
+
+        assert_nan_is_reported(self, build, pairs_dataset(bad, v2, 8), pairs_dataset(v1, v2, 8))
+        # A clean model on clean data still reports finite values (the check is not always NaN).
+        history = build().fit(pairs_dataset(v1, v2, 8), epochs=1, verbose=0)
+        self.assertTrue(np.all(np.isfinite(history.history["loss"])))
 
     def test_augmenter_inside_the_step(self):
         model = self.build(augmenter=SimCLRAugmentation(8, blur_probability=0.0))
