@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.models.source_only import nan_unless_finite
 from keras_transfer.utils import validation
 
 
@@ -118,9 +119,9 @@ class DANN(SourceOnly):
         return [self.domain_loss_tracker, self.domain_accuracy_tracker]
 
     def domain_logits(self, x, training=False):
-        """Domain logits (positive: target) of inputs `x`."""
+        """Domain logits (positive: target) of inputs `x`, as float32."""
         features = self.feature_extractor(x, training=training)
-        return self.domain_classifier(features, training=training)
+        return ops.cast(self.domain_classifier(features, training=training), "float32")
 
     def _adaptation(self, source_features, target_features, source_scores, training):
         features = ops.concatenate([source_features, target_features], axis=0)
@@ -142,6 +143,7 @@ class DANN(SourceOnly):
         else:
             losses = keras.losses.sparse_categorical_crossentropy(domain, logits, from_logits=True)
             correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), domain), "float32")
+        correct = nan_unless_finite(correct, logits)
         domain_loss = ops.mean(losses)
         logs = {"domain_loss": (domain_loss, None), "domain_accuracy": (correct, None)}
         return self.domain_loss_weight * domain_loss, logs

@@ -44,6 +44,29 @@ def _rows(x):
     return ops.shape(_first(x))[0]
 
 
+def _float32_outputs(outputs):
+    """Half-precision outputs (mixed precision) as float32; other dtypes unchanged."""
+
+    def cast(t):
+        if keras.backend.standardize_dtype(t.dtype) in ("float16", "bfloat16"):
+            return ops.cast(t, "float32")
+        return t
+
+    return tf.nest.map_structure(cast, outputs)
+
+
+def nan_unless_finite(correct, scores):
+    """`correct` (one value per example) where the example's `scores` are finite, else NaN.
+
+    An accuracy computed from NaN scores would read as a plausible number (argmax of
+    NaN is 0) while the model is broken: NaN keeps `TerminateOnNaN`-style checks honest.
+    """
+    finite = ops.isfinite(ops.cast(scores, "float32"))
+    if len(finite.shape) > len(correct.shape):
+        finite = ops.all(finite, axis=-1)
+    return ops.where(finite, correct, ops.full_like(correct, float("nan")))
+
+
 class _Unpacked:
     __slots__ = ("source_x", "target_x", "source_y", "sample_weight")
 
@@ -192,7 +215,9 @@ class SourceOnly(ExportsDeclaredInputs, keras.Model):
 
     # -------------------------------------------------------------- inference
     def call(self, inputs, training=None):
-        return self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
+        """Class scores of `inputs`; float32 under a mixed-precision policy."""
+        scores = self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
+        return _float32_outputs(scores)
 
     # ---------------------------------------------------------------- metrics
     @property
@@ -276,7 +301,7 @@ class SourceOnly(ExportsDeclaredInputs, keras.Model):
             threshold = 0.0 if self.from_logits else 0.5
             predicted = ops.cast(scores > threshold, "float32")
             correct = ops.mean(ops.cast(ops.equal(predicted, y), "float32"), axis=-1)
-            return losses, correct
+            return losses, nan_unless_finite(correct, scores)
         if len(y.shape) == len(scores.shape) and y.shape[-1] == classes:
             losses = keras.losses.categorical_crossentropy(y, scores, from_logits=self.from_logits)
             truth = ops.argmax(y, axis=-1)
@@ -288,7 +313,7 @@ class SourceOnly(ExportsDeclaredInputs, keras.Model):
             )
             truth = y
         correct = ops.cast(ops.equal(ops.argmax(scores, axis=-1), ops.cast(truth, "int64")), "float32")
-        return losses, correct
+        return losses, nan_unless_finite(correct, scores)
 
     @staticmethod
     def _weighted_mean(values, sample_weight):

@@ -205,7 +205,9 @@ class DANNTest(TestCase):
             return model
 
         model, _ = self.run_mixed_precision_test(build, one_batch(self.xs, self.xt, self.ys))
-        self.assertEqual(model.predict(self.xs, verbose=0).dtype, np.float16)
+        # Computed in float16, served as float32 (issue 15 §4: float32 outputs).
+        self.assertEqual(model.label_classifier.compute_dtype, "float16")
+        self.assertEqual(model.predict(self.xs, verbose=0).dtype, np.float32)
 
     def test_bad_input(self):
         fe, lc, dc = parts()
