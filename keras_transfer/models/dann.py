@@ -119,9 +119,12 @@ class DANN(SourceOnly):
         return [self.domain_loss_tracker, self.domain_accuracy_tracker]
 
     def domain_logits(self, x, training=False):
-        """Domain logits (positive: target) of inputs `x`, as float32."""
+        """Domain logits (positive: target) of inputs `x`; float32 under mixed precision."""
         features = self.feature_extractor(x, training=training)
-        return ops.cast(self.domain_classifier(features, training=training), "float32")
+        logits = self.domain_classifier(features, training=training)
+        if keras.backend.standardize_dtype(logits.dtype) in ("float16", "bfloat16"):
+            logits = ops.cast(logits, "float32")
+        return logits
 
     def _adaptation(self, source_features, target_features, source_scores, training):
         features = ops.concatenate([source_features, target_features], axis=0)
