@@ -3,6 +3,10 @@
 import keras
 from keras import ops
 
+from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._task_signature import declared_input
+from keras_transfer.models._task_signature import task_input_signature
 from keras_transfer.models.meta_model import _check_task_shapes
 from keras_transfer.models.meta_model import unpack_tasks
 from keras_transfer.utils import validation
@@ -14,7 +18,7 @@ def _mlp(units, depth, out, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class BlackBoxLearner(keras.Model):
+class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
     """phi_i = {h_i, theta_g}: the support set is summarised into a context `h_i`.
 
     `pooling="mean"` (regression, the neural-process set encoder): each support pair
@@ -35,6 +39,10 @@ class BlackBoxLearner(keras.Model):
     Inputs and shapes as for `MetaModel`/`ProtoNet` (a dict or tuple of support_x,
     support_y, query_x, batch axis = tasks); the output is `[T, Q, num_outputs]` and `fit`
     is the standard one with the user's loss (from_logits for classification).
+    `export()` works straight after `fit` and after `.keras` reload; its signature takes
+    any number of tasks, support and query examples, with `support_y` as int64 class ids
+    (classification) or float32 targets (regression). A step whose predictions or
+    updated weights are not finite logs NaN for every metric (`TerminateOnNaN` stops there).
 
     Args:
         num_outputs: outputs per query example (classes for classification).
@@ -121,6 +129,17 @@ class BlackBoxLearner(keras.Model):
             return ops.squeeze(logits, -1)
         context = ops.broadcast_to(context[:, None, :], ops.shape(query)[:2] + (self.context_dim,))
         return self.predictor(ops.concatenate([query, context], axis=-1), training=training)
+
+    def serving_input_signature(self):
+        shape, dtype = (None, "float32") if self.feature_encoder is None else declared_input(
+            self.feature_encoder)
+        if self.num_classes is not None:
+            return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
+        return task_input_signature(self, dtype, "float32", feature_shape=shape)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return compute_metrics_nan_unless_finite(
+            self, super().compute_metrics, x, y, y_pred, sample_weight)
 
     def get_config(self):
         config = super().get_config()

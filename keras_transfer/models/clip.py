@@ -3,7 +3,10 @@
 Two towers (any Keras image model, any Keras text model over token ids), a
 linear projection each to `projection_dim`, unit-normalised embeddings, and a
 learned logit scale: `logits = exp(s) * I @ T^T`, trained with the symmetric
-cross-entropy (`keras_transfer.losses.clip_loss`). `s` starts at ln(1 / 0.07)
+cross-entropy (`keras_transfer.losses.clip_loss`). The variable holds the log `s`
+(`model.log_logit_scale`); `model.logit_scale` is the multiplier `exp(s)`, the value
+`clip_loss` takes (`get_logit_scale()`: the same as a Python float, for `ZeroShotHead`).
+`s` starts at ln(1 / 0.07)
 and is clamped to [0, ln 100] after every optimizer step (as open_clip does),
 so `exp(s)` never overflows, also under `mixed_float16` (the scale is a float32
 variable and the logits and loss are float32).
@@ -25,6 +28,11 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._finite_logs import nan_unless
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._task_signature import declared_input
+from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.losses.clip_loss import clip_loss_terms
 from keras_transfer.losses.clip_loss import l2_normalize
 from keras_transfer.utils import distributed
@@ -48,7 +56,7 @@ def _batch_error(n_img, n_txt):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class CLIP(keras.Model):
+class CLIP(ExportsDeclaredInputs, keras.Model):
     """Two-tower contrastive image-text model with its own `train_step`.
 
     Args:
@@ -68,7 +76,20 @@ class CLIP(keras.Model):
     no labels (`fit(x)` or datasets of `x`). `call` returns the unit-norm
     float32 `{"image_embeddings", "text_embeddings"}`. Metrics: `loss`,
     `image_to_text_accuracy`, `text_to_image_accuracy` (top-1 within the batch)
-    and the current `logit_scale` (the multiplier).
+    and the current `logit_scale` (the multiplier). A step whose logits or updated
+    weights are not finite logs NaN for all of them (`TerminateOnNaN` stops there).
+
+    Attributes:
+        log_logit_scale: the trained float32 variable `s` (the LOG of the multiplier),
+            clamped to [0, ln max_logit_scale].
+        logit_scale: the multiplier `exp(s)` as a float32 tensor: pass this to
+            `clip_loss(..., logit_scale)`. `get_logit_scale()` is the same as a Python float.
+
+    `export()` works straight after `fit` and after `.keras` reload: the serving
+    signature takes `{"images": float32, "token_ids": int32}` (also the input names of
+    `serving_default`) (the text encoder's own
+    `Input` dtype when it declares one, e.g. keras-hub's int32 ids). Cast the int64
+    ids of a `TextVectorization` tokenizer (`word_tokenizer`) to int32 before sending.
     """
 
     def __init__(self, image_encoder, text_encoder, projection_dim=64, logit_scale_init=1.0 / 0.07,
@@ -106,13 +127,16 @@ class CLIP(keras.Model):
             self.projection_dim, use_bias=False, name="image_projection")
         self.text_projection = keras.layers.Dense(
             self.projection_dim, use_bias=False, name="text_projection")
-        self.logit_scale = self.add_weight(
+        # The log of the multiplier. Named so that it cannot be taken for the multiplier
+        # `clip_loss` wants (`self.logit_scale`); the `.keras` files keep variables by
+        # position, so files saved when it was called `logit_scale` load unchanged.
+        self.log_logit_scale = self.add_weight(
             shape=(),
             initializer=keras.initializers.Constant(math.log(self.logit_scale_init)),
             dtype="float32",
             autocast=False,
             constraint=_ClampLogScale(0.0, math.log(self.max_logit_scale)),
-            name="logit_scale",
+            name="log_logit_scale",
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.i2t_tracker = keras.metrics.Mean(name="image_to_text_accuracy")
@@ -157,9 +181,43 @@ class CLIP(keras.Model):
             "text_embeddings": self.embed_text(token_ids, training=training),
         }
 
+    @property
+    def logit_scale(self):
+        """The multiplier `exp(log_logit_scale)` on cosine similarities (float32 tensor,
+        differentiable): the `logit_scale` argument of `clip_loss`."""
+        return ops.exp(self.log_logit_scale)
+
     def get_logit_scale(self):
-        """The current multiplier `exp(s)` as a Python float."""
-        return float(math.exp(float(ops.convert_to_numpy(self.logit_scale))))
+        """The current multiplier `exp(log_logit_scale)` as a Python float."""
+        return float(math.exp(float(ops.convert_to_numpy(self.log_logit_scale))))
+
+    def serving_input_signature(self):
+        """`[{"images": float32 (None, *image_shape), "token_ids": int32 (None, length)}]`."""
+        image_shape, image_dtype = declared_input(self.image_encoder)
+        token_shape, token_dtype = declared_input(self.text_encoder, "int32")
+        if not tf.as_dtype(token_dtype).is_integer:
+            token_dtype = "int32"
+        if image_shape is None or token_shape is None:
+            recorded = recorded_input_shapes(self)
+            if isinstance(recorded, dict) and {"images", "token_ids"} <= set(recorded):
+                recorded = (recorded["images"], recorded["token_ids"])
+            if isinstance(recorded, (list, tuple)) and len(recorded) == 2:
+                image_shape = image_shape or tuple(recorded[0][1:])
+                token_shape = token_shape or tuple(recorded[1][1:])
+        if token_shape is None and getattr(self.text_encoder, "sequence_length", None):
+            token_shape = (None,)
+        if image_shape is None or token_shape is None:
+            raise ValueError(
+                "`CLIP.export()` needs the input shapes. Received: a model never called, whose "
+                "encoders declare no `keras.Input`. Call it once on {'images': ..., 'token_ids': "
+                "...}, fit it, or pass `input_signature=`."
+            )
+        return [{
+            "images": keras.InputSpec(shape=(None,) + tuple(image_shape), dtype=image_dtype,
+                                      name="images"),
+            "token_ids": keras.InputSpec(shape=(None,) + tuple(token_shape), dtype=token_dtype,
+                                         name="token_ids"),
+        }]
 
     def encode_images(self, images, batch_size=256):
         """NumPy unit-norm embeddings of a whole image array, in batches."""
@@ -243,13 +301,16 @@ class CLIP(keras.Model):
         all_image = distributed.all_gather_with_grad(image)
         all_text = distributed.all_gather_with_grad(text)
         labels = distributed.global_batch_labels(image)
-        scale = ops.exp(self.logit_scale)
-        ce_i, ce_t, i2t, t2i = clip_loss_terms(image, text, all_image, all_text, labels, scale)
+        ce_i, ce_t, i2t, t2i = clip_loss_terms(image, text, all_image, all_text, labels, self.logit_scale)
         local_n = tf.shape(image)[0]
         loss = distributed.global_mean(0.5 * (ops.sum(ce_i) + ops.sum(ce_t)), local_n)
-        # Metrics: global values, identical on every replica.
-        hits_i = ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32"))
-        hits_t = ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32"))
+        # Metrics: global values, identical on every replica. The argmax of NaN logits is a
+        # valid index: NaN hits instead, so no accuracy looks finite while the logits are not.
+        finite = all_finite([i2t, t2i])
+        hits_i = nan_unless(finite, ops.sum(ops.cast(
+            ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32")))
+        hits_t = nan_unless(finite, ops.sum(ops.cast(
+            ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32")))
         count = ops.cast(distributed.global_batch_size(image), "float32")
         stats = {
             "loss": distributed.all_reduce_sum(tf.stop_gradient(loss)),
@@ -278,11 +339,13 @@ class CLIP(keras.Model):
         return images, token_ids
 
     def _report(self, stats):
-        self.loss_tracker.update_state(stats["loss"])
-        self.i2t_tracker.update_state(stats["image_to_text_accuracy"])
-        self.t2i_tracker.update_state(stats["text_to_image_accuracy"])
+        # Weights made NaN by this very step (divergence) must not log a finite value.
+        finite = all_finite([v.value for v in self.trainable_variables])
+        self.loss_tracker.update_state(nan_unless(finite, stats["loss"]))
+        self.i2t_tracker.update_state(nan_unless(finite, stats["image_to_text_accuracy"]))
+        self.t2i_tracker.update_state(nan_unless(finite, stats["text_to_image_accuracy"]))
         logs = {m.name: m.result() for m in self.metrics}
-        logs["logit_scale"] = ops.exp(self.logit_scale)
+        logs["logit_scale"] = nan_unless(finite, self.logit_scale)
         return logs
 
     def train_step(self, data):

@@ -7,6 +7,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._task_signature import declared_input
+from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
 from keras_transfer.utils import validation
 
@@ -573,15 +576,40 @@ class MetaModel(keras.Model):
             v.assign(value)
         return clone
 
-    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs):
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
+               **kwargs):
         """Exports the meta-learned initialisation (the wrapped model's inference path).
 
-        A task-specific model comes from `adapt(...)`, which returns a plain model with its
+        Works straight after `fit` and after `.keras` reload, also for a subclassed
+        wrapped model (its input shape comes from the call that built it). A
+        task-specific model comes from `adapt(...)`, which returns a plain model with its
         own `export()`.
         """
         if verbose is not None:
             kwargs["verbose"] = verbose
+        if input_signature is None:
+            input_signature = self._wrapped_input_signature()
+        if input_signature is not None:
+            kwargs["input_signature"] = input_signature
         return self.model.export(filepath, format=format, **kwargs)
+
+    def _wrapped_input_signature(self):
+        """None for a model with a declared `Input` (Keras exports it as is); otherwise a
+        spec from the shape the wrapped model was built with."""
+        shape, _ = declared_input(self.model)
+        if shape is not None:
+            return None
+        recorded = recorded_input_shapes(self.model)
+        if not (isinstance(recorded, (list, tuple)) and recorded
+                and all(d is None or isinstance(d, int) for d in recorded)):
+            return None  # Keras's own message if it cannot export either
+        dtype = self.model.trainable_variables[0].dtype
+        return [keras.InputSpec(shape=(None,) + tuple(recorded[1:]), dtype=dtype)]
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Compiled metrics; NaN for all of them once predictions or weights are not finite."""
+        return compute_metrics_nan_unless_finite(
+            self, super().compute_metrics, x, y, y_pred, sample_weight)
 
     # ---------------------------------------------------------- serialisation
     def get_config(self):

@@ -3,13 +3,17 @@
 import keras
 from keras import ops
 
+from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._task_signature import declared_input
+from keras_transfer.models._task_signature import task_input_signature
 from keras_transfer.models.meta_model import _check_task_shapes
 from keras_transfer.models.meta_model import unpack_tasks
 from keras_transfer.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class ProtoNet(keras.Model):
+class ProtoNet(ExportsDeclaredInputs, keras.Model):
     """Class prototypes = mean support embeddings; logits = -squared Euclidean distance.
 
     Inputs are episodes, as produced by `keras_transfer.datasets.sample_episodes`:
@@ -18,6 +22,12 @@ class ProtoNet(keras.Model):
     Train with the standard `fit` and
     `compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])`
     on the query labels `[E, Q]`. A plain tensor input returns its embeddings.
+
+    `export()` works straight after `fit` and after `.keras` reload; its signature
+    takes episodes with any number of tasks, support and query examples, and
+    `support_y` as int64 class ids (what `sample_episodes` and NumPy give).
+    A step whose predictions or updated weights are not finite logs NaN for every
+    metric, so `keras.callbacks.TerminateOnNaN` stops at that batch.
 
     Args:
         encoder: a Keras model/layer mapping `[B, ...]` inputs to `[B, D]` embeddings.
@@ -62,6 +72,14 @@ class ProtoNet(keras.Model):
         # -||q - p||^2 = 2 q.p - |q|^2 - |p|^2
         cross = ops.einsum("eqd,end->eqn", query_z, protos)
         return 2.0 * cross - ops.sum(query_z**2, -1)[..., None] - ops.sum(protos**2, -1)[:, None, :]
+
+    def serving_input_signature(self):
+        shape, dtype = declared_input(self.encoder)
+        return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return compute_metrics_nan_unless_finite(
+            self, super().compute_metrics, x, y, y_pred, sample_weight)
 
     def get_config(self):
         config = super().get_config()

@@ -63,7 +63,7 @@ def main():
 
     # Clamp after a step (learning rate 0: only the constraint moves the scale).
     mirrored.optimizer.learning_rate.assign(0.0)
-    mirrored.logit_scale.assign(math.log(150.0))
+    mirrored.log_logit_scale.assign(math.log(150.0))
     mirrored.fit(data, batch_size=8, epochs=1, steps_per_epoch=1, verbose=0)
     result = {
         "max_weight_difference": max(differences),
@@ -72,7 +72,7 @@ def main():
         "single": {k: float(v[-1]) for k, v in history_single.items()},
         "mirrored": {k: float(v[-1]) for k, v in history_mirrored.items()},
         "replicas": strategy.num_replicas_in_sync,
-        "clamped_scale": float(np.exp(mirrored.logit_scale.numpy())),
+        "clamped_scale": mirrored.get_logit_scale(),
     }
     print("RESULT " + json.dumps(result))
 

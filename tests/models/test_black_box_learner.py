@@ -3,6 +3,7 @@ import keras
 
 from keras_transfer.datasets import sinusoid_tasks
 from keras_transfer.models import BlackBoxLearner
+from tests.models._terminate_on_nan import assert_terminates_on_nan
 from tests.test_case import TestCase
 
 
@@ -41,6 +42,44 @@ class BlackBoxLearnerTest(TestCase):
         self.run_serialization_test(model, x)
         self.run_export_test(model, x)
         self.run_mixed_precision_test(self.build, x, y, batch_size=16)
+
+    def test_export_straight_after_fit_and_reload(self):
+        # Regression: float32 targets in the support set.
+        x, y = sinusoid_tasks(8, 5, 4, seed=2)
+        self.run_fit_then_export_test(self.build, x, x, fit_y=y, batch_size=4)
+
+        # Classification: int64 class ids (as NumPy and sample_episodes give them), any shots.
+        def build():
+            keras.utils.set_random_seed(0)
+            model = BlackBoxLearner(3, num_classes=3, context_dim=4, hidden_units=8)
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            return model
+
+        x, y = gaussian_episodes(8)
+        self.assertEqual(x[1].dtype, np.int64)
+        _, reloaded = self.run_fit_then_export_test(build, x, x, fit_y=y, batch_size=4)
+        import os
+
+        import tensorflow as tf
+
+        path = os.path.join(self.get_temp_dir(), "exported")
+        reloaded.export(path, verbose=False)
+        other, _ = gaussian_episodes(3, k_shot=4, queries=2, seed=5)
+        outputs = tf.saved_model.load(path).signatures["serving_default"](
+            support_x=other[0], support_y=other[1], query_x=other[2])
+        self.assertAllClose(next(iter(outputs.values())), reloaded.predict(other, verbose=0), atol=1e-5)
+
+    def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
+        (sx, sy, qx), qy = gaussian_episodes(16)
+        sx = sx.copy()
+        sx[0, 0, 0] = np.nan
+        model = BlackBoxLearner(3, num_classes=3, context_dim=4, hidden_units=8)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        assert_terminates_on_nan(self, model, (sx, sy, qx), qy, stop_batch=0, batch_size=4)
+        x, y = sinusoid_tasks(32, 5, 4, seed=2)
+        model = self.build()
+        model.compile(optimizer=keras.optimizers.SGD(1e30), loss="mse", metrics=["mae"])
+        assert_terminates_on_nan(self, model, x, y, batch_size=4)
 
     def test_classification_and_errors(self):
         keras.utils.set_random_seed(0)

@@ -9,8 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_transfer.layers import TextTransformerEncoder
+from keras_transfer.losses import clip_loss
 from keras_transfer.models import CLIP
 from tests.losses.test_clip_loss import numpy_clip_loss
+from tests.models._terminate_on_nan import assert_terminates_on_nan
 from tests.test_case import TestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,12 +46,76 @@ class CLIPTest(TestCase):
 
     def test_logit_scale_initialisation_and_config(self):
         model = build_clip()
-        self.assertAllClose(model.logit_scale, math.log(1 / 0.07), atol=1e-6)
-        self.assertEqual(keras.backend.standardize_dtype(model.logit_scale.dtype), "float32")
+        self.assertAllClose(model.log_logit_scale, math.log(1 / 0.07), atol=1e-6)
+        self.assertEqual(keras.backend.standardize_dtype(model.log_logit_scale.dtype), "float32")
         self.assertAlmostEqual(model.get_logit_scale(), 1 / 0.07, places=4)
         config = model.get_config()
         self.assertEqual(config["projection_dim"], 6)
         self.assertEqual(config["max_logit_scale"], 100.0)
+
+    def test_logit_scale_is_the_multiplier_and_the_variable_its_log(self):
+        model = build_clip(logit_scale_init=20.0)
+        self.assertTrue(model.log_logit_scale.path.endswith("/log_logit_scale"), model.log_logit_scale.path)
+        self.assertAllClose(model.log_logit_scale, math.log(20.0), atol=1e-6)
+        # `model.logit_scale` is what clip_loss takes: passing it gives the model's own loss.
+        self.assertAllClose(model.logit_scale, 20.0, atol=1e-4)
+        self.assertAlmostEqual(model.get_logit_scale(), 20.0, places=4)
+        out = model.predict(self.data, verbose=0)
+        model.compile(optimizer="sgd")
+        logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
+        self.assertAllClose(clip_loss(out["image_embeddings"], out["text_embeddings"], model.logit_scale),
+                            numpy_clip_loss(out["image_embeddings"], out["text_embeddings"], 20.0).mean(),
+                            atol=1e-5)
+        self.assertAllClose(logs["loss"], clip_loss(out["image_embeddings"], out["text_embeddings"],
+                                                    model.logit_scale), atol=1e-5)
+        # It is read-only: the log scale is changed through `log_logit_scale`.
+        with self.assertRaises(AttributeError):
+            model.logit_scale = 3.0
+        with self.assertRaises(AttributeError):
+            model.logit_scale.assign(3.0)
+
+    def test_keras_file_saved_before_the_rename_loads(self):
+        # Saved by the version whose variable was called `logit_scale` (set to ln 20).
+        path = os.path.join(ROOT, "tests", "models", "data", "clip_saved_before_log_logit_scale_rename.keras")
+        model = keras.saving.load_model(path)
+        self.assertAlmostEqual(model.get_logit_scale(), 20.0, places=4)
+        self.assertAllClose(model.log_logit_scale, math.log(20.0), atol=1e-6)
+        out = model.predict(self.data, verbose=0)
+        self.assertAllClose(np.linalg.norm(out["image_embeddings"], axis=1), np.ones(8), atol=1e-5)
+        # And a file saved now round-trips the renamed variable.
+        model.log_logit_scale.assign(math.log(30.0))
+        reloaded = self.run_serialization_test(model, self.data)
+        self.assertAlmostEqual(reloaded.get_logit_scale(), 30.0, places=3)
+
+    def test_export_straight_after_fit_and_reload_takes_int32_token_ids(self):
+        def build():
+            model = build_clip()
+            model.compile(optimizer="adam")
+            return model
+
+        self.assertEqual(self.data["token_ids"].dtype, np.int32)
+        model, reloaded = self.run_fit_then_export_test(build, self.data, self.data, batch_size=8)
+        path = os.path.join(self.get_temp_dir(), "exported")
+        reloaded.export(path, verbose=False)
+        _, specs = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature
+        self.assertEqual(specs["token_ids"].dtype, tf.int32)
+        self.assertEqual(specs["images"].dtype, tf.float32)
+        self.assertEqual(tuple(specs["images"].shape), (None, 6, 6, 1))
+
+    def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
+        # Divergence: a huge learning rate.
+        model = build_clip()
+        model.compile(optimizer=keras.optimizers.SGD(1e30))
+        assert_terminates_on_nan(self, model, make_data(32), batch_size=8)
+        # NaN logits give NaN accuracies (argmax of NaN would be a valid index).
+        model = build_clip()
+        model(self.data)
+        model.compile(optimizer="sgd")
+        model.image_projection.kernel.assign(np.full((4, 6), np.nan, "float32"))
+        logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
+        for name, value in logs.items():
+            self.assertTrue(np.isnan(value), f"{name}={value} with NaN weights")
+        # NaN inputs stop at batch 0 with an error naming them (arrays and datasets: test_bad_data).
 
     def test_embeddings_are_projected_unit_vectors(self):
         model = self.model
@@ -81,12 +147,12 @@ class CLIPTest(TestCase):
         model.compile(optimizer=keras.optimizers.SGD(0.1))
         out = model.predict(self.data, verbose=0)
         image, text = out["image_embeddings"].astype("float64"), out["text_embeddings"].astype("float64")
-        s0 = float(model.logit_scale.numpy())
+        s0 = float(model.log_logit_scale.numpy())
         eps = 1e-4
         numeric = (numpy_clip_loss(image, text, math.exp(s0 + eps), False).mean()
                    - numpy_clip_loss(image, text, math.exp(s0 - eps), False).mean()) / (2 * eps)
         model.fit(self.data, batch_size=8, epochs=1, verbose=0, shuffle=False)
-        self.assertAllClose(float(model.logit_scale.numpy()), s0 - 0.1 * numeric, atol=1e-5)
+        self.assertAllClose(float(model.log_logit_scale.numpy()), s0 - 0.1 * numeric, atol=1e-5)
 
     def test_fit_tuple_and_two_array_forms(self):
         model = build_clip()
@@ -116,7 +182,7 @@ class CLIPTest(TestCase):
         model = build_clip()
         model.compile(optimizer=keras.optimizers.SGD(0.0))
         model(self.data)
-        model.logit_scale.assign(math.log(1000.0))
+        model.log_logit_scale.assign(math.log(1000.0))
         model.fit(self.data, batch_size=8, epochs=1, verbose=0)
         self.assertAllClose(model.get_logit_scale(), 100.0, atol=1e-3)
 
@@ -139,13 +205,13 @@ class CLIPTest(TestCase):
             return model
 
         model, history = self.run_mixed_precision_test(build, self.data, batch_size=8)
-        self.assertEqual(keras.backend.standardize_dtype(model.logit_scale.dtype), "float32")
+        self.assertEqual(keras.backend.standardize_dtype(model.log_logit_scale.dtype), "float32")
         self.assertEqual(keras.backend.standardize_dtype(
             model.image_projection.compute_dtype), "float16")
         out = model.predict(self.data, verbose=0)
         self.assertEqual(out["image_embeddings"].dtype, np.float32)
         # A scale at its clamp does not overflow in float16 logits.
-        model.logit_scale.assign(math.log(100.0))
+        model.log_logit_scale.assign(math.log(100.0))
         logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
         self.assertTrue(np.isfinite(logs["loss"]))
 

@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras_transfer.datasets import sinusoid_tasks
 from keras_transfer.models import MetaModel
 from keras_transfer.ops import maml as maml_ops
+from tests.models._terminate_on_nan import assert_terminates_on_nan
 from tests.test_case import TestCase
 
 ALPHA = 0.1
@@ -88,6 +89,11 @@ class SubclassedNet(keras.Model):
 
     def call(self, x):
         return self.head(self.hidden(x))
+
+
+@keras.saving.register_keras_serializable(package="tests_meta_model")
+class RegisteredSubclassedNet(SubclassedNet):
+    pass
 
 
 def f64_tasks(num_tasks=3, k=4, q=5, seed=1):
@@ -388,6 +394,43 @@ class MetaModelTrainingTest(TestCase):
         self.assertFalse(meta.vectorized)
         x, y = self.tasks
         self.run_fit_test(meta, x, y, batch_size=4, steps=2)
+
+    def test_export_straight_after_fit_and_reload(self):
+        x, y = self.tasks
+        self.run_fit_then_export_test(lambda: self.build_mlp(inner_steps=1), x, x[2][0], fit_y=y,
+                                      batch_size=4)
+
+        # A subclassed wrapped model: fit never calls it (stateless_call only), a reloaded
+        # one is built from its config; export takes the shape it was built with.
+        def build_subclassed():
+            keras.utils.set_random_seed(0)
+            net = RegisteredSubclassedNet()
+            net(np.zeros((1, 1), "float32"))
+            meta = MetaModel(net, inner_steps=1, inner_learning_rate=0.05)
+            meta.compile(optimizer="adam", loss="mse")
+            return meta
+
+        self.run_fit_then_export_test(build_subclassed, x, x[2][0], fit_y=y, batch_size=4)
+
+    def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
+        (sx, sy, qx), qy = self.tasks
+        sx = sx.copy()
+        sx[0, 0, 0] = np.nan
+        meta = self.build_mlp(inner_steps=1)
+        assert_terminates_on_nan(self, meta, (sx, sy, qx), qy, stop_batch=0, batch_size=4)
+        # Divergence, with an accuracy metric (the accuracy of NaN logits would be finite).
+        keras.utils.set_random_seed(0)
+        net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4),
+                                keras.layers.Dense(3)])  # weights 1e30 in two layers overflow
+        rng = np.random.default_rng(0)
+        sx = rng.normal(size=(16, 6, 4, 4, 1)).astype("float32")
+        sy = np.tile(np.arange(3).repeat(2), (16, 1))
+        qx = rng.normal(size=(16, 5, 4, 4, 1)).astype("float32")
+        qy = rng.integers(0, 3, size=(16, 5))
+        meta = MetaModel(net, inner_steps=1, inner_learning_rate=0.1)
+        meta.compile(optimizer=keras.optimizers.SGD(1e30), metrics=["accuracy"],
+                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+        assert_terminates_on_nan(self, meta, (sx, sy, qx), qy, batch_size=4)
 
     def test_adapt_returns_plain_model_that_saves_and_exports(self):
         meta = self.build_mlp(inner_steps=1, inner_learning_rate=0.05)

@@ -3,6 +3,7 @@ import keras
 import tensorflow as tf
 
 from keras_transfer.models import ProtoNet
+from tests.models._terminate_on_nan import assert_terminates_on_nan
 from tests.test_case import TestCase
 
 
@@ -54,6 +55,43 @@ class ProtoNetTest(TestCase):
             return tf.reduce_sum(tf.sin(protos) * tf.range(1.0, 5.0, dtype="float64"))
 
         self.run_gradient_check(loss_of_support, [np.random.default_rng(1).normal(size=(1, 6, 4))])
+
+    def test_export_straight_after_fit_and_reload_takes_int64_labels(self):
+        x, y = episodes(e=4)
+        self.assertEqual(x[1].dtype, np.int64)  # as sample_episodes and NumPy give them
+        model, reloaded = self.run_fit_then_export_test(self.build, x, x, fit_y=y, batch_size=2)
+        # Any number of tasks, shots and queries; the dict form; inputs named as call's keys.
+        import os
+
+        path = os.path.join(self.get_temp_dir(), "exported")
+        reloaded.export(path, verbose=False)
+        restored = tf.saved_model.load(path)
+        (sx, sy, qx), _ = episodes(e=3, k=3, q=2)
+        self.assertAllClose(restored.serve((sx, sy, qx)), reloaded.predict((sx, sy, qx), verbose=0), atol=1e-5)
+        outputs = restored.signatures["serving_default"](support_x=sx, support_y=sy, query_x=qx)
+        self.assertAllClose(next(iter(outputs.values())), reloaded.predict((sx, sy, qx), verbose=0), atol=1e-5)
+        as_dict = self.build()
+        as_dict.fit({"support_x": x[0], "support_y": x[1], "query_x": x[2]}, y, batch_size=2, epochs=1,
+                    verbose=0)
+        path = os.path.join(self.get_temp_dir(), "dict")
+        as_dict.export(path, verbose=False)
+        restored = tf.saved_model.load(path)
+        self.assertAllClose(restored.serve({"support_x": sx, "support_y": sy, "query_x": qx}),
+                            as_dict.predict((sx, sy, qx), verbose=0), atol=1e-5)
+
+    def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
+        x, y = episodes(e=4)
+        bad = (x[0].copy(), x[1], x[2])
+        bad[0][0, 0, 0] = np.nan
+        assert_terminates_on_nan(self, self.build(), bad, y, stop_batch=0, batch_size=2)
+        # Divergence (a linear encoder: tanh would saturate instead of overflowing).
+        model = ProtoNet(keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)]), n_way=3)
+        model.compile(optimizer=keras.optimizers.SGD(1e30), metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        assert_terminates_on_nan(self, model, *episodes(e=16), batch_size=2)
+        # Evaluate with NaN weights: NaN accuracy, not the accuracy of argmax 0.
+        logs = model.evaluate(x, y, verbose=0, return_dict=True)
+        self.assertTrue(all(np.isnan(v) for v in logs.values()), logs)
 
     def test_errors(self):
         self.assertRaisesValueError("n_way", ProtoNet, encoder(), n_way=1)
