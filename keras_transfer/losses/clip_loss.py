@@ -54,6 +54,12 @@ def _check_embeddings(image_embeddings, text_embeddings):
 
 
 def _check_logit_scale(logit_scale):
+    if isinstance(logit_scale, keras.Variable) and logit_scale.name.startswith("log_"):
+        raise ValueError(
+            "`logit_scale` must be the multiplier on cosine similarities, not its log. "
+            f"Received: the variable {logit_scale.path!r}. Pass `clip_model.logit_scale` "
+            "(= exp(clip_model.log_logit_scale))."
+        )
     if isinstance(logit_scale, numbers.Real) and not isinstance(logit_scale, bool):
         if not np.isfinite(logit_scale) or logit_scale <= 0:
             raise ValueError(

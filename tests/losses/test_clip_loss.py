@@ -105,6 +105,10 @@ class ClipLossTest(TestCase):
                                         clip_loss, self.image, self.text, bad)
             self.assertRaisesValueError("`logit_scale` must be a positive", CLIPLoss, logit_scale=bad)
         self.assertRaisesValueError("`logit_scale` must be a positive", CLIPLoss, logit_scale=tf.constant(2.0))
+        # CLIP's log-scale variable is refused: the multiplier is `clip_model.logit_scale`.
+        log_scale = keras.Variable(np.log(20.0), dtype="float32", name="log_logit_scale")
+        self.assertRaisesValueError(["not its log", "log_logit_scale", "clip_model.logit_scale"],
+                                    clip_loss, self.image, self.text, log_scale)
         bad = self.image.copy()
         bad[0, 0] = np.nan
         self.assertRaisesValueError(["finite", "1 NaN"], clip_loss, bad, self.text, 10.0)

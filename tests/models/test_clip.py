@@ -68,6 +68,9 @@ class CLIPTest(TestCase):
                             atol=1e-5)
         self.assertAllClose(logs["loss"], clip_loss(out["image_embeddings"], out["text_embeddings"],
                                                     model.logit_scale), atol=1e-5)
+        # The log-scale variable itself is refused by clip_loss.
+        self.assertRaisesValueError("not its log", clip_loss, out["image_embeddings"],
+                                    out["text_embeddings"], model.log_logit_scale)
         # It is read-only: the log scale is changed through `log_logit_scale`.
         with self.assertRaises(AttributeError):
             model.logit_scale = 3.0
