@@ -104,6 +104,10 @@ class CLIPTest(TestCase):
         self.assertEqual(specs["token_ids"].dtype, tf.int32)
         self.assertEqual(specs["images"].dtype, tf.float32)
         self.assertEqual(tuple(specs["images"].shape), (None, 6, 6, 1))
+        # Towers without a declared Input, never called: the shapes are unknown.
+        unknown = CLIP(keras.layers.Dense(4), TextTransformerEncoder(12, 5, 8, 1, 2), projection_dim=6)
+        self.assertRaisesValueError(["`CLIP.export()` needs the input shapes", "input_signature"],
+                                    unknown.export, os.path.join(self.get_temp_dir(), "x"))
 
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
         # Divergence: a huge learning rate.

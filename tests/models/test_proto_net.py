@@ -79,6 +79,19 @@ class ProtoNetTest(TestCase):
         self.assertAllClose(restored.serve({"support_x": sx, "support_y": sy, "query_x": qx}),
                             as_dict.predict((sx, sy, qx), verbose=0), atol=1e-5)
 
+    def test_export_of_a_model_never_called_on_episodes(self):
+        import os
+
+        # A declared encoder Input is enough: any episode shape is served.
+        model = self.build()
+        sig = model.serving_input_signature()[0]
+        self.assertEqual([tuple(s.shape) for s in sig], [(None, None, 5), (None, None), (None, None, 5)])
+        self.assertEqual([s.dtype for s in sig], ["float32", "int64", "float32"])
+        # A subclassed/plain encoder layer without an Input: the shape is unknown.
+        unknown = ProtoNet(keras.layers.Dense(4), n_way=3)
+        self.assertRaisesValueError(["`ProtoNet.export()` needs the shape of the episodes", "input_signature"],
+                                    unknown.export, os.path.join(self.get_temp_dir(), "x"))
+
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
         x, y = episodes(e=4)
         bad = (x[0].copy(), x[1], x[2])
