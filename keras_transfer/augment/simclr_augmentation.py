@@ -41,6 +41,12 @@ class SimCLRAugmentation(keras.layers.Layer):
     Meant for `tf.data` (see `simclr_dataset`); TensorFlow-only, like tf.data.
     With `training=False` it only resizes (the evaluation view).
 
+    Call it as `layer(images, seed=seed)` with a shape-`(2,)` integer `seed` for a
+    reproducible view: stateless random ops, so the output depends only on the
+    images and the seed, also inside a parallel `tf.data` map (`simclr_dataset` seeds
+    every batch this way). Without `seed` one seed is drawn per call by a stateful op
+    (fine in a model's train step, not reproducible in a parallel map).
+
     Args:
         image_size: int or (height, width) of the output views.
         crop_method: "crop_and_resize" (one batched `tf.image.crop_and_resize`,
@@ -114,29 +120,33 @@ class SimCLRAugmentation(keras.layers.Layer):
                 f"`images` must have 1 or 3 channels. Received: images.shape={tuple(images.shape)}"
             )
 
-    def call(self, images, training=True):
+    def call(self, images, training=True, seed=None):
         images = tf.convert_to_tensor(images)
         self._check_images(images)
         low, high = self.value_range
         x = (tf.cast(images, "float32") - low) / (high - low)
         if not training:
             return tf.image.resize(x, self.image_size) * (high - low) + low
+        crop_seed, flip_seed, jitter_seed, gray_seed, blur_seed = image_ops.split_seed(seed, 5)
         if self.crop_method == "crop_and_resize":
-            x = image_ops.random_resized_crop(x, self.image_size, self.crop_scale, self.crop_ratio)
+            x = image_ops.random_resized_crop(x, self.image_size, self.crop_scale, self.crop_ratio, crop_seed)
         else:
+            # One seed per image (row i of a stateless split): independent crops.
+            seeds = tf.random.experimental.stateless_split(crop_seed, tf.shape(x)[0])
             x = tf.map_fn(
-                lambda image: image_ops.random_resized_crop_bounding_box(
-                    image, self.image_size, self.crop_scale, self.crop_ratio
+                lambda args: image_ops.random_resized_crop_bounding_box(
+                    args[0], self.image_size, self.crop_scale, self.crop_ratio, args[1]
                 ),
-                x,
+                (x, seeds),
                 fn_output_signature=tf.TensorSpec(self.image_size + (x.shape[-1],), "float32"),
             )
         if self.flip:
-            x = image_ops.random_flip_left_right(x)
-        x = image_ops.color_jitter(x, self.jitter_strength, self.jitter_probability)
-        x = image_ops.random_grayscale(x, self.grayscale_probability)
+            x = image_ops.random_flip_left_right(x, flip_seed)
+        x = image_ops.color_jitter(x, self.jitter_strength, self.jitter_probability, jitter_seed)
+        x = image_ops.random_grayscale(x, self.grayscale_probability, gray_seed)
         x = image_ops.random_gaussian_blur(
-            x, image_ops.blur_kernel_size(min(self.image_size)), self.blur_sigma, self.blur_probability
+            x, image_ops.blur_kernel_size(min(self.image_size)), self.blur_sigma, self.blur_probability,
+            blur_seed,
         )
         return tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low
 

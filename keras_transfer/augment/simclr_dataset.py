@@ -1,12 +1,24 @@
 """`simclr_dataset`: unlabeled images -> a tf.data pipeline of two augmented views."""
 
+import inspect
+import random
+
 import numpy as np
 import tensorflow as tf
 
 from keras_transfer.augment.simclr_augmentation import SimCLRAugmentation
 from keras_transfer.utils.validation import check_finite
+from keras_transfer.utils.validation import check_non_negative_int
 from keras_transfer.utils.validation import check_not_empty
 from keras_transfer.utils.validation import check_positive_int
+
+
+def _takes_seed(augmentation):
+    call = getattr(augmentation, "call", augmentation)
+    try:
+        return "seed" in inspect.signature(call).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def simclr_dataset(
@@ -15,7 +27,7 @@ def simclr_dataset(
     augmentation=None,
     image_size=None,
     shuffle=True,
-    seed=0,
+    seed=None,
     drop_remainder=True,
     repeat=False,
 ):
@@ -26,20 +38,35 @@ def simclr_dataset(
     after `batch` in parallel `map` calls and the pipeline prefetches, so it
     overlaps with the training step.
 
+    Reproducible: the views are stateless functions of the images and of a seed per
+    batch (`tf.data.Dataset.random(seed)`, a new deterministic stream each epoch), so
+    `keras.utils.set_random_seed(s)` before building it gives identical batches in
+    every run, epoch after epoch, without `tf.config.experimental.enable_op_determinism`
+    and with the map still parallel. (As with `tf.data`'s own shuffle, the streams
+    depend on `seed` and on TensorFlow's global seed.)
+
     Args:
         x: images `(N, H, W, C)` (NumPy array or tensor), values in the
             augmentation's `value_range`.
         batch_size: examples per batch (each gives 2 views).
         augmentation: a `SimCLRAugmentation` (default: the paper's recipe at
-            `image_size`, the CIFAR recipe without blur at 32 px or less).
+            `image_size`, the CIFAR recipe without blur at 32 px or less), or any
+            callable on a batch; one whose `call` takes no `seed` argument uses its
+            own randomness, and the views are then not reproducible.
         image_size: output size when `augmentation` is None (default: input size).
-        shuffle, seed: shuffle each epoch with this seed.
+        shuffle: reshuffle the images each epoch.
+        seed: non-negative int seeding the shuffle and the augmentation, or None
+            to draw one from Python's `random` (which `keras.utils.set_random_seed`
+            seeds).
         drop_remainder: drop a final partial batch (default True). With False the
             last batch is smaller and the contrastive models compute its exact
             loss; it must still hold at least 2 examples.
         repeat: repeat forever (use with `steps_per_epoch`).
     """
     batch_size = check_positive_int("batch_size", batch_size)
+    if seed is None:
+        seed = random.randint(0, 2**31 - 1)
+    seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
     if isinstance(x, np.ndarray) or tf.is_tensor(x):
         check_not_empty(x, "x")
         if len(x.shape) != 4:
@@ -76,9 +103,16 @@ def simclr_dataset(
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = dataset.map(
-        lambda images: ((augmentation(images), augmentation(images)),),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    # One random int64 per batch, a different deterministic stream each epoch; its own
+    # seed so that it is not the shuffle's stream. Views 1 and 2 get seeds (r, 1), (r, 2).
+    view_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0] >> 1)
+    batch_seeds = tf.data.Dataset.random(seed=view_seed, rerandomize_each_iteration=True)
+    dataset = tf.data.Dataset.zip(dataset, batch_seeds)
+
+    def two_views(images, r):
+        if not _takes_seed(augmentation):  # a user's layer: its own (stateful) randomness
+            return ((augmentation(images), augmentation(images)),)
+        return ((augmentation(images, seed=tf.stack([r, 1])), augmentation(images, seed=tf.stack([r, 2]))),)
+
+    dataset = dataset.map(two_views, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import scipy.ndimage
+import scipy.stats
 import tensorflow as tf
 
 from keras_transfer.augment import SimCLRAugmentation
@@ -63,6 +64,35 @@ class ImageOpsTest(TestCase):
         jittered = image_ops.color_jitter(self.images, 1.0, 1.0).numpy()
         self.assertTrue(np.all(jittered >= 0) and np.all(jittered <= 1))
 
+    def test_seeded_draws_are_stateless_and_keep_their_distributions(self):
+        gray = np.full((4000, 2, 2, 3), 0.5, dtype="float32")
+        seed = tf.constant([11, 3])
+        once = image_ops.color_jitter(gray, strength=0.5, probability=1.0, seed=seed).numpy()
+        self.assertAllClose(image_ops.color_jitter(gray, 0.5, 1.0, seed=seed), once, atol=0)
+        other = image_ops.color_jitter(gray, 0.5, 1.0, seed=tf.constant([11, 4])).numpy()
+        self.assertGreater(np.abs(other - once).max(), 0.1)
+        # Brightness factor ~ U(1 - 0.8 s, 1 + 0.8 s) per image (contrast etc. leave gray alone).
+        factors = once[:, 0, 0, 0] / 0.5
+        self.assertGreater(scipy.stats.kstest(factors, "uniform", args=(0.6, 0.8)).pvalue, 1e-3)
+        # Crop boxes: log aspect ratio ~ U(log 3/4, log 4/3) and area ~ U(scale) where unclipped.
+        boxes = image_ops.random_crop_boxes(4000, 20, 20, (0.1, 0.5), (3 / 4, 4 / 3), seed=seed).numpy()
+        self.assertAllClose(boxes, image_ops.random_crop_boxes(4000, 20, 20, (0.1, 0.5), (3 / 4, 4 / 3),
+                                                               seed=seed), atol=0)
+        h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        low, high = np.log(3 / 4), np.log(4 / 3)
+        self.assertGreater(scipy.stats.kstest(np.log(w / h), "uniform", args=(low, high - low)).pvalue, 1e-3)
+        self.assertGreater(scipy.stats.kstest(h * w, "uniform", args=(0.1, 0.4)).pvalue, 1e-3)
+        # The corner is uniform over the room left: y1 / (1 - h) ~ U(0, 1).
+        self.assertGreater(scipy.stats.kstest(boxes[:, 0] / (1 - h), "uniform").pvalue, 1e-3)
+        # Apply-probabilities: 20 % grayscale, 50 % flips (binomial, 4000 images).
+        colour = np.random.default_rng(1).uniform(size=(4000, 2, 2, 3)).astype("float32")
+        grayed = image_ops.random_grayscale(colour, 0.2, seed=seed).numpy()
+        share = np.mean(np.all(np.isclose(grayed[..., 0], grayed[..., 1]), axis=(1, 2)))
+        self.assertLess(abs(share - 0.2), 4 * np.sqrt(0.2 * 0.8 / 4000))
+        flipped = image_ops.random_flip_left_right(colour, seed=seed).numpy()
+        share = np.mean(np.any(flipped != colour, axis=(1, 2, 3)))
+        self.assertLess(abs(share - 0.5), 4 * np.sqrt(0.25 / 4000))
+
     def test_blur_matches_scipy(self):
         sigma = 1.3
         out = image_ops.random_gaussian_blur(self.images, 5, sigma=(sigma, sigma), probability=1.0)
@@ -91,6 +121,54 @@ class SimCLRAugmentationTest(TestCase):
             self.assertEqual(layer.compute_output_shape((4, 24, 24, 3)), (4, 16, 16, 3))
         gray = SimCLRAugmentation((10, 12), value_range=(0, 1))(self.images[..., :1] / 255.0)
         self.assertEqual(tuple(gray.shape), (8, 10, 12, 1))
+
+    def test_seed_gives_the_same_views(self):
+        for method in ("crop_and_resize", "bounding_box"):
+            layer = SimCLRAugmentation(16, crop_method=method)
+            a = layer(self.images, seed=tf.constant([5, 1])).numpy()
+            self.assertAllClose(layer(self.images, seed=tf.constant([5, 1])), a, atol=0)
+            self.assertGreater(np.abs(layer(self.images, seed=tf.constant([5, 2])).numpy() - a).max(), 10)
+            # Inside a parallel map the views depend on the seed only, not on the schedule.
+            ds = tf.data.Dataset.from_tensors(self.images).repeat(16).enumerate()
+            ds = ds.map(lambda i, x: layer(x, seed=tf.stack([i, i])), num_parallel_calls=8, deterministic=True)
+            for i, view in enumerate(ds):
+                self.assertAllClose(view, layer(self.images, seed=tf.constant([i, i])), atol=0)
+        self.assertRaisesValueError(["`seed` must be a shape-(2,) int32 or int64", "float32"],
+                                    SimCLRAugmentation(8), self.images, seed=tf.constant([1.0, 2.0]))
+        self.assertRaisesValueError("shape (3,)", SimCLRAugmentation(8), self.images, seed=tf.constant([1, 2, 3]))
+
+    def test_dataset_is_reproducible_under_set_random_seed(self):
+        # Stateful ops in the parallel map made two seeded pipelines differ; now batches are
+        # stateless functions of the seed, identical in every run, different each epoch.
+        x = np.random.default_rng(0).integers(0, 256, size=(64, 12, 12, 1)).astype("uint8")
+        views = SimCLRAugmentation(12, crop_scale=(0.3, 1.0), flip=False, blur_probability=0.0)
+
+        def two_epochs(seed=None):
+            ds = simclr_dataset(x, batch_size=8, augmentation=views, seed=seed)
+            return [[np.concatenate([v1, v2]) for (v1, v2), in ds] for _ in range(2)]
+
+        keras.utils.set_random_seed(3)
+        first = two_epochs()
+        tf.random.uniform(())  # whatever ran in between
+        keras.utils.set_random_seed(3)
+        second = two_epochs()
+        keras.utils.set_random_seed(4)
+        other = two_epochs()
+        for epoch in range(2):
+            for a, b in zip(first[epoch], second[epoch]):
+                self.assertAllClose(a, b, atol=0)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(first[0], first[1])), 100)  # new epoch
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(first[0], other[0])), 100)  # new seed
+        # An explicit seed picks the stream (under a given global seed, as tf.data's shuffle).
+        keras.utils.set_random_seed(5)
+        fixed = two_epochs(seed=7)
+        moved = two_epochs(seed=8)
+        keras.utils.set_random_seed(5)
+        for a, b in zip(fixed[0], two_epochs(seed=7)[0]):
+            self.assertAllClose(a, b, atol=0)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(fixed[0], moved[0])), 100)
+        self.assertRaisesValueError(["`seed` must be a non-negative integer", "seed=-1"], simclr_dataset, x, 8,
+                                    seed=-1)
 
     def test_inference_only_resizes(self):
         out = SimCLRAugmentation(12)(self.images, training=False)

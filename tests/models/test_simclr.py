@@ -170,6 +170,31 @@ class SimCLRTest(TestCase):
         history = build().fit(pairs_dataset(v1, v2, 8), epochs=1, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])))
 
+    def test_seeded_readme_pipeline_is_reproducible(self):
+        # README: SimCLRAugmentation + simclr_dataset + fit, seeded by set_random_seed only
+        # (no op determinism). Stateful ops in the parallel map made two runs differ.
+        x = np.random.default_rng(0).integers(0, 256, size=(64, 8, 8, 1)).astype("uint8")
+
+        def run(seed):
+            keras.utils.set_random_seed(seed)
+            model = self.build()
+            views = SimCLRAugmentation(8, crop_scale=(0.3, 1.0), flip=False, blur_probability=0.0)
+            data = simclr_dataset(x, batch_size=16, augmentation=views)
+            batches = [np.concatenate(pair) for pair, in data]
+            history = model.fit(data, epochs=2, verbose=0)
+            return batches, [w.numpy() for w in model.weights], history.history["loss"]
+
+        batches, weights, losses = run(1)
+        again_batches, again_weights, again_losses = run(1)
+        for a, b in zip(batches, again_batches):
+            self.assertAllClose(a, b, atol=0)
+        for a, b in zip(weights, again_weights):
+            self.assertAllClose(a, b, atol=0)
+        self.assertAllClose(losses, again_losses, atol=0)
+        other_batches, other_weights, _ = run(2)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(batches, other_batches)), 100)
+        self.assertGreater(max(np.abs(a - b).max() for a, b in zip(weights, other_weights)), 1e-3)
+
     def test_augmenter_inside_the_step(self):
         model = self.build(augmenter=SimCLRAugmentation(8, blur_probability=0.0))
         x = np.random.default_rng(0).integers(0, 256, size=(8, 8, 8, 1)).astype("uint8")
