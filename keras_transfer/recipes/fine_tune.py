@@ -13,6 +13,7 @@ from keras_transfer.recipes.classifier import get_head
 from keras_transfer.recipes.freezing import freeze_backbone
 from keras_transfer.recipes.freezing import unfreeze_backbone
 from keras_transfer.recipes.linear_probe import linear_probe
+from keras_transfer.recipes.linear_probe import predict_in_batches
 from keras_transfer.utils import validation
 
 
@@ -119,10 +120,11 @@ def fine_tune(
     freeze_backbone(model)
     if probe == "convex":
         if isinstance(train_data, tf.data.Dataset):
-            x_np, y_np = as_numpy_xy(train_data, "train_data")
+            # Streamed once, one batch of images in memory at a time (no copy of the split).
+            histories["probe"] = linear_probe(model, train_data, batch_size=batch_size, seed=seed)
         else:
             x_np, y_np = as_numpy_xy((train_data, y) if y is not None else train_data, "train_data")
-        histories["probe"] = linear_probe(model, x_np, y_np, batch_size=batch_size, seed=seed)
+            histories["probe"] = linear_probe(model, x_np, y_np, batch_size=batch_size, seed=seed)
         compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=optimizer)
         if val_ds is not None:
             histories["probe"]["val"] = model.evaluate(val_ds, verbose=0, return_dict=True)
@@ -152,6 +154,10 @@ def fine_tune(
 
 
 def evaluate_accuracy(model, x, y, batch_size=128):
-    """Top-1 accuracy of `model` on arrays (argmax of its outputs)."""
-    predictions = model.predict(x, batch_size=batch_size, verbose=0)
+    """Top-1 accuracy of `model` on arrays (argmax of its outputs).
+
+    The outputs come from `predict_in_batches` (one compiled function per model), so
+    evaluating a series of new models in a loop logs no retracing warnings.
+    """
+    predictions = predict_in_batches(model, x, batch_size=batch_size)
     return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y).reshape(-1)))

@@ -6,6 +6,8 @@ import keras
 import numpy as np
 
 from keras_transfer.recipes.classifier import HEAD_LAYER_NAME
+from keras_transfer.recipes.classifier import get_head
+from keras_transfer.recipes.linear_probe import extract_features
 from keras_transfer.recipes.linear_probe import linear_probe
 from keras_transfer.utils import validation
 
@@ -40,9 +42,10 @@ def linear_probe_model(encoder, num_classes):
 def linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=None, C="auto", batch_size=256):
     """Linear-probe accuracy of a frozen encoder (the standard self-supervised evaluation).
 
-    Features are extracted once in inference mode and a multinomial logistic regression
-    is solved to convergence (`keras_transfer.recipes.linear_probe`, L-BFGS), so the
-    number measures the representation, not an SGD schedule.
+    Features are extracted once in inference mode, in compiled batches of `batch_size`
+    (memory bounded by one batch), and a multinomial logistic regression is solved to
+    convergence (`keras_transfer.recipes.linear_probe`, L-BFGS), so the number measures
+    the representation, not an SGD schedule.
 
     Args:
         encoder: a Keras encoder mapping inputs to `(batch, features)`, or a model with
@@ -72,7 +75,10 @@ def linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=Non
         )
     model = linear_probe_model(encoder, num_classes)
     result = linear_probe(model, np.asarray(x_train), y_train, C=C, batch_size=batch_size)
-    probabilities = model.predict(np.asarray(x_test), batch_size=batch_size, verbose=0)
+    # The test features through the extractor the probe compiled (no `predict`: a new
+    # model per call, e.g. every epoch of `LinearProbeCallback`, would log retracing warnings).
+    features = extract_features(model, np.asarray(x_test), batch_size=batch_size)
+    probabilities = keras.ops.convert_to_numpy(get_head(model)(features))
     test_accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y_test))
     return {
         "test_accuracy": test_accuracy,

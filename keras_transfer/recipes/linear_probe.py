@@ -9,9 +9,11 @@ approach, in a fraction of the time (see BENCHMARKS.md).
 import hashlib
 import os
 import time
+import weakref
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_transfer.datasets.pipeline import as_numpy_xy
 from keras_transfer.recipes.classifier import feature_extractor
@@ -20,46 +22,161 @@ from keras_transfer.utils import validation
 
 _MEMORY_CACHE = {}
 CANDIDATE_C = (0.01, 0.1, 1.0, 10.0)
-EAGER_LIMIT = 4096
+# L-BFGS stops when every gradient entry of scikit-learn's objective (mean cross-entropy plus
+# ||W||^2 / (2 C n)) is below this: tighter than sklearn's 1e-4, so the installed head is the
+# optimum rather than a stop ~1e-2 away from it; it costs a few more iterations.
+SOLVER_TOL = 1e-6
+# Rows hashed / checked for finiteness at a time: the scans never hold more than this many images' bytes.
+_SCAN_ROWS = 256
 
 
-def _fingerprint(model, x):
-    digest = hashlib.sha1()
-    digest.update(np.ascontiguousarray(x).tobytes())
-    digest.update(str(x.shape).encode())
-    for weight in model.weights:
+class _InferenceCall:
+    """Calls a model on one batch in inference mode (wrapped in one `tf.function` per model).
+
+    A callable object rather than a closure: `tf.function` counts retracing per Python
+    function, so closures made for successive models (as `predict` makes) share one
+    counter and log "5 out of the last 5 calls ... triggered tf.function retracing" when
+    a loop builds new models; each object has its own counter.
+    """
+
+    def __init__(self, target, owner):
+        # A feature extractor built from `owner` holds `owner`'s layers, not `owner`; when
+        # the target is `owner` itself it is held weakly, so the cache entry can go with it.
+        self._target = None if target is owner else target
+        self._owner = weakref.ref(owner)
+
+    @property
+    def target(self):
+        return self._target if self._target is not None else self._owner()
+
+    def __call__(self, x):
+        return self.target(x, training=False)
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> {"features" | "outputs": (call, tf.function, dtype)}
+
+
+def _compiled(model, what):
+    """`model`'s features (the head's input) or outputs, compiled once and reused while `model` lives."""
+    entries = _COMPILED.setdefault(model, {})
+    if what not in entries:
+        target = model
+        if what == "features":
+            try:
+                target = feature_extractor(model)
+            except ValueError:
+                pass
+        call = _InferenceCall(target, model)
+        inputs = getattr(target, "inputs", None)
+        if inputs and len(inputs) == 1:
+            dtype = keras.backend.standardize_dtype(inputs[0].dtype)
+            spec = tf.TensorSpec((None,) + tuple(inputs[0].shape[1:]), dtype)
+            compiled = tf.function(call, input_signature=[spec])  # one trace for every batch size
+        else:
+            dtype = None
+            compiled = tf.function(call, reduce_retracing=True)
+        entries[what] = (call, compiled, dtype)
+    return entries[what]
+
+
+def _to_numpy(outputs, flatten):
+    values = np.asarray(keras.ops.convert_to_numpy(outputs), dtype="float32")
+    return values.reshape(len(values), -1) if flatten else values
+
+
+def _scan(x, extractor, want_key):
+    """One pass over `x` in slices: raises on non-finite values, returns the cache key (or None).
+
+    No copy of `x`: finiteness is checked and the bytes hashed `_SCAN_ROWS` rows at a time.
+    """
+    digest = hashlib.sha1() if want_key else None
+    floating = np.issubdtype(x.dtype, np.floating)
+    for i in range(0, len(x), _SCAN_ROWS):
+        part = np.ascontiguousarray(x[i : i + _SCAN_ROWS])
+        if floating and not np.isfinite(part).all():
+            validation.check_finite(x, "x")  # the error, with the count over the whole array
+        if digest is not None:
+            digest.update(memoryview(part).cast("B"))
+    if digest is None:
+        return None
+    digest.update(f"{x.shape}{x.dtype}".encode())
+    for weight in extractor.weights:
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
     return digest.hexdigest()
+
+
+def _run_arrays(compiled, dtype, x, batch_size, flatten=True):
+    """Outputs on array `x`, one compiled batch at a time, into one preallocated array."""
+    results = None
+    for i in range(0, len(x), batch_size):
+        batch = x[i : i + batch_size]
+        batch = np.asarray(batch, dtype=dtype) if dtype else batch
+        out = _to_numpy(compiled(tf.convert_to_tensor(batch)), flatten)
+        if results is None:
+            results = np.empty((len(x),) + out.shape[1:], dtype="float32")
+        results[i : i + len(out)] = out
+    return results
+
+
+def _run_dataset(compiled, dtype, dataset, name, with_labels):
+    """Features (and labels) of a finite batched dataset, read once, one batch in memory at a time."""
+    chunks, labels = [], []
+    for element in dataset:
+        is_tuple = isinstance(element, (tuple, list))
+        if with_labels and (not is_tuple or len(element) < 2):
+            raise ValueError(
+                f"`{name}` must yield (x, y) batches. Received a dataset with element spec {dataset.element_spec}"
+            )
+        x = element[0] if is_tuple else element
+        if x.dtype.is_floating:
+            validation.check_finite(x.numpy(), "x")
+        if dtype:
+            x = tf.cast(x, dtype)
+        chunks.append(_to_numpy(compiled(x), flatten=True))
+        if with_labels:
+            labels.append(np.asarray(element[1]))
+    if not chunks:
+        raise ValueError(f"`{name}` must contain at least one example. Received: an empty dataset.")
+    features = np.concatenate(chunks)
+    return (features, np.concatenate(labels)) if with_labels else features
 
 
 def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
     """Pooled features that feed the head of a `build_classifier` model (or any model's output).
 
-    Results are cached in memory (and in `cache_dir` as .npy when given), keyed by a hash of
-    the inputs and of the extractor's weights, so a probe, a C search and a benchmark reuse them.
+    The extractor runs as one compiled `tf.function` per model, reused across calls, on
+    `batch_size` images at a time: memory is bounded by one batch (plus the features),
+    whatever the number of images. Array results are cached in memory (and in
+    `cache_dir` as .npy when given), keyed by a hash of the inputs, computed slice by
+    slice, and of the extractor's weights, so a probe, a C search and a benchmark reuse them.
+
+    Args:
+        model: a model with a Dense named "head" (features = the head's input), or any
+            model (features = its flattened output).
+        x: an array of inputs, or a finite batched `tf.data.Dataset` of `x` or `(x, y, ...)`
+            batches (read once, in its own batches, not cached: a dataset, e.g. one reading
+            files, may change its order on every pass).
+        batch_size: images per compiled call (arrays only).
+        cache_dir: folder for the .npy cache, or None.
+        use_cache: look up and store array results in the caches.
+
+    Returns:
+        A float32 array `(num_examples, num_features)`.
     """
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    call, compiled, dtype = _compiled(model, "features")
+    if isinstance(x, tf.data.Dataset):
+        return _run_dataset(compiled, dtype, x, "x", with_labels=False)
+    x = np.asarray(x)
     validation.check_not_empty(x, "x")
-    x = validation.check_finite(np.asarray(x), "x")
-    try:
-        extractor = feature_extractor(model)
-    except ValueError:
-        extractor = model
-    key = _fingerprint(extractor, x) if use_cache else None
+    key = _scan(x, call.target, want_key=use_cache)
     if key and key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
     path = os.path.join(cache_dir, f"features_{key}.npy") if (cache_dir and key) else None
     if path and os.path.exists(path):
         features = np.load(path)
     else:
-        if len(x) <= EAGER_LIMIT:  # no tracing: faster for the small sets probes usually see
-            chunks = [
-                keras.ops.convert_to_numpy(extractor([x[i : i + 256]], training=False))
-                for i in range(0, len(x), 256)
-            ]
-            features = np.concatenate(chunks).astype("float32")
-        else:
-            features = np.asarray(extractor.predict(x, batch_size=batch_size, verbose=0), dtype="float32")
-        features = features.reshape(len(x), -1)
+        features = _run_arrays(compiled, dtype, x, batch_size)
         if path:
             os.makedirs(cache_dir, exist_ok=True)
             np.save(path, features)
@@ -70,8 +187,37 @@ def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
     return features
 
 
+def predict_in_batches(model, x, batch_size=64):
+    """`model`'s outputs on array `x`, as `predict` gives them, without its retracing in loops.
+
+    The model runs in inference mode as one compiled `tf.function` per model, kept while
+    the model lives and reused across calls (one trace for every batch size), on
+    `batch_size` examples at a time. Unlike `model.predict`, whose functions share one
+    retracing counter across models, evaluating many new models in a loop logs no
+    retracing warnings.
+
+    Args:
+        model: a single-input Keras model with one output.
+        x: an array of inputs.
+        batch_size: examples per compiled call.
+
+    Returns:
+        A float32 array `(num_examples, ...)` of the model's outputs.
+    """
+    batch_size = validation.check_positive_int("batch_size", batch_size)
+    x = np.asarray(x)
+    validation.check_not_empty(x, "x")
+    _, compiled, dtype = _compiled(model, "outputs")
+    return _run_arrays(compiled, dtype, x, batch_size, flatten=False)
+
+
 def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, seed=0):
     """Multinomial logistic regression with L-BFGS on standardised features.
+
+    Minimises scikit-learn's objective on the standardised features `z` (in float64):
+    mean cross-entropy of `z @ W.T + b` plus `||W||^2 / (2 C n)` (the bias unpenalised),
+    until every gradient entry is below `SOLVER_TOL` (or `max_iter`). Two classes use
+    one logit (sigmoid), installed as `softmax([0, z])`.
 
     Returns (kernel, bias, C) expressed on the raw (unstandardised) features, so that
     `features @ kernel + bias` gives the logits. `C="auto"` picks the inverse L2 strength
@@ -88,6 +234,9 @@ def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, s
 def _fit_logistic_regression(features, y, num_classes, C, max_iter, seed):
     from sklearn.linear_model import LogisticRegression
 
+    # float64: scikit-learn solves in the input's precision, and a float32 objective cannot
+    # resolve a gradient of SOLVER_TOL (measured: 4e-6 at a float32 "optimum").
+    features = np.asarray(features, dtype="float64")
     mean = features.mean(axis=0)
     std = features.std(axis=0)
     std = np.where(std < 1e-8, 1.0, std)
@@ -95,9 +244,7 @@ def _fit_logistic_regression(features, y, num_classes, C, max_iter, seed):
     if C == "auto":
         C = _cross_validate_C(z, y, num_classes, max_iter, seed)
     C = validation.check_positive_float("C", C)
-    # tol tighter than sklearn's 1e-4: the installed head is the optimum (probabilities within ~1e-4),
-    # not a stop ~1e-2 away from it; it costs a few more L-BFGS iterations.
-    clf = LogisticRegression(C=C, max_iter=max_iter, tol=1e-6)
+    clf = LogisticRegression(C=C, max_iter=max_iter, tol=SOLVER_TOL)
     clf.fit(z, y)
     coef = np.zeros((num_classes, z.shape[1]), dtype="float64")
     intercept = np.zeros((num_classes,), dtype="float64")
@@ -137,21 +284,30 @@ def linear_probe(
 ):
     """Fits the head of a `build_classifier` model as a convex problem and installs it.
 
+    Features are extracted in compiled batches (`extract_features`): memory stays bounded
+    by one batch whatever the size of `data`, and a dataset streaming from files is read once.
+
     Args:
         model: a model with a Dense named "head" (its backbone is used frozen, as is).
         data: images `x` (with `y`), or an (x, y) tuple, or a finite tf.data.Dataset of (x, y).
         C: inverse L2 strength, or "auto" (cross-validated).
-        use_cache: reuse features extracted earlier for the same inputs and weights.
+        batch_size: images per compiled extraction call (arrays; a dataset keeps its batches).
+        use_cache: reuse features extracted earlier for the same inputs and weights (arrays).
 
     Returns:
         A dict with the chosen `C`, training accuracy, feature size and seconds spent.
     """
     start = time.perf_counter()
-    x, y = as_numpy_xy((data, y) if y is not None else data, "data")
     head = get_head(model)
     num_classes = head.units
-    y = validation.check_labels(y, num_classes, "y")
-    features = extract_features(model, x, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
+    if isinstance(data, tf.data.Dataset) and y is None:
+        _, compiled, dtype = _compiled(model, "features")
+        features, y = _run_dataset(compiled, dtype, data, "data", with_labels=True)
+        y = validation.check_labels(y, num_classes, "y")
+    else:
+        x, y = as_numpy_xy((data, y) if y is not None else data, "data")
+        y = validation.check_labels(y, num_classes, "y")
+        features = extract_features(model, x, batch_size=batch_size, cache_dir=cache_dir, use_cache=use_cache)
     kernel, bias, C = fit_logistic_regression(features, y, num_classes, C=C, max_iter=max_iter, seed=seed)
     head.kernel.assign(kernel)
     head.bias.assign(bias)
