@@ -7,6 +7,7 @@ layout) and `root/<split>/<label>/*.png` (the tfds `ImageFolder` layout, splits 
 
 import dataclasses
 import os
+import re
 
 import keras
 import numpy as np
@@ -25,21 +26,100 @@ class ImageFolderData:
     num_train: int
     num_validation: int
     num_test: int
+    ignored: list = dataclasses.field(default_factory=list)  # files skipped: not an image extension
 
 
-def _images_in(folder):
+def _files_in(folder):
+    """Every file under `folder`, sub-folders included (as `image_dataset_from_directory` walks)."""
     return sorted(
-        os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS)
+        os.path.join(path, name) for path, _, names in os.walk(folder) for name in names
     )
 
 
-def scan_image_folder(root):
+def _images_in(folder):
+    return [path for path in _files_in(folder) if path.lower().endswith(IMAGE_EXTENSIONS)]
+
+
+def _ignored_in(folder):
+    """Visible files under `folder` that are not read as images (their extension is not an image one)."""
+    return [
+        path
+        for path in _files_in(folder)
+        if not os.path.basename(path).startswith(".") and not path.lower().endswith(IMAGE_EXTENSIONS)
+    ]
+
+
+def _decode_error_reason(error):
+    """A short, readable reason from a TensorFlow decode error."""
+    text = getattr(error, "message", None) or str(error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\].*$", "", text, flags=re.S).strip()
+    if "Unknown image file format" in text:
+        return "not an image: its content is not JPEG, PNG, GIF or BMP"
+    if "Invalid JPEG data" in text or "jpeg::Uncompress failed" in text:
+        return "truncated or corrupt JPEG"
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first[:120]
+
+
+def _decode_check(paths, channels):
+    """Decodes every file exactly as the input pipeline will (`tf.io.decode_image`).
+
+    The decoding runs in parallel in a `tf.data` pipeline; files that fail are decoded once
+    more, eagerly, to get the reason. Memory stays bounded by a few images.
+
+    Returns:
+        (set of (height, width) sizes, list of (path, reason) for the files that do not decode).
+    """
+    import tensorflow as tf
+
+    if not paths:
+        return set(), []
+
+    @tf.autograph.experimental.do_not_convert
+    def shape_of(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        return path, tf.shape(image)[:2]
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .map(shape_of, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+    )
+    sizes, decoded = set(), set()
+    for path, shape in dataset.as_numpy_iterator():
+        decoded.add(path.decode())
+        sizes.add((int(shape[0]), int(shape[1])))
+    bad = []
+    for path in paths:
+        if path in decoded:
+            continue
+        reason = "unreadable"
+        if len(bad) < 5:  # only the ones the message shows
+            try:
+                tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+            except (tf.errors.OpError, OSError) as error:
+                reason = _decode_error_reason(error)
+        bad.append((path, reason))
+    return sizes, bad
+
+
+def scan_image_folder(root, channels=3):
     """Checks a `root/<label>/*` folder: returns {label: [paths]} and the set of image sizes.
+
+    Every image is decoded in full, with the decoder the input pipeline uses, so a truncated
+    JPEG or a web page saved as `.jpg` is reported here, by name, before training starts (the
+    cost is about one epoch of decoding, spread over the CPU cores).
+
+    Args:
+        root: a folder with one sub-folder of images per class.
+        channels: channels to decode to (3 for RGB; alpha and palette images are converted).
+
+    Returns:
+        ({label: sorted image paths}, set of (height, width) image sizes).
 
     Raises `ValueError` for a missing or empty folder, a single class, or unreadable images.
     """
-    from PIL import Image
-
     if not os.path.isdir(root):
         raise ValueError(f"`data` must be an existing folder. Received: data={root!r}")
     labels = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -55,18 +135,10 @@ def scan_image_folder(root):
             f"`data` must hold at least 2 classes (sub-folders with images). Received: data={root!r} "
             f"with the single class {list(files)}. Add a folder per class."
         )
-    sizes, bad = set(), []
-    for paths in files.values():
-        for path in paths:
-            try:
-                with Image.open(path) as image:
-                    image.verify()
-                with Image.open(path) as image:
-                    sizes.add(image.size[::-1])
-            except Exception as error:  # PIL raises many types for broken files
-                bad.append(f"{path} ({type(error).__name__})")
+    sizes, bad = _decode_check([path for paths in files.values() for path in paths], channels)
     if bad:
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        shown = "; ".join(f"{path} ({reason})" for path, reason in bad[:5])
+        shown += f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
         raise ValueError(
             f"`data` must contain only readable images. Received {len(bad)} unreadable file(s): {shown}. "
             "Remove or re-encode them."
@@ -88,18 +160,32 @@ def load_image_folder(
         root: `root/<label>/*` or `root/<split>/<label>/*` (splits train, val/validation, test).
         image_size: (height, width) to resize to. Required when the images have mixed sizes.
         validation_split: share of `train` held out when the folder has no validation split.
-        color_mode: "rgb" or "grayscale".
+        color_mode: "rgb", "grayscale" or "rgba". With "rgb", images with alpha or a palette are
+            converted to RGB.
 
     Returns:
-        `ImageFolderData` with `train`, `validation`, `test` (None when absent), class names and counts.
+        `ImageFolderData` with `train`, `validation`, `test` (None when absent), class names, counts,
+        and `ignored`: the files in class folders that were skipped because their extension is not
+        an image one (`.png/.jpg/.jpeg/.bmp/.gif`; hidden files are not listed).
         Images are float32 in [0, 255].
+
+    Raises:
+        ValueError: before any training, naming the file, split or class, for a missing or empty
+            folder, a single class, a file that does not decode, or a split without some class.
     """
+    channels = {"rgb": 3, "grayscale": 1, "rgba": 4}
+    if color_mode not in channels:
+        raise ValueError(
+            f"`color_mode` must be one of {sorted(channels)}. Received: color_mode={color_mode!r}"
+        )
     if not os.path.isdir(root):
         raise ValueError(f"`data` must be an existing folder. Received: data={root!r}")
     subdirs = [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
     split_layout = "train" in subdirs and all(d in SPLIT_NAMES for d in subdirs)
     splits = {d: os.path.join(root, d) for d in subdirs} if split_layout else {"train": root}
-    scanned = {name: scan_image_folder(path) for name, path in splits.items()}
+    scanned = {
+        name: scan_image_folder(path, channels=channels[color_mode]) for name, path in splits.items()
+    }
     class_names = sorted(scanned["train"][0])
     for name, (files, _) in scanned.items():
         extra = sorted(set(files) - set(class_names))
@@ -107,6 +193,21 @@ def load_image_folder(
             raise ValueError(
                 f"`data` split '{name}' must use the classes of 'train' {class_names}. Received extra classes {extra}."
             )
+        missing = sorted(set(class_names) - set(files))
+        if missing:
+            folders = ", ".join(os.path.join(splits[name], label) for label in missing)
+            raise ValueError(
+                f"`data` split '{name}' must have images of every class of 'train' {class_names}. Received: "
+                f"no images for class(es) {missing} (folder(s) {folders} missing or empty). Add images there, "
+                f"or remove the class(es) from every split."
+            )
+    ignored = sorted(
+        path
+        for split_dir in splits.values()
+        for label in class_names
+        if os.path.isdir(os.path.join(split_dir, label))
+        for path in _ignored_in(os.path.join(split_dir, label))
+    )
     sizes = set().union(*(s for _, s in scanned.values()))
     if image_size is None:
         if len(sizes) > 1:
@@ -152,4 +253,6 @@ def load_image_folder(
         train, val, n_val = read(splits["train"]), None, 0
     test = read(splits["test"]) if "test" in splits else None
     n_test = count(scanned["test"][0]) if "test" in splits else 0
-    return ImageFolderData(train, val, test, class_names, tuple(image_size), n_train, n_val, n_test)
+    return ImageFolderData(
+        train, val, test, class_names, tuple(image_size), n_train, n_val, n_test, ignored
+    )

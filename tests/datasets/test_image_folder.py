@@ -84,3 +84,116 @@ class ImageFolderTest(TestCase):
         for c in ("a", "b", "z"):
             _write_png(os.path.join(root, "val", c, "0.png"))
         self.assertRaisesValueError(["'val'", "['z']"], load_image_folder, root)
+
+
+def _write_truncated_jpeg(path, keep=0.6, size=64, seed=0):
+    """A JPEG whose header is intact (PIL's `verify` passes) but whose data stops part-way."""
+    import io
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype="uint8")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    with open(path, "wb") as handle:
+        handle.write(data[: int(len(data) * keep)])
+
+
+class ImageFolderDecodeTest(TestCase):
+    """Every image is decoded before training, with the decoder the pipeline uses."""
+
+    def make_folder(self, per_class=3):
+        root = self.get_temp_dir()
+        for c, name in enumerate(("cat", "dog")):
+            for i in range(per_class):
+                _write_png(os.path.join(root, name, f"{i}.png"), value=40 * (c + 1))
+        return root
+
+    def test_truncated_jpeg_is_named_before_training(self):
+        root = self.make_folder()
+        bad = os.path.join(root, "cat", "cut.jpg")
+        _write_truncated_jpeg(bad)
+        with Image.open(bad) as image:  # the header-only check that used to let it through
+            image.verify()
+        self.assertRaisesValueError(
+            ["unreadable", "1 unreadable", bad, "truncated or corrupt JPEG", "Remove or re-encode"],
+            load_image_folder,
+            root,
+            image_size=8,
+        )
+
+    def test_web_page_saved_as_jpg_is_named(self):
+        root = self.make_folder()
+        bad = os.path.join(root, "dog", "download.jpg")
+        with open(bad, "w") as handle:
+            handle.write("<html><body>404 Not Found</body></html>")
+        self.assertRaisesValueError([bad, "not an image"], load_image_folder, root)
+
+    def test_corrupt_image_in_a_nested_folder_is_named(self):
+        # image_dataset_from_directory reads class sub-folders recursively: so does the check.
+        root = self.make_folder()
+        bad = os.path.join(root, "dog", "more", "cut.jpg")
+        _write_truncated_jpeg(bad)
+        self.assertRaisesValueError([bad, "truncated"], load_image_folder, root, image_size=8)
+
+    def test_nested_images_are_counted(self):
+        root = self.make_folder(per_class=2)
+        _write_png(os.path.join(root, "dog", "more", "extra.png"), value=80)
+        data = load_image_folder(root, validation_split=0)
+        self.assertEqual(data.num_train, 5)
+        self.assertEqual(sum(len(y) for _, y in data.train), 5)
+
+    def test_many_bad_files_listed_up_to_five(self):
+        root = self.make_folder()
+        for i in range(7):
+            with open(os.path.join(root, "cat", f"bad{i}.png"), "wb") as handle:
+                handle.write(b"not a png")
+        message = self.assertRaisesValueError(["7 unreadable", "and 2 more"], load_image_folder, root)
+        self.assertEqual(message.count("bad"), 5)
+
+    def test_alpha_and_palette_images_become_rgb(self):
+        root = self.get_temp_dir()
+        rng = np.random.default_rng(1)
+        expected = {}
+        for c, mode in enumerate(("RGBA", "P")):
+            pixels = rng.integers(0, 256, (6, 6, 4 if mode == "RGBA" else 3), dtype="uint8")
+            image = Image.fromarray(pixels, mode="RGBA" if mode == "RGBA" else "RGB")
+            if mode == "P":
+                image = image.convert("P", palette=Image.ADAPTIVE, colors=16)
+            path = os.path.join(root, f"class{c}", "0.png")
+            os.makedirs(os.path.dirname(path))
+            image.save(path)
+            with Image.open(path) as saved:  # PIL's own conversion is the reference
+                expected[c] = np.asarray(saved.convert("RGB"), dtype="float32")
+        data = load_image_folder(root, validation_split=0, batch_size=2)
+        x, y = next(iter(data.train))
+        self.assertEqual(tuple(x.shape), (2, 6, 6, 3))
+        for image, label in zip(x.numpy(), y.numpy()):
+            np.testing.assert_array_equal(image, expected[int(label)])
+
+    def test_split_missing_a_class_names_split_and_class(self):
+        root = self.get_temp_dir()
+        for split, classes in (("train", ("a", "b", "c")), ("val", ("a", "b"))):
+            for name in classes:
+                _write_png(os.path.join(root, split, name, "0.png"))
+        self.assertRaisesValueError(
+            ["split 'val'", "every class", "['c']", os.path.join(root, "val", "c")], load_image_folder, root
+        )
+        os.makedirs(os.path.join(root, "val", "c"))  # present but empty: the same answer
+        self.assertRaisesValueError(["split 'val'", "['c']"], load_image_folder, root)
+
+    def test_non_image_files_are_ignored_and_listed(self):
+        root = self.make_folder(per_class=2)
+        notes = os.path.join(root, "cat", "notes.txt")
+        with open(notes, "w") as handle:
+            handle.write("taken in 2024")
+        with open(os.path.join(root, "dog", ".DS_Store"), "wb") as handle:
+            handle.write(b"\0\0")
+        data = load_image_folder(root, validation_split=0)
+        self.assertEqual(data.ignored, [notes])
+        self.assertEqual(data.num_train, 4)
+
+    def test_color_mode_error(self):
+        root = self.make_folder()
+        self.assertRaisesValueError(["`color_mode`", "color_mode='rgbx'"], load_image_folder, root,
+                                    color_mode="rgbx")
