@@ -91,6 +91,22 @@ class BuildClassifierTest(TestCase):
         self.run_serialization_test(self.model, self.x)
         self.run_export_test(self.model, self.x)
 
+    def test_export_straight_after_fit_and_after_reload(self):
+        # The order users take: build, compile, fit, export (nothing called in between);
+        # then .keras save, reload, export; with a frozen and with a trainable backbone.
+        def build(frozen):
+            def build_and_compile():
+                model = build_classifier("simple_cnn", 3, (16, 16, 1))
+                if frozen:
+                    freeze_backbone(model)
+                model.compile(keras.optimizers.SGD(0.01), "sparse_categorical_crossentropy")
+                return model
+
+            return build_and_compile
+
+        for frozen in (True, False):
+            self.run_fit_then_export_test(build(frozen), self.x, self.x, fit_y=self.y, batch_size=4)
+
     def test_fit_with_frozen_backbone(self):
         model = build_classifier("simple_cnn", 3, (16, 16, 1))
         freeze_backbone(model)

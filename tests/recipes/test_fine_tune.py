@@ -1,3 +1,6 @@
+import os
+import warnings
+
 import keras
 import numpy as np
 
@@ -10,6 +13,7 @@ from keras_transfer.recipes import compile_for_fine_tuning
 from keras_transfer.recipes import evaluate_accuracy
 from keras_transfer.recipes import fine_tune
 from keras_transfer.recipes import get_backbone
+from keras_transfer.recipes import get_head
 from keras_transfer.recipes import learning_rate_multipliers
 from keras_transfer.recipes import unfreeze_backbone
 from keras_transfer.recipes.fine_tune import classification_loss
@@ -60,6 +64,56 @@ class FineTuneTest(TestCase):
         _, histories = fine_tune(self.model, ds, probe="fit", probe_epochs=2, epochs=1, verbose=0)
         self.assertLen(histories["probe"].history["loss"], 2)
         self.assertLen(histories["fine_tune"].history["loss"], 1)
+
+    def test_convex_probe_streams_a_dataset(self):
+        # A tf.data input (the CLI's image folders) goes to the probe batch by batch, read once;
+        # the head it installs is the one the arrays give (same C, same training accuracy). In
+        # the same order: C is cross-validated on folds drawn over the example order.
+        ds = make_dataset(self.x, self.y, batch_size=32)
+        _, from_dataset = fine_tune(self.model, ds, probe="convex", epochs=0, verbose=0)
+        head_from_dataset = [w.numpy().copy() for w in get_head(self.model).weights]
+        self.model.set_weights(self.initial)
+        _, from_arrays = fine_tune(self.model, self.x, self.y, probe="convex", epochs=0, verbose=0)
+        self.assertEqual(from_dataset["probe"]["C"], from_arrays["probe"]["C"])
+        self.assertAllClose(from_dataset["probe"]["train_accuracy"], from_arrays["probe"]["train_accuracy"])
+        self.assertNotAllClose(head_from_dataset[0], self.initial[-2])
+        # Both solve the same problem; the solutions agree to the solver's tolerance, well inside 1e-2.
+        for a, b in zip(head_from_dataset, get_head(self.model).weights):
+            self.assertAllClose(a, b.numpy(), atol=1e-2, rtol=0)
+
+    def test_dataset_input_gives_no_shuffle_warning(self):
+        # Keras warns "`shuffle=True` was passed, but will be ignored" when fit gets a tf.data
+        # input with shuffle=True; the recipe shuffles in make_dataset and must not pass it.
+        ds = make_dataset(self.x, self.y, batch_size=32)
+        for probe in ("convex", "fit"):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fine_tune(self.model, ds, validation_data=ds, probe=probe, probe_epochs=1, epochs=1, verbose=0)
+            messages = [str(w.message) for w in caught if "shuffle" in str(w.message)]
+            self.assertEqual(messages, [], probe)
+
+    def test_export_straight_after_fit_and_after_reload(self):
+        # fine_tune's result (convex probe, compiled for the fine-tuning phase), then the
+        # user's fit and export with nothing called in between, then .keras reload and export.
+        def build_and_compile():
+            model = build_classifier("simple_cnn", 3, (16, 16, 1), dropout=0)
+            model, _ = fine_tune(model, self.x, self.y, probe="convex", epochs=0, verbose=0)
+            return model
+
+        # Float32 images, as the signature declares (a uint8 client is refused with a TypeError).
+        x = self.x.astype("float32")
+        self.run_fit_then_export_test(build_and_compile, x, x[:7], fit_y=self.y, batch_size=16)
+        # Straight from fine_tune (its own fine-tuning fit), exported and reloaded.
+        model = build_classifier("simple_cnn", 3, (16, 16, 1), dropout=0)
+        model, _ = fine_tune(model, self.x, self.y, probe="convex", epochs=1, batch_size=32, verbose=0)
+        path = os.path.join(self.get_temp_dir(), "fine_tuned")
+        model.export(path, verbose=False)
+        self.assertExportMatchesPredict(path, model, x[:7])
+        reloaded_path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(reloaded_path)
+        reloaded = keras.saving.load_model(reloaded_path)
+        reloaded.export(path + "_reloaded", verbose=False)
+        self.assertExportMatchesPredict(path + "_reloaded", reloaded, x[:7])
 
     def test_no_probe_no_epochs_changes_nothing(self):
         _, histories = fine_tune(self.model, (self.x, self.y), probe=None, epochs=0, verbose=0)

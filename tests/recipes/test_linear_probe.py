@@ -235,12 +235,12 @@ class LinearProbeTest(TestCase):
 
 
 # Runs in a fresh process: peak RSS (ru_maxrss) only grows, so the probe on 64 images sets a
-# baseline and the probes on 256 images (arrays, then a dataset) may add only a little to it.
+# baseline and the probes on 256 images (arrays, then fine_tune on a dataset) may add only a little to it.
 _MEMORY_CHILD = r"""
 import json, os, resource
 import numpy as np
 from keras_transfer.datasets import make_dataset
-from keras_transfer.recipes import build_classifier, linear_probe
+from keras_transfer.recipes import build_classifier, fine_tune, linear_probe
 
 def peak_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -253,7 +253,7 @@ linear_probe(model, x[:n], y[:n], C=1.0)
 small = peak_mib()
 features = linear_probe(model, x, y, C=1.0)["num_features"]
 large = peak_mib()
-linear_probe(model, make_dataset(x, y, batch_size=64), C=1.0)
+fine_tune(model, make_dataset(x, y, batch_size=64), probe="convex", epochs=0, verbose=0)  # the CLI's path
 dataset = peak_mib()
 print(json.dumps({"small": small, "large": large, "dataset": dataset, "features": features}))
 """
