@@ -3,7 +3,9 @@
 import argparse
 import importlib
 import os
+import re
 import sys
+import threading
 import time
 
 # Each demo section is a module under keras_transfer.demos with
@@ -16,6 +18,112 @@ DEMO_SECTIONS = [
     ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
     ("meta_learning", "keras_transfer.demos.meta_learning"),
 ]
+
+
+# TensorFlow's native start-up and decoder lines that say nothing a user can act on. They are
+# written by C++ straight to file descriptor 2, several before absl's logging is initialised, so
+# neither `TF_CPP_MIN_LOG_LEVEL` nor Python's `warnings` reach them. Only the CLI process filters
+# them (`quiet_native_stderr`); importing keras_transfer as a library changes nothing.
+STARTUP_NOISE = re.compile(
+    "|".join(
+        [
+            r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+            r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine",
+            r"cuda_platform\.cc:\d+\] failed call to cuInit: .*UNKNOWN ERROR \(303\)",  # no driver at all
+            r"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to register factory",
+            r"computation_placer\.cc:\d+\] computation placer already registered",
+            r"TF-TRT Warning: Could not find TensorRT",
+            r"oneDNN custom operations are on",
+            r"cpu_feature_guard\.cc:\d+\] This TensorFlow binary is optimized",
+            r"^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags",
+            # Decoder diagnostics: keras-transfer decodes every image before training and names the bad ones.
+            r"jpeg_mem\.cc:\d+\] ",
+            r"local_rendezvous\.cc:\d+\] Local rendezvous is aborting with status: INVALID_ARGUMENT",
+        ]
+    )
+)
+
+
+class _NativeStderrFilter:
+    """Routes file descriptor 2 through a pipe and drops the lines matching `STARTUP_NOISE`.
+
+    Everything else (Python warnings, tracebacks, TensorFlow errors that matter) is passed on
+    line by line as it comes.
+    """
+
+    def __init__(self):
+        self._saved = None
+        self._thread = None
+
+    def start(self):
+        sys.stderr.flush()
+        self._saved = os.dup(2)
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._thread = threading.Thread(target=self._pump, args=(read_end, os.dup(self._saved)), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _pump(read_end, out_fd):
+        with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
+            for line in pipe:
+                try:
+                    text = line.decode("utf-8", "replace")
+                    if not STARTUP_NOISE.search(text):
+                        out.write(line)
+                except Exception:  # never block the writers: pass the line on unfiltered
+                    out.write(line)
+
+    def stop(self):
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self._saved, 2)  # closes the pipe's write end: the pump reads to the end and stops
+        os.close(self._saved)
+        self._thread.join(timeout=10)
+
+
+_ACTIVE_FILTER = []
+
+
+def quiet_native_stderr():
+    """Starts filtering TensorFlow's start-up noise from stderr, for the `keras-transfer` process only.
+
+    Idempotent. To catch the lines TensorFlow prints while it is imported, this must run before
+    TensorFlow is imported: `keras_transfer/__init__.py` calls it first thing when the process is
+    the `keras-transfer` console script (this module imports nothing but the standard library);
+    `main()` calls it too. `KERAS_TRANSFER_VERBOSE_STDERR=1` turns the filter off.
+    `TF_CPP_MIN_LOG_LEVEL` defaults to 2 (no INFO or WARNING lines from TensorFlow's C++ code)
+    unless the user set it.
+
+    Returns:
+        True when the filter is running.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if _ACTIVE_FILTER:
+        return True
+    if os.environ.get("KERAS_TRANSFER_VERBOSE_STDERR", "") not in ("", "0"):
+        return False
+    try:
+        sys.stderr.fileno()
+        stderr_filter = _NativeStderrFilter()
+        stderr_filter.start()
+    except (AttributeError, OSError, ValueError):  # no real file descriptor 2 (embedded, captured)
+        return False
+    _ACTIVE_FILTER.append(stderr_filter)
+    return True
+
+
+def _stop_quiet_native_stderr():
+    while _ACTIVE_FILTER:
+        _ACTIVE_FILTER.pop().stop()
+
+
+def _one_line(error):
+    """An exception's message on one line."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _demo(args):
@@ -71,21 +179,34 @@ def build_parser():
     ft.add_argument("--validation-split", type=float, default=0.2)
     ft.add_argument("--export", default=None, help="Where to write the SavedModel.")
     ft.add_argument("--save", default=None, help="Where to write the .keras file.")
+    ft.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace a previous --export folder (one holding saved_model.pb) or --save file.",
+    )
     ft.add_argument("--seed", type=int, default=0)
     ft.set_defaults(func=_finetune)
     return parser
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
-    from keras_transfer.utils.network import OfflineError
+    """Runs `keras-transfer`; returns the exit status (0, 2 for a usage or input error, 130 interrupted).
 
+    Errors the user can fix (`ValueError`, `OSError`, offline downloads) print one line on
+    stderr, "keras-transfer: error: ...", and no traceback.
+    """
+    args = build_parser().parse_args(argv)
+    quiet_native_stderr()
     try:
         args.func(args)
-    except (ValueError, OfflineError) as error:
-        print(f"keras-transfer: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:  # OfflineError is an OSError
+        print(f"keras-transfer: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("keras-transfer: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _stop_quiet_native_stderr()
     return 0
 
 
