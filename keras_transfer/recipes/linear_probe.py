@@ -3,7 +3,9 @@
 With the backbone frozen, training the head is multinomial logistic regression on
 fixed features. Extracting the features once and solving that problem with L-BFGS
 (scikit-learn) reaches the optimum that epochs of SGD through the frozen network
-approach, in a fraction of the time (see BENCHMARKS.md).
+approach, in a fraction of the time (see BENCHMARKS.md). The features are extracted by
+one compiled function per model, a batch at a time, so memory does not grow with the
+number of images (benchmarks/finetune_memory.py).
 """
 
 import hashlib
