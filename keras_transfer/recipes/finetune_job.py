@@ -164,7 +164,10 @@ def write_export(model, path, class_names):
             except OSError:
                 os.rename(retired, path)
                 raise
-            shutil.rmtree(retired, ignore_errors=True)
+            if os.path.islink(retired):
+                os.unlink(retired)
+            else:
+                shutil.rmtree(retired, ignore_errors=True)
         else:
             os.rename(staging, path)
     finally:

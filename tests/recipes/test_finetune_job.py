@@ -218,3 +218,17 @@ class WriteOutputsTest(TestCase):
             self.assertEqual(handle.read(), "old")
         write_model_file(model, path)
         self.assertEqual(len(keras.saving.load_model(path).weights), 2)
+
+    def test_export_over_a_symlink_leaves_the_linked_folder(self):
+        out = self.get_temp_dir()
+        linked = os.path.join(out, "linked")
+        os.makedirs(linked)
+        with open(os.path.join(linked, "saved_model.pb"), "w") as handle:
+            handle.write("old")
+        link = os.path.join(out, "export")
+        os.symlink(linked, link)
+        write_export(_tiny_model(), link, ["a", "b"])
+        self.assertFalse(os.path.islink(link))
+        self.assertIn("variables", os.listdir(link))
+        self.assertEqual(sorted(os.listdir(out)), ["export", "linked"])
+        self.assertEqual(os.listdir(linked), ["saved_model.pb"])
