@@ -132,10 +132,11 @@ class OutputPathTest(TestCase):
         if os.path.isdir("/proc/self"):  # a folder that even root cannot create files in
             self.assertRaisesValueError(["`export`", "not writable"], check_output_paths,
                                         export="/proc/keras_transfer_export")
-        readonly = os.path.join(self.root, "photos", "cat")
-        with mock.patch.object(finetune_job.tempfile, "TemporaryFile", side_effect=PermissionError(13, "Permission denied")):
+        # Any other unwritable place (read-only mount, no permission): the probe file fails.
+        denied = PermissionError(13, "Permission denied")
+        with mock.patch.object(finetune_job.tempfile, "TemporaryFile", side_effect=denied):
             self.assertRaisesValueError(["`save`", "not writable", "Permission denied"], check_output_paths,
-                                        save=os.path.join(readonly, "m.keras"))
+                                        save=os.path.join(self.root, "new", "m.keras"))
 
 
 class FinetuneFolderOutputTest(TestCase):
