@@ -69,11 +69,14 @@ class _NativeStderrFilter:
         with os.fdopen(read_end, "rb") as pipe, os.fdopen(out_fd, "wb", buffering=0) as out:
             for line in pipe:
                 try:
-                    text = line.decode("utf-8", "replace")
-                    if not STARTUP_NOISE.search(text):
+                    keep = not STARTUP_NOISE.search(line.decode("utf-8", "replace"))
+                except Exception:  # pass the line on unfiltered rather than lose it
+                    keep = True
+                if keep:
+                    try:
                         out.write(line)
-                except Exception:  # never block the writers: pass the line on unfiltered
-                    out.write(line)
+                    except OSError:  # the real stderr is gone: keep draining so writers never block
+                        pass
 
     def stop(self):
         try:
@@ -91,10 +94,12 @@ _ACTIVE_FILTER = []
 def quiet_native_stderr():
     """Starts filtering TensorFlow's start-up noise from stderr, for the `keras-transfer` process only.
 
-    Idempotent. To catch the lines TensorFlow prints while it is imported, this must run before
-    TensorFlow is imported: `keras_transfer/__init__.py` calls it first thing when the process is
-    the `keras-transfer` console script (this module imports nothing but the standard library);
-    `main()` calls it too. `KERAS_TRANSFER_VERBOSE_STDERR=1` turns the filter off.
+    Idempotent. `main()` calls it, which catches everything printed after the package import. The
+    lines TensorFlow prints while it is imported are caught only if this runs before that import:
+    the console script imports `keras_transfer` (and so TensorFlow) before `main()`, so the
+    package's `__init__` has to call it first when the process is `keras-transfer` (this module
+    imports nothing but the standard library, so that is cheap and safe).
+    `KERAS_TRANSFER_VERBOSE_STDERR=1` turns the filter off.
     `TF_CPP_MIN_LOG_LEVEL` defaults to 2 (no INFO or WARNING lines from TensorFlow's C++ code)
     unless the user set it.
 
