@@ -116,7 +116,8 @@ def installed_tensorflow():
     found = probe(sys.executable)
     if not found:
         parent = parent_python()
-        if parent and os.path.realpath(parent) != os.path.realpath(sys.executable):
+        # Compared unresolved: a venv's python is a symlink to the same base interpreter as the build venv's.
+        if parent and parent != sys.executable:
             found = probe(parent) or found
     return found or []
 

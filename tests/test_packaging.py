@@ -133,5 +133,15 @@ class ProbeTest(TestCase):
             self.assertEqual(hidden, "True", "the simulated isolation hides TensorFlow from a plain subprocess")
             self.assertEqual(set(self.setup_py.probe(sys.executable)), self.expected())
 
+    def test_build_venv_falls_back_to_the_parent_pythons_environment(self):
+        # pip --use-feature venv-isolation, python -m build: sys.executable is a throwaway venv whose python,
+        # like the target venv's, is a symlink to the same base interpreter.
+        target = os.path.join(self.get_temp_dir(), "python")
+        os.symlink(os.path.realpath(sys.executable), target)
+        seen = {sys.executable: [], target: [("tensorflow-cpu", "2.20.0")]}
+        with mock.patch.object(self.setup_py, "parent_python", return_value=target), \
+                mock.patch.object(self.setup_py, "probe", side_effect=seen.get):
+            self.assertEqual(self.setup_py.installed_tensorflow(), [("tensorflow-cpu", "2.20.0")])
+
     def test_probe_of_a_missing_interpreter_is_none(self):
         self.assertIsNone(self.setup_py.probe(os.path.join(self.get_temp_dir(), "no-python")))
