@@ -9,6 +9,9 @@ import sys as _sys
 # C++ warnings for it here, before TensorFlow is imported (library users keep their own setting).
 if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-transfer":
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from keras_transfer import cli as _cli  # imports only the standard library: safe before TensorFlow
+
+    _cli.quiet_native_stderr()  # filters TensorFlow's start-up lines from this process's stderr
 
 from keras_transfer import augment  # noqa: E402,F401
 from keras_transfer import callbacks  # noqa: E402,F401

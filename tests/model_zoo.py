@@ -35,10 +35,16 @@ def episodes(n_tasks, seed=0):
     """3-way 2-shot episodes of 5 features: ((support_x, support_y, query_x), query_y)."""
     rng = np.random.default_rng(seed)
     sx = rng.normal(size=(n_tasks, 6, 5)).astype("float32")
-    sy = np.tile(np.repeat(np.arange(3), 2), (n_tasks, 1)).astype("int32")
+    sy = np.tile(np.repeat(np.arange(3), 2), (n_tasks, 1)).astype("int64")  # as sample_episodes
     qx = rng.normal(size=(n_tasks, 4, 5)).astype("float32")
-    qy = rng.integers(0, 3, size=(n_tasks, 4)).astype("int32")
+    qy = rng.integers(0, 3, size=(n_tasks, 4)).astype("int64")
     return (sx, sy, qx), qy
+
+
+def task_inputs(n_tasks, seed=1):
+    """Episodes as a serving client sends them: named support_x, support_y, query_x."""
+    (sx, sy, qx), _ = episodes(n_tasks, seed)
+    return {"support_x": sx, "support_y": sy, "query_x": qx}
 
 
 def _pairs_model(cls, **kwargs):
@@ -89,7 +95,7 @@ def _proto_net():
     model = kt.models.ProtoNet(encoder, n_way=3)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = episodes(4)
-    return Entry(model, x, y, 2, lambda n: episodes(n, seed=1)[0])
+    return Entry(model, x, y, 2, task_inputs)
 
 
 def _meta_model():
@@ -107,7 +113,7 @@ def _black_box():
     model = kt.models.BlackBoxLearner(3, num_classes=3)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = episodes(4)
-    return Entry(model, x, y, 2, lambda n: episodes(n, seed=1)[0])
+    return Entry(model, x, y, 2, task_inputs)
 
 
 BUILDERS = {

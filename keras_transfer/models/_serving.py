@@ -8,6 +8,18 @@ included. Models here declare their serving inputs instead.
 """
 
 import keras
+import tensorflow as tf
+
+
+def float32_outputs(outputs):
+    """Half-precision outputs (mixed precision) as float32; other dtypes unchanged."""
+
+    def cast(t):
+        if keras.backend.standardize_dtype(t.dtype) in ("float16", "bfloat16"):
+            return keras.ops.cast(t, "float32")
+        return t
+
+    return tf.nest.map_structure(cast, outputs)
 
 
 def input_spec_like(tensor, dtype=None):

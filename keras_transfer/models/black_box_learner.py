@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
 from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import task_input_signature
 from keras_transfer.models.meta_model import _check_task_shapes
@@ -110,6 +111,9 @@ class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
         return ops.mean(self.pair_encoder(pairs, training=training), axis=1)
 
     def call(self, inputs, training=False):
+        return float32_outputs(self._predict_queries(inputs, training))
+
+    def _predict_queries(self, inputs, training):
         support_x, support_y, query_x = unpack_tasks(inputs)
         _check_task_shapes(
             support_x, support_y if len(support_y.shape) > 2 else support_y[..., None], query_x

@@ -8,6 +8,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
@@ -441,10 +442,10 @@ class MetaModel(keras.Model):
         """Plain tensor: the meta-learned model. Task dict/tuple: adapted query predictions."""
         if isinstance(inputs, dict) or (isinstance(inputs, (tuple, list)) and len(inputs) == 3):
             support_x, support_y, query_x = unpack_tasks(inputs)
-            return self.adapt_and_predict(
+            return float32_outputs(self.adapt_and_predict(
                 support_x, support_y, query_x, training=bool(training) or self._has_batch_norm
-            )
-        return self.model(inputs, training=training)
+            ))
+        return float32_outputs(self.model(inputs, training=training))
 
     def _query_step(self, data, training):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)

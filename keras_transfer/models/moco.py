@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
@@ -163,7 +164,7 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         self.built = True
 
     def call(self, inputs, training=False):
-        return self.encoder(inputs, training=training)
+        return float32_outputs(self.encoder(inputs, training=training))
 
     def serving_input_signature(self):
         """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
 from keras_transfer.utils.validation import check_one_of
 
@@ -46,7 +47,7 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         self.built = True
 
     def call(self, inputs, training=False):
-        return self.encoder(inputs, training=training)
+        return float32_outputs(self.encoder(inputs, training=training))
 
     def serving_input_signature(self):
         """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""

@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
 
 
@@ -42,17 +43,6 @@ def _first(x):
 
 def _rows(x):
     return ops.shape(_first(x))[0]
-
-
-def _float32_outputs(outputs):
-    """Half-precision outputs (mixed precision) as float32; other dtypes unchanged."""
-
-    def cast(t):
-        if keras.backend.standardize_dtype(t.dtype) in ("float16", "bfloat16"):
-            return ops.cast(t, "float32")
-        return t
-
-    return tf.nest.map_structure(cast, outputs)
 
 
 def nan_unless_finite(correct, scores):
@@ -217,7 +207,7 @@ class SourceOnly(ExportsDeclaredInputs, keras.Model):
     def call(self, inputs, training=None):
         """Class scores of `inputs`; float32 under a mixed-precision policy."""
         scores = self.label_classifier(self.feature_extractor(inputs, training=training), training=training)
-        return _float32_outputs(scores)
+        return float32_outputs(scores)
 
     # ---------------------------------------------------------------- metrics
     @property
