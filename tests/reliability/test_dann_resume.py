@@ -16,25 +16,13 @@ import tensorflow as tf
 from keras_transfer.callbacks import GradientReversalSchedule
 from keras_transfer.datasets import domain_pairs
 from keras_transfer.models import DANN
+from tests.reliability.test_resume import DieAfterEpoch
+from tests.reliability.test_resume import Interrupt
 from tests.test_case import TestCase
 
 EPOCHS = 4
 STEPS = 3  # 24 source / 24 target examples in batches of 8
 GAMMA = 10.0
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _DieAfterEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise _Interrupt(f"killed after epoch {epoch}")
 
 
 class _FactorRecorder(keras.callbacks.Callback):
@@ -104,9 +92,9 @@ class DANNResumeTest(TestCase):
             with self.subTest(died_after=died_after):
                 backup = os.path.join(self.get_temp_dir(), "backup")
                 recorder = _FactorRecorder()
-                with self.assertRaises(_Interrupt):
+                with self.assertRaises(Interrupt):
                     self.fit(self.build(), [keras.callbacks.BackupAndRestore(backup),
-                                            _DieAfterEpoch(died_after), recorder])
+                                            DieAfterEpoch(died_after), recorder])
                 done = (died_after + 1) * STEPS
                 self.assertAllClose(np.array(recorder.values), _expected_factors(done), atol=1e-6)
                 # A fresh process would build a fresh model: the backup restores it.
@@ -153,9 +141,9 @@ class DANNResumeTest(TestCase):
         self.assertAllClose(np.array(factors), _expected_factors(EPOCHS * STEPS), atol=1e-6)
         expected_state = _state(model)
         backup = os.path.join(self.get_temp_dir(), "backup")
-        with self.assertRaises(_Interrupt):
+        with self.assertRaises(Interrupt):
             self._unknown_length_fit(self.build(), [keras.callbacks.BackupAndRestore(backup),
-                                                    _DieAfterEpoch(1)], steps_per_epoch=STEPS)
+                                                    DieAfterEpoch(1)], steps_per_epoch=STEPS)
         model = self.build()
         resumed = self._unknown_length_fit(model, [keras.callbacks.BackupAndRestore(backup)],
                                            steps_per_epoch=STEPS)
@@ -171,9 +159,9 @@ class DANNResumeTest(TestCase):
         backup = os.path.join(self.get_temp_dir(), "backup")
         recorder = _FactorRecorder()
         schedule = GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS)
-        with self.assertRaises(_Interrupt):
+        with self.assertRaises(Interrupt):
             self.build().fit(data, epochs=EPOCHS, verbose=0, callbacks=[
-                schedule, recorder, keras.callbacks.BackupAndRestore(backup), _DieAfterEpoch(1)])
+                schedule, recorder, keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(1)])
         self.assertAllClose(np.array(recorder.values), _expected_factors(2 * STEPS), atol=1e-6)
 
         class _IterationsAtStart(keras.callbacks.Callback):

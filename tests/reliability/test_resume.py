@@ -17,18 +17,20 @@ from tests.test_case import TestCase
 EPOCHS = 3
 
 
-class _Interrupt(Exception):
-    pass
+class Interrupt(Exception):
+    """Raised by `DieAfterEpoch`: a training run killed mid-way."""
 
 
-class _DieAfterEpoch(keras.callbacks.Callback):
+class DieAfterEpoch(keras.callbacks.Callback):
+    """Kills `fit` at the end of epoch `epoch` (after BackupAndRestore has saved it)."""
+
     def __init__(self, epoch):
         super().__init__()
         self.epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch == self.epoch:
-            raise _Interrupt(f"killed after epoch {epoch}")
+            raise Interrupt(f"killed after epoch {epoch}")
 
 
 # Their corruption noise comes from a keras.random.SeedGenerator, whose state Keras does not
@@ -67,9 +69,9 @@ class ResumeTest(TestCase):
 
                 backup = os.path.join(self.get_temp_dir(), "backup")
                 entry = _build(name)
-                with self.assertRaises(_Interrupt):
+                with self.assertRaises(Interrupt):
                     model_zoo.fit(entry, EPOCHS, callbacks=[
-                        keras.callbacks.BackupAndRestore(backup), _DieAfterEpoch(0)])
+                        keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(0)])
                 entry = _build(name)
                 model_zoo.fit(entry, EPOCHS, callbacks=[keras.callbacks.BackupAndRestore(backup)])
                 self.assertSameState(_state(entry.model), uninterrupted, f"{name}: resumed run differs")
