@@ -3,6 +3,10 @@
 import keras
 from keras import ops
 
+# One NaN-logging rule for every model: the SSL models reach it as utils.all_finite etc.
+from keras_transfer.models._finite_logs import all_finite  # noqa: F401
+from keras_transfer.models._finite_logs import nan_unless  # noqa: F401
+from keras_transfer.models._finite_logs import weights_finite  # noqa: F401
 from keras_transfer.utils.validation import check_positive_int
 
 
@@ -116,39 +120,6 @@ def resolve_projection_head(projection_head, feature_dim, hidden_dim, output_dim
             f"Received: projection_head of type {type(projection_head).__name__}"
         )
     return projection_head
-
-
-def all_finite(tensors):
-    """Scalar bool tensor: every entry of the floating-point `tensors` (or variables) is finite.
-
-    Integer tensors (uint8 images, counters) count as finite.
-    """
-    flags = []
-    for tensor in tensors:
-        tensor = ops.convert_to_tensor(tensor)
-        if "float" in keras.backend.standardize_dtype(tensor.dtype):
-            flags.append(ops.all(ops.isfinite(tensor)))
-    if not flags:
-        return ops.convert_to_tensor(True)
-    return ops.all(ops.stack(flags))
-
-
-def weights_finite(model):
-    """Scalar bool tensor: all of `model`'s weights (trainable or not) are finite."""
-    return all_finite(model.weights)
-
-
-def nan_unless(finite, value):
-    """`value` as float32 where `finite` holds, else NaN.
-
-    Metrics go through this so that a step on non-finite inputs, or one that left
-    non-finite weights, logs NaN: a max-pooling or ReLU-like layer can turn NaN
-    activations back into finite numbers (e.g. every feature equal, NT-Xent
-    = ln(2N - 1)), and the logged loss would then look normal while the weights are
-    NaN, so `keras.callbacks.TerminateOnNaN` would never fire.
-    """
-    value = ops.cast(value, "float32")
-    return ops.where(finite, value, ops.full_like(value, float("nan")))
 
 
 def float32_sum(values):

@@ -16,16 +16,25 @@ def _floating(t):
 
 
 def all_finite(tensors):
-    """Scalar bool tensor: every floating tensor in `tensors` is free of NaN and Inf."""
-    flags = [ops.all(ops.isfinite(t)) for t in tensors if _floating(t)]
+    """Scalar bool tensor: every floating tensor (or variable) in `tensors` is free of NaN and
+    Inf. Integer tensors (uint8 images, counters) count as finite."""
+    flags = [ops.all(ops.isfinite(ops.convert_to_tensor(t))) for t in tensors if _floating(t)]
     if not flags:
         return ops.convert_to_tensor(True)
     return ops.all(ops.stack(flags))
 
 
+def weights_finite(model):
+    """Scalar bool tensor: all of `model`'s weights (trainable or not) are finite."""
+    return all_finite(model.weights)
+
+
 def nan_unless(finite, value):
-    """`value` where `finite`, else NaN (same dtype; `value` must be floating)."""
+    """`value` where `finite`, else NaN. Floating values keep float32/float64; integer and
+    half-precision values come back as float32 (metrics are float32)."""
     value = ops.convert_to_tensor(value)
+    if not _floating(value) or tf.as_dtype(value.dtype) in (tf.float16, tf.bfloat16):
+        value = ops.cast(value, "float32")
     return ops.where(finite, value, ops.cast(float("nan"), value.dtype))
 
 

@@ -1,7 +1,6 @@
 """`keras-transfer finetune`: the real job on a folder of images."""
 
 import os
-import shutil
 import tempfile
 import uuid
 
@@ -10,6 +9,7 @@ from keras_transfer.recipes import backbones as backbones_lib
 from keras_transfer.recipes.classifier import build_classifier
 from keras_transfer.recipes.fine_tune import fine_tune
 from keras_transfer.utils import validation
+from keras_transfer.utils.files import replace_folder
 
 
 def parse_blocks(text):
@@ -148,31 +148,13 @@ def write_export(model, path, class_names):
     The result holds only the new export and `class_names.txt`: nothing from a previous folder
     at `path` survives, and a failure leaves that folder untouched.
     """
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
-    try:
-        model.export(staging, verbose=False)
-        with open(os.path.join(staging, "class_names.txt"), "w") as handle:
+
+    def write(folder):
+        model.export(folder, verbose=False)
+        with open(os.path.join(folder, "class_names.txt"), "w") as handle:
             handle.write("\n".join(class_names) + "\n")
-        if os.path.lexists(path):
-            retired = f"{staging}.old"
-            os.rename(path, retired)
-            try:
-                os.rename(staging, path)
-            except OSError:
-                os.rename(retired, path)
-                raise
-            if os.path.islink(retired):
-                os.unlink(retired)
-            else:
-                shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.rename(staging, path)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+
+    replace_folder(write, path)
 
 
 def finetune_folder(

@@ -1,14 +1,12 @@
 """A SavedModel for TF Serving that takes encoded images and answers with class names."""
 
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_transfer.utils import validation
+from keras_transfer.utils.files import replace_folder
 
 IMAGES_INPUT = "images"
 BYTES_INPUT = "image_bytes"
@@ -192,15 +190,5 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
         fn=lambda data: answer(decode_images(data, height, width, channels)),
         input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
     )
-    parent = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
-        archive.write_out(os.path.join(staging, "model"), verbose=verbose)
-        if os.path.isdir(filepath):
-            old = os.path.join(staging, "old")
-            os.rename(filepath, old)
-        os.rename(os.path.join(staging, "model"), filepath)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    replace_folder(lambda folder: archive.write_out(folder, verbose=verbose), filepath)
     return filepath
