@@ -64,14 +64,14 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
         model = SimCLR(encoder, projection_dim=64, temperature=simclr_temperature)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
-        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0)))
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
     elif method == "moco":
         # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
         model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5,
                      bn_splits=moco_bn_splits)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
-        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0)))
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
     elif method == "rotation":
         model = RotationPrediction(encoder)
         model.compile(optimizer=optimizer)

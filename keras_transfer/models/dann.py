@@ -59,7 +59,7 @@ class DANN(SourceOnly):
     model = DANN(feature_extractor, label_classifier)
     model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
     data = domain_pairs(source_x, source_y, target_x, batch_size=64)
-    model.fit(data, epochs=10, callbacks=[GradientReversalSchedule()])
+    model.fit(data, epochs=10, shuffle=False, callbacks=[GradientReversalSchedule()])
     model.evaluate(target_x_test, target_y_test)  # label_accuracy on the target
     ```
     """

@@ -9,7 +9,7 @@ from keras_transfer.recipes import backbones as backbones_lib
 from keras_transfer.recipes.classifier import build_classifier
 from keras_transfer.recipes.fine_tune import fine_tune
 from keras_transfer.utils import validation
-from keras_transfer.utils.files import replace_folder
+from keras_transfer.serving.image_classifier import export_image_classifier
 
 
 def parse_blocks(text):
@@ -143,18 +143,14 @@ def write_model_file(model, path):
 
 
 def write_export(model, path, class_names):
-    """`model.export` into a temporary folder beside `path`, then swaps it in as a whole.
+    """Exports the classifier for TF Serving with `export_image_classifier`.
 
-    The result holds only the new export and `class_names.txt`: nothing from a previous folder
-    at `path` survives, and a failure leaves that folder untouched.
+    Endpoints for float pixels and for encoded PNG/JPEG bytes, answering with scores and class
+    names; `class_names.txt` beside them. Written beside `path` and swapped in as a whole: nothing
+    from a previous folder at `path` survives, and a failure leaves that folder untouched.
+    `check_output_paths` has already checked that `path` is new, empty or an earlier export.
     """
-
-    def write(folder):
-        model.export(folder, verbose=False)
-        with open(os.path.join(folder, "class_names.txt"), "w") as handle:
-            handle.write("\n".join(class_names) + "\n")
-
-    replace_folder(write, path)
+    export_image_classifier(model, path, class_names=class_names, overwrite=True)
 
 
 def finetune_folder(

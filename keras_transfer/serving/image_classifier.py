@@ -10,6 +10,7 @@ from keras_transfer.utils.files import replace_folder
 
 IMAGES_INPUT = "images"
 BYTES_INPUT = "image_bytes"
+CLASS_NAMES_FILE = "class_names.txt"
 
 
 def decode_images(data, height, width, channels):
@@ -83,6 +84,15 @@ def _image_shape(model, image_size):
     return height, width, channels
 
 
+def _output_shape(model, height, width, channels):
+    try:
+        return tuple(model.output_shape)  # functional and Sequential models
+    except (AttributeError, ValueError):
+        # Subclassed models (e.g. DANN's label path) have no output_shape: trace one call symbolically.
+        spec = model.compute_output_spec(keras.KerasTensor((None, height, width, channels)))
+        return tuple(spec.shape) if hasattr(spec, "shape") else None
+
+
 def _check_class_names(class_names, num_classes):
     if class_names is None:
         return [str(i) for i in range(num_classes)]
@@ -129,6 +139,9 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
         model's own preprocessing (e.g. `build_classifier`'s backbone preprocessing) follows.
         This is what a REST client sends as `{"b64": "..."}`.
 
+    The folder also holds `class_names.txt` (one name per line, in score order) for clients
+    that read the labels from a file.
+
     The model can be any single-input image classifier: a `build_classifier` / `fine_tune`
     result, a `keras-transfer finetune` model, `DANN` (its label path), a folded adapter model.
 
@@ -164,7 +177,7 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
     if not isinstance(model, keras.Model) or not model.built:
         raise ValueError(f"`model` must be a built keras.Model. Received: model={model!r}")
     height, width, channels = _image_shape(model, image_size)
-    output_shape = model.output_shape
+    output_shape = _output_shape(model, height, width, channels)
     if not isinstance(output_shape, tuple) or len(output_shape) != 2 or output_shape[-1] is None:
         raise ValueError(
             "`model` must output one score per class, shape (batch, classes). "
@@ -190,5 +203,11 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
         fn=lambda data: answer(decode_images(data, height, width, channels)),
         input_signature=[tf.TensorSpec((None,), tf.string, name=BYTES_INPUT)],
     )
-    replace_folder(lambda folder: archive.write_out(folder, verbose=verbose), filepath)
+
+    def write(folder):
+        archive.write_out(folder, verbose=verbose)
+        with open(os.path.join(folder, CLASS_NAMES_FILE), "w") as handle:
+            handle.write("\n".join(names) + "\n")
+
+    replace_folder(write, filepath)
     return filepath

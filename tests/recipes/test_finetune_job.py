@@ -36,8 +36,9 @@ def _write_folder(root, classes=2, per_class=4, size=8):
 
 
 def _tiny_model():
-    inputs = keras.Input((4,))
-    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    inputs = keras.Input((4, 4, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, outputs)
 
 
 class FinetuneJobTest(TestCase):
@@ -184,8 +185,14 @@ class FinetuneFolderOutputTest(TestCase):
         import tensorflow as tf
 
         loaded = tf.saved_model.load(export)  # keep a reference: its variables live on it
-        served = loaded.serve(tf.constant(x)).numpy()
-        self.assertAllClose(served, model.predict(x, verbose=0), atol=1e-5)
+        served = loaded.serve(tf.constant(x))
+        self.assertAllClose(served["scores"].numpy(), model.predict(x, verbose=0), atol=1e-5)
+        self.assertEqual(served["classes"].numpy()[0].tolist(), [b"class0", b"class1"])
+        # The bytes endpoint decodes PNGs inside the graph: same answer as predict on the pixels.
+        pixels = np.round(x).astype("uint8")
+        encoded = tf.stack([tf.io.encode_png(image) for image in pixels])
+        by_bytes = loaded.signatures["serve_image_bytes"](image_bytes=encoded)["scores"].numpy()
+        self.assertAllClose(by_bytes, model.predict(pixels.astype("float32"), verbose=0), atol=1e-5)
         reloaded = keras.saving.load_model(save)
         self.assertAllClose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
         self.assertEqual((summary["saved"], summary["exported"]), (save, export))
@@ -199,7 +206,7 @@ class WriteOutputsTest(TestCase):
         with open(os.path.join(export, "saved_model.pb"), "w") as handle:
             handle.write("old")
         model = _tiny_model()
-        with mock.patch.object(model, "export", side_effect=RuntimeError("disk full")):
+        with mock.patch("tensorflow.saved_model.save", side_effect=RuntimeError("disk full")):
             with self.assertRaises(RuntimeError):
                 write_export(model, export, ["a", "b"])
         self.assertEqual(os.listdir(out), ["export"])

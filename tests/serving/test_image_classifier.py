@@ -141,3 +141,32 @@ class ExportImageClassifierTest(TestCase):
         open(file_path, "w").close()
         self.assertRaisesValueError("must be a folder to create", export_image_classifier,
                                     self.model, file_path)
+
+
+class ExportDANNLabelPathTest(TestCase):
+    def test_dann_label_path_serves_encoded_images_straight_after_fit(self):
+        from keras_transfer.datasets import domain_pairs
+        from keras_transfer.models import DANN
+
+        keras.utils.set_random_seed(1)
+        features = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
+                                     keras.layers.Conv2D(4, 3, activation="relu"),
+                                     keras.layers.GlobalAveragePooling2D()])
+        classifier = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        model = DANN(features, classifier)
+        model.compile(keras.optimizers.SGD(0.1))
+        rng = np.random.default_rng(2)
+        source = rng.integers(0, 256, (8, 12, 12, 3)).astype("uint8")
+        target = rng.integers(0, 256, (8, 12, 12, 3)).astype("uint8")
+        model.fit(domain_pairs(source.astype("float32"), np.arange(8) % 2, target.astype("float32"),
+                               batch_size=4, seed=0), epochs=1, verbose=0, shuffle=False)
+        path = os.path.join(self.get_temp_dir(), "dann")
+        export_image_classifier(model, path, class_names=["cat", "dog"])
+        served = tf.saved_model.load(path)
+        expected = model.predict(target.astype("float32"), verbose=0)
+        data = tf.stack([tf.io.encode_png(image) for image in target])
+        out = served.signatures["serve_image_bytes"](image_bytes=data)
+        self.assertAllClose(out["scores"], expected, atol=1e-5)
+        self.assertEqual(out["classes"].numpy()[0].tolist(), [b"cat", b"dog"])
+        with open(os.path.join(path, "class_names.txt")) as handle:
+            self.assertEqual(handle.read().split(), ["cat", "dog"])
