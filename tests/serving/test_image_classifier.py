@@ -152,7 +152,7 @@ class ExportDANNLabelPathTest(TestCase):
         features = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
                                      keras.layers.Conv2D(4, 3, activation="relu"),
                                      keras.layers.GlobalAveragePooling2D()])
-        classifier = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+        classifier = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # logits, as DANN expects
         model = DANN(features, classifier)
         model.compile(keras.optimizers.SGD(0.1))
         rng = np.random.default_rng(2)
