@@ -67,10 +67,24 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
 
     The queue, its write pointer and the key encoder are model weights, so a
     `.keras` file saved mid-training resumes exactly. Data: pairs of views as
-    for `SimCLR` (`simclr_dataset`), or one batch plus `augmenter=`. The batch
-    must not exceed `queue_size`. Single replica: under `tf.distribute` with
-    several replicas the step raises a ValueError (use `SimCLR`, whose negatives
-    span the global batch).
+    for `SimCLR` (`simclr_dataset`), or one batch plus `augmenter=`. The (global)
+    batch must not exceed `queue_size`.
+
+    `tf.distribute` (e.g. `MirroredStrategy`): a training step equals the one-device
+    step on the same global batch. Every replica gathers the `view_2` batches of all
+    replicas and computes the keys of the GLOBAL batch exactly as one device does (the
+    same permutation and `bn_splits` chunks), takes its own rows as positives, scores
+    its queries against the one shared queue, and the loss is the global-batch mean.
+    The momentum update and the enqueued keys (all the global batch's, in order) are
+    then the same on every replica and are written once in cross-replica context, so
+    the mirrored queue, pointer and key encoder (moving statistics included) stay
+    identical to one device. Cost: the key encoder's forward pass (no gradient) runs
+    over the global batch on every replica, R times the one-device work for R replicas;
+    this is the price of exact `bn_splits` semantics (the official code instead
+    shuffles the keys across GPUs and uses each GPU's own BatchNorm statistics, which
+    equals `bn_splits = number of GPUs`). BatchNorm layers in the QUERY encoder use
+    per-replica batch statistics, as in any Keras model under `tf.distribute`, so
+    equality with one device holds for query encoders without batch-dependent layers.
 
     `call(x)` returns the query encoder's representation `f(x)`. The metrics (`loss`,
     `contrastive_accuracy`) are NaN for a step whose views hold NaN or infinite values
@@ -175,12 +189,7 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def _check_batch(self, view, training):
-        if distributed.num_replicas() > 1:
-            raise ValueError(
-                "MoCo runs on a single replica: its queue and momentum encoder are updated "
-                f"in place. Received: {distributed.num_replicas()} replicas in sync. "
-                "Use SimCLR (global-batch negatives) under tf.distribute."
-            )
+        """Checks the batch of keys (the global batch in training) against the queue."""
         static = view.shape[0] if view.shape.rank is not None else None
         fix = "Lower the batch size or raise `queue_size`."
         split_fix = ("Lower `bn_splits` or batch the data with `drop_remainder=True` so that no "
@@ -239,37 +248,51 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
 
     def _logits(self, x, training):
         view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "MoCo")
-        checks = self._check_batch(view_1, training)
+        # Training keys come from the global batch: every replica gathers all `view_2`s.
+        key_views = distributed.all_gather_with_grad(tf.stop_gradient(view_2)) if training else view_2
+        checks = self._check_batch(key_views, training)
         with tf.control_dependencies(checks):
             view_1 = tf.identity(view_1)
             view_2 = tf.identity(view_2)
+            key_views = tf.identity(key_views)
         q = self.projection_head(self.encoder(view_1, training=training), training=training)
         if training:
-            # Batch statistics, per chunk of the permuted batch (shuffle-BN stand-in).
-            permutation = self._key_permutation(tf.shape(view_2)[0], self.optimizer.iterations)
-            k = self._split_keys(view_2, permutation)
+            # The keys of the global batch (the local one on one device), computed alike on
+            # every replica: batch statistics per chunk of the permuted batch (shuffle-BN
+            # stand-in). This replica's positives are its own rows.
+            permutation = self._key_permutation(tf.shape(key_views)[0], self.optimizer.iterations)
+            all_keys = self._split_keys(key_views, permutation)
+            all_keys = tf.stop_gradient(tf.math.l2_normalize(ops.cast(all_keys, "float32"), axis=-1))
+            offset = distributed.replica_offset(view_2)
+            k = all_keys[offset:offset + tf.shape(view_2)[0]]
         else:
             # Evaluation: moving statistics, nothing updated, no randomness.
             k = self._key_branch(view_2, training=False)
+            k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
+            all_keys = k
         q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
-        k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
         positive = ops.sum(q * k, axis=-1, keepdims=True)
         negative = ops.matmul(q, ops.transpose(ops.convert_to_tensor(self.queue)))
         logits = ops.concatenate([positive, negative], axis=1) / self.temperature
-        return logits, k, utils.all_finite([view_1, view_2])
+        return logits, all_keys, utils.all_finite([view_1, view_2])
 
     @staticmethod
     def _loss_and_accuracy(logits):
-        # InfoNCE with the positive in column 0, in float32.
+        # InfoNCE with the positive in column 0, in float32; this replica's share of the
+        # global-batch mean (the plain mean on one device).
         losses = ops.logsumexp(logits, axis=1) - logits[:, 0]
         hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), 0), "float32")
-        return ops.mean(losses), ops.mean(hits)
+        count = ops.shape(logits)[0]
+        return (distributed.global_mean(utils.float32_sum(losses), count),
+                distributed.global_mean(utils.float32_sum(hits), count))
 
     def _enqueue(self, keys):
+        """Writes `keys` (the global batch's, alike on every replica) after the pointer."""
         n = ops.shape(keys)[0]
-        index = (ops.convert_to_tensor(self.queue_pointer) + ops.arange(n, dtype="int32")) % self.queue_size
-        self.queue.assign(ops.scatter_update(self.queue, index[:, None], keys))
-        self.queue_pointer.assign((self.queue_pointer + n) % self.queue_size)
+        pointer = ops.convert_to_tensor(self.queue_pointer)
+        index = (pointer + ops.arange(n, dtype="int32")) % self.queue_size
+        queue = ops.scatter_update(ops.convert_to_tensor(self.queue), index[:, None], keys)
+        distributed.assign_identical([self.queue, self.queue_pointer], [queue, (pointer + n) % self.queue_size])
 
     def _momentum_pairs(self):
         # The key models are clones: their weights come in the same order as the query's.
@@ -280,9 +303,12 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     def _momentum_update(self):
         """EMA of the query's trainable parameters; the key's other variables are left alone."""
         m = self.momentum
-        for key, query in self._momentum_pairs():
-            if query.trainable:
-                key.assign(m * key + (1.0 - m) * ops.cast(query, key.dtype))
+        pairs = [(key, query) for key, query in self._momentum_pairs() if query.trainable]
+        # The query's weights are in sync, so every replica computes the same new key weights.
+        distributed.assign_identical(
+            [key for key, _ in pairs],
+            [m * ops.convert_to_tensor(key) + (1.0 - m) * ops.cast(query, key.dtype) for key, query in pairs],
+        )
 
     def _query_trainable_variables(self):
         key_ids = {id(v) for v in self.key_encoder.weights + self.key_projection_head.weights}
@@ -296,9 +322,10 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         with tf.GradientTape() as tape:
             logits, keys, finite = self._logits(x, training=True)
             loss, accuracy = self._loss_and_accuracy(logits)
-            if self.losses:
-                loss = loss + ops.cast(sum(self.losses), "float32")
-            scaled = self.optimizer.scale_loss(loss)
+            total = loss
+            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
+                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
+            scaled = self.optimizer.scale_loss(total)
         gradients = tape.gradient(scaled, trainable)
         self.optimizer.apply(gradients, trainable)
         self._enqueue(keys)
@@ -312,10 +339,13 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
 
     def _report(self, loss, accuracy, count, finite):
         # NaN when the views, or any weight (key encoder and queue included), are not finite.
+        # The sums carry a replica's NaN to every replica, which all log the global values.
         finite = ops.logical_and(finite, utils.weights_finite(self))
-        weight = ops.cast(count, "float32")
-        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=weight)
-        self.accuracy_tracker.update_state(utils.nan_unless(finite, accuracy), sample_weight=weight)
+        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
+        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
+        accuracy = distributed.all_reduce_sum(utils.nan_unless(finite, accuracy))
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):

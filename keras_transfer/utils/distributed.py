@@ -99,3 +99,30 @@ def global_mean(local_sum, local_count):
     local_sum = tf.convert_to_tensor(local_sum)
     count = tf.cast(all_reduce_sum(tf.cast(local_count, "float32")), local_sum.dtype)
     return local_sum / count
+
+
+def assign_identical(variables, values):
+    """Assigns `values[i]` to `variables[i]`, values that every replica computed alike.
+
+    In a multi-replica context the assignment runs once in cross-replica context
+    (`merge_call` + `strategy.extended.update`, as Keras's optimizers do), each
+    device's copy of a mirrored variable receiving its replica's value, so the copies
+    stay in sync whatever the variable's aggregation (a replica-context `assign` to a
+    variable with aggregation NONE is an error). Plain assignments otherwise.
+    """
+    variables, values = list(variables), list(values)
+    context = _replica_context()
+    if context is None:
+        for variable, value in zip(variables, values):
+            variable.assign(value)
+        return
+
+    def merge(strategy, values):
+        for variable, value in zip(variables, values):
+            # The tf.Variable (a MirroredVariable) under a Keras variable.
+            variable = getattr(variable, "_value", variable)
+            strategy.extended.update(
+                variable, lambda var, new: var.assign(new), args=(value,), group=False
+            )
+
+    context.merge_call(merge, args=(values,))

@@ -272,6 +272,8 @@ class SimCLRDistributedTest(TestCase):
         local = result["distributed"]["False"]
         self.assertGreater(abs(local["loss"] - result["reference_loss"]), 1e-2)
         self.assertGreater(local["max_grad_diff"], 1e-2)
-        # MoCo refuses several replicas with a clear ValueError.
-        self.assertIn("MoCo runs on a single replica", result["moco_error"])
-        self.assertIn("2 replicas in sync", result["moco_error"])
+        # MoCo trains under several replicas (equality with one device: tests/distribute);
+        # one step of a global batch of 8 fills 8 queue rows, the same on both devices.
+        self.assertTrue(np.isfinite(result["moco"]["loss"]))
+        self.assertEqual(result["moco"]["pointer"], 8)
+        self.assertEqual(result["moco"]["queue_spread"], 0.0)
