@@ -4,6 +4,7 @@ import keras
 
 from keras_transfer.losses.coral import coral_loss
 from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
 _LAYERS = ("features", "logits")
@@ -18,6 +19,13 @@ class DeepCORAL(SourceOnly):
     `||C_s - C_t||_F^2 / 4d^2`) is computed on the output of the label classifier
     (`coral_on="logits"`, the paper's fc8 choice) or of the feature extractor
     (`coral_on="features"`). Metrics: `loss`, `label_loss`, `label_accuracy`, `coral_loss`.
+
+    Under `tf.distribute` (e.g. `MirroredStrategy`) the covariances are those of the
+    GLOBAL source and target batches: every replica gathers both representations
+    (keeping gradients) and computes the same CORAL loss, so training equals one device
+    on the same global batches (per-replica covariances would be a different, noisier
+    loss). The label loss is the per-replica mean scaled by the replica count, as in
+    `SourceOnly`, which is the global mean when the replicas hold equal batches.
 
     Args:
         feature_extractor: Keras model or layer, inputs to features.
@@ -56,7 +64,9 @@ class DeepCORAL(SourceOnly):
             target = self.label_classifier(target_features, training=training)
         else:
             source, target = source_features, target_features
-        value = coral_loss(source, target)
+        # Global-batch covariances: the gathered rows keep their gradients, and the loss
+        # (the same on every replica) is divided by the replica count in `train_step`.
+        value = coral_loss(distributed.all_gather_with_grad(source), distributed.all_gather_with_grad(target))
         return self.coral_weight * value, {"coral_loss": (value, None)}
 
     def get_config(self):

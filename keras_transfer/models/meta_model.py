@@ -12,6 +12,7 @@ from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
+from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
 _TASK_KEYS = ("support_x", "support_y", "query_x")
@@ -304,7 +305,10 @@ class MetaModel(keras.Model):
                 kind == "dense" or isinstance(layer, keras.layers.Dense) or not layer.weights
                 for kind, layer, _ in self._plan
             )
-            if dense_only and self._mean_reduction():
+            # Not under tf.distribute: XLA cannot reach a MirroredVariable's other copies
+            # (Keras's own "auto" turns XLA off there too).
+            distributed = getattr(self, "_distribute_strategy", None) is not None
+            if dense_only and self._mean_reduction() and not distributed:
                 jit_compile = True
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
 
@@ -334,7 +338,10 @@ class MetaModel(keras.Model):
                 "Received: loss=None. Call compile(optimizer=..., loss=...)."
             )
         dtype = _float_dtype(y_pred)
-        return ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
+        loss = ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
+        # Keras losses divide by the replica count under tf.distribute (for the outer,
+        # summed gradient); a task's inner step must not depend on it.
+        return loss * ops.cast(distributed.num_replicas(), dtype)
 
     def _rates(self, step):
         if not self.inner_rates:
@@ -470,7 +477,8 @@ class MetaModel(keras.Model):
         variables = self.trainable_variables
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        self.loss_tracker.update_state(loss)
+        # The compiled loss is this replica's share (divided by the replica count).
+        self.loss_tracker.update_state(loss * ops.cast(distributed.num_replicas(), loss.dtype))
         return y, pred, sw
 
     def train_step(self, data):
@@ -503,7 +511,7 @@ class MetaModel(keras.Model):
 
     def test_step(self, data):
         loss, y, pred, sw = self._query_step(data, training=False)
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(loss * ops.cast(distributed.num_replicas(), loss.dtype))
         return self.compute_metrics(None, y, pred, sw)
 
     # ----------------------------------------------------------------- adapt

@@ -8,6 +8,7 @@ from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
+from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_one_of
 
 
@@ -20,6 +21,11 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
     sparse cross-entropy (float32). Images must be square. `call(x)` returns the
     encoder's features. The metrics are NaN for a step on non-finite images or
     one that leaves a weight non-finite (`keras.callbacks.TerminateOnNaN` stops there).
+
+    Under `tf.distribute` (e.g. `MirroredStrategy`) the loss and accuracy are means
+    over the GLOBAL batch (`local_sum / global_count` on each replica), so training
+    equals one device on the same global batches. BatchNorm layers in the encoder
+    normalise with per-replica statistics, as in any Keras model under `tf.distribute`.
 
     Args:
         encoder: a built Keras model mapping square images to `(batch, features)`.
@@ -78,14 +84,21 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         logits = ops.cast(logits, "float32")
         losses = ops.logsumexp(logits, axis=1) - ops.take_along_axis(logits, labels[:, None], axis=1)[:, 0]
         hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), labels), "float32")
-        return ops.mean(losses), ops.mean(hits), ops.shape(labels)[0], utils.all_finite([x])
+        count = ops.shape(labels)[0]
+        # This replica's share of the global-batch mean (the plain mean on one device).
+        loss = distributed.global_mean(utils.float32_sum(losses), count)
+        accuracy = distributed.global_mean(utils.float32_sum(hits), count)
+        return loss, accuracy, count, utils.all_finite([x])
 
     def _report(self, loss, accuracy, count, finite):
-        # NaN when the images or any weight are not finite (TerminateOnNaN then stops).
+        # NaN when the images or any weight are not finite (TerminateOnNaN then stops). The
+        # sums carry a replica's NaN to every replica, which then all log the global values.
         finite = ops.logical_and(finite, utils.weights_finite(self))
-        weight = ops.cast(count, "float32")
-        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=weight)
-        self.accuracy_tracker.update_state(utils.nan_unless(finite, accuracy), sample_weight=weight)
+        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
+        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
+        accuracy = distributed.all_reduce_sum(utils.nan_unless(finite, accuracy))
+        self.loss_tracker.update_state(loss, sample_weight=weight)
+        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
@@ -93,7 +106,9 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
             loss, accuracy, count, finite = self._loss(x, training=True)
-            total = loss + ops.cast(sum(self.losses), "float32") if self.losses else loss
+            total = loss
+            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
+                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
             scaled = self.optimizer.scale_loss(total)
         self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
         return self._report(loss, accuracy, count, finite)  # weights checked after the update

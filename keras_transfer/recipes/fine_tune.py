@@ -62,12 +62,23 @@ def compile_for_fine_tuning(
 ):
     """Compiles `model` for its current trainable set, with discriminative rates when asked."""
     learning_rate = validation.check_positive_float("learning_rate", learning_rate)
-    opt = keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer
-    opt.learning_rate = learning_rate
-    if backbone_multiplier != 1.0 or layer_decay is not None:
-        opt = discriminative_optimizer(opt, learning_rate_multipliers(model, backbone_multiplier, layer_decay))
-    model.compile(optimizer=opt, loss=classification_loss(model), metrics=list(metrics), **compile_kwargs)
+    # Optimizers made here belong to the model's tf.distribute strategy (a model built
+    # under `MirroredStrategy.scope()` trains with it wherever `fit` is called).
+    with model.distribute_strategy.scope():
+        opt = keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer
+        opt.learning_rate = learning_rate
+        if backbone_multiplier != 1.0 or layer_decay is not None:
+            opt = discriminative_optimizer(opt, learning_rate_multipliers(model, backbone_multiplier, layer_decay))
+        model.compile(optimizer=opt, loss=classification_loss(model), metrics=list(metrics), **compile_kwargs)
     return model
+
+
+def _fresh_optimizer(model, optimizer):
+    """A new optimizer (name or copy of an instance) in the model's strategy scope."""
+    with model.distribute_strategy.scope():
+        if isinstance(optimizer, str):
+            return keras.optimizers.get(optimizer)
+        return optimizer.__class__.from_config(optimizer.get_config())
 
 
 def _as_dataset(data, y, batch_size, shuffle, seed, num_classes, name):
@@ -105,6 +116,11 @@ def fine_tune(
     "last" or block names), recompiles at `learning_rate` (with `backbone_multiplier` and
     `layer_decay` for discriminative rates) and trains for `epochs`.
 
+    Under `tf.distribute`: build `model` inside `strategy.scope()`; the optimizers are
+    then made in that scope (a fresh one per phase, `optimizer` itself is not used) and
+    `fit` splits each global batch over the replicas (BatchNorm stays frozen unless
+    unfrozen elsewhere, so the result equals one device on the same batches).
+
     Returns:
         (model, {"probe": dict or History or None, "fine_tune": History or None})
     """
@@ -130,16 +146,14 @@ def fine_tune(
             histories["probe"]["val"] = model.evaluate(val_ds, verbose=0, return_dict=True)
     elif probe == "fit":
         validation.check_positive_int("probe_epochs", probe_epochs)
-        compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=optimizer)
+        compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=_fresh_optimizer(model, optimizer))
         histories["probe"] = model.fit(
             train_ds, validation_data=val_ds, epochs=probe_epochs, callbacks=callbacks, verbose=verbose, shuffle=False
         )
 
     if epochs:
         unfreeze_backbone(model, blocks=blocks)
-        opt = keras.optimizers.get(optimizer) if isinstance(optimizer, str) else optimizer.__class__.from_config(
-            optimizer.get_config()
-        )
+        opt = _fresh_optimizer(model, optimizer)
         compile_for_fine_tuning(
             model,
             learning_rate=learning_rate,
