@@ -1,5 +1,7 @@
 """Private base of the reconstruction pretext models (denoising autoencoder, masked imputation)."""
 
+import random
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -8,24 +10,37 @@ from keras_transfer.models import _contrastive_utils as utils
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
+from keras_transfer.utils import distributed
+from keras_transfer.utils.validation import check_non_negative_int
 
 
 class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
     """Corrupt the input, encode, decode, regress the clean input (MSE in float32).
 
-    Subclasses define `_corrupt(x01) -> (corrupted01, weights)`: inputs and targets
-    are in [0, 1] (rescaled from `value_range`); `weights` selects which entries the
-    loss counts (all for denoising, the hidden ones for imputation). The encoder
+    Subclasses define `_corrupt(x01, seed=None) -> (corrupted01, weights)`: inputs and
+    targets are in [0, 1] (rescaled from `value_range`); `weights` selects which entries
+    the loss counts (all for denoising, the hidden ones for imputation). The encoder
     sees the corrupted input mapped back to `value_range`. `call(x)` returns the
     encoder's features. The loss is NaN for a step on non-finite inputs or one that
     leaves a weight non-finite (`keras.callbacks.TerminateOnNaN` stops there).
+
+    Noise is stateless: a function of `(seed, optimizer.iterations)` (as MoCo's
+    permutation), so a run resumed by `keras.callbacks.BackupAndRestore` or a reloaded
+    `.keras` model draws exactly the noise the uninterrupted run would have drawn
+    (a `keras.random.SeedGenerator`'s state is not checkpointed). `evaluate` draws from
+    its own stream, the same for every batch of one evaluation at a given step (so
+    repeated evaluations of the same model agree). Under `tf.distribute` the noise is
+    drawn for the GLOBAL batch and each replica takes its own rows, and the loss is the
+    global-batch mean: training equals one device on the same global batches.
     """
 
     def __init__(self, encoder, decoder=None, decoder_hidden_dim=128, value_range=(0, 255), seed=None,
                  **kwargs):
         super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        # A drawn seed is kept in the config, so a reloaded model continues the same stream.
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
         feature_dim = utils.check_encoder(encoder, type(self).__name__)
         self.value_range = utils.check_value_range(value_range)
         self.decoder_hidden_dim = decoder_hidden_dim
@@ -68,8 +83,33 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
     def metrics(self):
         return [self.loss_tracker]
 
-    def _corrupt(self, x01):
+    def _corrupt(self, x01, seed=None):
         raise NotImplementedError
+
+    def _noise_seed(self, training=True):
+        """The stateless seed of the current step: `(seed, optimizer.iterations)`, with
+        evaluation on a stream of its own."""
+        optimizer = getattr(self, "optimizer", None)
+        step = optimizer.iterations if optimizer is not None else 0
+        seed = tf.stack([tf.constant(self.seed, "int64"), tf.cast(step, "int64")])
+        return tf.random.experimental.stateless_fold_in(seed, 0 if training else 1)
+
+    def _random_rows(self, x, tail_shape, seed, distribution="uniform", stddev=1.0):
+        """Noise of shape `(rows of x,) + tail_shape` for this replica's rows of the global batch.
+
+        Drawn for the global batch (identical on every replica) and sliced at this
+        replica's offset, so R replicas draw exactly what one device draws.
+        """
+        seed = self._noise_seed() if seed is None else seed
+        rows = tf.shape(x)[0]
+        shape = tf.concat([tf.reshape(distributed.global_batch_size(x), (1,)),
+                           tf.cast(tail_shape, "int32")], axis=0)
+        if distribution == "normal":
+            values = tf.random.stateless_normal(shape, seed, stddev=stddev)
+        else:
+            values = tf.random.stateless_uniform(shape, seed)
+        offset = distributed.replica_offset(x)
+        return values[offset:offset + rows]
 
     def _loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):
@@ -80,18 +120,22 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         utils.check_input_rank(x, self.encoder)
         low, high = self.value_range
         x01 = (ops.cast(x, "float32") - low) / (high - low)
-        corrupted, weights = self._corrupt(x01)
+        corrupted, weights = self._corrupt(x01, self._noise_seed(training))
         features = self.encoder(ops.cast(corrupted * (high - low) + low, self.compute_dtype), training=training)
         reconstruction = ops.cast(self.decoder(features, training=training), "float32")
         squared = ops.square(reconstruction - x01) * weights
-        # Mean over the counted entries; an all-zero mask counts as one entry (loss 0), not NaN.
-        loss = ops.sum(squared) / ops.maximum(ops.sum(weights), 1.0)
-        return loss, ops.sum(weights), utils.all_finite([x])
+        # Mean over the counted entries of the GLOBAL batch (this replica's share of it);
+        # an all-zero mask counts as one entry (loss 0), not NaN.
+        count = ops.sum(weights)
+        loss = ops.sum(squared) / ops.maximum(distributed.all_reduce_sum(count), 1.0)
+        return loss, count, utils.all_finite([x])
 
     def _report(self, loss, count, finite):
-        # NaN when the inputs or any weight are not finite (TerminateOnNaN then stops).
+        # NaN when the inputs or any weight are not finite (TerminateOnNaN then stops); the
+        # sums carry it to every replica, which all log the global values.
         finite = ops.logical_and(finite, utils.weights_finite(self))
-        self.loss_tracker.update_state(utils.nan_unless(finite, loss), sample_weight=count)
+        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
+        self.loss_tracker.update_state(loss, sample_weight=distributed.all_reduce_sum(count))
         return {"loss": self.loss_tracker.result()}
 
     def train_step(self, data):
@@ -99,9 +143,10 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         trainable = self.trainable_variables
         with tf.GradientTape() as tape:
             loss, count, finite = self._loss(x, training=True)
-            if self.losses:
-                loss = loss + ops.cast(sum(self.losses), "float32")
-            scaled = self.optimizer.scale_loss(loss)
+            total = loss
+            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
+                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
+            scaled = self.optimizer.scale_loss(total)
         self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
         return self._report(loss, count, finite)  # weights checked after the update
 

@@ -24,6 +24,10 @@ class DenoisingAutoencoder(ReconstructionPretext):
         noise_stddev: standard deviation of the Gaussian noise (>= 0).
         mask_rate: share of entries zeroed by "masking" noise, in [0, 1).
         value_range: range of the raw inputs, e.g. (0, 255).
+        seed: non-negative int; the noise of a step is a function of (seed, optimizer
+            step), so an interrupted or reloaded run resumes it exactly (None: drawn from
+            Python's `random`, which `keras.utils.set_random_seed` seeds, and stored in
+            the config). See `ReconstructionPretext` for distributed training.
     """
 
     def __init__(self, encoder, decoder=None, corruption="gaussian", noise_stddev=0.2, mask_rate=0.25,
@@ -34,12 +38,14 @@ class DenoisingAutoencoder(ReconstructionPretext):
         super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
                          value_range=value_range, seed=seed, **kwargs)
 
-    def _corrupt(self, x01):
+    def _corrupt(self, x01, seed=None):
+        x01 = ops.convert_to_tensor(x01)
+        tail = ops.shape(x01)[1:]
         if self.corruption == "gaussian":
-            noise = keras.random.normal(ops.shape(x01), stddev=self.noise_stddev, seed=self.seed_generator)
-            corrupted = x01 + noise
+            noise = self._random_rows(x01, tail, seed, "normal", stddev=self.noise_stddev)
+            corrupted = x01 + ops.cast(noise, x01.dtype)
         else:
-            keep = keras.random.uniform(ops.shape(x01), seed=self.seed_generator) >= self.mask_rate
+            keep = self._random_rows(x01, tail, seed) >= self.mask_rate
             corrupted = x01 * ops.cast(keep, x01.dtype)
         return corrupted, ops.ones_like(x01)
 

@@ -23,6 +23,10 @@ class MaskedImputation(ReconstructionPretext):
         mask_rate: share of patches/entries hidden, in (0, 1).
         patch_size: patch side for image inputs (must divide H and W).
         fill_value: value written into the hidden entries, in [0, 1] units.
+        seed: non-negative int; the mask of a step is a function of (seed, optimizer
+            step), so an interrupted or reloaded run resumes it exactly (None: drawn from
+            Python's `random` and stored in the config). See `ReconstructionPretext` for
+            distributed training.
     """
 
     def __init__(self, encoder, decoder=None, mask_rate=0.5, patch_size=2, fill_value=0.0,
@@ -40,21 +44,19 @@ class MaskedImputation(ReconstructionPretext):
         super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
                          value_range=value_range, seed=seed, **kwargs)
 
-    def _mask(self, x01):
+    def _mask(self, x01, seed=None):
         """1.0 where hidden."""
         if len(x01.shape) == 4:
             p = self.patch_size
-            batch = ops.shape(x01)[0]
-            grid = keras.random.uniform(
-                (batch, x01.shape[1] // p, x01.shape[2] // p, 1), seed=self.seed_generator
-            )
+            grid = self._random_rows(x01, (x01.shape[1] // p, x01.shape[2] // p, 1), seed)
             hidden = ops.cast(grid < self.mask_rate, x01.dtype)
             hidden = ops.repeat(ops.repeat(hidden, p, axis=1), p, axis=2)
             return ops.broadcast_to(hidden, ops.shape(x01))
-        return ops.cast(keras.random.uniform(ops.shape(x01), seed=self.seed_generator) < self.mask_rate, x01.dtype)
+        return ops.cast(self._random_rows(x01, ops.shape(x01)[1:], seed) < self.mask_rate, x01.dtype)
 
-    def _corrupt(self, x01):
-        hidden = self._mask(x01)
+    def _corrupt(self, x01, seed=None):
+        x01 = ops.convert_to_tensor(x01)
+        hidden = self._mask(x01, seed)
         return x01 * (1.0 - hidden) + self.fill_value * hidden, hidden
 
     def get_config(self):
