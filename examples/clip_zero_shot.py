@@ -1,15 +1,20 @@
-"""CLIP on embedded data: digits with template captions -> zero-shot classifier -> WiSE-FT.
+# %% [markdown]
+# # CLIP on embedded data: digits with captions -> zero-shot classifier -> WiSE-FT
+#
+# Trains CLIP (a small CNN image tower and a one-block text transformer) on digit images paired
+# with template captions, builds a zero-shot classifier from held-out prompt templates (ensembled),
+# fine-tunes a copy on a few labels per class, mixes the two in weight space (WiSE-FT) for several
+# alphas, saves the classifier to `.keras` and exports a SavedModel with a float endpoint and an
+# encoded-image-bytes endpoint.
+#
+# Run it as a script (`python examples/clip_zero_shot.py --help` lists the options) or open it as a
+# notebook (Jupytext "percent" cells: Jupyter, VS Code, or Kaggle after `jupytext --to ipynb`).
+# Everything is offline: images and captions are embedded in `keras_transfer`.
 
-    python examples/clip_zero_shot.py [--epochs 25] [--labels 5] [--output clip_output]
-
-Trains CLIP (small CNN + one-block text transformer) on digit images paired with captions,
-builds a zero-shot classifier from held-out prompt templates (ensembled), fine-tunes a copy on a
-few labels per class, mixes the two in weight space (WiSE-FT) for several alphas, saves the
-classifier to .keras and exports a SavedModel with a float endpoint and an encoded-bytes endpoint.
-"""
-
+# %%
 import argparse
 import os
+import sys
 
 import numpy as np
 
@@ -18,40 +23,74 @@ from keras_transfer.demos import clip as clip_demo
 from keras_transfer.models import build_zero_shot_classifier
 from keras_transfer.models import export_zero_shot_classifier
 
+# %% [markdown]
+# ## Settings
+#
+# From the command line when run as a script; in a notebook, edit the defaults here.
+# `KERAS_TRANSFER_QUICK=1` in the environment shrinks the training to a few seconds (what CI runs).
 
+# %%
+QUICK = os.environ.get("KERAS_TRANSFER_QUICK", "0") not in ("", "0")
+parser = argparse.ArgumentParser(description="CLIP on digits: zero-shot classifier, WiSE-FT, export.")
+parser.add_argument("--epochs", type=int, default=2 if QUICK else 25, help="CLIP training epochs.")
+parser.add_argument("--labels", type=int, default=5, help="Labels per class for fine-tuning.")
+parser.add_argument("--fine-tune-epochs", type=int, default=2 if QUICK else 20)
+parser.add_argument("--output", default="clip_output")
+parser.add_argument("--seed", type=int, default=0)
+# In a notebook, sys.argv holds the kernel's own arguments: keep the defaults there.
+args = parser.parse_args([] if "ipykernel" in sys.modules else None)
+
+# %% [markdown]
+# ## Train CLIP
+#
+# `train_digit_clip` pairs each training image with a caption from the training templates
+# ("a photo of the number seven", ...) and trains both towers with the symmetric contrastive loss;
+# the logit scale (temperature) is learned.
+
+# %%
+clip, tokenizer, (x, _, y), (x_test, _, y_test), seconds = clip_demo.train_digit_clip(
+    epochs=args.epochs, seed=args.seed)
+x, x_test = x.astype("float32"), x_test.astype("float32")
+print(f"CLIP trained in {seconds:.0f} s, logit scale {clip.get_logit_scale():.1f}")
+
+# %% [markdown]
+# ## Zero-shot classifier
+#
+# Each class name is put into every held-out template (never seen in training), the text tower
+# embeds the prompts, and their mean per class becomes the weights of a linear head on the image
+# tower: a plain `keras.Model` that classifies without any labelled image.
+
+# %%
 def accuracy(model, x, y):
     return float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == y))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--labels", type=int, default=5, help="Labels per class for fine-tuning.")
-    parser.add_argument("--output", default="clip_output")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    os.makedirs(args.output, exist_ok=True)
+zero_shot = build_zero_shot_classifier(
+    clip, kt.datasets.digit_class_names(), kt.datasets.HELDOUT_TEMPLATES, tokenizer)
+print(f"zero-shot accuracy (held-out prompts, ensembled): {accuracy(zero_shot, x_test, y_test):.3f}")
 
-    clip, tokenizer, (x, _, y), (x_test, _, y_test), seconds = clip_demo.train_digit_clip(
-        epochs=args.epochs, seed=args.seed)
-    x, x_test = x.astype("float32"), x_test.astype("float32")
-    print(f"CLIP trained in {seconds:.0f} s, logit scale {clip.get_logit_scale():.1f}")
+# %% [markdown]
+# ## WiSE-FT
+#
+# A copy of the zero-shot classifier (its head starts at the zero-shot head) is fine-tuned on a
+# few labels per class; then zero-shot and fine-tuned weights are mixed,
+# `wise_ft(zero_shot, fine_tuned, alpha)`: alpha 0 is zero-shot, 1 is fine-tuned.
 
-    zero_shot = build_zero_shot_classifier(
-        clip, kt.datasets.digit_class_names(), kt.datasets.HELDOUT_TEMPLATES, tokenizer)
-    print(f"zero-shot accuracy (held-out prompts, ensembled): {accuracy(zero_shot, x_test, y_test):.3f}")
+# %%
+curve = clip_demo.wise_ft_curve(zero_shot, x, y, x_test, y_test, labels_per_class=args.labels,
+                                epochs=args.fine_tune_epochs, seed=args.seed)
+for alpha, value in curve.items():
+    print(f"WiSE-FT alpha={alpha:.2f}: test accuracy {value:.3f}")
 
-    # Fine-tune a copy on a few labels per class (its head starts at the zero-shot head),
-    # then mix zero-shot and fine-tuned weights: wise_ft(zero_shot, fine_tuned, alpha).
-    curve = clip_demo.wise_ft_curve(zero_shot, x, y, x_test, y_test, labels_per_class=args.labels,
-                                    seed=args.seed)
-    for alpha, value in curve.items():
-        print(f"WiSE-FT alpha={alpha:.2f}: test accuracy {value:.3f}")
+# %% [markdown]
+# ## Save and export
+#
+# The `.keras` file reloads without `custom_objects`; the SavedModel has `serve` (float pixels)
+# and `serve_image_bytes` (encoded PNG/JPEG) endpoints. Both are replaced if they exist from a
+# previous run of this example.
 
-    zero_shot.save(os.path.join(args.output, "zero_shot.keras"))
-    export_zero_shot_classifier(zero_shot, os.path.join(args.output, "zero_shot_savedmodel"))
-    print(f"Saved {args.output}/zero_shot.keras and the SavedModel (serve, serve_image_bytes).")
-
-
-if __name__ == "__main__":
-    main()
+# %%
+os.makedirs(args.output, exist_ok=True)
+zero_shot.save(os.path.join(args.output, "zero_shot.keras"))
+export_zero_shot_classifier(zero_shot, os.path.join(args.output, "zero_shot_savedmodel"))
+print(f"Saved {args.output}/zero_shot.keras and the SavedModel (serve, serve_image_bytes).")
