@@ -12,7 +12,6 @@ from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
-from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
 _TASK_KEYS = ("support_x", "support_y", "query_x")
@@ -100,6 +99,15 @@ def _exact_constant(value):
         return ops.full(shape, value, dtype=dtype)
 
     return initializer
+
+
+def _keras_loss_replicas(loss):
+    """What a compiled Keras loss divides by under tf.distribute: the replica count for the
+    mean reductions (`keras.losses.Loss`), 1 for "sum"."""
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None):
+        return 1
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def _merge_tasks(t):
@@ -328,9 +336,11 @@ class MetaModel(keras.Model):
 
     # ------------------------------------------------------------ inner loop
     def _inner_loss(self, y_true, y_pred):
+        owner = self
         loss_fn = getattr(self, "_compile_loss", None)
         if loss_fn is None:
             # Not compiled itself (adapting a model compiled on its own): use the model's loss.
+            owner = self.model
             loss_fn = getattr(self.model, "_compile_loss", None)
         if loss_fn is None:
             raise ValueError(
@@ -341,7 +351,7 @@ class MetaModel(keras.Model):
         loss = ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
         # Keras losses divide by the replica count under tf.distribute (for the outer,
         # summed gradient); a task's inner step must not depend on it.
-        return loss * ops.cast(distributed.num_replicas(), dtype)
+        return loss * ops.cast(_keras_loss_replicas(getattr(owner, "loss", None)), dtype)
 
     def _rates(self, step):
         if not self.inner_rates:
@@ -478,7 +488,7 @@ class MetaModel(keras.Model):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         # The compiled loss is this replica's share (divided by the replica count).
-        self.loss_tracker.update_state(loss * ops.cast(distributed.num_replicas(), loss.dtype))
+        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
         return y, pred, sw
 
     def train_step(self, data):
@@ -511,7 +521,7 @@ class MetaModel(keras.Model):
 
     def test_step(self, data):
         loss, y, pred, sw = self._query_step(data, training=False)
-        self.loss_tracker.update_state(loss * ops.cast(distributed.num_replicas(), loss.dtype))
+        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
         return self.compute_metrics(None, y, pred, sw)
 
     # ----------------------------------------------------------------- adapt
