@@ -16,6 +16,7 @@ if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "keras-transfer":
 from keras_transfer import augment  # noqa: E402,F401
 from keras_transfer import callbacks  # noqa: E402,F401
 from keras_transfer import datasets  # noqa: E402,F401
+from keras_transfer import distribute  # noqa: E402,F401
 from keras_transfer import layers  # noqa: E402,F401
 from keras_transfer import losses  # noqa: E402,F401
 from keras_transfer import models  # noqa: E402,F401

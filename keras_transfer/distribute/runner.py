@@ -1,0 +1,309 @@
+"""A `fit` for `tf.distribute` strategies that Keras's own `fit` cannot run.
+
+Keras 3's `Model.fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
+(TensorFlow issue 72388, Keras issue 20585; still so with TensorFlow 2.21 and
+Keras 3.15): before the first step it averages the first distributed batch with
+`strategy.reduce("MEAN", (x, y))`, which a multi-worker strategy cannot do on a
+tuple ("Attempt to convert a value (PerReplica...) to a Tensor"), and it reduces
+the scalar step logs with `axis=0` ("Invalid reduction dimension 0 for input
+with 0 dimensions").
+
+`fit` below drives the model's own `train_step` with `strategy.run` over
+`strategy.experimental_distribute_dataset`, which works with every strategy
+(default, `MirroredStrategy`, `MultiWorkerMirroredStrategy`, `TPUStrategy`) and
+with every model of this package, custom steps included.
+"""
+
+import os
+import shutil
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import tree
+
+from keras_transfer.distribute.cluster import is_chief
+from keras_transfer.utils.validation import check_one_of
+from keras_transfer.utils.validation import check_positive_int
+
+
+def fit(
+    model,
+    dataset,
+    epochs=1,
+    strategy=None,
+    steps_per_epoch=None,
+    callbacks=None,
+    checkpoint_dir=None,
+    max_to_keep=2,
+    verbose="auto",
+):
+    """Trains `model` on `dataset` with `strategy`, one `model.train_step` per batch.
+
+    Each step is `strategy.run(model.train_step, (batch,))` inside a
+    `tf.function`; the logs are averaged over replicas (`ReduceOp.MEAN`, as
+    Keras's `fit` does), so a model whose step reports global values (SimCLR,
+    CLIP, DANN) logs them exactly. Every worker of a cluster runs the same call
+    on the same dataset: each global batch is split between the replicas by
+    `experimental_distribute_dataset` (set the dataset's auto-shard policy to
+    shard by files instead of by data).
+
+    Checkpoints: with `checkpoint_dir`, the model's variables, the optimizer's
+    variables and the epoch are saved with a `tf.train.CheckpointManager` at the
+    end of every epoch. Every worker takes part in the save (TensorFlow's
+    multi-worker recipe) but only the chief (`is_chief`) writes into
+    `checkpoint_dir`; the others write into a temporary folder they delete. On
+    start, the latest checkpoint there is restored and training continues with
+    the next epoch, so re-running the same script after an interruption resumes
+    it (the data starts over at the beginning of that epoch). Every worker must
+    be able to read `checkpoint_dir` (a shared file system or a bucket).
+
+    Args:
+        model: a compiled Keras model, created (and compiled) under
+            `strategy.scope()`.
+        dataset: a `tf.data.Dataset` of GLOBAL batches (what one `fit` on one
+            device would take); shuffle it yourself.
+        epochs: number of epochs to train (counting the ones a restored
+            checkpoint already holds), a positive integer.
+        strategy: the `tf.distribute.Strategy` the model was created under, or
+            None for that one (`model.distribute_strategy`).
+        steps_per_epoch: batches per epoch, or None to run each epoch until the
+            dataset ends. With a value, one iterator runs across epochs (use
+            `dataset.repeat()` for more batches than the dataset holds).
+        callbacks: Keras callbacks (`on_train_*`, `on_epoch_*`,
+            `on_train_batch_*` hooks and `model.stop_training` are honoured).
+            They run on every worker with the same logs. Use `checkpoint_dir`
+            rather than `keras.callbacks.BackupAndRestore`, which would make
+            every worker write the same files.
+        checkpoint_dir: folder for checkpoints and resumption, or None.
+        max_to_keep: checkpoints kept in `checkpoint_dir`, a positive integer.
+        verbose: `"auto"` (1), 0 (silent), 1 (progress bar) or 2 (one line per
+            epoch). Only the chief prints.
+
+    Returns:
+        A `keras.callbacks.History`: `history.history[name]` lists the epoch
+        logs of the epochs this call trained; `history.epoch` their indices.
+
+    Reference:
+        TensorFlow, "Custom training loop with Keras and MultiWorkerMirroredStrategy":
+        https://www.tensorflow.org/tutorials/distribute/multi_worker_with_ctl
+
+    Example:
+
+    >>> import keras
+    >>> import numpy as np
+    >>> import tensorflow as tf
+    >>> from keras_transfer import distribute
+    >>> strategy = tf.distribute.get_strategy()  # or MultiWorkerMirroredStrategy()
+    >>> with strategy.scope():
+    ...     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    ...     model.compile(optimizer="sgd", loss="mse")
+    >>> data = tf.data.Dataset.from_tensor_slices(
+    ...     (np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"))).batch(4)
+    >>> history = distribute.fit(model, data, epochs=2, strategy=strategy, verbose=0)
+    >>> len(history.history["loss"])
+    2
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`model` must be a `keras.Model`. Received: model={model!r}")
+    # The strategy whose scope the model was created in (None: outside every scope).
+    owner = getattr(model, "_distribute_strategy", None)
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise ValueError(
+            f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}"
+        )
+    if strategy is None:
+        strategy = owner or tf.distribute.get_strategy()
+    current_is_default = not tf.distribute.has_strategy()
+    default = current_is_default and strategy is tf.distribute.get_strategy()
+    if owner is not strategy and not (owner is None and default):
+        raise ValueError(
+            "`model` must be created under `strategy.scope()` (its variables belong to the strategy "
+            f"that was current when it was built). Received: model={model.name!r} created under "
+            f"{type(owner).__name__ if owner else 'no strategy'}, strategy={type(strategy).__name__}"
+        )
+    if getattr(model, "optimizer", None) is None or not getattr(model, "compiled", True):
+        raise ValueError(
+            "`model` must be compiled before `fit` (call `model.compile(optimizer=...)` under "
+            f"`strategy.scope()`). Received: model={model.name!r} (not compiled)"
+        )
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            "`dataset` must be a `tf.data.Dataset` of global batches. "
+            f"Received: dataset={type(dataset).__name__}"
+        )
+    epochs = check_positive_int("epochs", epochs)
+    if steps_per_epoch is not None:
+        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+    max_to_keep = check_positive_int("max_to_keep", max_to_keep)
+    verbose = 1 if verbose == "auto" else check_one_of("verbose", verbose, (0, 1, 2))
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise ValueError(
+            f"`checkpoint_dir` must be a folder path or None. Received: checkpoint_dir={checkpoint_dir!r}"
+        )
+    callbacks = list(callbacks or [])
+    for callback in callbacks:
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ValueError(
+                f"`callbacks` must be a list of `keras.callbacks.Callback`. Received: callbacks={callbacks!r}"
+            )
+        if isinstance(callback, keras.callbacks.BackupAndRestore):
+            raise ValueError(
+                "`callbacks` must not hold `keras.callbacks.BackupAndRestore`: pass "
+                "`checkpoint_dir=` instead (every worker would write the same backup files, and "
+                f"this loop does not read its restored epoch). Received: callbacks={callbacks!r}"
+            )
+    chief = is_chief(strategy)
+    if not chief:
+        verbose = 0
+
+    _build(model, dataset, strategy)
+    with strategy.scope():
+        epoch_counter = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
+    checkpoint = tf.train.Checkpoint(
+        model_variables=list(model.variables),
+        optimizer_variables=list(model.optimizer.variables),
+        epoch=epoch_counter,
+    )
+    initial_epoch = 0
+    if checkpoint_dir is not None:
+        checkpoint_dir = os.fspath(checkpoint_dir)
+        initial_epoch = _restore(checkpoint, checkpoint_dir, epoch_counter, strategy)
+        write_dir = checkpoint_dir if chief else _worker_temp_dir(checkpoint_dir, strategy)
+        manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep)
+
+    train_function = _make_train_function(model, strategy)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    if steps_per_epoch is not None:
+        steps = steps_per_epoch
+    else:
+        cardinality = int(dataset.cardinality())
+        if cardinality == tf.data.INFINITE_CARDINALITY:
+            raise ValueError(
+                "`steps_per_epoch` must be set when `dataset` is infinite (e.g. `.repeat()`). "
+                "Received: steps_per_epoch=None"
+            )
+        steps = cardinality if cardinality > 0 else None
+
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        callbacks + [history],
+        add_history=False,
+        add_progbar=False,
+        model=model,
+        epochs=epochs,
+        steps=steps,
+        verbose=verbose,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    logs = {}
+    iterator = iter(distributed) if steps_per_epoch is not None else None
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        if verbose == 1:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        progbar = keras.utils.Progbar(target=steps, verbose=verbose) if verbose else None
+        epoch_iterator = iterator if iterator is not None else iter(distributed)
+        step = 0
+        epoch_logs = None
+        while steps_per_epoch is None or step < steps_per_epoch:
+            try:
+                batch = next(epoch_iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                if steps_per_epoch is not None:
+                    warnings.warn(
+                        f"The dataset ran out of data after {step} batches of epoch {epoch + 1}: "
+                        "training stops (use `dataset.repeat()` with `steps_per_epoch`).",
+                        stacklevel=2,
+                    )
+                    model.stop_training = True
+                break
+            callback_list.on_train_batch_begin(step)
+            epoch_logs = {name: float(value) for name, value in train_function(batch).items()}
+            callback_list.on_train_batch_end(step, epoch_logs)
+            step += 1
+            if progbar is not None:
+                progbar.update(step, list(epoch_logs.items()), finalize=False)
+            if model.stop_training:
+                break
+        if epoch_logs is None:
+            break  # No batch this epoch (the data ran out): nothing to log or save.
+        if progbar is not None:
+            progbar.update(step, list(epoch_logs.items()), finalize=True)
+        logs = dict(epoch_logs)
+        callback_list.on_epoch_end(epoch, logs)
+        if checkpoint_dir is not None:
+            epoch_counter.assign(epoch + 1)
+            manager.save()
+            if not chief:
+                shutil.rmtree(manager.directory, ignore_errors=True)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return history
+
+
+def _build(model, dataset, strategy):
+    # What `Model.fit` does before its first step, from the dataset's element spec (no batch read):
+    # build the model, its compiled loss and metrics, and the optimizer, all under the strategy.
+    def symbolic(spec):
+        if not isinstance(spec, tf.TensorSpec):
+            raise ValueError(
+                "`dataset` must yield dense tensors (nested tuples/dicts of them). "
+                f"Received: an element spec holding {spec!r}"
+            )
+        return keras.KerasTensor(tuple(spec.shape), keras.backend.standardize_dtype(spec.dtype))
+
+    with strategy.scope():
+        symbolic_build = getattr(model, "_symbolic_build", None)
+        if symbolic_build is not None:
+            symbolic_build(data_batch=tree.map_structure(symbolic, dataset.element_spec))
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+
+
+def _make_train_function(model, strategy):
+    @tf.function(reduce_retracing=True)
+    def train_function(batch):
+        logs = strategy.run(model.train_step, args=(batch,))
+        # One scalar per name: the mean over replicas (Keras's `fit` reduction).
+        return {
+            name: strategy.reduce("MEAN", tf.cast(value, "float32"), axis=None)
+            for name, value in logs.items()
+        }
+
+    return train_function
+
+
+def _restore(checkpoint, checkpoint_dir, epoch_counter, strategy):
+    latest = tf.train.latest_checkpoint(checkpoint_dir)
+    if latest is not None:
+        try:
+            checkpoint.restore(latest).assert_consumed()
+        except (AssertionError, ValueError) as error:
+            raise ValueError(
+                "`checkpoint_dir` must hold checkpoints of this model and optimizer (same variables, "
+                f"same order). Received: checkpoint_dir={checkpoint_dir!r} ({error})"
+            ) from None
+    restored = int(epoch_counter.numpy())
+    # Every worker must resume from the same epoch (a folder that only the chief can read
+    # would leave the others at 0 and silently diverge): compare across replicas.
+    if strategy.num_replicas_in_sync > 1:
+        value = tf.constant(float(restored))
+        mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(value)), axis=None)
+        if not np.isclose(float(mean), restored):
+            raise ValueError(
+                "`checkpoint_dir` must be readable by every worker (a shared file system or bucket): "
+                f"this worker restored epoch {restored}, the cluster's mean is {float(mean):g}. "
+                f"Received: checkpoint_dir={checkpoint_dir!r}"
+            )
+    return restored
+
+
+def _worker_temp_dir(checkpoint_dir, strategy):
+    resolver = strategy.cluster_resolver
+    task = f"{resolver.task_type}_{resolver.task_id}"
+    return os.path.join(checkpoint_dir, f".workertemp_{task}")
