@@ -30,11 +30,15 @@ from keras_transfer.recipes.finetune_job import finetune_folder
 #
 # From the command line when run as a script; in a notebook, edit the defaults here (set `data` to
 # your folder). `--weights imagenet` needs the weights file in the Keras cache or a download; the
-# default (`None`) starts from random weights. The model is saved to `--save` and exported to
-# `--export`; an existing file or export there is kept, and the job stops before training, unless
-# `--overwrite` is given (it replaces only a previous `.keras` file or a folder holding a previous
-# export, never other files). `KERAS_TRANSFER_QUICK=1` in the environment shrinks the job to a few
-# seconds (what CI runs): one epoch, 12 images per class, and the small `simple_cnn` backbone.
+# default (`None`) starts from random weights, with which a MobileNetV3 stays at chance (its
+# BatchNorm runs in inference mode, so random features vanish): use `--weights imagenet` (or a
+# weights file) on real photos, or `--backbone simple_cnn` to see the digits learnt.
+#
+# The model is saved to `--save` and exported to `--export`; an existing file or export there is
+# kept, and the job stops before training, unless `--overwrite` is given (it replaces only a
+# previous `.keras` file or a folder holding a previous export, never other files).
+# `KERAS_TRANSFER_QUICK=1` in the environment shrinks the job to a few seconds (what CI runs): one
+# epoch, 12 images per class, and the small `simple_cnn` backbone.
 
 # %%
 QUICK = os.environ.get("KERAS_TRANSFER_QUICK", "0") not in ("", "0")
