@@ -4,9 +4,10 @@
     TF_CONFIG=... python _multi_worker_probe.py train OUT.npz CKPT_DIR   # one of two workers
     TF_CONFIG=... python _multi_worker_probe.py resume OUT.npz CKPT_DIR  # the same workers, restarted
 
-Each mode trains the same three models on the same global batches: a `build_classifier`
+Each mode trains the same four models on the same global batches: a `build_classifier`
 model (Adam, compiled loss and accuracy), `SimCLR` (custom `train_step`, negatives gathered
-across replicas) and `DANN` (custom `train_step`, `GradientReversalSchedule` callback). The
+across replicas), `MoCo` (global-batch keys, queue and key encoder written in cross-replica
+context) and `DANN` (custom `train_step`, `GradientReversalSchedule` callback). The
 "train" workers also try Keras's own `fit` (which fails under MultiWorkerMirroredStrategy),
 then start a checkpointed classifier run that exits the process at the start of its last
 epoch; "resume" restarts that run from the checkpoint.
@@ -27,6 +28,7 @@ from keras_transfer import distribute  # noqa: E402
 from keras_transfer.callbacks import GradientReversalSchedule  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.models import DANN  # noqa: E402
+from keras_transfer.models import MoCo  # noqa: E402
 from keras_transfer.models import SimCLR  # noqa: E402
 from keras_transfer.recipes import build_classifier  # noqa: E402
 
@@ -67,6 +69,17 @@ def simclr(cross_replica=True):
     return model
 
 
+def moco():
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential(
+        [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6, activation="tanh")]
+    )
+    # Queue, pointer and key encoder are weights: compared too.
+    model = MoCo(encoder, projection_dim=3, queue_size=16, momentum=0.9, temperature=0.5, seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.5))
+    return model
+
+
 def dann():
     keras.utils.set_random_seed(0)
     features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh")])
@@ -92,11 +105,12 @@ def datasets():
     return {
         "classifier": tf.data.Dataset.from_tensor_slices((images, labels)).batch(8),
         "simclr": tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(8),
+        "moco": tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(8),
         "dann": domain_pairs(xs, ys, xt, batch_size=8, shuffle=False),
     }
 
 
-BUILDERS = {"classifier": classifier, "simclr": simclr, "dann": dann}
+BUILDERS = {"classifier": classifier, "simclr": simclr, "moco": moco, "dann": dann}
 
 
 def callbacks_for(name):

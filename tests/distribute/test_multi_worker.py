@@ -23,7 +23,7 @@ from tests.test_case import TestCase
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "tests", "distribute", "_multi_worker_probe.py")
 TIMEOUT_S = 150
-MODELS = ("classifier", "simclr", "dann")
+MODELS = ("classifier", "simclr", "moco", "dann")
 EXIT_CODE = 17  # _multi_worker_probe.INTERRUPT_EXIT_CODE: the "train" workers exit at the interruption
 
 
