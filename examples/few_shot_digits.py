@@ -33,8 +33,10 @@ parser.add_argument("--k-shot", type=int, default=1)
 parser.add_argument("--iterations", type=int, default=5 if QUICK else 500, help="Meta-training steps.")
 parser.add_argument("--test-episodes", type=int, default=50 if QUICK else 600)
 parser.add_argument("--seed", type=int, default=0)
-# In a notebook, sys.argv holds the kernel's own arguments: keep the defaults there.
-args = parser.parse_args([] if "ipykernel" in sys.modules else None)
+# A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
+# (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
+NOTEBOOK = "ipykernel" in sys.modules and "-f" in sys.argv[1:]
+args = parser.parse_args([] if NOTEBOOK else None)
 
 # %% [markdown]
 # ## Episodes

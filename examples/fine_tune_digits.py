@@ -36,8 +36,10 @@ parser.add_argument("--epochs", type=int, default=1 if QUICK else 20)
 parser.add_argument("--output", default="fine_tuned_digits",
                     help="Writes OUTPUT.keras and the SavedModel folder OUTPUT_savedmodel.")
 parser.add_argument("--seed", type=int, default=0)
-# In a notebook, sys.argv holds the kernel's own arguments: keep the defaults there.
-args = parser.parse_args([] if "ipykernel" in sys.modules else None)
+# A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
+# (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
+NOTEBOOK = "ipykernel" in sys.modules and "-f" in sys.argv[1:]
+args = parser.parse_args([] if NOTEBOOK else None)
 
 # %% [markdown]
 # ## Data

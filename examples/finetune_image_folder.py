@@ -54,8 +54,9 @@ parser.add_argument("--export", default="exported_model", help="SavedModel folde
 parser.add_argument("--save", default="model.keras", help=".keras file to write.")
 parser.add_argument("--overwrite", action="store_true",
                     help="Replace a previous --export folder (one holding saved_model.pb) or --save file.")
-# In a notebook, sys.argv holds the kernel's own arguments: keep the defaults there.
-NOTEBOOK = "ipykernel" in sys.modules
+# A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
+# (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
+NOTEBOOK = "ipykernel" in sys.modules and "-f" in sys.argv[1:]
 args = parser.parse_args([] if NOTEBOOK else None)
 
 # %% [markdown]

@@ -36,8 +36,10 @@ parser.add_argument("--first-order", action="store_true")
 parser.add_argument("--rates", default=None, choices=[None, "per_parameter", "per_step"])
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--output", default=os.path.join(tempfile.gettempdir(), "maml_sinusoid"))
-# In a notebook, sys.argv holds the kernel's own arguments: keep the defaults there.
-args = parser.parse_args([] if "ipykernel" in sys.modules else None)
+# A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
+# (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
+NOTEBOOK = "ipykernel" in sys.modules and "-f" in sys.argv[1:]
+args = parser.parse_args([] if NOTEBOOK else None)
 
 # %% [markdown]
 # ## The meta-model

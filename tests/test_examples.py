@@ -229,13 +229,17 @@ def test_example_is_a_percent_notebook(name):
     assert "__main__" not in "".join(_code(lines) for _, lines in parts)
 
 
-def _settings(name, quick, monkeypatch):
-    """The `args` of an example's first cells, run as a notebook kernel runs them."""
+KERNEL_ARGV = ["/venv/lib/python3.12/site-packages/ipykernel_launcher.py", "-f",
+               "/root/.local/share/jupyter/runtime/kernel-1.json"]
+
+
+def _settings(name, quick, monkeypatch, argv=KERNEL_ARGV):
+    """The `args` of an example's first cells, run as a notebook kernel runs them (its `argv`)."""
     if quick:
         monkeypatch.setenv("KERAS_TRANSFER_QUICK", "1")
     else:
         monkeypatch.delenv("KERAS_TRANSFER_QUICK", raising=False)
-    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "/root/.local/share/jupyter/kernel-1.json"])
+    monkeypatch.setattr(sys, "argv", list(argv))
     monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
     namespace = {"__name__": "__main__"}
     for kind, lines in cells(name):
@@ -268,3 +272,11 @@ def test_notebook_settings_ignore_kernel_arguments(name, monkeypatch):
     assert {k: getattr(full, k) for k in FULL_SETTINGS[name]} == FULL_SETTINGS[name]
     shrunk = {k for k in vars(full) if getattr(full, k) != getattr(quick, k)}
     assert shrunk & set(FULL_SETTINGS[name]), "KERAS_TRANSFER_QUICK=1 changes none of the real settings"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_percent_run_in_a_notebook_passes_arguments(name, monkeypatch):
+    # IPython's `%run examples/<name>.py --epochs 3` sets sys.argv to the script and its arguments.
+    option = "iterations" if name in ("few_shot_digits", "meta_learning_sinusoid") else "epochs"
+    args = _settings(name, quick=True, monkeypatch=monkeypatch, argv=[_path(name), f"--{option}", "3"])
+    assert getattr(args, option) == 3
