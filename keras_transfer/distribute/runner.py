@@ -203,7 +203,7 @@ def fit(
     for epoch in range(initial_epoch, epochs):
         model.reset_metrics()
         callback_list.on_epoch_begin(epoch)
-        if verbose == 1:
+        if verbose and epochs > 1:  # as Keras's ProgbarLogger
             print(f"Epoch {epoch + 1}/{epochs}")
         progbar = keras.utils.Progbar(target=steps, verbose=verbose) if verbose else None
         epoch_iterator = iterator if iterator is not None else iter(distributed)
@@ -291,9 +291,11 @@ def _restore(checkpoint, checkpoint_dir, epoch_counter, strategy):
     restored = int(epoch_counter.numpy())
     # Every worker must resume from the same epoch (a folder that only the chief can read
     # would leave the others at 0 and silently diverge): compare across replicas.
-    if strategy.num_replicas_in_sync > 1:
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > 1:
         value = tf.constant(float(restored))
-        mean = strategy.reduce("MEAN", strategy.run(lambda: tf.identity(value)), axis=None)
+        mean = tf.function(
+            lambda: strategy.reduce("MEAN", strategy.run(lambda: tf.identity(value)), axis=None)
+        )()
         if not np.isclose(float(mean), restored):
             raise ValueError(
                 "`checkpoint_dir` must be readable by every worker (a shared file system or bucket): "

@@ -202,6 +202,14 @@ def main():
         model, history = checkpointed_classifier(strategy, checkpoint_dir, interrupt=False)
         meta["resumed_epochs"] = history.epoch
         meta["checkpoints"] = sorted(os.listdir(checkpoint_dir))
+        # A checkpoint folder only the chief can read: the other worker would restart from
+        # epoch 0 and diverge silently; every worker refuses instead.
+        private = checkpoint_dir if meta["chief"] else os.path.join(sys.argv[3], "empty")
+        try:
+            checkpointed_classifier(strategy, private, interrupt=False)
+            meta["unshared_error"] = ""
+        except ValueError as error:
+            meta["unshared_error"] = str(error)
         results["resumed/loss"] = np.asarray(history.history["loss"])
         for i, weight in enumerate(model.get_weights()):
             results[f"resumed/w{i}"] = weight

@@ -198,6 +198,7 @@ class MultiWorkerFitTest(TestCase):
         reference = self._results("reference")
         for meta, results in self._results("resume"):
             self.assertEqual(meta["resumed_epochs"], [2])  # epochs 0 and 1 came from the checkpoint
+            self.assertIn("`checkpoint_dir` must be readable by every worker", meta["unshared_error"])
             self.assertAllClose(results["resumed/loss"], reference["classifier/loss"][2:], atol=1e-5, rtol=1e-5)
             for key in (k for k in reference if k.startswith("classifier/w")):
                 resumed = key.replace("classifier/", "resumed/")
@@ -277,7 +278,7 @@ class FitInOneProcessTest(TestCase):
         import contextlib
         import io
 
-        for verbose, expected in ((1, ["Epoch 1/2", "Epoch 2/2", "3/3", "loss:"]), (2, ["3/3", "loss:"])):
+        for verbose, expected in ((1, ["Epoch 1/2", "Epoch 2/2", "3/3", "loss:"]), (2, ["Epoch 2/2", "3/3", "loss:"])):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 distribute.fit(_model(), _data(), epochs=2, verbose=verbose)
