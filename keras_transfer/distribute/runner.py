@@ -9,9 +9,10 @@ the scalar step logs with `axis=0` ("Invalid reduction dimension 0 for input
 with 0 dimensions").
 
 `fit` below drives the model's own `train_step` with `strategy.run` over
-`strategy.experimental_distribute_dataset`, which works with every strategy
-(default, `MirroredStrategy`, `MultiWorkerMirroredStrategy`, `TPUStrategy`) and
-with every model of this package, custom steps included.
+`strategy.experimental_distribute_dataset`. Tested with the default strategy and
+with `MultiWorkerMirroredStrategy` over two local worker processes (a classifier,
+SimCLR, MoCo and DANN end with one process's weights); written for `MirroredStrategy`
+and `TPUStrategy` too, but untested on a TPU.
 """
 
 import os
@@ -46,8 +47,8 @@ def fit(
     Keras's `fit` does), so a model whose step reports global values (SimCLR,
     CLIP, DANN) logs them exactly. Every worker of a cluster runs the same call
     on the same dataset: each global batch is split between the replicas by
-    `experimental_distribute_dataset` (set the dataset's auto-shard policy to
-    shard by files instead of by data).
+    `experimental_distribute_dataset` (each worker reads the whole dataset and
+    keeps its share, so seed any shuffle identically on every worker).
 
     Checkpoints: with `checkpoint_dir`, the model's variables, the optimizer's
     variables and the epoch are saved with a `tf.train.CheckpointManager` at the
