@@ -267,14 +267,15 @@ def _build(model, dataset, strategy):
 
 
 def _make_train_function(model, strategy):
+    def step(batch):
+        logs = model.train_step(batch)
+        return {name: tf.cast(value, "float32") for name, value in logs.items()}
+
     @tf.function(reduce_retracing=True)
     def train_function(batch):
-        logs = strategy.run(model.train_step, args=(batch,))
+        logs = strategy.run(step, args=(batch,))
         # One scalar per name: the mean over replicas (Keras's `fit` reduction).
-        return {
-            name: strategy.reduce("MEAN", tf.cast(value, "float32"), axis=None)
-            for name, value in logs.items()
-        }
+        return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
     return train_function
 

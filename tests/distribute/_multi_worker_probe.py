@@ -1,6 +1,6 @@
 """Run in subprocesses by test_multi_worker.py.
 
-    python _multi_worker_probe.py reference OUT.npz          # one process, default strategy
+    python _multi_worker_probe.py reference OUT.npz          # one process: default and Mirrored
     TF_CONFIG=... python _multi_worker_probe.py train OUT.npz CKPT_DIR   # one of two workers
     TF_CONFIG=... python _multi_worker_probe.py resume OUT.npz CKPT_DIR  # the same workers, restarted
 
@@ -130,7 +130,7 @@ class ExitAtEpoch(keras.callbacks.Callback):
             os._exit(INTERRUPT_EXIT_CODE)
 
 
-def train_all(strategy, results, use_keras_fit=False):
+def train_all(strategy, results, use_keras_fit=False, prefix=""):
     data = datasets()
     for name, builder in BUILDERS.items():
         with strategy.scope():
@@ -139,10 +139,10 @@ def train_all(strategy, results, use_keras_fit=False):
             history = model.fit(data[name], epochs=EPOCHS, callbacks=callbacks_for(name), verbose=0, shuffle=False)
         else:
             history = distribute.fit(model, data[name], epochs=EPOCHS, callbacks=callbacks_for(name), verbose=0)
-        prefix = f"{name}{'_keras' if use_keras_fit else ''}"
-        results[f"{prefix}/loss"] = np.asarray(history.history["loss"])
+        key = f"{prefix}{name}{'_keras' if use_keras_fit else ''}"
+        results[f"{key}/loss"] = np.asarray(history.history["loss"])
         for i, weight in enumerate(model.get_weights()):
-            results[f"{prefix}/w{i}"] = weight
+            results[f"{key}/w{i}"] = weight
 
 
 def keras_fit_error(strategy):
@@ -178,9 +178,13 @@ def main():
     results = {}
     meta = {"mode": mode}
     if mode == "reference":
+        # Two logical CPUs for a MirroredStrategy run too (the default strategy uses one device).
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         strategy = tf.distribute.get_strategy()
         train_all(strategy, results)
         train_all(strategy, results, use_keras_fit=True)
+        train_all(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), results, prefix="mirrored_")
     else:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
         meta["replicas"] = strategy.num_replicas_in_sync
