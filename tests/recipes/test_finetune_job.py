@@ -12,17 +12,7 @@ from keras_transfer.recipes.finetune_job import parse_blocks
 from keras_transfer.recipes.finetune_job import write_export
 from keras_transfer.recipes.finetune_job import write_model_file
 from tests.test_case import TestCase
-
-
-def _snapshot(root):
-    """{relative path: bytes} of every file under root: to show that nothing was touched."""
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, root)] = handle.read()
-    return files
+from tests.test_case import snapshot_files
 
 
 def _write_folder(root, classes=2, per_class=4, size=8):
@@ -77,10 +67,10 @@ class OutputPathTest(TestCase):
         os.makedirs(os.path.join(self.photos, "cat"))
         with open(os.path.join(self.photos, "cat", "0.png"), "w") as handle:
             handle.write("user file")
-        self.before = _snapshot(self.root)
+        self.before = snapshot_files(self.root)
 
     def tearDown(self):
-        self.assertEqual(_snapshot(self.root), self.before, "a check changed the user's files")
+        self.assertEqual(snapshot_files(self.root), self.before, "a check changed the user's files")
         self.assertEqual(sorted(os.listdir(self.root)), ["notes.txt", "old_export", "photos"])
         super().tearDown()
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from keras_transfer import cli
+from tests.test_case import snapshot_files
 
 TINY = ["--backbone", "simple_cnn", "--image-size", "8", "--epochs", "1", "--batch-size", "4"]
 
@@ -94,16 +95,6 @@ CASES = {
 }
 
 
-def _snapshot(root):
-    files = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as handle:
-                files[os.path.relpath(path, root)] = handle.read()
-    return files
-
-
 def _console_script():
     path = os.path.join(os.path.dirname(sys.executable), "keras-transfer")
     return path if os.path.exists(path) else shutil.which("keras-transfer")
@@ -115,7 +106,7 @@ class FinetuneBadFoldersTest(unittest.TestCase):
         cls.root = tempfile.mkdtemp(prefix="keras_transfer_bad_folders_")
         cls.addClassCleanup(shutil.rmtree, cls.root, ignore_errors=True)
         _build_tree(cls.root)
-        cls.before = _snapshot(cls.root)
+        cls.before = snapshot_files(cls.root)
         script = _console_script()
         if script is None:
             raise unittest.SkipTest("the keras-transfer console script is not installed (pip install -e .)")
@@ -145,7 +136,7 @@ class FinetuneBadFoldersTest(unittest.TestCase):
         return lines[0]
 
     def test_user_files_unchanged(self):
-        self.assertEqual(_snapshot(self.root), self.before)
+        self.assertEqual(snapshot_files(self.root), self.before)
 
     def test_empty_folder(self):
         self.assertOneLineError("empty", "'empty'", "no images", "one sub-folder of images per class")
