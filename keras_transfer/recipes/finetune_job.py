@@ -232,34 +232,3 @@ def finetune_folder(
         summary["exported"] = export
     return model, summary
 
-
-def run_from_args(args):
-    _, summary = finetune_folder(
-        args.data,
-        backbone=args.backbone,
-        weights=args.weights,
-        image_size=args.image_size,
-        epochs=args.epochs,
-        probe_epochs=args.probe_epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        blocks=args.blocks,
-        validation_split=args.validation_split,
-        export=args.export,
-        save=args.save,
-        seed=args.seed,
-        overwrite=getattr(args, "overwrite", False),
-    )
-    if summary["ignored"]:
-        shown = ", ".join(summary["ignored"][:3]) + (", ..." if len(summary["ignored"]) > 3 else "")
-        print(f"Ignored {len(summary['ignored'])} file(s) that are not .png/.jpg/.jpeg/.bmp/.gif images: {shown}")
-    print(f"Classes: {', '.join(summary['class_names'])}")
-    print(f"Examples: train {summary['num_train']}, validation {summary['num_validation']}, test {summary['num_test']}")
-    for part in ("validation", "test"):
-        if part in summary:
-            metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary[part].items())
-            print(f"{part}: {metrics}")
-    for key in ("saved", "exported"):
-        if key in summary:
-            print(f"{key}: {summary[key]}")
-    return summary
