@@ -43,7 +43,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
-                        help="subset to run (random init and simclr are always included: the headline figure compares them)")
+                        help="subset to run (random init and simclr are always included: the headline compares them)")
     parser.add_argument("--moco-bn-splits", type=int, default=2, help="MoCo's bn_splits (shuffle-BN stand-in)")
     parser.add_argument("--simclr-temperature", type=float, default=0.5)
     parser.add_argument("--validation", action="store_true",
