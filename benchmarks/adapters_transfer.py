@@ -95,7 +95,7 @@ STRONG_METHODS = {
     "bottleneck M=8 (after project convs)": (
         "bottleneck", {"targets": PROJECT, "bottleneck_dim": 8}, (1e-2, 3e-2, 1e-1)),
     "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (3e-3, 1e-2, 3e-2)),
-    # The default configuration (adapters + normalisation parameters + head), added after
+    # The recommended default configuration (adapters + normalisation parameters + head), added after
     # the table above was seen: 4.7 % trainable.
     "conv series, per-channel (all convs) + BN affine": (
         "conv_series", {"targets": CONVS, "per_channel": True, "train_batchnorm": "affine"}, (1e-2, 3e-2, 1e-1)),

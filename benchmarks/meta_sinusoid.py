@@ -6,8 +6,8 @@ Evaluation: 600 new tasks, K=5 support points, 100 query points, MSE after 1 / 5
 steps (alpha=0.01; Meta-SGD uses its learned rates), mean with a 95 % interval. Rows: MAML
 (second order), first-order MAML, Meta-SGD (unconstrained rates, as in the paper, and clipped
 to [0, 1] with `inner_rate_bounds`), and the pretrained baseline (one regressor trained
-on points of random tasks, then fine-tuned the same way). Reference values, as quoted in the
-project's issue #7 for the paper: MAML 0.67 / 0.38 / 0.35, pretrained 2.41 / 2.23 / 2.19.
+on points of random tasks, then fine-tuned the same way). Reference values from the paper
+(Finn et al. 2017, sinusoid regression, K=5): MAML 0.67 / 0.38 / 0.35, pretrained 2.41 / 2.23 / 2.19.
 
     python benchmarks/meta_sinusoid.py [--quick] [--iterations 70000]
 """

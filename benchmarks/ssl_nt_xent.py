@@ -1,5 +1,5 @@
 """NT-Xent: keras_transfer vs a NumPy implementation of the paper's formula vs a 20-line PyTorch
-version, on identical inputs (max |difference|, goal <= 1e-5), plus per-call time vs PyTorch.
+version, on identical inputs (max |difference|, tolerance 1e-5), plus per-call time vs PyTorch.
 
     python benchmarks/ssl_nt_xent.py [--quick]
 

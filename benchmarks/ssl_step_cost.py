@@ -5,9 +5,9 @@
    `RandomCropAndResize` (optional peer: skipped with a reason if keras-cv is missing),
    as tf.data throughput of the crop stage alone (images/s, median of windows).
 2. Step: SimCLR step (B pairs = 2B images) vs 2x a supervised step of the same encoder
-   and batch B (goal ratio <= 1.10).
+   and batch B (ratio; 1.0 means the projection head and loss cost nothing).
 3. Pipeline: `simclr_dataset` pairs/s (full augmentation, two views) vs the pairs/s a
-   SimCLR step consumes (goal >= 2x).
+   SimCLR step consumes (ratio > 1: the input pipeline keeps up).
 
     python benchmarks/ssl_step_cost.py [--quick]
 """
@@ -138,7 +138,7 @@ def main(argv=None):
         [f"supervised (batch {batch_size})", f"{1e3 * supervised_step:.1f}"],
         [f"2 x supervised", f"{2e3 * supervised_step:.1f}"],
         [f"SimCLR ({batch_size} pairs = {2 * batch_size} images)", f"{1e3 * simclr_step:.1f}"],
-        ["ratio SimCLR / (2 x supervised) (goal <= 1.10)", f"{step_ratio:.3f}"],
+        ["ratio SimCLR / (2 x supervised)", f"{step_ratio:.3f}"],
     ])
 
     pipeline = throughput(
@@ -149,7 +149,7 @@ def main(argv=None):
     print_table(["", "pairs/s"], [
         ["simclr_dataset alone", f"{pipeline:.0f}"],
         ["SimCLR step consumes", f"{consumed:.0f}"],
-        ["ratio (goal >= 2)", f"{pipeline / consumed:.2f}"],
+        ["ratio", f"{pipeline / consumed:.2f}"],
     ])
     return {
         "crops": crops, "fastest_crop": fastest, "simclr_step": simclr_step, "supervised_step": supervised_step,
