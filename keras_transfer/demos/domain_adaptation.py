@@ -18,7 +18,7 @@ from keras_transfer.datasets import load_moons
 from keras_transfer.models import DANN
 from keras_transfer.models import SourceOnly
 
-# The settings of the moons reproduction (BENCHMARKS.md): Ganin's shallow network
+# The settings of the moons reproduction (benchmarks/NOTES.md): Ganin's shallow network
 # (15 sigmoid units), a 64-unit domain MLP, domain loss weight 3, Ganin's λ_p schedule with
 # γ = 3 (a slower ramp than the paper's γ = 10, which was less stable over seeds here).
 MOONS_SETTINGS = {
