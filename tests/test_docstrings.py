@@ -68,15 +68,18 @@ def run_doctests(obj, name):
     tests = finder.find(obj, name, module=inspect.getmodule(obj), globs=globs)
     runner = doctest.DocTestRunner(optionflags=OPTIONFLAGS, verbose=False)
     report = []
-    cwd = os.getcwd()
+    cwd, tempdir = os.getcwd(), tempfile.tempdir
     with tempfile.TemporaryDirectory(prefix="keras_transfer_doctest_") as folder:
-        os.chdir(folder)  # examples that write files write them here
+        # Files the examples write (relative paths, `tempfile.mkdtemp()`) go here and are removed.
+        os.chdir(folder)
+        tempfile.tempdir = folder
         try:
             for test in tests:
                 keras.utils.set_random_seed(1337)
                 runner.run(test, out=report.append)
         finally:
             os.chdir(cwd)
+            tempfile.tempdir = tempdir
     results = runner.summarize(verbose=False)
     return sum(len(t.examples) for t in tests), results.failed, "".join(report)
 
