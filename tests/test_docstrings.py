@@ -25,6 +25,8 @@ import keras_transfer
 
 SUBPACKAGES = ("augment", "callbacks", "datasets", "distribute", "layers", "losses", "models", "ops",
                "optimizers", "recipes", "schedules", "serving")
+# Modules whose public functions are documented like the subpackages' (the console entry point).
+MODULES = ("cli",)
 
 # Subpackages whose docstrings are still being rewritten: the section checks (2) skip their
 # objects; their `>>>` examples (1) run already.
@@ -43,9 +45,9 @@ _VALIDATES = re.compile(r"raise ValueError|\bvalidation\.check_\w+\(|\bcheck_\w+
 
 
 def public_objects():
-    """(subpackage, name, object) for every class and function a subpackage exports."""
+    """(subpackage, name, object) for every class and function a subpackage (or module) exports."""
     found = []
-    for sub in SUBPACKAGES:
+    for sub in SUBPACKAGES + MODULES:
         module = importlib.import_module(f"keras_transfer.{sub}")
         for name in sorted(dir(module)):
             value = getattr(module, name)
