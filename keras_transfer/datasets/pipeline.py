@@ -10,7 +10,7 @@ def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=0, drop_remainder
     """Batches arrays into a prefetched `tf.data.Dataset`, after checking them.
 
     Args:
-        x: inputs, an array (or a structure `tf.data` slices) of N examples.
+        x: inputs, an array of N examples.
         y: labels of N examples, or None for an unlabelled dataset.
         batch_size: examples per batch, a positive int.
         shuffle: reshuffle the examples each epoch.
