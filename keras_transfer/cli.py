@@ -105,6 +105,11 @@ def quiet_native_stderr():
 
     Returns:
         True when the filter is running.
+
+    Example:
+
+    >>> import keras_transfer.cli
+    >>> running = keras_transfer.cli.quiet_native_stderr()  # False when stderr has no file descriptor
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if _ACTIVE_FILTER:
@@ -188,6 +193,23 @@ def _finetune(args):
 
 
 def build_parser():
+    """The `argparse` parser of the `keras-transfer` command and its two subcommands.
+
+    `keras-transfer demo` runs the tour on embedded data; `keras-transfer finetune --data DIR`
+    fine-tunes a `keras.applications` backbone on an image folder
+    (`keras_transfer.recipes.finetune_job.finetune_folder`).
+
+    Returns:
+        An `argparse.ArgumentParser`; the parsed namespace's `func` runs the subcommand.
+
+    Example:
+
+    >>> import keras_transfer.cli
+    >>> parser = keras_transfer.cli.build_parser()
+    >>> args = parser.parse_args(["finetune", "--data", "images", "--epochs", "2"])
+    >>> args.command, args.data, args.epochs, args.backbone
+    ('finetune', 'images', 2, 'mobilenet_v3_small')
+    """
     parser = argparse.ArgumentParser(
         prog="keras-transfer", description="Transfer learning for Keras 3."
     )
@@ -223,10 +245,25 @@ def build_parser():
 
 
 def main(argv=None):
-    """Runs `keras-transfer`; returns the exit status (0, 2 for a usage or input error, 130 interrupted).
+    """Runs the `keras-transfer` command and returns its exit status.
 
     Errors the user can fix (`ValueError`, `OSError`, offline downloads) print one line on
     stderr, "keras-transfer: error: ...", and no traceback.
+
+    Args:
+        argv: the command-line arguments without the program name, or None for `sys.argv[1:]`.
+
+    Returns:
+        The exit status: 0 on success, 2 for an input error, 130 when interrupted.
+
+    Raises:
+        SystemExit: for a usage error (status 2, from `argparse`) or an unknown demo section.
+
+    Example:
+
+    >>> import keras_transfer.cli
+    >>> keras_transfer.cli.main(["finetune", "--data", "no_such_folder"])  # prints the error on stderr
+    2
     """
     args = build_parser().parse_args(argv)
     quiet_native_stderr()

@@ -7,7 +7,7 @@ TensorFlow ops on purpose: `tf.image.crop_and_resize`, `rgb_to_hsv` and the
 depthwise-conv trick below have no `keras.ops` equivalent, and the pipeline runs
 in `tf.data` anyway.
 
-Written by hand where Keras core falls short (DESIGN.md §4): Keras has no
+Written by hand where Keras core falls short: Keras has no
 random-resized-crop and its `RandomGaussianBlur` caps sigma at 1 (SimCLR draws
 sigma in [0.1, 2]); the jitter/grayscale here are batched with a per-image
 apply-probability, as the paper specifies.

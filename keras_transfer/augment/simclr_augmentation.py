@@ -26,7 +26,7 @@ def _check_range(name, value, low, high=None):
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class SimCLRAugmentation(keras.layers.Layer):
-    """SimCLR's stochastic view generator (Chen et al., 2020, Appendix A), batched.
+    """SimCLR's stochastic view generator, batched.
 
     Random resized crop (area `crop_scale`, aspect `crop_ratio`) to `image_size`,
     horizontal flip, colour jitter of strength `jitter_strength` with probability
@@ -38,20 +38,59 @@ class SimCLRAugmentation(keras.layers.Layer):
 
     Input: a batch `(B, H, W, C)` (C = 1 or 3) of values in `value_range`, any
     dtype. Output: float32 `(B, image_size, image_size, C)` in `value_range`.
-    Meant for `tf.data` (see `simclr_dataset`); TensorFlow-only, like tf.data.
-    With `training=False` it only resizes (the evaluation view).
-
-    Call it as `layer(images, seed=seed)` with a shape-`(2,)` integer `seed` for a
-    reproducible view: stateless random ops, so the output depends only on the
-    images and the seed, also inside a parallel `tf.data` map (`simclr_dataset` seeds
-    every batch this way). Without `seed` one seed is drawn per call by a stateful op
-    (fine in a model's train step, not reproducible in a parallel map).
+    Meant for `tf.data` (see `keras_transfer.augment.simclr_dataset`);
+    TensorFlow-only, like tf.data.
 
     Args:
         image_size: int or (height, width) of the output views.
+        crop_scale: (min, max) area fraction of the random crop, in (0, 1].
+        crop_ratio: (min, max) aspect ratio (width / height) of the crop.
+        flip: mirror each image left-right with probability 1/2.
+        jitter_strength: non-negative strength `s` of the colour jitter
+            (brightness, contrast and saturation `0.8 s`, hue `0.2 s`).
+        jitter_probability: probability of jittering an image, in [0, 1].
+        grayscale_probability: probability of turning an image grey, in [0, 1].
+        blur_probability: probability of blurring an image, in [0, 1].
+        blur_sigma: (min, max) standard deviation of the Gaussian blur, in pixels.
+        value_range: (low, high) of the input and output pixel values.
         crop_method: "crop_and_resize" (one batched `tf.image.crop_and_resize`,
-            the default: fastest in BENCHMARKS.md) or "bounding_box" (per image
+            the default and the faster) or "bounding_box" (per image
             `tf.image.sample_distorted_bounding_box`, the reference code's crop).
+        **kwargs: base `Layer` arguments (`name`, ...); `trainable` and
+            `autocast` default to False.
+
+    Call arguments:
+        images: a batch `(B, H, W, C)` of images with values in `value_range`.
+        training: True (default) for random views; False only resizes (the
+            evaluation view).
+        seed: a shape-`(2,)` integer tensor for a reproducible view: the random
+            ops are stateless, so the output depends only on the images and the
+            seed, also inside a parallel `tf.data` map. None draws a seed with one
+            stateful op (fine in a model's train step, not reproducible in a
+            parallel map).
+
+    Raises:
+        ValueError: if an argument is out of range (sizes not positive, ranges
+            not ordered pairs, probabilities outside [0, 1], unknown
+            `crop_method`); when called, if `images` is not a batch of 1- or
+            3-channel images or `seed` is not a shape-(2,) integer tensor.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020 (Appendix A).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> augment = keras_transfer.augment.SimCLRAugmentation(image_size=16)
+    >>> images = np.random.default_rng(0).uniform(0, 255, (4, 24, 24, 3)).astype("float32")
+    >>> views = augment(images, seed=tf.constant([1, 2]))
+    >>> tuple(views.shape)
+    (4, 16, 16, 3)
+    >>> bool(np.allclose(views, augment(images, seed=tf.constant([1, 2]))))  # same seed
+    True
+    >>> tuple(augment(images, training=False).shape)  # the evaluation view: resized only
+    (4, 16, 16, 3)
     """
 
     def __init__(
@@ -103,7 +142,16 @@ class SimCLRAugmentation(keras.layers.Layer):
 
     @classmethod
     def small_image_defaults(cls, image_size, **kwargs):
-        """The paper's CIFAR-10 recipe: no blur, jitter strength 0.5."""
+        """The paper's CIFAR-10 recipe: no blur, jitter strength 0.5.
+
+        Args:
+            image_size: int or (height, width) of the output views.
+            **kwargs: other `SimCLRAugmentation` arguments (they override the
+                recipe's values).
+
+        Returns:
+            A `SimCLRAugmentation`.
+        """
         kwargs.setdefault("blur_probability", 0.0)
         kwargs.setdefault("jitter_strength", 0.5)
         return cls(image_size, **kwargs)

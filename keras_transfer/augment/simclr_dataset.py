@@ -62,6 +62,29 @@ def simclr_dataset(
             last batch is smaller and the contrastive models compute its exact
             loss; it must still hold at least 2 examples.
         repeat: repeat forever (use with `steps_per_epoch`).
+
+    Returns:
+        A prefetched `tf.data.Dataset` whose elements are `((view_1, view_2),)`,
+        two float32 batches `(batch_size, height, width, channels)`.
+
+    Raises:
+        ValueError: if `x` is not a finite, non-empty batch of images
+            `(N, H, W, C)`, `batch_size` is not positive, `seed` is negative, or
+            `drop_remainder=False` would leave a last batch of one image.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020.
+
+    Example:
+
+    >>> images = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    >>> dataset = keras_transfer.augment.simclr_dataset(images, batch_size=4, seed=0)
+    >>> ((view_1, view_2),) = next(iter(dataset))
+    >>> tuple(view_1.shape), tuple(view_2.shape)
+    ((4, 16, 16, 3), (4, 16, 16, 3))
+    >>> len(dataset)  # 8 images, 4 per batch
+    2
     """
     batch_size = check_positive_int("batch_size", batch_size)
     if seed is None:

@@ -12,12 +12,41 @@ _SCHEDULES = ("ganin", "constant", "linear")
 
 
 def ganin_factor(progress, gamma=10.0):
-    """Ganin et al.'s adaptation factor λ_p = 2 / (1 + exp(-γ p)) - 1 for progress p in [0, 1]."""
+    """The adaptation factor of domain-adversarial training, `2 / (1 + exp(-gamma p)) - 1`.
+
+    It rises from 0 at the start of training (`p = 0`), when the domain
+    classifier's signal is still noise, towards 1 (`p = 1`).
+
+    Args:
+        progress: the training progress `p`, usually in [0, 1].
+        gamma: the steepness γ (10 in the paper).
+
+    Returns:
+        The factor λ_p, a Python float.
+
+    Reference:
+        Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR
+        2016 (§5.2.2).
+
+    Example:
+
+    >>> keras_transfer.callbacks.ganin_factor(0.0)
+    0.0
+    >>> round(keras_transfer.callbacks.ganin_factor(0.5), 3)
+    0.987
+    """
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
 
 
 def find_gradient_reversal_layers(model):
-    """All `GradientReversal` layers in `model`, nested models included (each once)."""
+    """All `GradientReversal` layers in `model`, nested models included (each once).
+
+    Args:
+        model: a Keras layer or model.
+
+    Returns:
+        A list of `keras_transfer.layers.GradientReversal` layers.
+    """
     found, seen, stack = [], set(), [model]
     while stack:
         layer = stack.pop()
@@ -64,6 +93,31 @@ class GradientReversalSchedule(keras.callbacks.Callback):
             from `fit` (needed when the dataset has an unknown length).
         layers: the `GradientReversal` layers to drive; `None` finds all of them in
             the model.
+
+    Raises:
+        ValueError: if `schedule` is unknown, `gamma` or `total_steps` is not
+            positive, `max_factor` is negative, or `layers` holds another kind
+            of layer; when training starts, if the model has no
+            `GradientReversal` layer or the number of steps is unknown.
+
+    Reference:
+        Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016.
+
+    Example:
+
+    >>> schedule = keras_transfer.callbacks.GradientReversalSchedule("ganin", total_steps=100)
+    >>> [round(schedule.factor_at(p), 3) for p in (0.0, 0.1, 1.0)]
+    [0.0, 0.462, 1.0]
+    >>> inputs = keras.Input((4,))
+    >>> features = keras.layers.Dense(8)(inputs)
+    >>> reversed_features = keras_transfer.layers.GradientReversal()(features)
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(reversed_features))
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> callback = keras_transfer.callbacks.GradientReversalSchedule("linear")
+    >>> history = model.fit(np.ones((8, 4)), np.zeros((8, 1)), batch_size=4, epochs=2,
+    ...                     callbacks=[callback], verbose=0)
+    >>> history.history["grl_factor"]  # the factor of each epoch's last step (1 and 3 of 4)
+    [0.25, 0.75]
     """
 
     def __init__(
@@ -101,7 +155,18 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         self.current_factor = None
 
     def factor_at(self, progress):
-        """The factor for training progress `progress` in [0, 1]."""
+        """The factor for training progress `progress`.
+
+        Args:
+            progress: the training progress, clipped to [0, 1].
+
+        Returns:
+            `max_factor * s(progress)`, a Python float.
+
+        Raises:
+            ValueError: if a callable `schedule` returns a negative, infinite or
+                non-numeric value.
+        """
         progress = min(max(float(progress), 0.0), 1.0)
         if self.schedule == "ganin":
             value = ganin_factor(progress, self.gamma)

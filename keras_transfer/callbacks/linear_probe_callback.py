@@ -9,16 +9,44 @@ class LinearProbeCallback(keras.callbacks.Callback):  # holds data: not serialis
     """Reports the frozen-encoder linear-probe accuracy during self-supervised `fit`.
 
     Every `every` epochs (and after the last one) it runs
-    `keras_transfer.recipes.linear_evaluation(model.encoder, ...)` on the given labeled
-    data and writes `linear_probe_accuracy` into the epoch logs (so it appears in
-    `History` and progress bars); `self.history` keeps `(epoch, accuracy)` pairs.
+    `keras_transfer.recipes.linear_evaluation` on the model being trained (its
+    `.encoder` when it has one, as SimCLR, MoCo and the pretext models do) with
+    the given labeled data, and writes `linear_probe_accuracy` into the epoch logs
+    (so it appears in `History` and progress bars); `self.history` keeps
+    `(epoch, accuracy)` pairs. The linear probe is the standard evaluation of a
+    self-supervised representation.
 
     Args:
-        x_train, y_train: labeled data the probe is fitted on.
-        x_test, y_test: held-out data whose accuracy is reported.
+        x_train: inputs the probe is fitted on.
+        y_train: integer labels of `x_train`.
+        x_test: held-out inputs whose accuracy is reported.
+        y_test: integer labels of `x_test`.
         every: evaluate every this many epochs (>= 1).
-        C: inverse L2 strength of the probe (a fixed value is fast; "auto" cross-validates).
-        num_classes: default `max(y_train) + 1`.
+        C: inverse L2 strength of the probe (a fixed value is fast; "auto"
+            cross-validates).
+        num_classes: number of classes, default `max(y_train) + 1`.
+        verbose: print the accuracy after each evaluation.
+
+    Raises:
+        ValueError: if `every` is not a positive int.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020 (linear evaluation protocol).
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(40, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> encoder.compile(optimizer="sgd", loss="mse")
+    >>> probe = keras_transfer.callbacks.LinearProbeCallback(x[:30], y[:30], x[30:], y[30:])
+    >>> history = encoder.fit(x, np.zeros((40, 3)), epochs=1, callbacks=[probe], verbose=0)
+    >>> sorted(history.history)
+    ['linear_probe_accuracy', 'loss']
+    >>> [epoch for epoch, _ in probe.history]
+    [0]
     """
 
     def __init__(self, x_train, y_train, x_test, y_test, every=1, C=1.0, num_classes=None, verbose=0):

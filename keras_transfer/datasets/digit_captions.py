@@ -39,14 +39,45 @@ HELDOUT_TEMPLATES = (
 
 
 def digit_class_names(style="word"):
-    """The ten class names: "word" ("zero", ...) or "numeral" ("0", ...)."""
+    """The ten digit class names, as words or numerals.
+
+    Args:
+        style: "word" ("zero", "one", ...) or "numeral" ("0", "1", ...).
+
+    Returns:
+        A list of ten strings.
+
+    Raises:
+        ValueError: if `style` is unknown.
+
+    Example:
+
+    >>> keras_transfer.datasets.digit_class_names()[:3]
+    ['zero', 'one', 'two']
+    >>> keras_transfer.datasets.digit_class_names("numeral")[:3]
+    ['0', '1', '2']
+    """
     validation.check_one_of("style", style, ("word", "numeral"))
     return list(DIGIT_WORDS if style == "word" else DIGIT_NUMERALS)
 
 
 def make_captions(labels, templates, seed=0, numeral_fraction=0.5):
-    """One caption per label: a random template, the class as a word or (with
-    probability `numeral_fraction`) a numeral. Returns a NumPy array of str."""
+    """One caption per label: a random template filled with the class name.
+
+    Args:
+        labels: digit classes in [0, 9].
+        templates: strings with exactly one "{}", where the class name goes.
+        seed: seed of the template and word/numeral draws.
+        numeral_fraction: probability of writing the class as a numeral ("7")
+            rather than a word ("seven").
+
+    Returns:
+        A NumPy array of str, one caption per label.
+
+    Raises:
+        ValueError: if a label is outside [0, 9], a template lacks its single
+            "{}", or `numeral_fraction` is outside [0, 1].
+    """
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise ValueError(
@@ -70,10 +101,35 @@ def make_captions(labels, templates, seed=0, numeral_fraction=0.5):
 
 
 def load_digit_captions(image_size=8, channels=1, test_fraction=0.25, seed=0, numeral_fraction=0.5):
-    """`((x_train, captions_train, y_train), (x_test, captions_test, y_test))`.
+    """scikit-learn's digits with a caption per image, the embedded data of CLIP.
 
     Images and labels are `load_digits(image_size, channels, test_fraction, seed)`;
-    training captions come from `TRAIN_TEMPLATES`, test captions from `HELDOUT_TEMPLATES`.
+    training captions come from `TRAIN_TEMPLATES`, test captions from
+    `HELDOUT_TEMPLATES`, which never occur in training, so zero-shot accuracy with
+    the test captions measures transfer to new phrasings.
+
+    Args:
+        image_size: int or (height, width) of the images.
+        channels: 1 (grayscale) or 3 (RGB).
+        test_fraction: share of each class held out for testing.
+        seed: seed of the split and of the captions.
+        numeral_fraction: probability of writing a class as a numeral ("7")
+            rather than a word ("seven"), in [0, 1].
+
+    Returns:
+        `((x_train, captions_train, y_train), (x_test, captions_test, y_test))`:
+        uint8 images NHWC, NumPy arrays of str, int64 labels 0..9.
+
+    Raises:
+        ValueError: if an argument is out of range (see `load_digits`).
+
+    Example:
+
+    >>> (x, captions, y), _ = keras_transfer.datasets.load_digit_captions()
+    >>> x.shape, captions.shape, y.shape
+    ((1347, 8, 8, 1), (1347,), (1347,))
+    >>> str(captions[0]), int(y[0])
+    ('...', 0)
     """
     (x_train, y_train), (x_test, y_test) = load_digits(
         image_size=image_size, channels=channels, test_fraction=test_fraction, seed=seed)

@@ -69,17 +69,35 @@ def digit_images(image_size=8, channels=1):
 
 
 def load_digits(image_size=8, channels=1, test_fraction=0.25, seed=0):
-    """Loads scikit-learn's digits as `((x_train, y_train), (x_test, y_test))`.
+    """Loads scikit-learn's 8x8 digits as `((x_train, y_train), (x_test, y_test))`.
+
+    The 1,797 handwritten digits that ship with scikit-learn, resized to any
+    size and channel count (the way 8x8 grey digits are mapped onto the input
+    of an RGB backbone), with a stratified, seeded train/test split.
 
     Args:
-        image_size: int or (height, width); the 8x8 originals are resized bilinearly
-            (this is "mapping input spaces": 8x8 grey digits to a backbone's input).
+        image_size: int or (height, width); the 8x8 originals are resized
+            bilinearly (antialiased).
         channels: 1 (grayscale) or 3 (the grey value repeated as RGB).
-        test_fraction: share of each class held out for testing.
+        test_fraction: share of each class held out for testing, in (0, 1).
         seed: seed of the stratified split.
 
     Returns:
-        uint8 images in [0, 255], NHWC, and int64 labels 0..9.
+        `((x_train, y_train), (x_test, y_test))`: uint8 images in [0, 255],
+        NHWC, and int64 labels 0..9.
+
+    Raises:
+        ValueError: if `image_size` is not a positive int or pair of them,
+            `channels` is not 1 or 3, or `test_fraction` is outside (0, 1).
+
+    Example:
+
+    >>> (x_train, y_train), (x_test, y_test) = keras_transfer.datasets.load_digits(
+    ...     image_size=16, channels=3)
+    >>> x_train.shape, x_train.dtype, y_train.shape
+    ((1347, 16, 16, 3), dtype('uint8'), (1347,))
+    >>> x_test.shape
+    (450, 16, 16, 3)
     """
     x, y = digit_images(image_size, channels)
     train, test = split_indices(y, test_fraction, seed)

@@ -21,7 +21,19 @@ def _photos():
 
 
 def blend_with_photos(x, seed=0):
-    """Returns |patch - x| for uint8 NHWC digits `x` (1 or 3 channels), one random photo patch each."""
+    """Blends digits with colour photo patches, `|patch - x|` per channel.
+
+    Args:
+        x: uint8 digits NHWC with 1 or 3 channels.
+        seed: seed of the photo and patch draws.
+
+    Returns:
+        uint8 RGB images of the same size as `x`.
+
+    Raises:
+        ValueError: if `x` is not a batch of 1- or 3-channel images or is larger
+            than the sample photos.
+    """
     x = np.asarray(x, dtype="float32")
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
         raise ValueError(
@@ -51,10 +63,38 @@ def blend_with_photos(x, seed=0):
 
 
 def load_digits_m(image_size=32, test_fraction=0.25, seed=0):
-    """digits-M as `((x_train, y_train), (x_test, y_test))`: uint8 RGB images, int64 labels.
+    """digits-M: scikit-learn's digits blended with colour photo patches.
 
-    The split is the one `load_digits` makes with the same `seed`, so example i of
-    digits-M shows the same digit as example i of `load_digits(..., channels=3)`.
+    The target domain of the embedded domain-adaptation examples, built the way
+    MNIST-M is: each digit becomes `|patch - digit|` per channel, with a random
+    patch of one of the two colour photos that ship with scikit-learn
+    (`load_sample_images`), so the data is embedded, seeded and deterministic.
+    The split is the one `load_digits` makes with the same `seed`, so example i
+    of digits-M shows the same digit as example i of
+    `load_digits(..., channels=3)`.
+
+    Args:
+        image_size: int or (height, width), at most the photos' size.
+        test_fraction: share of each class held out for testing.
+        seed: seed of the split and of the photo patches.
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`: uint8 RGB images NHWC and
+        int64 labels 0..9.
+
+    Raises:
+        ValueError: if `image_size` is not a positive int or pair of them, is
+            larger than the photos, or `test_fraction` is outside (0, 1).
+
+    Reference:
+        Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation",
+        ICML 2015 (MNIST-M).
+
+    Example:
+
+    >>> (x_train, y_train), _ = keras_transfer.datasets.load_digits_m(image_size=16)
+    >>> x_train.shape, x_train.dtype
+    ((1347, 16, 16, 3), dtype('uint8'))
     """
     x, y = digits_lib.digit_images(image_size, channels=1)
     blended = blend_with_photos(x, seed=seed)

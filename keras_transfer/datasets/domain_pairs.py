@@ -64,6 +64,28 @@ def domain_pairs(
 
     Returns:
         A finite, prefetched `tf.data.Dataset`.
+
+    Raises:
+        ValueError: if a batch size is not positive, a side is empty, the
+            lengths or feature shapes disagree, an input is not finite, a label
+            is outside `[0, num_classes)`, or `target_x` looks like an
+            `(inputs, labels)` pair.
+
+    Reference:
+        Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR 2016.
+
+    Example:
+
+    >>> source_x = np.zeros((10, 2), "float32")
+    >>> source_y = np.zeros((10,), "int64")
+    >>> target_x = np.ones((25, 2), "float32")
+    >>> dataset = keras_transfer.datasets.domain_pairs(
+    ...     source_x, source_y, target_x, batch_size=5)
+    >>> len(dataset)  # max(ceil(10 / 5), ceil(25 / 5))
+    5
+    >>> (xs, xt), ys = next(iter(dataset))
+    >>> tuple(xs.shape), tuple(xt.shape), tuple(ys.shape)
+    ((5, 2), (5, 2), (5,))
     """
     batch_size = validation.check_positive_int("batch_size", batch_size)
     target_batch_size = (

@@ -143,16 +143,52 @@ def _episode(rng, x, by_class, n_way, k_shot, q_queries):
 
 def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=None, seed=0,
                     class_augmentations=None):
-    """`num_episodes` N-way K-shot episodes as NumPy arrays (see the module docstring).
+    """Samples `num_episodes` N-way K-shot episodes as NumPy arrays.
+
+    An episode draws `n_way` classes, then `k_shot + q_queries` distinct examples
+    of each: the first `k_shot` form the support set, the rest the query set.
+    Labels are re-indexed 0..n_way-1 in a random order per episode, and the
+    examples are shuffled inside each set.
 
     Args:
-        data: `(x, y)` arrays or a finite batched `tf.data.Dataset` of `(x, y)`.
+        data: `(x, y)` arrays or a finite `tf.data.Dataset` of `(x, y)` (batched,
+            or unbatched with scalar labels such as tfds' `as_supervised`).
+        num_episodes: number of episodes, a positive int.
+        n_way: classes per episode.
+        k_shot: support examples per class.
+        q_queries: query examples per class.
         classes: the labels episodes may use (a meta-train or meta-test class split);
             default all.
         seed: NumPy seed; the same seed gives the same episodes.
         class_augmentations: None or a list of transforms from "rot90", "rot180", "rot270",
             "transpose", "flip_lr", "flip_ud"; each transform of each class in `classes` is an
             extra class (images only). Use it for meta-training pools, not meta-test ones.
+
+    Returns:
+        `((support_x, support_y, query_x), query_y)` with shapes
+        `(num_episodes, n_way * k_shot, ...)`, `(num_episodes, n_way * k_shot)`,
+        `(num_episodes, n_way * q_queries, ...)`, `(num_episodes, n_way * q_queries)`;
+        labels are int64.
+
+    Raises:
+        ValueError: if a count is not positive, labels are not 1-D, `classes`
+            are absent from the data, there are fewer classes than `n_way` or a
+            class has fewer than `k_shot + q_queries` examples, or
+            `class_augmentations` is invalid for the data.
+
+    Reference:
+        Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+
+    Example:
+
+    >>> x = np.arange(60, dtype="float32").reshape((30, 2))
+    >>> y = np.repeat(np.arange(6), 5)
+    >>> (sx, sy, qx), qy = keras_transfer.datasets.sample_episodes(
+    ...     (x, y), num_episodes=4, n_way=3, k_shot=2, q_queries=3)
+    >>> sx.shape, sy.shape, qx.shape, qy.shape
+    ((4, 6, 2), (4, 6), (4, 9, 2), (4, 9))
+    >>> sorted(sy[0].tolist())
+    [0, 0, 1, 1, 2, 2]
     """
     validation.check_positive_int("num_episodes", num_episodes)
     x, by_class = _prepare(data, classes, n_way, k_shot, q_queries, class_augmentations)
@@ -164,9 +200,43 @@ def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=
 
 def episode_dataset(data, n_way=5, k_shot=1, q_queries=5, episodes_per_batch=4, classes=None, seed=0,
                     class_augmentations=None):
-    """An endless, seeded `tf.data.Dataset` of batches of episodes (`episodes_per_batch` each).
+    """An endless, seeded `tf.data.Dataset` of batches of N-way K-shot episodes.
 
-    Arguments as for `sample_episodes`.
+    Episodes are drawn as by `sample_episodes`, `episodes_per_batch` per element,
+    for the meta-learners' `fit(dataset, steps_per_epoch=...)`.
+
+    Args:
+        data: `(x, y)` arrays or a finite `tf.data.Dataset` of `(x, y)`.
+        n_way: classes per episode.
+        k_shot: support examples per class.
+        q_queries: query examples per class.
+        episodes_per_batch: episodes per dataset element, a positive int.
+        classes: the labels episodes may use; default all.
+        seed: NumPy seed; the same seed gives the same stream of episodes.
+        class_augmentations: None or a list of class-creating transforms (see
+            `sample_episodes`).
+
+    Returns:
+        An infinite `tf.data.Dataset` whose elements are
+        `((support_x, support_y, query_x), query_y)`, each with a leading
+        `episodes_per_batch` axis.
+
+    Raises:
+        ValueError: as `sample_episodes`, and if `episodes_per_batch` is not
+            positive.
+
+    Reference:
+        Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+
+    Example:
+
+    >>> x = np.arange(60, dtype="float32").reshape((30, 2))
+    >>> y = np.repeat(np.arange(6), 5)
+    >>> dataset = keras_transfer.datasets.episode_dataset(
+    ...     (x, y), n_way=3, k_shot=2, q_queries=3, episodes_per_batch=2)
+    >>> (sx, sy, qx), qy = next(iter(dataset))
+    >>> tuple(sx.shape), tuple(sy.shape), tuple(qx.shape), tuple(qy.shape)
+    ((2, 6, 2), (2, 6), (2, 9, 2), (2, 9))
     """
     validation.check_positive_int("episodes_per_batch", episodes_per_batch)
     x, by_class = _prepare(data, classes, n_way, k_shot, q_queries, class_augmentations)

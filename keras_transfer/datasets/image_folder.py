@@ -118,7 +118,8 @@ def scan_image_folder(root, channels=3):
     Returns:
         ({label: sorted image paths}, set of (height, width) image sizes).
 
-    Raises `ValueError` for a missing or empty folder, a single class, or unreadable images.
+    Raises:
+        ValueError: for a missing or empty folder, a single class, or unreadable images.
     """
     if not os.path.isdir(root):
         raise ValueError(f"`data` must be an existing folder. Received: data={root!r}")
@@ -154,12 +155,22 @@ def load_image_folder(
     seed=0,
     color_mode="rgb",
 ):
-    """Reads an image folder into batched `(image, label)` datasets.
+    """Reads an image folder into batched `(image, label)` datasets, checked first.
+
+    Every image is decoded once before the datasets are made, so a corrupt file
+    is reported by name before training starts. Two layouts are read:
+    `root/<label>/*` (as `keras.utils.image_dataset_from_directory`) and
+    `root/<split>/<label>/*` with splits `train`, `val` or `validation`, `test`
+    (as tfds' `ImageFolder`).
 
     Args:
         root: `root/<label>/*` or `root/<split>/<label>/*` (splits train, val/validation, test).
-        image_size: (height, width) to resize to. Required when the images have mixed sizes.
-        validation_split: share of `train` held out when the folder has no validation split.
+        image_size: int or (height, width) to resize to. Required when the
+            images have mixed sizes.
+        batch_size: images per batch.
+        validation_split: share of `train` held out when the folder has no
+            validation split (0 or None: no validation set).
+        seed: seed of the shuffling and of the validation split.
         color_mode: "rgb", "grayscale" or "rgba". With "rgb", images with alpha or a palette are
             converted to RGB.
 
@@ -171,7 +182,27 @@ def load_image_folder(
 
     Raises:
         ValueError: before any training, naming the file, split or class, for a missing or empty
-            folder, a single class, a file that does not decode, or a split without some class.
+            folder, a single class, a file that does not decode, a split without some class,
+            mixed image sizes without `image_size`, or an unknown `color_mode`.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> import tensorflow as tf
+    >>> root = tempfile.mkdtemp()
+    >>> for label in ("cat", "dog"):
+    ...     os.makedirs(os.path.join(root, label))
+    ...     for i in range(5):
+    ...         png = tf.io.encode_png(np.full((8, 8, 3), 40 * i, "uint8"))
+    ...         _ = tf.io.write_file(os.path.join(root, label, f"{i}.png"), png)
+    >>> data = keras_transfer.datasets.load_image_folder(root, batch_size=4)
+    Using 8 files for training.
+    Using 2 files for validation.
+    >>> data.class_names, data.num_train, data.num_validation, data.test
+    (['cat', 'dog'], 8, 2, None)
+    >>> images, labels = next(iter(data.train))
+    >>> tuple(images.shape[1:]), images.dtype.name
+    ((8, 8, 3), 'float32')
     """
     channels = {"rgb": 3, "grayscale": 1, "rgba": 4}
     if color_mode not in channels:

@@ -10,11 +10,25 @@ from keras_transfer.utils import validation
 
 @dataclasses.dataclass
 class MoonsDomains:
-    """Source and target parts of the moons problem, each an `(x, y)` tuple.
+    """Source and target parts of the moons problem, as returned by `load_moons`.
 
     `x` is float32 `(n, 2)`, `y` int64 in {0, 1}. `target_train` is the unlabelled
     adaptation set: its labels are there for evaluation only and must not be given
     to the training of an unsupervised domain adaptation method.
+
+    Attributes:
+        source_train: `(x, y)`, the labelled source training set.
+        source_test: `(x, y)`, a held-out source test set.
+        target_train: `(x, y)`, the target adaptation set (use `x` only).
+        target_test: `(x, y)`, a held-out target test set.
+        angle: the rotation of the target in degrees.
+
+    Example:
+
+    >>> domains = keras_transfer.datasets.load_moons(n_samples=20, n_target=20, n_test=10)
+    >>> x, y = domains.source_train
+    >>> x.shape, y.shape, domains.angle
+    ((20, 2), (20,), 35.0)
     """
 
     source_train: tuple
@@ -25,7 +39,15 @@ class MoonsDomains:
 
 
 def rotate(points, angle):
-    """Rotates `(n, 2)` points counter-clockwise by `angle` degrees about the origin."""
+    """Rotates `(n, 2)` points counter-clockwise by `angle` degrees about the origin.
+
+    Args:
+        points: array-like `(n, 2)`.
+        angle: degrees.
+
+    Returns:
+        A float64 array `(n, 2)`.
+    """
     theta = math.radians(angle)
     rotation = np.array(
         [[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype="float64"
@@ -34,12 +56,13 @@ def rotate(points, angle):
 
 
 def load_moons(n_samples=300, n_target=300, n_test=1000, angle=35.0, noise=0.05, scale=2.0, seed=0):
-    """The toy problem of Ganin et al. (JMLR 2016, §5.1).
+    """Inter-twinning moons: a labelled source and a rotated, unlabelled target.
 
-    The source holds two inter-twinning moons (`sklearn.datasets.make_moons`,
-    `n_samples // 2` points per class), centred on the origin and scaled by `scale`
-    (as in the authors' code). The target draws fresh moons from the same law and
-    rotates them by `angle` degrees about the centre.
+    The toy problem of domain-adversarial training. The source holds two
+    inter-twinning moons (`sklearn.datasets.make_moons`, `n_samples // 2` points
+    per class), centred on the origin and scaled by `scale` (as in the authors'
+    code). The target draws fresh moons from the same law and rotates them by
+    `angle` degrees about the centre.
 
     Args:
         n_samples: labelled source points (the paper: 300, i.e. 150 + 150).
@@ -53,6 +76,22 @@ def load_moons(n_samples=300, n_target=300, n_test=1000, angle=35.0, noise=0.05,
     Returns:
         A `MoonsDomains` with `source_train`, `source_test`, `target_train`,
         `target_test`, each `(x float32 (n, 2), y int64)`.
+
+    Raises:
+        ValueError: if a count is too small, `noise` is negative, `scale` is
+            not positive or `angle` is not a finite number.
+
+    Reference:
+        Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR
+        2016 (§5.1).
+
+    Example:
+
+    >>> domains = keras_transfer.datasets.load_moons()
+    >>> domains.source_train[0].shape, domains.target_train[0].shape
+    ((300, 2), (300, 2))
+    >>> domains.target_test[0].shape, domains.target_test[0].dtype
+    ((1000, 2), dtype('float32'))
     """
     from sklearn.datasets import make_moons
 

@@ -7,9 +7,30 @@ from keras_transfer.utils import validation
 
 
 def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=0, drop_remainder=False, repeat=False):
-    """Batches arrays into a prefetched `tf.data.Dataset`.
+    """Batches arrays into a prefetched `tf.data.Dataset`, after checking them.
 
-    Raises `ValueError` for empty data, mismatched lengths or non-finite floats.
+    Args:
+        x: inputs, an array of N examples.
+        y: labels of N examples, or None for an unlabelled dataset.
+        batch_size: examples per batch, a positive int.
+        shuffle: reshuffle the examples each epoch.
+        seed: shuffling seed.
+        drop_remainder: drop a last batch smaller than `batch_size`.
+        repeat: repeat forever (use with `steps_per_epoch`).
+
+    Returns:
+        A `tf.data.Dataset` of `(x, y)` batches, or of `x` batches when `y` is None.
+
+    Raises:
+        ValueError: for empty data, mismatched lengths, non-finite floats or a
+            `batch_size` that is not a positive int.
+
+    Example:
+
+    >>> dataset = keras_transfer.datasets.make_dataset(
+    ...     np.zeros((10, 3)), np.arange(10), batch_size=4)
+    >>> [int(y.shape[0]) for _, y in dataset]
+    [4, 4, 2]
     """
     validation.check_positive_int("batch_size", batch_size)
     validation.check_not_empty(x, "x")
@@ -30,7 +51,18 @@ def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=0, drop_remainder
 
 
 def as_numpy_xy(data, name="data"):
-    """Collects `(x, y)` arrays from a tuple of arrays or a finite batched `tf.data.Dataset` of (x, y)."""
+    """Collects `(x, y)` arrays from a tuple of arrays or a finite batched `tf.data.Dataset` of (x, y).
+
+    Args:
+        data: `(x, y)` arrays or a finite batched `tf.data.Dataset` of `(x, y)`.
+        name: the argument's name in error messages.
+
+    Returns:
+        `(x, y)` NumPy arrays.
+
+    Raises:
+        ValueError: for empty data, mismatched lengths or another structure.
+    """
     if isinstance(data, tf.data.Dataset):
         xs, ys = [], []
         for batch in data:

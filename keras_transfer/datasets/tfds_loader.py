@@ -9,12 +9,34 @@ from keras_transfer.utils.network import is_online
 def load_tfds(name, split="train", data_dir=None, as_supervised=True, download=True, **kwargs):
     """Loads a TensorFlow Datasets dataset, failing within seconds when it would need a download offline.
 
+    Offline, `tfds.load` would retry its downloads for minutes; this function
+    checks first whether the dataset is prepared in `data_dir` or the machine
+    is online.
+
     Args:
         name: tfds name, e.g. "omniglot" or "mnist".
         split: tfds split string.
         data_dir: where tfds keeps prepared datasets (default `~/tensorflow_datasets`).
+        as_supervised: return `(image, label)` pairs instead of feature dicts.
         download: allow downloading when the dataset is not prepared locally.
         **kwargs: passed to `tfds.load`.
+
+    Returns:
+        What `tfds.load` returns: a `tf.data.Dataset` (or a structure of them
+        for a list of splits).
+
+    Raises:
+        ValueError: if `name` is not a tfds dataset (close names are suggested).
+        keras_transfer.utils.network.OfflineError: (an `OSError`) if the dataset
+            is not prepared and cannot be downloaded.
+
+    Example:
+
+    >>> import tempfile
+    >>> keras_transfer.datasets.load_tfds("mnist", data_dir=tempfile.mkdtemp(), download=False)
+    Traceback (most recent call last):
+    ...
+    keras_transfer.utils.network.OfflineError: The tfds dataset 'mnist' is not prepared in ...
     """
     import tensorflow_datasets as tfds
 

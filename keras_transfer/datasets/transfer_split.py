@@ -10,10 +10,24 @@ from keras_transfer.utils import validation
 
 @dataclasses.dataclass
 class TransferSplit:
-    """The four (x, y) parts of a transfer experiment.
+    """The parts of a transfer experiment, as returned by `split_source_target`.
 
     Labels of each side are re-indexed to 0..k-1 in the order of its class list.
-    `target_unlabeled` holds the target training images that were not given labels.
+
+    Attributes:
+        source_train: `(x, y)` of the source classes, all labelled.
+        source_test: `(x, y)` test examples of the source classes.
+        target_train: `(x, y)`, `labels_per_class` labelled examples per target class.
+        target_test: `(x, y)` test examples of the target classes.
+        target_unlabeled: the target training inputs that were not given labels.
+        source_classes: the original labels of the source classes.
+        target_classes: the original labels of the target classes.
+
+    Example:
+
+    >>> split = keras_transfer.datasets.digits_source_target(image_size=8, labels_per_class=5)
+    >>> split.target_train[0].shape, split.target_classes
+    ((25, 8, 8, 1), (5, 6, 7, 8, 9))
     """
 
     source_train: tuple
@@ -38,7 +52,40 @@ def split_source_target(
     labels_per_class=10,
     seed=0,
 ):
-    """Splits `(x, y)` train and test arrays into a source task and a few-label target task."""
+    """Splits `(x, y)` train and test arrays into a source task and a few-label target task.
+
+    The source task keeps every example of `source_classes`; the target task
+    gets `labels_per_class` labelled training examples per class of
+    `target_classes` (drawn with `seed`), the rest of its training examples
+    unlabelled, and all its test examples.
+
+    Args:
+        train: `(x, y)` training arrays.
+        test: `(x, y)` test arrays.
+        source_classes: at least 2 distinct labels of the source task.
+        target_classes: at least 2 distinct labels of the target task.
+        labels_per_class: labelled training examples per target class.
+        seed: seed of the choice of labelled target examples.
+
+    Returns:
+        A `TransferSplit`; each side's labels are re-indexed 0..k-1.
+
+    Raises:
+        ValueError: if a class list has fewer than 2 distinct labels or labels
+            absent from the data, or `labels_per_class` is not positive or
+            larger than a class.
+
+    Example:
+
+    >>> x = np.arange(40, dtype="float32")[:, None]
+    >>> y = np.arange(40) % 4
+    >>> split = keras_transfer.datasets.split_source_target(
+    ...     (x, y), (x, y), source_classes=(0, 1), target_classes=(2, 3), labels_per_class=2)
+    >>> split.source_train[0].shape, split.target_train[0].shape, split.target_unlabeled.shape
+    ((20, 1), (4, 1), (16, 1))
+    >>> sorted(split.target_train[1].tolist())
+    [0, 0, 1, 1]
+    """
     source_classes = tuple(int(c) for c in source_classes)
     target_classes = tuple(int(c) for c in target_classes)
     for name, classes in (("source_classes", source_classes), ("target_classes", target_classes)):
@@ -95,9 +142,34 @@ def digits_source_target(
     test_fraction=0.25,
     seed=0,
 ):
-    """Digits split into a source task (e.g. 0-4, all labels) and a target task (5-9, few labels).
+    """scikit-learn's digits split into a source task and a few-label target task.
 
-    Returns a `TransferSplit`; its target labels are re-indexed 0..k-1.
+    `load_digits` followed by `split_source_target`: by default the source task
+    is the digits 0-4 with all labels, the target task the digits 5-9 with 10
+    labels per class.
+
+    Args:
+        image_size: int or (height, width) of the images.
+        channels: 1 (grayscale) or 3 (RGB).
+        source_classes: digits of the source task.
+        target_classes: digits of the target task.
+        labels_per_class: labelled training examples per target class.
+        test_fraction: share of each class held out for testing.
+        seed: seed of the split and of the labelled examples.
+
+    Returns:
+        A `TransferSplit`; its labels are re-indexed 0..k-1 on each side.
+
+    Raises:
+        ValueError: as `load_digits` and `split_source_target`.
+
+    Example:
+
+    >>> split = keras_transfer.datasets.digits_source_target(image_size=8, labels_per_class=5)
+    >>> split.source_train[0].shape[1:], split.target_train[0].shape
+    ((8, 8, 1), (25, 8, 8, 1))
+    >>> sorted(set(split.target_train[1].tolist()))
+    [0, 1, 2, 3, 4]
     """
     train, test = digits_lib.load_digits(image_size, channels, test_fraction, seed)
     return split_source_target(train, test, source_classes, target_classes, labels_per_class, seed)

@@ -19,11 +19,13 @@ def is_chief(strategy=None):
     Returns:
         bool.
 
+    Raises:
+        ValueError: if `strategy` is neither None nor a `tf.distribute.Strategy`.
+
     Example:
 
     >>> import tensorflow as tf
-    >>> from keras_transfer.distribute import is_chief
-    >>> is_chief(tf.distribute.get_strategy())
+    >>> keras_transfer.distribute.is_chief(tf.distribute.get_strategy())
     True
     """
     strategy = tf.distribute.get_strategy() if strategy is None else strategy

@@ -86,25 +86,32 @@ def fit(
         A `keras.callbacks.History`: `history.history[name]` lists the epoch
         logs of the epochs this call trained; `history.epoch` their indices.
 
+    Raises:
+        ValueError: if `model` is not a compiled `keras.Model` created under
+            `strategy`, `dataset` is not a `tf.data.Dataset` of dense tensors,
+            a count is not positive, `verbose` is not "auto", 0, 1 or 2,
+            `callbacks` holds something other than Keras callbacks (or
+            `BackupAndRestore`), an infinite dataset comes without
+            `steps_per_epoch`, or `checkpoint_dir` holds checkpoints of another
+            model (or is not readable by every worker).
+
     Reference:
         TensorFlow, "Custom training loop with Keras and MultiWorkerMirroredStrategy":
         https://www.tensorflow.org/tutorials/distribute/multi_worker_with_ctl
 
     Example:
 
-    >>> import keras
-    >>> import numpy as np
     >>> import tensorflow as tf
-    >>> from keras_transfer import distribute
     >>> strategy = tf.distribute.get_strategy()  # or MultiWorkerMirroredStrategy()
     >>> with strategy.scope():
     ...     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     ...     model.compile(optimizer="sgd", loss="mse")
     >>> data = tf.data.Dataset.from_tensor_slices(
     ...     (np.ones((8, 3), "float32"), np.zeros((8, 2), "float32"))).batch(4)
-    >>> history = distribute.fit(model, data, epochs=2, strategy=strategy, verbose=0)
-    >>> len(history.history["loss"])
-    2
+    >>> history = keras_transfer.distribute.fit(
+    ...     model, data, epochs=2, strategy=strategy, verbose=0)
+    >>> len(history.history["loss"]), history.epoch
+    (2, [0, 1])
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a `keras.Model`. Received: model={model!r}")

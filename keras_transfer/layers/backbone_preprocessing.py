@@ -1,3 +1,5 @@
+"""`BackbonePreprocessing`: keras.applications' `preprocess_input` functions as one serialisable layer."""
+
 import keras
 from keras import ops
 
@@ -28,6 +30,20 @@ class BackbonePreprocessing(keras.layers.Layer):
     Args:
         mode: one of "tf", "caffe", "torch", "unit", "none".
         value_range: (low, high) of the input pixels, e.g. (0, 255) or (0, 1).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: if `mode` is unknown or `value_range` is not a pair with
+            high > low.
+
+    Example:
+
+    >>> layer = keras_transfer.layers.BackbonePreprocessing(mode="tf")
+    >>> layer(np.array([[[[0.0, 127.5, 255.0]]]], "float32")).numpy()
+    array([[[[-1.,  0.,  1.]]]], dtype=float32)
+    >>> layer = keras_transfer.layers.BackbonePreprocessing(mode="unit", value_range=(0, 1))
+    >>> layer(np.array([[[[0.0, 0.5, 1.0]]]], "float32")).numpy()
+    array([[[[0. , 0.5, 1. ]]]], dtype=float32)
     """
 
     def __init__(self, mode="tf", value_range=(0.0, 255.0), **kwargs):

@@ -8,7 +8,7 @@ from keras_transfer.utils import validation
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class BottleneckAdapter(keras.layers.Layer):
-    """A shallow bottleneck MLP with a skip connection (Houlsby et al., 2019).
+    """A shallow bottleneck MLP with a skip connection (Houlsby adapter).
 
     Acts on the last axis of an input of any rank >= 2 (tokens `(batch, seq, D)`,
     images `(batch, H, W, D)` or vectors `(batch, D)`):
@@ -18,6 +18,8 @@ class BottleneckAdapter(keras.layers.Layer):
     `W_up` and `b_up` start at zero, so the adapter is the identity when it is
     inserted into a pretrained model. With a bottleneck of size `M` it adds
     `2 * D * M + D + M` parameters (plus `2 * D` with the layer norm).
+    `keras_transfer.recipes.add_adapters` inserts it into a model and
+    `keras_transfer.recipes.fold_adapters` removes it again for serving.
 
     Keras ships only LoRA; the bottleneck adapter is written by hand.
 
@@ -30,12 +32,29 @@ class BottleneckAdapter(keras.layers.Layer):
         down_initializer: initializer of the down-projection kernel.
         up_initializer: initializer of the up-projection kernel (zeros keeps
             the identity at initialisation).
-        epsilon: layer-norm epsilon.
+        epsilon: layer-norm epsilon, positive.
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: if `bottleneck_dim` is not a positive int, or `scale` or
+            `epsilon` is not positive; when built, if the input has rank < 2,
+            an unknown last axis, or fewer features than `bottleneck_dim`.
+
+    Reference:
+        Houlsby et al., "Parameter-Efficient Transfer Learning for NLP",
+        ICML 2019.
 
     Example:
 
-    >>> adapter = BottleneckAdapter(bottleneck_dim=8)
-    >>> y = adapter(np.ones((2, 5, 32), "float32"))   # equals the input at init
+    >>> adapter = keras_transfer.layers.BottleneckAdapter(bottleneck_dim=8)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 32)).astype("float32")
+    >>> y = adapter(x)
+    >>> tuple(y.shape)
+    (2, 5, 32)
+    >>> bool(np.allclose(y, x))  # the identity at initialisation
+    True
+    >>> adapter.count_params()  # 2 * 32 * 8 + 32 + 8
+    552
     """
 
     def __init__(

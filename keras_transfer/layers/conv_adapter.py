@@ -37,8 +37,20 @@ def aligned_positions(input_size, output_size, kernel_size, stride, dilation, pa
     A convolution's output `i` reads input `i*stride - pad_before + j*dilation` with tap `j`
     (TensorFlow / Keras "same" puts the extra padding after). The parallel adapter reads the
     centre tap `j = (kernel_size - 1) // 2`, so that `f * x + diag(alpha) * x` is exactly the
-    convolution with `alpha` added to the centre of the filter (seed 002, eq. for the
-    parallel adapter). Works with symbolic (dynamic) sizes.
+    convolution with `alpha` added to the centre of the filter (the parallel adapter of
+    Rebuffi et al., 2018). Works with symbolic (dynamic) sizes.
+
+    Args:
+        input_size: positions of the convolution's input along the axis.
+        output_size: positions of its output along the axis.
+        kernel_size: the filter's size along the axis (odd).
+        stride: the convolution's stride along the axis.
+        dilation: the convolution's dilation rate along the axis.
+        padding: "valid" or "same".
+
+    Returns:
+        The `output_size` input positions: a NumPy int array for static sizes,
+        else a tensor.
     """
     centre = ((kernel_size - 1) // 2) * dilation
     if isinstance(input_size, int) and isinstance(output_size, int):
@@ -61,17 +73,19 @@ class ConvAdapter(keras.layers.Layer):
     """A 1x1 convolution adapter, in series or in parallel with a convolution.
 
     With `alpha` a `C x D` matrix (or a `D` vector when `per_channel=True`) applied
-    at every spatial position (seed 002, §19.2.2):
+    at every spatial position:
 
     - `mode="series"`: `rho(x) = x + diag_1(alpha) * x = diag_1(alpha + I) * x`,
       inserted after a convolution `f * x` (input: that convolution's output,
-      `C = D`). Folds into the filter as a multiplicative low-rank perturbation.
+      `C = D`). Folds into the filter as a multiplicative low-rank perturbation
+      (the residual adapter of Rebuffi et al., 2017).
     - `mode="parallel"`: `y = f * x + diag_1(alpha) * x` (inputs: a list
       `[x, f_x]`, the convolution's input and output). Folds into the filter as
-      an additive perturbation of its centre tap. `host_kernel_size`,
-      `host_strides`, `host_padding` and `host_dilation_rate` describe the
-      convolution `f` so that the 1x1 branch reads the same input positions as
-      the filter's centre tap (strided and "valid" hosts included).
+      an additive perturbation of its centre tap (Rebuffi et al., 2018).
+      `host_kernel_size`, `host_strides`, `host_padding` and
+      `host_dilation_rate` describe the convolution `f` so that the 1x1 branch
+      reads the same input positions as the filter's centre tap (strided and
+      "valid" hosts included).
 
     `alpha` starts at zero: the adapter is the identity at initialisation. Works on
     any rank >= 2, channels last. No Keras library has these adapters (AdapterHub
@@ -83,8 +97,43 @@ class ConvAdapter(keras.layers.Layer):
             instead of a full `C x D` matrix.
         use_bias: add a bias `D` (also foldable into the host's bias).
         alpha_initializer: initializer of `alpha` (zeros = identity at init).
-        host_kernel_size, host_strides, host_padding, host_dilation_rate:
-            geometry of the host convolution, parallel mode only.
+        host_kernel_size: parallel mode only: the host convolution's kernel
+            size, an odd int or tuple of odd ints (default 1).
+        host_strides: parallel mode only: the host's strides (default 1).
+        host_padding: the host's padding, "valid" or "same".
+        host_dilation_rate: parallel mode only: the host's dilation rate
+            (default 1).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: series mode: the host convolution's output. Parallel mode: a
+            list `[x, f_x]`, the host convolution's input and output.
+
+    Raises:
+        ValueError: if `mode` or `host_padding` is unknown, a host geometry
+            argument is not a positive int (or tuple of them), is given in
+            series mode, or `host_kernel_size` is even; when built, if the
+            inputs do not match the mode, the host geometry or `per_channel`.
+
+    Reference:
+        Rebuffi et al., "Learning multiple visual domains with residual
+        adapters", NeurIPS 2017; Rebuffi et al., "Efficient parametrization of
+        multi-domain deep neural networks", CVPR 2018.
+
+    Example:
+
+    >>> adapter = keras_transfer.layers.ConvAdapter(mode="series")
+    >>> x = np.ones((1, 4, 4, 8), "float32")
+    >>> bool(np.allclose(adapter(x), x))  # the identity at initialisation
+    True
+    >>> tuple(adapter.alpha.shape)
+    (8, 8)
+    >>> images = keras.Input((8, 8, 3))
+    >>> conv = keras.layers.Conv2D(16, 3, strides=2, padding="same")
+    >>> parallel = keras_transfer.layers.ConvAdapter(
+    ...     mode="parallel", host_kernel_size=3, host_strides=2, host_padding="same")
+    >>> tuple(parallel([images, conv(images)]).shape)
+    (None, 4, 4, 16)
     """
 
     def __init__(

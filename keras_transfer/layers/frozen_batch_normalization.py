@@ -23,9 +23,38 @@ class FrozenBatchNormalization(keras.layers.BatchNormalization):
     is exactly a `BatchNormalization` with the same weights (`fold_adapters` turns it
     back into one).
 
-    Takes the arguments of `keras.layers.BatchNormalization` except `renorm=True` (batch
-    renormalisation corrects batch statistics, which this layer never uses). Build one
-    from an existing layer with `FrozenBatchNormalization.from_batch_normalization(bn)`.
+    Build one from an existing layer with
+    `FrozenBatchNormalization.from_batch_normalization(bn)`.
+
+    Args:
+        *args: positional arguments of `keras.layers.BatchNormalization`
+            (`axis`, `momentum`, `epsilon`, ...).
+        renorm: must be False: batch renormalisation corrects batch statistics,
+            which this layer never uses.
+        **kwargs: keyword arguments of `keras.layers.BatchNormalization`.
+
+    Call arguments:
+        inputs: the input tensor.
+        training: ignored: the layer always runs in inference mode.
+        mask: passed on to `BatchNormalization`.
+
+    Raises:
+        ValueError: if `renorm` is True.
+
+    Reference:
+        Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network
+        Training by Reducing Internal Covariate Shift", ICML 2015.
+
+    Example:
+
+    >>> bn = keras.layers.BatchNormalization(epsilon=1e-3)
+    >>> bn.build((None, 3))
+    >>> frozen = keras_transfer.layers.FrozenBatchNormalization.from_batch_normalization(bn)
+    >>> x = np.array([[1.0, 2.0, 3.0]], "float32")
+    >>> np.round(frozen(x, training=True).numpy(), 3)  # moving mean 0 and variance 1
+    array([[1.   , 1.999, 2.999]], dtype=float32)
+    >>> len(frozen.trainable_weights), len(frozen.non_trainable_weights)
+    (2, 2)
     """
 
     def __init__(self, *args, renorm=False, **kwargs):
@@ -52,10 +81,20 @@ class FrozenBatchNormalization(keras.layers.BatchNormalization):
     def from_batch_normalization(cls, layer, name=None):
         """A `FrozenBatchNormalization` with `layer`'s configuration and weights.
 
-        `layer` must be a `keras.layers.BatchNormalization`. The copy keeps its name (or
-        `name`), its `trainable` flag and dtype policy; a built layer's `gamma`, `beta`,
-        `moving_mean` and `moving_variance` are copied (a renormalising layer's extra
-        variables are dropped: at inference only these four count).
+        The copy keeps the layer's name (or `name`), its `trainable` flag and dtype
+        policy; a built layer's `gamma`, `beta`, `moving_mean` and `moving_variance`
+        are copied (a renormalising layer's extra variables are dropped: at
+        inference only these four count).
+
+        Args:
+            layer: a `keras.layers.BatchNormalization`.
+            name: name of the new layer, or None to keep `layer.name`.
+
+        Returns:
+            A new `FrozenBatchNormalization`, built when `layer` is built.
+
+        Raises:
+            ValueError: if `layer` is not a `keras.layers.BatchNormalization`.
         """
         if not isinstance(layer, keras.layers.BatchNormalization):
             raise ValueError(

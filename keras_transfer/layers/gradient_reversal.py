@@ -28,9 +28,10 @@ def _check_factor(factor, name="factor"):
 def reverse_gradient(x, factor=1.0):
     """Identity in the forward pass; multiplies the gradient by `-factor` in the backward pass.
 
-    The gradient reversal "layer" of Ganin & Lempitsky (2015): a feature extractor
-    placed before it *maximises* the loss of whatever comes after it (the domain
-    classifier), while that classifier itself minimises it.
+    The gradient reversal "layer" of domain-adversarial training: a feature
+    extractor placed before it *maximises* the loss of whatever comes after it
+    (the domain classifier), while that classifier itself minimises it. This is
+    the function; `keras_transfer.layers.GradientReversal` is the layer.
 
     Args:
         x: a tensor.
@@ -38,7 +39,26 @@ def reverse_gradient(x, factor=1.0):
             schedule can change it without retracing). `0` blocks the gradient.
 
     Returns:
-        A tensor equal to `x`.
+        A tensor equal to `x`, whose gradient is `-factor` times the upstream one.
+
+    Raises:
+        ValueError: if `factor` is a negative, infinite or non-numeric Python value.
+
+    Reference:
+        Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation",
+        ICML 2015.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> x = tf.constant([1.0, 2.0])
+    >>> with tf.GradientTape() as tape:
+    ...     tape.watch(x)
+    ...     y = keras_transfer.layers.reverse_gradient(x, factor=0.5)
+    >>> y.numpy()
+    array([1., 2.], dtype=float32)
+    >>> tape.gradient(y, x).numpy()
+    array([-0.5, -0.5], dtype=float32)
     """
     factor = _check_factor(factor)
     x = ops.convert_to_tensor(x)
@@ -65,6 +85,9 @@ def reverse_gradient(x, factor=1.0):
 class GradientReversal(keras.layers.Layer):
     """Gradient reversal layer: identity forward, gradient times `-factor` backward.
 
+    Placed between a feature extractor and a domain classifier, it makes the
+    features maximise the domain classifier's loss while the classifier
+    minimises it (domain-adversarial training, `keras_transfer.models.DANN`).
     The factor is stored in a non-trainable weight, so a callback such as
     `keras_transfer.callbacks.GradientReversalSchedule` can change it during `fit`
     without retracing the compiled train step (a Python float would be baked into
@@ -75,12 +98,27 @@ class GradientReversal(keras.layers.Layer):
             paper). `0` makes the layer a gradient block.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
+    Raises:
+        ValueError: if `factor` is negative, infinite or not a number.
+
+    Reference:
+        Ganin & Lempitsky, "Unsupervised Domain Adaptation by Backpropagation",
+        ICML 2015; Ganin et al., "Domain-Adversarial Training of Neural
+        Networks", JMLR 2016.
+
     Example:
 
-    ```python
-    features = keras.Input((16,))
-    domain_logit = keras.layers.Dense(1)(GradientReversal(factor=0.3)(features))
-    ```
+    >>> features = keras.Input((16,))
+    >>> reversed_features = keras_transfer.layers.GradientReversal(factor=0.3)(features)
+    >>> domain_logit = keras.layers.Dense(1)(reversed_features)
+    >>> tuple(domain_logit.shape)
+    (None, 1)
+    >>> layer = keras_transfer.layers.GradientReversal(factor=0.3)
+    >>> layer(np.array([[1.0, -2.0]], "float32")).numpy()
+    array([[ 1., -2.]], dtype=float32)
+    >>> layer.factor = 0.5  # what GradientReversalSchedule does during fit
+    >>> layer.factor
+    0.5
     """
 
     def __init__(self, factor=1.0, **kwargs):

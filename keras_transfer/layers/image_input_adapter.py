@@ -1,3 +1,5 @@
+"""`ImageInputAdapter`: resizes images and converts their channels to what a backbone takes."""
+
 import keras
 from keras import ops
 
@@ -6,14 +8,35 @@ from keras_transfer.utils import validation
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class ImageInputAdapter(keras.layers.Layer):
-    """Maps the task's images onto a backbone's input space (seed 001, "mapping input spaces").
+    """Maps the task's images onto a backbone's input space.
 
-    Resizes to `target_size` (bilinear) and converts the channel count: grayscale to
-    RGB by repeating the channel, RGB to grayscale by ITU-R BT.601 luminance.
+    Resizes to `target_size` (antialiased, `interpolation`) and converts the
+    channel count: grayscale to RGB by repeating the channel, RGB to grayscale
+    by ITU-R BT.601 luminance (`0.299 R + 0.587 G + 0.114 B`). Put it in front
+    of a pretrained backbone whose input differs from the task's images (8x8
+    grey digits into an RGB ImageNet network, say).
 
     Args:
-        target_size: (height, width) the backbone expects, or None to keep the size.
+        target_size: int or (height, width) the backbone expects, or None to
+            keep the size.
         channels: channels the backbone expects (1 or 3).
+        interpolation: resize method of `keras.ops.image.resize`, e.g.
+            "bilinear" or "nearest".
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: if `target_size` is not None or a pair of positive ints, or
+            `channels` is not 1 or 3; when built, if the input is not a batch of
+            images with 1 or 3 channels.
+
+    Example:
+
+    >>> adapter = keras_transfer.layers.ImageInputAdapter(target_size=(32, 32), channels=3)
+    >>> tuple(adapter(np.zeros((2, 8, 8, 1), "float32")).shape)
+    (2, 32, 32, 3)
+    >>> to_gray = keras_transfer.layers.ImageInputAdapter(channels=1)
+    >>> np.round(to_gray(np.full((1, 2, 2, 3), 100.0, "float32")).numpy()[0, 0, 0], 3)
+    array([100.], dtype=float32)
     """
 
     def __init__(self, target_size=None, channels=3, interpolation="bilinear", **kwargs):

@@ -15,7 +15,11 @@ MODES = ("auto", "mean", "first", "argmax_token")
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class SequencePooling(keras.layers.Layer):
-    """`(batch, ..., dim)` -> `(batch, dim)`.
+    """Pools `(batch, ..., dim)` features to one `(batch, dim)` vector per example.
+
+    The pooling of CLIP's two towers: the mean over the middle axes (images,
+    token sequences), the first position (a ViT class token) or the position of
+    the largest token id (CLIP's end-of-text token).
 
     Args:
         mode: "auto" (rank 2 passes through, higher ranks are averaged over the
@@ -23,6 +27,33 @@ class SequencePooling(keras.layers.Layer):
             first position of a `(batch, length, dim)` sequence: a class token),
             or "argmax_token" (the position of the largest token id, CLIP's
             end-of-text token; call with `token_ids`).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        features: a `(batch, ..., dim)` tensor; `(batch, length, dim)` for
+            "first" and "argmax_token".
+        token_ids: `(batch, length)` token ids, needed by "argmax_token" only.
+
+    Raises:
+        ValueError: if `mode` is unknown; when called, if "first" or
+            "argmax_token" gets an input that is not of rank 3, or
+            "argmax_token" gets no `token_ids`.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural
+        Language Supervision", ICML 2021 (end-of-text token); Dosovitskiy et
+        al., "An Image is Worth 16x16 Words", ICLR 2021 (class token).
+
+    Example:
+
+    >>> features = np.arange(12, dtype="float32").reshape((1, 3, 4))
+    >>> keras_transfer.layers.SequencePooling("mean")(features).numpy()
+    array([[4., 5., 6., 7.]], dtype=float32)
+    >>> keras_transfer.layers.SequencePooling("first")(features).numpy()
+    array([[0., 1., 2., 3.]], dtype=float32)
+    >>> pool = keras_transfer.layers.SequencePooling("argmax_token")
+    >>> pool(features, token_ids=np.array([[5, 9, 0]])).numpy()
+    array([[4., 5., 6., 7.]], dtype=float32)
     """
 
     def __init__(self, mode="auto", **kwargs):

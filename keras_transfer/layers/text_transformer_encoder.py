@@ -20,14 +20,43 @@ from keras_transfer.utils import validation
 class TextTransformerEncoder(keras.layers.Layer):
     """Transformer text tower: int token ids -> pooled float embedding.
 
+    Token and learned position embeddings, `num_layers` pre-LayerNorm blocks
+    (masked multi-head self-attention and a GELU MLP, each with a residual), a
+    final LayerNorm and a mean over the non-padding positions (id 0 is padding,
+    as in `keras.layers.TextVectorization`).
+
     Args:
-        vocabulary_size: number of token ids (ids lie in `[0, vocabulary_size)`, 0 = padding).
+        vocabulary_size: number of token ids (ids lie in `[0, vocabulary_size)`,
+            0 = padding), at least 2.
         sequence_length: maximum number of tokens (position embeddings).
         embedding_dim: width of the model and of the output.
-        num_layers: transformer blocks.
+        num_layers: transformer blocks (0 or more).
         num_heads: attention heads; must divide `embedding_dim`.
         intermediate_dim: hidden width of the MLP (default `4 * embedding_dim`).
-        dropout: dropout rate in attention and MLP.
+        dropout: dropout rate in attention and MLP, in [0, 1).
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        token_ids: int tensor `(batch, length)` with `length <= sequence_length`.
+        training: whether dropout is applied.
+
+    Raises:
+        ValueError: if an argument is out of range or `num_heads` does not divide
+            `embedding_dim`; when built, if the input is not `(batch, length)`
+            with `length <= sequence_length`.
+
+    Reference:
+        Vaswani et al., "Attention Is All You Need", NeurIPS 2017; Radford et
+        al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> encoder = keras_transfer.layers.TextTransformerEncoder(
+    ...     vocabulary_size=100, sequence_length=8, embedding_dim=16, num_layers=1, num_heads=2)
+    >>> token_ids = np.array([[5, 7, 2, 0, 0, 0, 0, 0]])
+    >>> tuple(encoder(token_ids).shape)
+    (1, 16)
     """
 
     def __init__(self, vocabulary_size, sequence_length, embedding_dim=64, num_layers=2,

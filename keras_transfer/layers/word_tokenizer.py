@@ -15,6 +15,10 @@ from keras_transfer.utils import validation
 def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=None):
     """A `TextVectorization` layer: strings -> int token ids `(batch, sequence_length)`.
 
+    Lower-cases, strips punctuation, splits on whitespace and maps words to ids
+    (0 = padding, 1 = out-of-vocabulary), padding or truncating every text to
+    `sequence_length` ids. Nothing is downloaded.
+
     Args:
         texts: an iterable of strings to learn the vocabulary from (`adapt`), or None.
         vocabulary: an explicit list of words (or a path to a one-word-per-line
@@ -26,6 +30,21 @@ def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=N
         An adapted `keras.layers.TextVectorization`; `tokenizer.vocabulary_size()`
         is the `vocabulary_size` for `TextTransformerEncoder`. It saves inside
         `.keras` files and works inside `tf.data` pipelines.
+
+    Raises:
+        ValueError: if not exactly one of `texts` and `vocabulary` is given,
+            `texts` is empty, `sequence_length` is not positive or `max_tokens`
+            is below 3.
+
+    Example:
+
+    >>> tokenizer = keras_transfer.layers.word_tokenizer(
+    ...     vocabulary=["a", "photo", "of", "cat", "dog"], sequence_length=6)
+    >>> tokenizer(["A photo of a cat!", "a bird"]).numpy()
+    array([[2, 3, 4, 2, 5, 0],
+           [2, 1, 0, 0, 0, 0]])
+    >>> tokenizer.vocabulary_size()
+    7
     """
     if (texts is None) == (vocabulary is None):
         raise ValueError(

@@ -18,15 +18,41 @@ from keras_transfer.utils import validation
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class ZeroShotHead(keras.layers.Layer):
-    """Image embeddings `(batch, dim)` -> class probabilities `(batch, num_classes)`.
+    """CLIP's zero-shot classifier: cosine similarity to class text embeddings.
+
+    Image embeddings `(batch, embedding_dim)` -> class probabilities (or logits)
+    `(batch, num_classes)`: `softmax(logit_scale * normalize(x) @ C^T)`, where row
+    k of the trainable weight `C` is the unit-norm text embedding of class k.
+    Computed in float32 under any dtype policy.
 
     Args:
         num_classes: number of classes.
         embedding_dim: size of the image / text embeddings.
-        logit_scale: multiplier on cosine similarities (CLIP's `exp(log_scale)`).
-        class_names: optional list of names kept in the config (for readers of the model).
-        class_embeddings: optional `(num_classes, embedding_dim)` initial value.
+        logit_scale: positive multiplier on cosine similarities (CLIP's
+            `exp(log_scale)`).
+        class_names: optional list of `num_classes` names kept in the config
+            (for readers of the model).
+        class_embeddings: optional `(num_classes, embedding_dim)` initial value
+            of `C` (rows should be unit-norm); default Glorot-uniform.
         output: "probabilities" (softmax) or "logits".
+        **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: if a size is not positive, `logit_scale` is not positive,
+            `output` is unknown, or `class_names` / `class_embeddings` do not
+            match `num_classes` and `embedding_dim`.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural
+        Language Supervision", ICML 2021.
+
+    Example:
+
+    >>> head = keras_transfer.layers.ZeroShotHead(
+    ...     num_classes=2, embedding_dim=3, logit_scale=10.0,
+    ...     class_embeddings=np.eye(2, 3), output="logits")
+    >>> head(np.array([[2.0, 0.0, 0.0]], "float32")).numpy()
+    array([[10.,  0.]], dtype=float32)
     """
 
     def __init__(self, num_classes, embedding_dim, logit_scale=100.0, class_names=None,

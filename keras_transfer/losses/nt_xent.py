@@ -129,8 +129,9 @@ def nt_xent(z1, z2, temperature=0.1):
 
     Example:
 
-    >>> z1 = np.random.normal(size=(8, 16)); z2 = z1 + 0.1
-    >>> float(nt_xent(z1, z2, temperature=0.5))
+    >>> z1 = np.eye(4, 8, dtype="float32")  # four orthogonal embeddings
+    >>> round(float(keras_transfer.losses.nt_xent(z1, z1, temperature=0.5)), 3)  # log(1 + 6 / e**2)
+    0.594
     """
     losses, _ = nt_xent_terms(z1, z2, temperature=temperature, cross_replica=False)
     return ops.mean(losses)

@@ -82,7 +82,47 @@ for _name in _BASES:
 
 
 def discriminative_optimizer(optimizer, learning_rate_multipliers):
-    """A copy of `optimizer` (instance or name such as "adam") with per-variable learning-rate multipliers."""
+    """A copy of `optimizer` with per-variable learning-rate multipliers.
+
+    The update of each variable uses `learning_rate * multiplier`, the multiplier
+    of the first regular expression in `learning_rate_multipliers` that matches
+    the variable's path (1.0 when none does). The multiplier scales the step
+    itself, so it is exact for adaptive optimizers (Adam, RMSprop, ...), where
+    scaling the gradients would change nothing. The result is a Keras optimizer
+    of a registered subclass (e.g. `DiscriminativeAdam`) that saves with the
+    model and keeps one optimizer state. Weight decay (AdamW) is applied at the
+    base rate.
+
+    Args:
+        optimizer: a Keras optimizer instance (its configuration is copied, not
+            its state) or a name such as "adam".
+        learning_rate_multipliers: a list of `(regex, multiplier)` pairs with
+            non-negative multipliers, e.g. `[("^head/", 1.0), ("^block1_", 0.1)]`.
+
+    Returns:
+        A new optimizer of the same kind and configuration.
+
+    Raises:
+        ValueError: if `optimizer` is not one of Keras's optimizers listed
+            above, or a pair is not a valid regular expression and a
+            non-negative number.
+
+    Reference:
+        Howard & Ruder, "Universal Language Model Fine-tuning for Text
+        Classification", ACL 2018 (discriminative fine-tuning).
+
+    Example:
+
+    >>> optimizer = keras_transfer.optimizers.discriminative_optimizer(
+    ...     keras.optimizers.SGD(0.1), [("backbone", 0.1)])
+    >>> type(optimizer).__name__
+    'DiscriminativeSGD'
+    >>> backbone = keras.Variable([1.0], name="backbone_kernel")
+    >>> head = keras.Variable([1.0], name="head_kernel")
+    >>> optimizer.apply([np.ones(1, "float32"), np.ones(1, "float32")], [backbone, head])
+    >>> np.round(backbone.numpy(), 3), np.round(head.numpy(), 3)
+    (array([0.99], dtype=float32), array([0.9], dtype=float32))
+    """
     if isinstance(optimizer, str):
         optimizer = keras.optimizers.get(optimizer)
     base_name = type(optimizer).__name__.replace("Discriminative", "")

@@ -8,12 +8,13 @@ from keras_transfer.utils import validation
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class InversePowerDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """`lr(step) = initial_learning_rate / (1 + alpha * p) ** beta`, `p = min(step / decay_steps, 1)`.
+    """Ganin et al.'s annealing `lr = initial_learning_rate / (1 + alpha * p) ** beta`.
 
-    The annealing of DANN (Ganin et al. 2016, §5.2.2: μ0 = 0.01, α = 10, β = 0.75),
-    where `p` is the training progress from 0 to 1. Keras's `InverseTimeDecay` is the
-    special case β = 1 without the clipping of `p`; this schedule is written by hand
-    because Keras has no power variant.
+    With `p = min(step / decay_steps, 1)` the training progress from 0 to 1, this
+    is the learning-rate schedule of domain-adversarial training (μ0 = 0.01,
+    α = 10, β = 0.75 in the paper). Keras's `InverseTimeDecay` is the special case
+    β = 1 without the clipping of `p`; this schedule is written by hand because
+    Keras has no power variant.
 
     Args:
         initial_learning_rate: μ0, a positive number.
@@ -21,13 +22,22 @@ class InversePowerDecay(keras.optimizers.schedules.LearningRateSchedule):
             after it the rate stays at `μ0 / (1 + α) ** β`.
         alpha: α, non-negative.
         beta: β, non-negative.
+        name: optional name of the schedule.
+
+    Raises:
+        ValueError: if `initial_learning_rate` or `decay_steps` is not positive,
+            or `alpha` or `beta` is negative.
+
+    Reference:
+        Ganin et al., "Domain-Adversarial Training of Neural Networks", JMLR
+        2016 (§5.2.2).
 
     Example:
 
-    ```python
-    lr = InversePowerDecay(0.01, decay_steps=epochs * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.SGD(lr, momentum=0.9))
-    ```
+    >>> schedule = keras_transfer.schedules.InversePowerDecay(0.01, decay_steps=100)
+    >>> [round(float(schedule(step)), 5) for step in (0, 50, 100, 200)]
+    [0.01, 0.00261, 0.00166, 0.00166]
+    >>> optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
     """
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=10.0, beta=0.75, name=None):

@@ -23,13 +23,21 @@ def decode_images(data, height, width, channels):
 
     Args:
         data: a string tensor of shape `(batch,)`, one encoded image per entry.
-        height, width: the size the model takes.
+        height: the image height the model takes.
+        width: the image width the model takes.
         channels: 1 or 3.
 
     Returns:
         A float32 tensor `(batch, height, width, channels)`.
-    """
 
+    Example:
+
+    >>> import tensorflow as tf
+    >>> png = tf.io.encode_png(np.full((4, 6, 3), 255, "uint8"))
+    >>> images = keras_transfer.serving.decode_images(tf.stack([png, png]), 8, 8, 1)
+    >>> tuple(images.shape), float(images[0, 0, 0, 0])
+    ((2, 8, 8, 1), 255.0)
+    """
     def decode(encoded):
         image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
@@ -159,16 +167,24 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
     Returns:
         `filepath`.
 
+    Raises:
+        ValueError: if `model` is not a built single-input image classifier,
+            `class_names` does not hold one distinct name per class, `image_size`
+            is invalid or missing for a model of any input size, or `filepath` is
+            a file or a non-empty folder (unless `overwrite` replaces an earlier
+            export).
+
     Reference:
         TF Serving REST API, https://www.tensorflow.org/tfx/serving/api_rest
 
     Example:
 
-    >>> import keras, numpy as np, tempfile, os, tensorflow as tf
+    >>> import os, tempfile
+    >>> import tensorflow as tf
     >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
     ...                           keras.layers.Dense(2, activation="softmax")])
     >>> path = os.path.join(tempfile.mkdtemp(), "served")
-    >>> _ = export_image_classifier(model, path, class_names=["cat", "dog"])
+    >>> _ = keras_transfer.serving.export_image_classifier(model, path, class_names=["cat", "dog"])
     >>> served = tf.saved_model.load(path)
     >>> png = tf.io.encode_png(np.zeros((8, 8, 1), "uint8"))
     >>> served.signatures["serve_image_bytes"](image_bytes=tf.stack([png]))["classes"].numpy()
