@@ -9,7 +9,7 @@ recipes read these here:
 | private name | what it gives |
 | --- | --- |
 | `keras.src.models.functional.Functional` | `isinstance` check for functional models |
-| `Layer._inbound_nodes` | the nodes where a layer was called (`Node.operation`, `.input_tensors`, `.outputs`, `.parent_nodes`) |
+| `Layer._inbound_nodes` | where a layer was called (`operation`, `input_tensors`, `outputs`, `parent_nodes`) |
 | `KerasTensor._keras_history` | the operation that produced a symbolic tensor |
 | `Functional._nodes_by_depth` | every node of a functional graph |
 | `Layer._flatten_layers`, `Layer._layers` | layers nested inside a layer (attention projections) |
