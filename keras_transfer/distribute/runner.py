@@ -25,6 +25,7 @@ import tensorflow as tf
 from keras import tree
 
 from keras_transfer.distribute.cluster import is_chief
+from keras_transfer.utils import model_graph
 from keras_transfer.utils.validation import check_one_of
 from keras_transfer.utils.validation import check_positive_int
 
@@ -116,7 +117,7 @@ def fit(
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a `keras.Model`. Received: model={model!r}")
     # The strategy whose scope the model was created in (None: outside every scope).
-    owner = getattr(model, "_distribute_strategy", None)
+    owner = model_graph.distribute_strategy(model)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise ValueError(
             f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}"
@@ -266,9 +267,7 @@ def _build(model, dataset, strategy):
         return keras.KerasTensor(tuple(spec.shape), keras.backend.standardize_dtype(spec.dtype))
 
     with strategy.scope():
-        symbolic_build = getattr(model, "_symbolic_build", None)
-        if symbolic_build is not None:
-            symbolic_build(data_batch=tree.map_structure(symbolic, dataset.element_spec))
+        model_graph.symbolic_build(model, tree.map_structure(symbolic, dataset.element_spec))
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
 

@@ -30,6 +30,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.utils.model_graph import chain_layers
+from keras_transfer.utils.model_graph import iter_layers
+
 
 # --------------------------------------------------------------------- inner
 def maml_inner_update(params, grads, learning_rates, first_order=False):
@@ -149,46 +152,7 @@ def patch_batch_normalization(model):
     return count
 
 
-def iter_layers(model):
-    """All layers nested in `model` (depth first, each once, `model` excluded)."""
-    seen = set()
-    stack = list(getattr(model, "layers", []))[::-1]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        stack.extend(list(getattr(layer, "layers", []))[::-1])
-
-
 # ----------------------------------------------------------- dense chain
-def _chain_layers(model):
-    """The layers of `model` in order if it is a single-input single-output chain."""
-    if isinstance(model, keras.Sequential):
-        return list(model.layers)
-    if not isinstance(getattr(model, "_nodes_by_depth", None), dict):
-        return None
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        return None
-    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
-    previous = None
-    for layer in layers:
-        nodes = getattr(layer, "_inbound_nodes", [])
-        if len(nodes) != 1:
-            return None
-        parents = nodes[0].parent_nodes
-        if previous is None:
-            if parents and not all(isinstance(p.operation, keras.layers.InputLayer) for p in parents):
-                return None
-        elif len(parents) != 1 or parents[0].operation is not previous:
-            return None
-        previous = layer
-    if previous is None or model.outputs[0]._keras_history[0] is not previous:
-        return None
-    return layers
-
-
 def dense_chain_plan(model, adapted_variables):
     """A vectorisable plan for `model`, or `None` when it does not qualify.
 
@@ -197,7 +161,7 @@ def dense_chain_plan(model, adapted_variables):
     and no layer has non-trainable weights (BatchNorm statistics are per task, so
     such models take the general per-task path).
     """
-    layers = _chain_layers(model)
+    layers = chain_layers(model)
     if not layers:
         return None
     adapted_ids = {id(v) for v in adapted_variables}

@@ -1,28 +1,11 @@
 """AdaBN (Li et al., 2016): re-estimate every BatchNormalization statistic on target data."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_transfer.utils import validation
-
-
-def batch_norm_layers(model):
-    """Every `keras.layers.BatchNormalization` in `model`, nested models included, in order."""
-    found, seen = [], set()
-
-    def walk(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        for child in getattr(layer, "layers", []) or []:
-            walk(child)
-
-    walk(model)
-    return found
+from keras_transfer.utils.model_graph import batch_norm_layers
 
 
 class _MomentRecorder:

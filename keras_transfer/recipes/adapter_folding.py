@@ -32,11 +32,7 @@ import numpy as np
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
-from keras_transfer.recipes.adapters import _check_model
-from keras_transfer.recipes.adapters import _is_functional
-from keras_transfer.recipes.adapters import clone_graph
-from keras_transfer.recipes.adapters import iter_all_layers
-from keras_transfer.recipes.adapters import iter_sublayers
+from keras_transfer.utils import model_graph
 
 _FOLDABLE_HOSTS = (
     keras.layers.Conv1D,
@@ -49,18 +45,6 @@ _FOLDABLE_HOSTS = (
 
 def _np(value):
     return np.asarray(keras.ops.convert_to_numpy(value), dtype="float64")
-
-
-def _functional_models(model):
-    if _is_functional(model):
-        yield model
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            yield from _functional_models(layer)
-
-
-def _graph_nodes(model):
-    return [node for depth in model._nodes_by_depth.values() for node in depth]
 
 
 def _refuse(adapter, reason):
@@ -98,8 +82,9 @@ def _check_host(adapter, host, bn=None):
                              "(it would mix channels); use per_channel=True")
         if host.depth_multiplier != 1:
             _refuse(adapter, f"depthwise convolution '{host.name}' has depth_multiplier={host.depth_multiplier}")
-    if len(host._inbound_nodes) != 1:
-        _refuse(adapter, f"convolution '{host.name}' is shared (called {len(host._inbound_nodes)} times)")
+    calls = len(model_graph.inbound_nodes(host))
+    if calls != 1:
+        _refuse(adapter, f"convolution '{host.name}' is shared (called {calls} times)")
     if adapter.use_bias and not getattr(host, "use_bias", False) and not bn:
         _refuse(adapter, f"its bias needs a bias in convolution '{host.name}', which was built with "
                          "use_bias=False (use ConvAdapter(use_bias=False) there)")
@@ -108,8 +93,8 @@ def _check_host(adapter, host, bn=None):
 def _plan_folds(model):
     """`{id(adapter): plan}` for every ConvAdapter; raises for non-foldable placements."""
     plans = {}
-    for fmodel in _functional_models(model):
-        nodes = _graph_nodes(fmodel)
+    for fmodel in model_graph.iter_functional_models(model):
+        nodes = model_graph.graph_nodes(fmodel)
         consumers = {}
         for node in nodes:
             for tensor in node.input_tensors:
@@ -130,72 +115,80 @@ def _plan_folds(model):
                 )
             if not isinstance(layer, ConvAdapter):
                 continue
-            if len(layer._inbound_nodes) != 1:
-                _refuse(layer, f"it is shared (called {len(layer._inbound_nodes)} times)")
-            if layer.mode == "series":
-                tensor = node.input_tensors[0]
-                producer = tensor._keras_history.operation
-                if not only_feeds(tensor, node):
-                    _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
-                bn = None
-                if isinstance(producer, keras.layers.BatchNormalization):
-                    bn = producer
-                    if len(bn._inbound_nodes) != 1:
-                        _refuse(layer, f"BatchNormalization '{bn.name}' is shared")
-                    if bn.axis not in (-1, len(tensor.shape) - 1):
-                        _refuse(layer, f"BatchNormalization '{bn.name}' normalises axis {bn.axis}, not channels")
-                    bn_node = bn._inbound_nodes[0]
-                    tensor = bn_node.input_tensors[0]
-                    producer = tensor._keras_history.operation
-                    if not only_feeds(tensor, bn_node):
-                        _refuse(layer, f"the output of '{producer.name}' also feeds other layers")
-                if not isinstance(producer, _FOLDABLE_HOSTS):
-                    between = f" through '{bn.name}'" if bn is not None else ""
-                    _refuse(
-                        layer,
-                        f"it follows layer '{producer.name}' ({type(producer).__name__}){between}, not a "
-                        "convolution (a non-linearity or other layer sits between the convolution and "
-                        "the adapter)",
-                    )
-                _check_host(layer, producer, bn)
-                plans[id(layer)] = {"adapter": layer, "host": producer, "bn": bn}
-            else:
-                x, fx = node.input_tensors[:2]
-                producer = fx._keras_history.operation
-                if not isinstance(producer, _FOLDABLE_HOSTS):
-                    _refuse(
-                        layer,
-                        f"its second input comes from '{producer.name}' ({type(producer).__name__}), "
-                        "not from a convolution",
-                    )
-                _check_host(layer, producer)
-                if not only_feeds(fx, node):
-                    _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
-                host_inputs = producer._inbound_nodes[0].input_tensors
-                if len(host_inputs) != 1 or host_inputs[0] is not x:
-                    _refuse(layer, f"its first input is not the input of convolution '{producer.name}'")
-                geometry = {}
-                if not isinstance(producer, keras.layers.Dense):
-                    geometry = {
-                        "kernel_size": tuple(producer.kernel_size),
-                        "strides": tuple(producer.strides),
-                        "padding": producer.padding,
-                        "dilation_rate": tuple(producer.dilation_rate),
-                    }
-                    expected = {
-                        "kernel_size": tuple(layer._kernel_size),
-                        "strides": tuple(layer._strides),
-                        "padding": layer.host_padding,
-                        "dilation_rate": tuple(layer._dilation),
-                    }
-                    if geometry != expected:
-                        _refuse(
-                            layer,
-                            f"its host geometry {expected} differs from convolution '{producer.name}' "
-                            f"{geometry}, so the 1x1 branch does not read the filter's centre tap",
-                        )
-                plans[id(layer)] = {"adapter": layer, "host": producer, "bn": None}
+            calls = len(model_graph.inbound_nodes(layer))
+            if calls != 1:
+                _refuse(layer, f"it is shared (called {calls} times)")
+            plan = _plan_series if layer.mode == "series" else _plan_parallel
+            plans[id(layer)] = plan(layer, node, only_feeds)
     return plans
+
+
+def _plan_series(layer, node, only_feeds):
+    """The fold plan of a series adapter after a conv, or after conv -> BatchNormalization."""
+    tensor = node.input_tensors[0]
+    producer = model_graph.tensor_producer(tensor)
+    if not only_feeds(tensor, node):
+        _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
+    bn = None
+    if isinstance(producer, keras.layers.BatchNormalization):
+        bn = producer
+        if len(model_graph.inbound_nodes(bn)) != 1:
+            _refuse(layer, f"BatchNormalization '{bn.name}' is shared")
+        if bn.axis not in (-1, len(tensor.shape) - 1):
+            _refuse(layer, f"BatchNormalization '{bn.name}' normalises axis {bn.axis}, not channels")
+        bn_node = model_graph.inbound_nodes(bn)[0]
+        tensor = bn_node.input_tensors[0]
+        producer = model_graph.tensor_producer(tensor)
+        if not only_feeds(tensor, bn_node):
+            _refuse(layer, f"the output of '{producer.name}' also feeds other layers")
+    if not isinstance(producer, _FOLDABLE_HOSTS):
+        between = f" through '{bn.name}'" if bn is not None else ""
+        _refuse(
+            layer,
+            f"it follows layer '{producer.name}' ({type(producer).__name__}){between}, not a "
+            "convolution (a non-linearity or other layer sits between the convolution and "
+            "the adapter)",
+        )
+    _check_host(layer, producer, bn)
+    return {"adapter": layer, "host": producer, "bn": bn}
+
+
+def _plan_parallel(layer, node, only_feeds):
+    """The fold plan of a parallel adapter beside a conv, reading the conv's own input."""
+    x, fx = node.input_tensors[:2]
+    producer = model_graph.tensor_producer(fx)
+    if not isinstance(producer, _FOLDABLE_HOSTS):
+        _refuse(
+            layer,
+            f"its second input comes from '{producer.name}' ({type(producer).__name__}), "
+            "not from a convolution",
+        )
+    _check_host(layer, producer)
+    if not only_feeds(fx, node):
+        _refuse(layer, f"the output of '{producer.name}' also feeds other layers or the model output")
+    host_inputs = model_graph.inbound_nodes(producer)[0].input_tensors
+    if len(host_inputs) != 1 or host_inputs[0] is not x:
+        _refuse(layer, f"its first input is not the input of convolution '{producer.name}'")
+    if not isinstance(producer, keras.layers.Dense):
+        geometry = {
+            "kernel_size": tuple(producer.kernel_size),
+            "strides": tuple(producer.strides),
+            "padding": producer.padding,
+            "dilation_rate": tuple(producer.dilation_rate),
+        }
+        expected = {
+            "kernel_size": tuple(layer._kernel_size),
+            "strides": tuple(layer._strides),
+            "padding": layer.host_padding,
+            "dilation_rate": tuple(layer._dilation),
+        }
+        if geometry != expected:
+            _refuse(
+                layer,
+                f"its host geometry {expected} differs from convolution '{producer.name}' "
+                f"{geometry}, so the 1x1 branch does not read the filter's centre tap",
+            )
+    return {"adapter": layer, "host": producer, "bn": None}
 
 
 def _folded_values(plan):
@@ -260,9 +253,10 @@ def _strip_lora(layer):
 
 
 def _lora_attrs(layer):
+    """The merged-value property and the factor attributes of a LoRA layer (Keras's names)."""
     if isinstance(layer, keras.layers.Embedding):
-        return "_embeddings", "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
-    return "_kernel", "kernel", ("lora_kernel_a", "lora_kernel_b")
+        return "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
+    return "kernel", ("lora_kernel_a", "lora_kernel_b")
 
 
 def _merged_weights(orig, new):
@@ -271,16 +265,14 @@ def _merged_weights(orig, new):
     A LoRA layer's merged kernel is its own `kernel` property (`W + (alpha / r) A B`, as Keras
     computes it in the forward pass and when saving); the factors are dropped.
     """
-    lora_layers = [sub for sub in [orig] + [s for _, s in iter_sublayers(orig, "")]
-                   if getattr(sub, "lora_enabled", False)]
+    lora_layers = model_graph.lora_layers(orig)
     if not lora_layers:
-        if orig.weights:
-            new.set_weights(orig.get_weights())
+        model_graph.copy_weights([(new, orig)])
         return
     merged, factors = {}, set()
     for sub in lora_layers:
-        base_name, merged_name, names = _lora_attrs(sub)
-        merged[id(getattr(sub, base_name))] = keras.ops.convert_to_numpy(getattr(sub, merged_name))
+        merged_name, names = _lora_attrs(sub)
+        merged[id(model_graph.base_weight(sub))] = keras.ops.convert_to_numpy(getattr(sub, merged_name))
         factors.update(id(getattr(sub, name)) for name in names)
     values = [merged[id(v)] if id(v) in merged else keras.ops.convert_to_numpy(v)
               for v in orig.weights if id(v) not in factors]
@@ -295,29 +287,29 @@ def _rebuild(model, fold_conv, merge_lora):
             # At inference a FrozenBatchNormalization is a BatchNormalization with the same
             # weights (same config, same variables in the same order).
             return keras.layers.BatchNormalization.from_config(layer.get_config())
-        return _strip_lora(layer) if merge_lora else layer.__class__.from_config(layer.get_config())
+        return _strip_lora(layer) if merge_lora else model_graph.clone_layer_from_config(layer)
 
     def call_layer(new, orig, *args, **kwargs):
         if fold_conv and isinstance(orig, ConvAdapter):
             return args[0] if orig.mode == "series" else args[0][1]
         return new(*args, **kwargs)
 
-    new_model, pairs = clone_graph(model, clone_layer=clone_layer, call_layer=call_layer)
+    new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_layer, call_layer=call_layer)
     by_orig = {id(orig): new for new, orig in pairs}
     for new, orig in pairs:
         if fold_conv and isinstance(orig, ConvAdapter):
             continue
         if merge_lora:
             _merged_weights(orig, new)
-        elif orig.weights:
-            new.set_weights(orig.get_weights())
+        else:
+            model_graph.copy_weights([(new, orig)])
         new.trainable = orig.trainable
         if fold_conv and isinstance(orig, FrozenBatchNormalization):
             new.trainable = False  # inference mode in fit too, as the frozen-statistics layer ran
     for plan in plans.values():
         kernel, bias, new_mean = _folded_values(plan)
         host = by_orig[id(plan["host"])]
-        kernel_var = host._kernel if hasattr(host, "_kernel") else host.kernel
+        kernel_var = model_graph.base_weight(host)
         kernel_var.assign(kernel.astype(kernel_var.dtype))
         if getattr(host, "use_bias", False):
             host.bias.assign(bias.astype(host.bias.dtype))
@@ -344,7 +336,7 @@ def fold_adapters(model):
     Raises a ValueError naming the adapter when a placement cannot fold exactly (see the
     module docstring). The input model is not modified.
     """
-    _check_model(model)
+    model_graph.check_graph_model(model)
     return _rebuild(model, fold_conv=True, merge_lora=True)
 
 
@@ -353,8 +345,8 @@ def merge_lora(model):
 
     Other layers (bottleneck / conv adapters included) are copied unchanged.
     """
-    _check_model(model)
-    if not any(getattr(layer, "lora_enabled", False) for _, layer in iter_all_layers(model)):
+    model_graph.check_graph_model(model)
+    if not any(getattr(layer, "lora_enabled", False) for _, layer in model_graph.iter_all_layers(model)):
         raise ValueError(
             "`model` must have LoRA-enabled layers to merge. Received: a model without any "
             "(use add_adapters(model, targets, kind='lora') first)."
@@ -364,11 +356,11 @@ def merge_lora(model):
 
 def get_lora_factors(model):
     """`{layer path: {"rank", "alpha", "a", "b"}}` of every LoRA layer (for `unmerge_lora`)."""
-    _check_model(model)
+    model_graph.check_graph_model(model)
     factors = {}
-    for path, layer in iter_all_layers(model):
+    for path, layer in model_graph.iter_all_layers(model):
         if getattr(layer, "lora_enabled", False):
-            _, _, (a_name, b_name) = _lora_attrs(layer)
+            _, (a_name, b_name) = _lora_attrs(layer)
             factors[path] = {
                 "rank": int(layer.lora_rank),
                 "alpha": float(layer.lora_alpha),
@@ -390,13 +382,13 @@ def unmerge_lora(model, factors):
     new model whose LoRA layers have `base = merged - (alpha / r) A B` and the factors
     re-installed (so training can continue); outputs equal the merged model's.
     """
-    _check_model(model)
+    model_graph.check_graph_model(model)
     if not isinstance(factors, dict) or not factors:
         raise ValueError(
             "`factors` must be the non-empty dict returned by get_lora_factors(). "
             f"Received: factors={type(factors).__name__}"
         )
-    layers = dict(iter_all_layers(model))
+    layers = dict(model_graph.iter_all_layers(model))
     unknown = sorted(set(factors) - set(layers))
     if unknown:
         raise ValueError(
@@ -404,13 +396,11 @@ def unmerge_lora(model, factors):
             f"{', '.join(layers)}"
         )
     targets = {id(layers[path]): factors[path] for path in factors}
-    new_model, pairs = clone_graph(model)
+    new_model, pairs = model_graph.clone_graph(model)
+    model_graph.copy_weights(pairs)
     for new, orig in pairs:
-        if orig.weights:
-            new.set_weights(orig.get_weights())
         new.trainable = orig.trainable
-        couples = [(new, orig)] + list(zip([sub for _, sub in iter_sublayers(new, "")],
-                                           [sub for _, sub in iter_sublayers(orig, "")]))
+        couples = model_graph.paired_sublayers(new, orig)
         hits = [(n, o) for n, o in couples if id(o) in targets]
         if not hits:
             continue
@@ -425,8 +415,8 @@ def unmerge_lora(model, factors):
 def _install_factors(layer, name, item):
     if getattr(layer, "lora_enabled", False):
         raise ValueError(f"Layer '{name}' already has LoRA enabled: pass the merged model.")
-    base_name, merged_name, (a_name, b_name) = _lora_attrs(layer)
-    merged = _np(getattr(layer, base_name))
+    merged_name, (a_name, b_name) = _lora_attrs(layer)
+    merged = _np(model_graph.base_weight(layer))
     layer.enable_lora(item["rank"], lora_alpha=item["alpha"])
     a, b = getattr(layer, a_name), getattr(layer, b_name)
     if tuple(a.shape) != item["a"].shape or tuple(b.shape) != item["b"].shape:
@@ -436,11 +426,9 @@ def _install_factors(layer, name, item):
         )
     a.assign(item["a"])
     b.assign(item["b"])
-    base = getattr(layer, base_name)
+    base = model_graph.base_weight(layer)
     base.assign(np.zeros(base.shape, dtype=base.dtype))
     delta = _np(getattr(layer, merged_name))  # (alpha / r) A B, however the layer shapes it
     base.assign((merged - delta).astype(base.dtype))
     layer.trainable = True
-    for variable in layer.trainable_weights:
-        if "lora" not in variable.name:
-            variable.trainable = False
+    model_graph.train_only_lora_factors(layer)

@@ -15,6 +15,7 @@ import re
 
 import keras
 
+from keras_transfer.utils import model_graph
 from keras_transfer.utils.network import OfflineError
 from keras_transfer.utils.network import is_online
 
@@ -117,27 +118,24 @@ def keras_cache_dir():
 @contextlib.contextmanager
 def _offline_guard(backbone_name):
     """Turns keras' weight download into a fast, clear `OfflineError` when it cannot work."""
-    try:
-        from keras.src.utils import file_utils  # the module keras.applications downloads through
-    except ImportError:  # pragma: no cover - older/newer layouts: fall back to catching the failure
-        file_utils = None
     seen = {}
-    original = file_utils.get_file if file_utils else None
 
-    def guarded_get_file(fname=None, origin=None, *args, **kwargs):
-        fname = fname or os.path.basename(origin or "")
-        seen.update(fname=fname, origin=origin)
-        cache_subdir = kwargs.get("cache_subdir", "datasets")
-        cache_dir = kwargs.get("cache_dir") or os.path.dirname(keras_cache_dir())
-        path = os.path.join(cache_dir, cache_subdir, fname)
-        if not os.path.exists(path) and not is_online():
-            raise OfflineError(_offline_message(backbone_name, fname, origin, os.path.dirname(path)))
-        return original(fname, origin, *args, **kwargs)
+    def guard(original):
+        def guarded_get_file(fname=None, origin=None, *args, **kwargs):
+            fname = fname or os.path.basename(origin or "")
+            seen.update(fname=fname, origin=origin)
+            cache_subdir = kwargs.get("cache_subdir", "datasets")
+            cache_dir = kwargs.get("cache_dir") or os.path.dirname(keras_cache_dir())
+            path = os.path.join(cache_dir, cache_subdir, fname)
+            if not os.path.exists(path) and not is_online():
+                raise OfflineError(_offline_message(backbone_name, fname, origin, os.path.dirname(path)))
+            return original(fname, origin, *args, **kwargs)
 
-    if file_utils:
-        file_utils.get_file = guarded_get_file
+        return guarded_get_file
+
     try:
-        yield seen
+        with model_graph.wrapped_get_file(guard):
+            yield seen
     except OfflineError:
         raise
     except Exception as error:
@@ -147,9 +145,6 @@ def _offline_guard(backbone_name):
                 _offline_message(backbone_name, fname, seen.get("origin"), keras_cache_dir())
             ) from error
         raise
-    finally:
-        if file_utils:
-            file_utils.get_file = original
 
 
 def _offline_message(backbone_name, fname, origin, cache_dir):

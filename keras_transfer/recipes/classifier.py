@@ -55,38 +55,11 @@ def build_classifier(
     num_classes = validation.check_int_at_least(
         "num_classes", num_classes, 2, "A classifier needs at least two classes."
     )
-    if (
-        not isinstance(input_shape, (tuple, list))
-        or len(input_shape) != 3
-        or input_shape[-1] not in (1, 3)
-        or any(v is not None and int(v) < 1 for v in input_shape)
-    ):
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) with 1 (grayscale) or 3 (RGB) channels. "
-            f"Received: input_shape={input_shape!r}"
-        )
+    _check_input_shape(input_shape)
     validation.check_one_of("pooling", pooling, ("avg", "max"))
     dropout = validation.check_fraction("dropout", dropout)
-    height, width = int(input_shape[0]), int(input_shape[1])
-
-    if isinstance(backbone, keras.Model):
-        spec = None
-        base = backbone
-        target = tuple(base.input_shape[1:3])
-        preprocess_mode = "none"
-        if weights is not None:
-            raise ValueError(
-                "`weights` must be None when `backbone` is a built model (load its weights yourself). "
-                f"Received: weights={weights!r}"
-            )
-    else:
-        spec = backbones_lib.get_spec(backbone)
-        if image_size is None:
-            target = (max(height, spec.min_size), max(width, spec.min_size))
-        else:
-            target = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        base = backbones_lib.load_backbone(backbone, (*target, 3), weights=weights, **backbone_kwargs)
-        preprocess_mode = spec.preprocess
+    spec, base, target = _backbone_and_size(backbone, input_shape, weights, image_size, backbone_kwargs)
+    preprocess_mode = spec.preprocess if spec else "none"
     base.name = BACKBONE_LAYER_NAME
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
@@ -103,6 +76,38 @@ def build_classifier(
     outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(x)
     model_name = name or f"{spec.name if spec else base.name}_classifier"
     return keras.Model(inputs, outputs, name=model_name)
+
+
+def _check_input_shape(input_shape):
+    if (
+        not isinstance(input_shape, (tuple, list))
+        or len(input_shape) != 3
+        or input_shape[-1] not in (1, 3)
+        or any(v is not None and int(v) < 1 for v in input_shape)
+    ):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) with 1 (grayscale) or 3 (RGB) channels. "
+            f"Received: input_shape={input_shape!r}"
+        )
+
+
+def _backbone_and_size(backbone, input_shape, weights, image_size, backbone_kwargs):
+    """`(spec or None, backbone model, (height, width) it sees)` for `build_classifier`."""
+    if isinstance(backbone, keras.Model):
+        if weights is not None:
+            raise ValueError(
+                "`weights` must be None when `backbone` is a built model (load its weights yourself). "
+                f"Received: weights={weights!r}"
+            )
+        return None, backbone, tuple(backbone.input_shape[1:3])
+    spec = backbones_lib.get_spec(backbone)
+    height, width = int(input_shape[0]), int(input_shape[1])
+    if image_size is None:
+        target = (max(height, spec.min_size), max(width, spec.min_size))
+    else:
+        target = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    base = backbones_lib.load_backbone(backbone, (*target, 3), weights=weights, **backbone_kwargs)
+    return spec, base, target
 
 
 def get_backbone(model):

@@ -3,11 +3,24 @@
 import keras
 
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
-from keras_transfer.recipes.adapters import _check_model
-from keras_transfer.recipes.adapters import _is_plain_batchnorm
-from keras_transfer.recipes.adapters import _iter_models
-from keras_transfer.recipes.adapters import clone_graph
-from keras_transfer.recipes.adapters import copy_weights
+from keras_transfer.utils import model_graph
+
+
+def is_plain_batchnorm(layer):
+    """Whether `layer` is a Keras `BatchNormalization` (not already a `FrozenBatchNormalization`)."""
+    return isinstance(layer, keras.layers.BatchNormalization) and not isinstance(
+        layer, FrozenBatchNormalization
+    )
+
+
+def clone_with_frozen_batchnorm(layer):
+    """A `clone_graph` clone function: BatchNorm becomes `FrozenBatchNormalization` (weights copied).
+
+    Other layers are cloned from their config, without weights.
+    """
+    if is_plain_batchnorm(layer):
+        return FrozenBatchNormalization.from_batch_normalization(layer)  # weights copied
+    return model_graph.clone_layer_from_config(layer)
 
 
 def freeze_batchnorm_statistics(model):
@@ -28,22 +41,16 @@ def freeze_batchnorm_statistics(model):
     The input model is not modified. Raises a ValueError for models whose graph cannot be
     re-run (subclassed models) and for models without a BatchNormalization.
     """
-    _check_model(model)
-    if not any(_is_plain_batchnorm(layer) for sub in _iter_models(model) for layer in sub.layers):
+    model_graph.check_graph_model(model)
+    if not any(is_plain_batchnorm(layer) for sub in model_graph.iter_models(model) for layer in sub.layers):
         raise ValueError(
             "`model` must contain a keras.layers.BatchNormalization to freeze. Received: model "
             f"{model.name!r} without one (or with only FrozenBatchNormalization layers)."
         )
-
-    def clone_layer(layer):
-        if _is_plain_batchnorm(layer):
-            return FrozenBatchNormalization.from_batch_normalization(layer)  # weights copied
-        return layer.__class__.from_config(layer.get_config())
-
-    new_model, pairs = clone_graph(model, clone_layer=clone_layer)
-    copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
+    new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_with_frozen_batchnorm)
+    model_graph.copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
     # Nested models first (their flag propagates to their layers), then every leaf layer.
-    for new_sub, orig_sub in zip(_iter_models(new_model), _iter_models(model)):
+    for new_sub, orig_sub in zip(model_graph.iter_models(new_model), model_graph.iter_models(model)):
         new_sub.trainable = orig_sub.trainable
     for new, orig in pairs:
         new.trainable = orig.trainable

@@ -7,6 +7,7 @@ import keras
 
 from keras_transfer.recipes import backbones as backbones_lib
 from keras_transfer.recipes.classifier import get_backbone
+from keras_transfer.recipes.parameter_report import trainable_report  # noqa: F401 (its home before)
 from keras_transfer.utils import validation
 
 SURGICAL_CHOICES = ("all", "first", "middle", "last")
@@ -86,10 +87,3 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
             trainable = False
         layer.trainable = trainable
     return model
-
-
-def trainable_report(model):
-    """Counts of trainable and total parameters: {"trainable", "total", "fraction"}."""
-    trainable = int(sum(keras.ops.size(v) for v in model.trainable_weights))
-    total = int(sum(keras.ops.size(v) for v in model.weights))
-    return {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}

@@ -19,6 +19,8 @@ this stack that runs a custom `train_step` in replica context (DESIGN.md §4).
 
 import tensorflow as tf
 
+from keras_transfer.utils import model_graph
+
 
 def _replica_context():
     """The current multi-replica context, or None (default strategy / cross-replica)."""
@@ -120,7 +122,7 @@ def assign_identical(variables, values):
     def merge(strategy, values):
         for variable, value in zip(variables, values):
             # The tf.Variable (a MirroredVariable) under a Keras variable.
-            variable = getattr(variable, "_value", variable)
+            variable = model_graph.backend_variable(variable)
             strategy.extended.update(
                 variable, lambda var, new: var.assign(new), args=(value,), group=False
             )

@@ -41,3 +41,9 @@ def transformer_stack(seq=6, dim=16, heads=2, blocks=2, classes=3, seed=0):
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     outputs = keras.layers.Dense(classes, name="head")(x)
     return keras.Model(inputs, outputs, name="encoder")
+
+
+def compiled(model, lr=0.05):
+    """`model` compiled for the 3-class tests (Adam, sparse categorical cross-entropy)."""
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy")
+    return model

@@ -10,7 +10,7 @@ from keras_transfer.recipes import fold_adapters
 from keras_transfer.recipes import get_lora_factors
 from keras_transfer.recipes import merge_lora
 from keras_transfer.recipes import unmerge_lora
-from keras_transfer.recipes.adapters import iter_leaf_layers
+from keras_transfer.utils.model_graph import iter_leaf_layers
 from tests.recipes.adapter_models import tiny_cnn
 from tests.test_case import TestCase
 

@@ -7,7 +7,7 @@ from keras_transfer.recipes import freeze_backbone
 from keras_transfer.recipes import freeze_batchnorm_statistics
 from keras_transfer.recipes import get_backbone
 from keras_transfer.recipes import unfreeze_backbone
-from keras_transfer.recipes.adapters import iter_leaf_layers
+from keras_transfer.utils.model_graph import iter_leaf_layers
 from tests.test_case import TestCase
 
 

@@ -1,0 +1,122 @@
+"""Counting what trains: `trainable_report` for any model, `adapter_parameter_report` for adapted ones."""
+
+import numpy as np
+
+from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
+from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.utils import model_graph
+
+
+def _size(variable):
+    return int(np.prod(variable.shape)) if len(variable.shape) else 1
+
+
+def _count(variables):
+    """Parameters in `variables`, each variable counted once."""
+    return sum(_size(v) for v in {id(v): v for v in variables}.values())
+
+
+def trainable_report(model):
+    """Counts of trainable and total parameters: {"trainable", "total", "fraction"}.
+
+    Args:
+        model: any built `keras.Model` (or layer).
+
+    Returns:
+        A dict with `trainable` and `total` parameter counts and their ratio `fraction`.
+    """
+    trainable, total = _count(model.trainable_weights), _count(model.weights)
+    return {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}
+
+
+def _role(layer):
+    if isinstance(layer, (BottleneckAdapter, ConvAdapter)):
+        return "adapter"
+    if model_graph.lora_layers(layer):
+        return "lora"
+    if layer.trainable and layer.trainable_weights:
+        if isinstance(layer, model_graph.NORMALIZATION_LAYERS):
+            return "normalization"
+        return "head"
+    return "frozen"
+
+
+def _lora_rows(model, by_role):
+    """Rows for the LoRA-enabled layers; adds their trainable factors to `by_role`."""
+    rows, lora_vars = [], set()
+    for path, layer in model_graph.iter_all_layers(model):
+        if getattr(layer, "lora_enabled", False):
+            variables = [v for v in layer.weights if "lora" in v.name]
+            lora_vars.update(id(v) for v in variables)
+            trainable = sum(_size(v) for v in variables if v.trainable)
+            by_role["lora"] += trainable
+            rows.append({"name": path, "class": type(layer).__name__, "role": "lora",
+                         "params": sum(_size(v) for v in variables), "trainable": trainable})
+    return rows, lora_vars
+
+
+def adapter_parameter_report(model):
+    """Counts what trains: totals, trainable share, and one row per adapter / LoRA layer.
+
+    Args:
+        model: a Functional or Sequential model (typically from `add_adapters`).
+
+    Returns:
+        A dict with `total_params`, `trainable_params`, `trainable_percent`,
+        `added_params` (adapter + LoRA factors), `added_percent` (relative to the rest, the
+        "extra parameters" of Houlsby et al.), `by_role` (trainable parameters of adapters,
+        LoRA, normalisation, head) and `adapters` (`{"name", "class", "params", "trainable"}`).
+    """
+    model_graph.check_graph_model(model)
+    counts = trainable_report(model)
+    total, trainable = counts["total"], counts["trainable"]
+    by_role = {"adapter": 0, "lora": 0, "normalization": 0, "head": 0, "other": 0}
+    rows, lora_vars = _lora_rows(model, by_role)
+    added = sum(row["params"] for row in rows)
+    for path, layer in model_graph.iter_leaf_layers(model):
+        role = _role(layer)
+        trainable_here = sum(_size(v) for v in layer.trainable_weights if id(v) not in lora_vars)
+        if role == "adapter":
+            params = sum(_size(v) for v in layer.weights)
+            added += params
+            rows.append({"name": path, "class": type(layer).__name__, "role": role, "params": params,
+                         "trainable": trainable_here})
+        if role in ("adapter", "normalization", "head"):
+            by_role[role] += trainable_here
+        elif layer.trainable and trainable_here:
+            by_role["other"] += trainable_here
+    return {
+        "total_params": total,
+        "trainable_params": trainable,
+        "trainable_percent": 100.0 * trainable / max(total, 1),
+        "added_params": added,
+        "added_percent": 100.0 * added / max(total - added, 1),
+        "by_role": by_role,
+        "adapters": rows,
+    }
+
+
+def format_parameter_report(report, max_rows=20):
+    """A markdown table of `adapter_parameter_report(model)`.
+
+    Args:
+        report: the dict returned by `adapter_parameter_report`.
+        max_rows: adapter rows shown before a "... more" line.
+
+    Returns:
+        The table as a string.
+    """
+    lines = [
+        f"total {report['total_params']:,} | trainable {report['trainable_params']:,} "
+        f"({report['trainable_percent']:.2f} %) | added {report['added_params']:,} "
+        f"({report['added_percent']:.2f} % of the base)",
+        "trainable by role: " + ", ".join(f"{k} {v:,}" for k, v in report["by_role"].items()),
+        "",
+        "| adapter | class | params |",
+        "| --- | --- | ---: |",
+    ]
+    for row in report["adapters"][:max_rows]:
+        lines.append(f"| {row['name']} | {row['class']} | {row['params']:,} |")
+    if len(report["adapters"]) > max_rows:
+        lines.append(f"| ... {len(report['adapters']) - max_rows} more | | |")
+    return "\n".join(lines)
