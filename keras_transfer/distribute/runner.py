@@ -114,6 +114,95 @@ def fit(
     >>> len(history.history["loss"]), history.epoch
     (2, [0, 1])
     """
+    strategy = _check_model_and_strategy(model, strategy)
+    if not isinstance(dataset, tf.data.Dataset):
+        raise ValueError(
+            "`dataset` must be a `tf.data.Dataset` of global batches. "
+            f"Received: dataset={type(dataset).__name__}"
+        )
+    epochs = check_positive_int("epochs", epochs)
+    if steps_per_epoch is not None:
+        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
+    max_to_keep = check_positive_int("max_to_keep", max_to_keep)
+    verbose = 1 if verbose == "auto" else check_one_of("verbose", verbose, (0, 1, 2))
+    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
+        raise ValueError(
+            f"`checkpoint_dir` must be a folder path or None. Received: checkpoint_dir={checkpoint_dir!r}"
+        )
+    callbacks = _check_callbacks(callbacks)
+    chief = is_chief(strategy)
+    if not chief:
+        verbose = 0
+
+    _build(model, dataset, strategy)
+    epoch_counter, manager, initial_epoch = _checkpointing(model, strategy, checkpoint_dir, max_to_keep, chief)
+
+    train_function = _make_train_function(model, strategy)
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    steps = steps_per_epoch if steps_per_epoch is not None else _dataset_steps(dataset)
+    history = keras.callbacks.History()
+    callback_list = keras.callbacks.CallbackList(
+        callbacks + [history],
+        add_history=False,
+        add_progbar=False,
+        model=model,
+        epochs=epochs,
+        steps=steps,
+        verbose=verbose,
+    )
+    model.stop_training = False
+    callback_list.on_train_begin()
+    logs = {}
+    iterator = iter(distributed) if steps_per_epoch is not None else None
+    for epoch in range(initial_epoch, epochs):
+        model.reset_metrics()
+        callback_list.on_epoch_begin(epoch)
+        if verbose and epochs > 1:  # as Keras's ProgbarLogger
+            print(f"Epoch {epoch + 1}/{epochs}")
+        epoch_iterator = iterator if iterator is not None else iter(distributed)
+        epoch_logs = _run_epoch(
+            model, train_function, epoch_iterator, epoch, steps, steps_per_epoch, callback_list, verbose
+        )
+        if epoch_logs is None:
+            break  # No batch this epoch (the data ran out): nothing to log or save.
+        logs = dict(epoch_logs)
+        callback_list.on_epoch_end(epoch, logs)
+        if manager is not None:
+            _save(manager, epoch_counter, epoch + 1, chief)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
+    return history
+
+
+def _checkpointing(model, strategy, checkpoint_dir, max_to_keep, chief):
+    """(epoch variable, checkpoint manager or None, epoch to start from), after restoring the latest checkpoint."""
+    with strategy.scope():
+        epoch_counter = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
+    if checkpoint_dir is None:
+        return epoch_counter, None, 0
+    checkpoint = tf.train.Checkpoint(
+        model_variables=list(model.variables),
+        optimizer_variables=list(model.optimizer.variables),
+        epoch=epoch_counter,
+    )
+    checkpoint_dir = os.fspath(checkpoint_dir)
+    initial_epoch = _restore(checkpoint, checkpoint_dir, epoch_counter, strategy)
+    write_dir = checkpoint_dir if chief else _worker_temp_dir(checkpoint_dir, strategy)
+    manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep)
+    return epoch_counter, manager, initial_epoch
+
+
+def _save(manager, epoch_counter, epochs_done, chief):
+    # Every worker saves (the collective needs them all); only the chief keeps its files.
+    epoch_counter.assign(epochs_done)
+    manager.save()
+    if not chief:
+        shutil.rmtree(manager.directory, ignore_errors=True)
+
+
+def _check_model_and_strategy(model, strategy):
+    """The strategy to train under, after checking that `model` is compiled under it."""
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a `keras.Model`. Received: model={model!r}")
     # The strategy whose scope the model was created in (None: outside every scope).
@@ -137,20 +226,10 @@ def fit(
             "`model` must be compiled before `fit` (call `model.compile(optimizer=...)` under "
             f"`strategy.scope()`). Received: model={model.name!r} (not compiled)"
         )
-    if not isinstance(dataset, tf.data.Dataset):
-        raise ValueError(
-            "`dataset` must be a `tf.data.Dataset` of global batches. "
-            f"Received: dataset={type(dataset).__name__}"
-        )
-    epochs = check_positive_int("epochs", epochs)
-    if steps_per_epoch is not None:
-        steps_per_epoch = check_positive_int("steps_per_epoch", steps_per_epoch)
-    max_to_keep = check_positive_int("max_to_keep", max_to_keep)
-    verbose = 1 if verbose == "auto" else check_one_of("verbose", verbose, (0, 1, 2))
-    if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise ValueError(
-            f"`checkpoint_dir` must be a folder path or None. Received: checkpoint_dir={checkpoint_dir!r}"
-        )
+    return strategy
+
+
+def _check_callbacks(callbacks):
     callbacks = list(callbacks or [])
     for callback in callbacks:
         if not isinstance(callback, keras.callbacks.Callback):
@@ -163,96 +242,48 @@ def fit(
                 "`checkpoint_dir=` instead (every worker would write the same backup files, and "
                 f"this loop does not read its restored epoch). Received: callbacks={callbacks!r}"
             )
-    chief = is_chief(strategy)
-    if not chief:
-        verbose = 0
+    return callbacks
 
-    _build(model, dataset, strategy)
-    with strategy.scope():
-        epoch_counter = tf.Variable(0, dtype="int64", trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(
-        model_variables=list(model.variables),
-        optimizer_variables=list(model.optimizer.variables),
-        epoch=epoch_counter,
-    )
-    initial_epoch = 0
-    if checkpoint_dir is not None:
-        checkpoint_dir = os.fspath(checkpoint_dir)
-        initial_epoch = _restore(checkpoint, checkpoint_dir, epoch_counter, strategy)
-        write_dir = checkpoint_dir if chief else _worker_temp_dir(checkpoint_dir, strategy)
-        manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_to_keep)
 
-    train_function = _make_train_function(model, strategy)
-    distributed = strategy.experimental_distribute_dataset(dataset)
-    if steps_per_epoch is not None:
-        steps = steps_per_epoch
-    else:
-        cardinality = int(dataset.cardinality())
-        if cardinality == tf.data.INFINITE_CARDINALITY:
-            raise ValueError(
-                "`steps_per_epoch` must be set when `dataset` is infinite (e.g. `.repeat()`). "
-                "Received: steps_per_epoch=None"
-            )
-        steps = cardinality if cardinality > 0 else None
+def _dataset_steps(dataset):
+    """Batches per epoch of a finite dataset (None when unknown); infinite datasets are refused."""
+    cardinality = int(dataset.cardinality())
+    if cardinality == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            "`steps_per_epoch` must be set when `dataset` is infinite (e.g. `.repeat()`). "
+            "Received: steps_per_epoch=None"
+        )
+    return cardinality if cardinality > 0 else None
 
-    history = keras.callbacks.History()
-    callback_list = keras.callbacks.CallbackList(
-        callbacks + [history],
-        add_history=False,
-        add_progbar=False,
-        model=model,
-        epochs=epochs,
-        steps=steps,
-        verbose=verbose,
-    )
-    model.stop_training = False
-    callback_list.on_train_begin()
-    logs = {}
-    iterator = iter(distributed) if steps_per_epoch is not None else None
-    for epoch in range(initial_epoch, epochs):
-        model.reset_metrics()
-        callback_list.on_epoch_begin(epoch)
-        if verbose and epochs > 1:  # as Keras's ProgbarLogger
-            print(f"Epoch {epoch + 1}/{epochs}")
-        progbar = keras.utils.Progbar(target=steps, verbose=verbose) if verbose else None
-        epoch_iterator = iterator if iterator is not None else iter(distributed)
-        step = 0
-        epoch_logs = None
-        while steps_per_epoch is None or step < steps_per_epoch:
-            try:
-                batch = next(epoch_iterator)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                if steps_per_epoch is not None:
-                    warnings.warn(
-                        f"The dataset ran out of data after {step} batches of epoch {epoch + 1}: "
-                        "training stops (use `dataset.repeat()` with `steps_per_epoch`).",
-                        stacklevel=2,
-                    )
-                    model.stop_training = True
-                break
-            callback_list.on_train_batch_begin(step)
-            epoch_logs = {name: float(value) for name, value in train_function(batch).items()}
-            callback_list.on_train_batch_end(step, epoch_logs)
-            step += 1
-            if progbar is not None:
-                progbar.update(step, list(epoch_logs.items()), finalize=False)
-            if model.stop_training:
-                break
-        if epoch_logs is None:
-            break  # No batch this epoch (the data ran out): nothing to log or save.
+
+def _run_epoch(model, train_function, iterator, epoch, steps, steps_per_epoch, callback_list, verbose):
+    """Runs the steps of one epoch; returns the last step's logs (None if no batch was left)."""
+    progbar = keras.utils.Progbar(target=steps, verbose=verbose) if verbose else None
+    step = 0
+    epoch_logs = None
+    while steps_per_epoch is None or step < steps_per_epoch:
+        try:
+            batch = next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            if steps_per_epoch is not None:
+                warnings.warn(
+                    f"The dataset ran out of data after {step} batches of epoch {epoch + 1}: "
+                    "training stops (use `dataset.repeat()` with `steps_per_epoch`).",
+                    stacklevel=3,
+                )
+                model.stop_training = True
+            break
+        callback_list.on_train_batch_begin(step)
+        epoch_logs = {name: float(value) for name, value in train_function(batch).items()}
+        callback_list.on_train_batch_end(step, epoch_logs)
+        step += 1
         if progbar is not None:
-            progbar.update(step, list(epoch_logs.items()), finalize=True)
-        logs = dict(epoch_logs)
-        callback_list.on_epoch_end(epoch, logs)
-        if checkpoint_dir is not None:
-            epoch_counter.assign(epoch + 1)
-            manager.save()
-            if not chief:
-                shutil.rmtree(manager.directory, ignore_errors=True)
+            progbar.update(step, list(epoch_logs.items()), finalize=False)
         if model.stop_training:
             break
-    callback_list.on_train_end(logs)
-    return history
+    if progbar is not None and epoch_logs is not None:
+        progbar.update(step, list(epoch_logs.items()), finalize=True)
+    return epoch_logs
 
 
 def _build(model, dataset, strategy):
