@@ -8,8 +8,8 @@ everything works on values (tensors), never on variables.
 - `tile_per_task` / `vectorized_forward` / `task_summed_loss`: the vectorised
   path, a meta-batch of tasks with one set of weights per task (batched matmul
   over the task axis) for chains planned by `maml.dense_chain_plan`.
-- `adapted_weight_indices(model, layer_names)`: the weights an inner loop adapts (all of
-  them for MAML, those of a few layers for ANIL).
+- `adapted_weight_indices(model, layer_names)`: the weights an inner loop
+  adapts (all of them for MAML, those of a few layers for ANIL).
 - `inner_rates_at_step`: learned inner rates (Meta-SGD, MAML++) at one step.
 - `batch_norm_statistics`: BatchNorm moving statistics replaced by those of a
   batch (a task's support set), so an adapted model predicts on single examples.
@@ -107,7 +107,7 @@ def dense_chain_forward(plan, values, x, training=False):
     """Forward pass of a chain with per-task weights.
 
     Args:
-        plan: from `dense_chain_plan`.
+        plan: from `keras_transfer.ops.maml.dense_chain_plan`.
         values: list indexed like `model.trainable_variables`; an adapted entry
             has a leading task axis (`[T, *shape]`), a shared one has none.
         x: `[T, N, ...]` inputs (tasks, examples, features).
