@@ -4,12 +4,12 @@ import keras
 from keras import ops
 
 from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._meta_batch import check_task_shapes
+from keras_transfer.models._meta_batch import unpack_tasks
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import task_input_signature
-from keras_transfer.models.meta_model import _check_task_shapes
-from keras_transfer.models.meta_model import unpack_tasks
 from keras_transfer.utils import validation
 
 
@@ -115,7 +115,7 @@ class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
 
     def _predict_queries(self, inputs, training):
         support_x, support_y, query_x = unpack_tasks(inputs)
-        _check_task_shapes(
+        check_task_shapes(
             support_x, support_y if len(support_y.shape) > 2 else support_y[..., None], query_x
         )
         context = self.task_context(support_x, support_y, training)

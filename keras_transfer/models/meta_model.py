@@ -1,117 +1,29 @@
 """`MetaModel`: MAML, first-order MAML, Meta-SGD, MAML++ rates and ANIL over any Keras model."""
 
-import inspect
-
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._meta_batch import check_stacked_meta_batches
+from keras_transfer.models._meta_batch import check_task_shapes
+from keras_transfer.models._meta_batch import is_meta_batch
+from keras_transfer.models._meta_batch import merge_tasks
+from keras_transfer.models._meta_batch import one_task_support
+from keras_transfer.models._meta_batch import unpack_tasks
+from keras_transfer.models._meta_model_args import check_bool
+from keras_transfer.models._meta_model_args import check_model
+from keras_transfer.models._meta_model_args import check_rate_bounds
+from keras_transfer.models._meta_model_args import check_steps
+from keras_transfer.models._meta_model_args import exact_constant
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
+from keras_transfer.ops import maml_tasks
 from keras_transfer.utils import validation
 
-_TASK_KEYS = ("support_x", "support_y", "query_x")
 _RATE_MODES = (None, "per_parameter", "per_step")
-
-
-def unpack_tasks(x):
-    """`(support_x, support_y, query_x)` from a dict with those keys or a 3-tuple/list."""
-    if isinstance(x, dict):
-        missing = [k for k in _TASK_KEYS if k not in x]
-        if missing:
-            raise ValueError(
-                "`x` must be a dict with keys "
-                f"{list(_TASK_KEYS)} (a meta-batch of tasks). Received: x with keys {sorted(x)}"
-            )
-        return x["support_x"], x["support_y"], x["query_x"]
-    if isinstance(x, (tuple, list)) and len(x) == 3:
-        return tuple(x)
-    raise ValueError(
-        "`x` must be a meta-batch of tasks: a dict {'support_x', 'support_y', 'query_x'} or a "
-        "tuple (support_x, support_y, query_x) with shapes [tasks, shots, ...], and `y` the "
-        f"query targets [tasks, queries, ...]. Received: x of type {type(x).__name__}"
-    )
-
-
-def _check_task_shapes(support_x, support_y, query_x, query_y=None):
-    sx, sy, qx = support_x.shape, support_y.shape, query_x.shape
-    if len(sx) < 3 or len(qx) < 3:
-        raise ValueError(
-            "`support_x` and `query_x` must have shape [tasks, examples, *features] (rank >= 3). "
-            f"Received: support_x.shape={tuple(sx)}, query_x.shape={tuple(qx)}. "
-            "Add the task axis (x[None]) for a single task, or a feature axis (x[..., None])."
-        )
-    if tuple(sx[2:]) != tuple(qx[2:]):
-        raise ValueError(
-            "`query_x` must have the same feature shape as `support_x`. Received: "
-            f"support_x.shape={tuple(sx)} (features {tuple(sx[2:])}), query_x.shape={tuple(qx)} "
-            f"(features {tuple(qx[2:])})."
-        )
-    if len(sy) < 2 or (sx[0] is not None and sy[0] is not None and sx[0] != sy[0]) or (
-        sx[1] is not None and sy[1] is not None and sx[1] != sy[1]
-    ):
-        raise ValueError(
-            "`support_y` must have shape [tasks, shots, ...] matching support_x's first two axes. "
-            f"Received: support_x.shape={tuple(sx)}, support_y.shape={tuple(sy)}"
-        )
-    if query_y is not None:
-        qy = query_y.shape
-        if len(qy) < 2 or (qx[1] is not None and qy[1] is not None and qx[1] != qy[1]):
-            raise ValueError(
-                "`y` (query targets) must have shape [tasks, queries, ...] matching query_x's "
-                f"first two axes. Received: query_x.shape={tuple(qx)}, y.shape={tuple(qy)}"
-            )
-
-
-def _as_tensor(a, keep_float64=False):
-    """A tensor of `a`; NumPy float64 becomes float32 unless the model computes in float64."""
-    if tf.is_tensor(a):
-        return a
-    a = np.asarray(a)
-    return ops.convert_to_tensor(a.astype("float32") if a.dtype == np.float64 and not keep_float64 else a)
-
-
-def _call_kwargs(model, training):
-    """`{"training": training}` if `model.call` accepts it (subclassed models may not)."""
-    params = inspect.signature(model.call).parameters
-    if "training" in params or any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return {"training": training}
-    return {}
-
-
-def _float_dtype(t):
-    """float64 stays float64 (gradient checks); everything else computes losses in float32."""
-    return "float64" if t.dtype == tf.float64 else "float32"
-
-
-def _exact_constant(value):
-    """Initializer filling `value` directly in the weight's dtype.
-
-    `keras.initializers.Constant` rounds a Python float through float32 first
-    (0.3 becomes 0.30000001192 in a float64 weight).
-    """
-
-    def initializer(shape, dtype=None):
-        return ops.full(shape, value, dtype=dtype)
-
-    return initializer
-
-
-def _keras_loss_replicas(loss):
-    """What a compiled Keras loss divides by under tf.distribute: the replica count for the
-    mean reductions (`keras.losses.Loss`), 1 for "sum"."""
-    reduction = getattr(loss, "reduction", "sum_over_batch_size")
-    if reduction not in ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None):
-        return 1
-    return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _merge_tasks(t):
-    return ops.reshape(t, (-1,) + tuple(t.shape[2:]))
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -167,132 +79,162 @@ class MetaModel(keras.Model):
             (`dataset.batch(S, drop_remainder=True)`) and `fit` runs `S` optimizer steps per
             element inside one compiled call: 2-3x faster for small models, where
             TensorFlow's per-call cost dominates. Metrics are those of the last meta-batch.
+
+    Reference:
+        Finn et al., 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks"; Li et al., 2017, "Meta-SGD"; Antoniou et al., 2019, "How to train your
+        MAML" (MAML++); Raghu et al., 2020, "Rapid Learning or Feature Reuse?" (ANIL).
     """
 
-    def __init__(
-        self,
-        model,
-        inner_steps=1,
-        inner_learning_rate=0.01,
-        first_order=False,
-        learn_inner_rates=None,
-        adapt_layers=None,
-        vectorize=True,
-        steps_per_batch=1,
-        inner_rate_bounds=None,
-        **kwargs,
-    ):
+    def __init__(self, model, inner_steps=1, inner_learning_rate=0.01, first_order=False,
+                 learn_inner_rates=None, adapt_layers=None, vectorize=True, steps_per_batch=1,
+                 inner_rate_bounds=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(model, keras.Model):
-            raise ValueError(
-                "`model` must be a keras.Model. Received: model of type "
-                f"{type(model).__name__}"
-            )
-        if not model.built:
-            raise ValueError(
-                "`model` must be built (give it an `Input` or call it on a batch first). "
-                f"Received: model={model.name!r} with no weights yet"
-            )
-        if not model.trainable_variables:
-            raise ValueError(
-                "`model` must have trainable weights to adapt. Received: model="
-                f"{model.name!r} with 0 trainable weights. Unfreeze it (model.trainable = True)."
-            )
-        self.inner_steps = validation.check_positive_int(
-            "inner_steps", inner_steps, "Use at least one inner gradient step."
-        )
+        check_model(model)
+        self.inner_steps = check_steps("inner_steps", inner_steps)
         self.inner_learning_rate = validation.check_positive_float(
             "inner_learning_rate", inner_learning_rate
         )
-        if not isinstance(first_order, bool):
-            raise ValueError(
-                f"`first_order` must be True or False. Received: first_order={first_order!r}"
-            )
-        self.first_order = first_order
+        self.first_order = check_bool("first_order", first_order)
         validation.check_one_of("learn_inner_rates", learn_inner_rates, list(_RATE_MODES))
         self.learn_inner_rates = learn_inner_rates
-        self.inner_rate_bounds = self._check_bounds(inner_rate_bounds, learn_inner_rates)
+        self.inner_rate_bounds = check_rate_bounds(inner_rate_bounds, learn_inner_rates)
         self.model = model
         self.adapt_layers = None if adapt_layers is None else list(adapt_layers)
-        self._adapted_indices = self._resolve_adapted(model, self.adapt_layers)
+        self._adapted_indices = maml_tasks.adapted_weight_indices(model, self.adapt_layers)
         # Exact moments for BatchNorm; batch statistics per task also at evaluation.
         self._has_batch_norm = maml_ops.patch_batch_normalization(model) > 0
-
-        self.inner_rates = []
-        if learn_inner_rates is not None:
-            variables = model.trainable_variables
-            for i in self._adapted_indices:
-                v = variables[i]
-                shape = tuple(v.shape) if learn_inner_rates == "per_parameter" else (self.inner_steps,)
-                name = v.path.replace("/", "_") + "_inner_rate"
-                self.inner_rates.append(
-                    self.add_weight(
-                        shape=shape,
-                        initializer=_exact_constant(self.inner_learning_rate),
-                        name=name,
-                        dtype=v.dtype,
-                        trainable=True,
-                    )
-                )
         adapted = [model.trainable_variables[i] for i in self._adapted_indices]
-        if not isinstance(vectorize, bool):
-            raise ValueError(f"`vectorize` must be True or False. Received: vectorize={vectorize!r}")
-        self.vectorize = vectorize
+        self.inner_rates = [] if learn_inner_rates is None else [
+            self._add_inner_rate(v) for v in adapted
+        ]
+        self.vectorize = check_bool("vectorize", vectorize)
         self.steps_per_batch = validation.check_positive_int("steps_per_batch", steps_per_batch)
         self._plan = maml_ops.dense_chain_plan(model, adapted) if vectorize else None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.built = True
 
-    # ---------------------------------------------------------------- setup
-    @staticmethod
-    def _check_bounds(bounds, learn_inner_rates):
-        if bounds is None:
-            return None
-        ok = isinstance(bounds, (tuple, list)) and len(bounds) == 2
-        try:
-            low, high = (float(b) for b in bounds) if ok else (None, None)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok or not np.isfinite([low, high]).all() or not low < high:
-            raise ValueError(
-                "`inner_rate_bounds` must be None or a pair (low, high) of floats with low < high. "
-                f"Received: inner_rate_bounds={bounds!r}. Use e.g. (0.0, 1.0)."
-            )
-        if learn_inner_rates is None:
-            raise ValueError(
-                "`inner_rate_bounds` only applies to learned inner rates. Received: "
-                f"inner_rate_bounds={bounds!r} with learn_inner_rates=None. Set "
-                'learn_inner_rates="per_parameter" or "per_step", or drop inner_rate_bounds.'
-            )
-        return (low, high)
+    def _add_inner_rate(self, variable):
+        """A learned inner rate for `variable`: per entry (Meta-SGD) or per step (MAML++)."""
+        per_entry = self.learn_inner_rates == "per_parameter"
+        return self.add_weight(
+            shape=tuple(variable.shape) if per_entry else (self.inner_steps,),
+            initializer=exact_constant(self.inner_learning_rate),
+            name=variable.path.replace("/", "_") + "_inner_rate",
+            dtype=variable.dtype,
+            trainable=True,
+        )
 
-    @staticmethod
-    def _resolve_adapted(model, adapt_layers):
-        variables = model.trainable_variables
-        if adapt_layers is None:
-            return list(range(len(variables)))
-        if isinstance(adapt_layers, str) or not adapt_layers:
-            raise ValueError(
-                "`adapt_layers` must be None or a non-empty list of layer names. "
-                f"Received: adapt_layers={adapt_layers!r}"
+    # ----------------------------------------------------------------- adapt
+    def adapt(self, support_x, support_y, steps=None, learning_rate=None):
+        """Adapts to ONE task and returns a plain `keras.Model` with the adapted weights.
+
+        Args:
+            support_x: `[K, ...]` support inputs of one task.
+            support_y: `[K, ...]` support targets.
+            steps: inner steps (default `inner_steps`; more steps than during
+                meta-training is common at test time).
+            learning_rate: overrides the (learned) inner rates with one float.
+
+        Returns:
+            a copy of the wrapped model (`predict`, `.keras`, `export()` work as
+            usual) with the adapted weights; its BatchNorm moving statistics are the
+            support-set statistics.
+        """
+        steps = self.inner_steps if steps is None else check_steps("steps", steps)
+        if learning_rate is not None:
+            validation.check_positive_float("learning_rate", learning_rate)
+        keep = any(v.dtype == "float64" for v in self.model.trainable_variables)
+        support_x, support_y = one_task_support(support_x, support_y, keep)
+        theta = [v.value for v in self.model.trainable_variables]
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        forward = maml_tasks.stateless_forward(
+            self.model, theta, non_trainable, self._adapted_indices, training=True
+        )
+        rates = self._rates if learning_rate is None else (lambda step: learning_rate)
+        fast = maml_ops.maml_inner_loop(
+            forward, self._inner_loss, self._adapted(theta), support_x, support_y, steps, rates,
+            True,
+        )
+        values = maml_tasks.with_fast_weights(theta, self._adapted_indices, fast)
+        statistics = maml_tasks.batch_norm_statistics(self.model, values, non_trainable, support_x)
+        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(self.model))
+        if not clone.built:
+            clone.build_from_config(self.model.get_build_config())
+        for v, value in zip(clone.trainable_variables, values):
+            v.assign(value)
+        for v, value in zip(clone.non_trainable_variables, statistics):
+            v.assign(value)
+        return clone
+
+    def adapt_and_predict(self, support_x, support_y, query_x, steps=None, training=False):
+        """Adapts to every task of the meta-batch and predicts its query set: `[T, Q, ...]`.
+
+        Differentiable (second order unless `first_order`) with respect to the
+        meta-parameters when called inside a `tf.GradientTape`.
+
+        Args:
+            support_x: `[T, K, ...]` support inputs.
+            support_y: `[T, K, ...]` support targets.
+            query_x: `[T, Q, ...]` query inputs.
+            steps: inner steps (default `inner_steps`).
+            training: the wrapped model's training mode in the inner and query passes.
+
+        Returns:
+            `[T, Q, ...]` predictions of each task's adapted model on its query set.
+        """
+        steps = self.inner_steps if steps is None else check_steps("steps", steps)
+        check_task_shapes(support_x, support_y, query_x)
+        support_x = ops.convert_to_tensor(support_x)
+        query_x = ops.convert_to_tensor(query_x)
+        support_y = ops.convert_to_tensor(support_y)
+        theta = [v.value for v in self.model.trainable_variables]
+        if self.vectorized:
+            num_tasks = ops.shape(support_x)[0]
+            forward = maml_tasks.vectorized_forward(
+                self._plan, theta, self._adapted_indices, training=training
             )
-        by_name = {layer.name: layer for layer in maml_ops.iter_layers(model)}
-        position = {id(v): i for i, v in enumerate(variables)}
-        indices = []
-        for name in adapt_layers:
-            if name not in by_name:
-                raise ValueError(
-                    f"`adapt_layers` must name layers of the model. Received: {name!r}, "
-                    f"available: {sorted(by_name)}"
-                )
-            owned = [position[id(v)] for v in by_name[name].trainable_weights if id(v) in position]
-            if not owned:
-                raise ValueError(
-                    f"`adapt_layers` must name layers with trainable weights. Received: {name!r}, "
-                    "which has none."
-                )
-            indices.extend(owned)
-        return sorted(set(indices))
+            fast = maml_ops.maml_inner_loop(
+                forward, maml_tasks.task_summed_loss(self._inner_loss, num_tasks),
+                maml_tasks.tile_per_task(self._adapted(theta), num_tasks), support_x, support_y,
+                steps, self._rates, self.first_order,
+            )
+            return forward(fast, query_x)
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        forward = maml_tasks.stateless_forward(
+            self.model, theta, non_trainable, self._adapted_indices, training=training
+        )
+
+        def one_task(args):
+            sx, sy, qx = args
+            fast = maml_ops.maml_inner_loop(
+                forward, self._inner_loss, self._adapted(theta), sx, sy, steps, self._rates,
+                self.first_order,
+            )
+            return forward(fast, qx)
+
+        return self._map_tasks(one_task, support_x, support_y, query_x)
+
+    def _map_tasks(self, one_task, support_x, support_y, query_x):
+        """`one_task` over the task axis: unrolled when small and static, else `tf.map_fn`."""
+        num_tasks = support_x.shape[0]
+        if num_tasks is not None and num_tasks <= 32:  # unrolled: fastest for small meta-batches
+            outputs = [one_task((support_x[t], support_y[t], query_x[t])) for t in range(num_tasks)]
+            return ops.stack([ops.cast(o, _float_dtype(o)) for o in outputs], axis=0)
+        dtype = _float_dtype(query_x) if self.model.variable_dtype == "float64" else "float32"
+        try:
+            out_shape = self.model.compute_output_shape((query_x.shape[1],) + tuple(query_x.shape[2:]))
+            spec = tf.TensorSpec(tuple(out_shape), dtype)
+        except Exception:  # subclassed models without compute_output_shape
+            spec = tf.TensorSpec(None, dtype)
+        return tf.map_fn(
+            lambda args: ops.cast(one_task(args), dtype),
+            (support_x, support_y, query_x),
+            fn_output_signature=spec,
+        )
+
+    def _adapted(self, theta):
+        return [theta[i] for i in self._adapted_indices]
 
     @property
     def vectorized(self):
@@ -304,6 +246,98 @@ class MetaModel(keras.Model):
         reduction = getattr(loss, "reduction", "sum_over_batch_size")
         return reduction in ("sum_over_batch_size", "mean", "auto", None)
 
+    # ------------------------------------------------------------ inner loop
+    def _inner_loss(self, y_true, y_pred):
+        owner = self
+        loss_fn = getattr(self, "_compile_loss", None)
+        if loss_fn is None:
+            # Not compiled itself (adapting a model compiled on its own): use the model's loss.
+            owner = self.model
+            loss_fn = getattr(self.model, "_compile_loss", None)
+        if loss_fn is None:
+            raise ValueError(
+                "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
+                "Received: loss=None. Call compile(optimizer=..., loss=...)."
+            )
+        dtype = _float_dtype(y_pred)
+        loss = ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
+        # Keras losses divide by the replica count under tf.distribute (for the outer,
+        # summed gradient); a task's inner step must not depend on it.
+        return loss * ops.cast(_keras_loss_replicas(getattr(owner, "loss", None)), dtype)
+
+    def _rates(self, step):
+        if not self.inner_rates:
+            return self.inner_learning_rate
+        return maml_tasks.inner_rates_at_step(
+            [r.value for r in self.inner_rates],
+            step=None if self.learn_inner_rates == "per_parameter" else step,
+            bounds=self.inner_rate_bounds,
+        )
+
+    # ------------------------------------------------------------- keras API
+    def call(self, inputs, training=False):
+        """Plain tensor: the meta-learned model. Task dict/tuple: adapted query predictions."""
+        if is_meta_batch(inputs):
+            support_x, support_y, query_x = unpack_tasks(inputs)
+            return float32_outputs(self.adapt_and_predict(
+                support_x, support_y, query_x, training=bool(training) or self._has_batch_norm
+            ))
+        return float32_outputs(self.model(inputs, training=training))
+
+    def train_step(self, data):
+        if self.steps_per_batch == 1:
+            y, pred, sw = self._one_meta_step(data)
+            return self.compute_metrics(None, y, pred, sw)
+        # `steps_per_batch` meta-batches stacked on a leading axis: that many optimizer
+        # steps in one compiled call (a while loop inside XLA), so the per-call dispatch
+        # cost of TensorFlow is paid once for all of them.
+        data = check_stacked_meta_batches(data, self.steps_per_batch)
+
+        def body(i):
+            self._one_meta_step(tf.nest.map_structure(lambda t: t[i], data))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < self.steps_per_batch, body, (tf.constant(0),))
+        last = tf.nest.map_structure(lambda t: t[-1], data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(last)
+        support_x, support_y, query_x = unpack_tasks(x)
+        pred = self.adapt_and_predict(support_x, support_y, query_x, training=True)
+        sw = None if sample_weight is None else merge_tasks(sample_weight)
+        return self.compute_metrics(None, merge_tasks(y), merge_tasks(ops.cast(pred, _float_dtype(pred))), sw)
+
+    def _one_meta_step(self, data):
+        with tf.GradientTape() as tape:
+            loss, y, pred, sw = self._query_step(data, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        # The compiled loss is this replica's share (divided by the replica count).
+        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
+        return y, pred, sw
+
+    def test_step(self, data):
+        loss, y, pred, sw = self._query_step(data, training=False)
+        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
+        return self.compute_metrics(None, y, pred, sw)
+
+    def _query_step(self, data, training):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        support_x, support_y, query_x = unpack_tasks(x)
+        if y is None:
+            raise ValueError(
+                "`y` must hold the query targets [tasks, queries, ...]. Received: y=None"
+            )
+        check_task_shapes(support_x, support_y, query_x, y)
+        pred = self.adapt_and_predict(
+            support_x, support_y, query_x, training=training or self._has_batch_norm
+        )
+        y_flat, pred_flat = merge_tasks(y), merge_tasks(ops.cast(pred, _float_dtype(pred)))
+        sw = None if sample_weight is None else merge_tasks(sample_weight)
+        loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
+        return loss, y_flat, pred_flat, sw
+
+    # ------------------------------------------------------ compile, export
     def compile(self, optimizer="adam", loss=None, jit_compile="auto", **kwargs):
         if jit_compile == "auto":
             # XLA pays off for the vectorised Dense path on CPU (3-4x); for conv models
@@ -333,267 +367,6 @@ class MetaModel(keras.Model):
     @property
     def metrics(self):
         return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
-
-    # ------------------------------------------------------------ inner loop
-    def _inner_loss(self, y_true, y_pred):
-        owner = self
-        loss_fn = getattr(self, "_compile_loss", None)
-        if loss_fn is None:
-            # Not compiled itself (adapting a model compiled on its own): use the model's loss.
-            owner = self.model
-            loss_fn = getattr(self.model, "_compile_loss", None)
-        if loss_fn is None:
-            raise ValueError(
-                "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
-                "Received: loss=None. Call compile(optimizer=..., loss=...)."
-            )
-        dtype = _float_dtype(y_pred)
-        loss = ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
-        # Keras losses divide by the replica count under tf.distribute (for the outer,
-        # summed gradient); a task's inner step must not depend on it.
-        return loss * ops.cast(_keras_loss_replicas(getattr(owner, "loss", None)), dtype)
-
-    def _rates(self, step):
-        if not self.inner_rates:
-            return self.inner_learning_rate
-        if self.learn_inner_rates == "per_parameter":
-            rates = [r.value for r in self.inner_rates]
-        else:
-            # MAML++ rates: beyond the meta-trained steps, keep using the last step's rate.
-            step = min(step, self.inner_steps - 1)
-            rates = [r.value[step] for r in self.inner_rates]
-        if self.inner_rate_bounds is not None:
-            low, high = self.inner_rate_bounds
-            rates = [ops.clip(r, low, high) for r in rates]
-        return rates
-
-    def _adapt_vectorized(self, theta, support_x, support_y, steps, first_order, training):
-        num_tasks = ops.shape(support_x)[0]
-        tiled = [
-            tf.broadcast_to(theta[i][None], tf.concat([[num_tasks], tf.shape(theta[i])], 0))
-            for i in self._adapted_indices
-        ]
-
-        def forward(fast, x):
-            values = list(theta)
-            for i, f in zip(self._adapted_indices, fast):
-                values[i] = f
-            return maml_ops.dense_chain_forward(self._plan, values, x, training=training)
-
-        def loss_fn(y, pred):
-            # Sum of the per-task mean losses: each task's weights get its own gradient.
-            loss = self._inner_loss(_merge_tasks(y), _merge_tasks(pred))
-            return ops.cast(num_tasks, loss.dtype) * loss
-
-        fast = maml_ops.maml_inner_loop(
-            forward, loss_fn, tiled, support_x, support_y, steps, self._rates, first_order
-        )
-        return forward, fast
-
-    def _task_values(self, theta, fast):
-        values = list(theta)
-        for i, f in zip(self._adapted_indices, fast):
-            values[i] = f
-        return values
-
-    def _adapt_one(self, theta, non_trainable, support_x, support_y, steps, first_order, training):
-        def forward(fast, x):
-            out, _ = self.model.stateless_call(
-                self._task_values(theta, fast), non_trainable, x, **_call_kwargs(self.model, training)
-            )
-            return out
-
-        adapted = [theta[i] for i in self._adapted_indices]
-        fast = maml_ops.maml_inner_loop(
-            forward, self._inner_loss, adapted, support_x, support_y, steps, self._rates,
-            first_order,
-        )
-        return forward, fast
-
-    def adapt_and_predict(self, support_x, support_y, query_x, steps=None, training=False):
-        """Adapts to every task of the meta-batch and predicts its query set: `[T, Q, ...]`.
-
-        Differentiable (second order unless `first_order`) with respect to the
-        meta-parameters when called inside a `tf.GradientTape`.
-        """
-        steps = self.inner_steps if steps is None else validation.check_positive_int(
-            "steps", steps, "Use at least one inner gradient step."
-        )
-        _check_task_shapes(support_x, support_y, query_x)
-        support_x = ops.convert_to_tensor(support_x)
-        query_x = ops.convert_to_tensor(query_x)
-        support_y = ops.convert_to_tensor(support_y)
-        theta = [v.value for v in self.model.trainable_variables]
-        if self.vectorized:
-            forward, fast = self._adapt_vectorized(
-                theta, support_x, support_y, steps, self.first_order, training
-            )
-            return forward(fast, query_x)
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-
-        def one_task(args):
-            sx, sy, qx = args
-            forward, fast = self._adapt_one(
-                theta, non_trainable, sx, sy, steps, self.first_order, training
-            )
-            return forward(fast, qx)
-
-        num_tasks = support_x.shape[0]
-        if num_tasks is not None and num_tasks <= 32:  # unrolled: fastest for small meta-batches
-            outputs = [one_task((support_x[t], support_y[t], query_x[t])) for t in range(num_tasks)]
-            return ops.stack([ops.cast(o, _float_dtype(o)) for o in outputs], axis=0)
-        dtype = _float_dtype(query_x) if self.model.variable_dtype == "float64" else "float32"
-        try:
-            out_shape = self.model.compute_output_shape((query_x.shape[1],) + tuple(query_x.shape[2:]))
-            spec = tf.TensorSpec(tuple(out_shape), dtype)
-        except Exception:  # subclassed models without compute_output_shape
-            spec = tf.TensorSpec(None, dtype)
-        return tf.map_fn(
-            lambda args: ops.cast(one_task(args), dtype),
-            (support_x, support_y, query_x),
-            fn_output_signature=spec,
-        )
-
-    # ------------------------------------------------------------- keras API
-    def call(self, inputs, training=False):
-        """Plain tensor: the meta-learned model. Task dict/tuple: adapted query predictions."""
-        if isinstance(inputs, dict) or (isinstance(inputs, (tuple, list)) and len(inputs) == 3):
-            support_x, support_y, query_x = unpack_tasks(inputs)
-            return float32_outputs(self.adapt_and_predict(
-                support_x, support_y, query_x, training=bool(training) or self._has_batch_norm
-            ))
-        return float32_outputs(self.model(inputs, training=training))
-
-    def _query_step(self, data, training):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        support_x, support_y, query_x = unpack_tasks(x)
-        if y is None:
-            raise ValueError(
-                "`y` must hold the query targets [tasks, queries, ...]. Received: y=None"
-            )
-        _check_task_shapes(support_x, support_y, query_x, y)
-        pred = self.adapt_and_predict(
-            support_x, support_y, query_x, training=training or self._has_batch_norm
-        )
-        y_flat, pred_flat = _merge_tasks(y), _merge_tasks(ops.cast(pred, _float_dtype(pred)))
-        sw = None if sample_weight is None else _merge_tasks(sample_weight)
-        loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
-        return loss, y_flat, pred_flat, sw
-
-    def _one_meta_step(self, data):
-        with tf.GradientTape() as tape:
-            loss, y, pred, sw = self._query_step(data, training=True)
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.optimizer.apply(grads, variables)
-        # The compiled loss is this replica's share (divided by the replica count).
-        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
-        return y, pred, sw
-
-    def train_step(self, data):
-        if self.steps_per_batch == 1:
-            y, pred, sw = self._one_meta_step(data)
-            return self.compute_metrics(None, y, pred, sw)
-        # `steps_per_batch` meta-batches stacked on a leading axis: that many optimizer
-        # steps in one compiled call (a while loop inside XLA), so the per-call dispatch
-        # cost of TensorFlow is paid once for all of them.
-        data = tuple(data) if isinstance(data, list) else data
-        leading = tf.nest.flatten(data)[0]
-        if leading.shape[0] is not None and leading.shape[0] != self.steps_per_batch:
-            raise ValueError(
-                f"`steps_per_batch={self.steps_per_batch}` needs that many meta-batches stacked "
-                f"on a leading axis (dataset.batch({self.steps_per_batch}, drop_remainder=True)). "
-                f"Received: leading axis of size {leading.shape[0]}"
-            )
-
-        def body(i):
-            self._one_meta_step(tf.nest.map_structure(lambda t: t[i], data))
-            return (i + 1,)
-
-        tf.while_loop(lambda i: i < self.steps_per_batch, body, (tf.constant(0),))
-        last = tf.nest.map_structure(lambda t: t[-1], data)
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(last)
-        support_x, support_y, query_x = unpack_tasks(x)
-        pred = self.adapt_and_predict(support_x, support_y, query_x, training=True)
-        sw = None if sample_weight is None else _merge_tasks(sample_weight)
-        return self.compute_metrics(None, _merge_tasks(y), _merge_tasks(ops.cast(pred, _float_dtype(pred))), sw)
-
-    def test_step(self, data):
-        loss, y, pred, sw = self._query_step(data, training=False)
-        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
-        return self.compute_metrics(None, y, pred, sw)
-
-    # ----------------------------------------------------------------- adapt
-    def adapt(self, support_x, support_y, steps=None, learning_rate=None):
-        """Adapts to ONE task and returns a plain `keras.Model` with the adapted weights.
-
-        Args:
-            support_x: `[K, ...]` support inputs of one task.
-            support_y: `[K, ...]` support targets.
-            steps: inner steps (default `inner_steps`; more steps than during
-                meta-training is common at test time).
-            learning_rate: overrides the (learned) inner rates with one float.
-
-        The returned model is a copy of the wrapped model (`predict`, `.keras`, `export()`
-        work as usual). Its BatchNorm moving statistics are the support-set statistics.
-        """
-        steps = self.inner_steps if steps is None else validation.check_positive_int(
-            "steps", steps, "Use at least one inner gradient step."
-        )
-        if learning_rate is not None:
-            validation.check_positive_float("learning_rate", learning_rate)
-        if not tf.is_tensor(support_x):
-            validation.check_finite(support_x, "support_x")
-        if not tf.is_tensor(support_y):
-            validation.check_finite(support_y, "support_y")
-        keep = any(v.dtype == "float64" for v in self.model.trainable_variables)
-        support_x, support_y = _as_tensor(support_x, keep), _as_tensor(support_y, keep)
-        if len(support_x.shape) < 2 or support_x.shape[0] != support_y.shape[0]:
-            raise ValueError(
-                "`support_x` and `support_y` must be one task's examples with the same first "
-                f"axis. Received: support_x.shape={tuple(support_x.shape)}, "
-                f"support_y.shape={tuple(support_y.shape)}"
-            )
-        theta = [v.value for v in self.model.trainable_variables]
-        non_trainable = [v.value for v in self.model.non_trainable_variables]
-        rates = self._rates if learning_rate is None else (lambda step: learning_rate)
-
-        def forward(fast, x):
-            out, _ = self.model.stateless_call(
-                self._task_values(theta, fast), non_trainable, x, **_call_kwargs(self.model, True)
-            )
-            return out
-
-        adapted = [theta[i] for i in self._adapted_indices]
-        fast = maml_ops.maml_inner_loop(
-            forward, self._inner_loss, adapted, support_x, support_y, steps, rates, True
-        )
-        values = self._task_values(theta, fast)
-        # Support-set statistics for BatchNorm: a training-mode pass updates the moving
-        # statistics to m * old + (1 - m) * batch; solve for the batch statistics.
-        _, updated = self.model.stateless_call(
-            values, non_trainable, support_x, **_call_kwargs(self.model, True)
-        )
-        new_non_trainable = list(non_trainable)
-        bn_vars = {}
-        for layer in maml_ops.iter_layers(self.model):
-            if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum < 1:
-                bn_vars[id(layer.moving_mean)] = layer.momentum
-                bn_vars[id(layer.moving_variance)] = layer.momentum
-        for j, v in enumerate(self.model.non_trainable_variables):
-            if id(v) in bn_vars:
-                m = bn_vars[id(v)]
-                new_non_trainable[j] = (updated[j] - m * non_trainable[j]) / (1.0 - m)
-
-        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(self.model))
-        if not clone.built:
-            clone.build_from_config(self.model.get_build_config())
-        for v, value in zip(clone.trainable_variables, values):
-            v.assign(value)
-        for v, value in zip(clone.non_trainable_variables, new_non_trainable):
-            v.assign(value)
-        return clone
 
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
                **kwargs):
@@ -654,3 +427,17 @@ class MetaModel(keras.Model):
         config = dict(config)
         config["model"] = keras.saving.deserialize_keras_object(config["model"])
         return cls(**config)
+
+
+def _float_dtype(t):
+    """float64 stays float64 (gradient checks); everything else computes losses in float32."""
+    return "float64" if t.dtype == tf.float64 else "float32"
+
+
+def _keras_loss_replicas(loss):
+    """What a compiled Keras loss divides by under tf.distribute: the replica count for the
+    mean reductions (`keras.losses.Loss`), 1 for "sum"."""
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None):
+        return 1
+    return tf.distribute.get_strategy().num_replicas_in_sync

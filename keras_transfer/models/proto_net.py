@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+from keras_transfer.models._meta_batch import check_task_shapes
+from keras_transfer.models._meta_batch import unpack_tasks
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import task_input_signature
-from keras_transfer.models.meta_model import _check_task_shapes
-from keras_transfer.models.meta_model import unpack_tasks
 from keras_transfer.utils import validation
 
 
@@ -61,7 +61,7 @@ class ProtoNet(ExportsDeclaredInputs, keras.Model):
         if not isinstance(inputs, (dict, tuple, list)):
             return self.encoder(inputs, training=training)
         support_x, support_y, query_x = unpack_tasks(inputs)
-        _check_task_shapes(support_x, support_y[..., None], query_x)
+        check_task_shapes(support_x, support_y[..., None], query_x)
         support_z = self._embed(support_x, training)
         query_z = self._embed(query_x, training)
         protos = self.prototypes(support_z, support_y)

@@ -1,8 +1,15 @@
-"""keras_transfer.ops: composable functions behind the models."""
+"""keras_transfer.ops: composable functions behind the models.
 
-from keras_transfer.ops.maml import dense_chain_forward
-from keras_transfer.ops.maml import dense_chain_plan
+The MAML maths for users who write their own inner loop. The vectorisation
+internals `MetaModel` uses (`dense_chain_plan`, `vectorized_forward`, ...) stay in
+`keras_transfer.ops.maml` and `keras_transfer.ops.maml_tasks`.
+"""
+
 from keras_transfer.ops.maml import exact_moments
 from keras_transfer.ops.maml import maml_inner_loop
 from keras_transfer.ops.maml import maml_inner_update
 from keras_transfer.ops.maml import patch_batch_normalization
+from keras_transfer.ops.maml_tasks import adapted_weight_indices
+from keras_transfer.ops.maml_tasks import batch_norm_statistics
+from keras_transfer.ops.maml_tasks import inner_rates_at_step
+from keras_transfer.ops.maml_tasks import stateless_forward

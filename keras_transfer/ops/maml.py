@@ -16,13 +16,14 @@ The pieces:
   `stop_gradient` (TensorFlow's `tf.nn.moments` stops the gradient of the mean
   inside the variance, which makes second-order gradients through BatchNorm
   wrong while first-order ones stay exact).
-- `dense_chain_plan(model, adapted)` / `dense_chain_forward(plan, ...)`: a
-  vectorised forward pass for chains of `Dense` layers (plus weightless layers
-  and frozen layers) with one set of weights *per task* (batched matmul over
-  the task axis), so a meta-batch of tasks is processed together.
+- `dense_chain_plan(model, adapted)`: whether a model can run a meta-batch of
+  tasks with one set of weights *per task* (batched matmul over the task axis),
+  and how; `keras_transfer.ops.maml_tasks.vectorized_forward` runs it.
+
+The per-task forward passes and the rest of what `MetaModel` is built from are
+in `keras_transfer.ops.maml_tasks`.
 """
 
-import inspect
 import numbers
 import types
 
@@ -184,44 +185,3 @@ def dense_chain_plan(model, adapted_variables):
         bias_index = position[id(layer.bias)] if layer.use_bias else None
         plan.append(("dense", layer, (kernel_index, bias_index)))
     return plan
-
-
-def dense_chain_forward(plan, values, x, training=False):
-    """Forward pass of a chain with per-task weights.
-
-    Args:
-        plan: from `dense_chain_plan`.
-        values: list indexed like `model.trainable_variables`; an adapted entry
-            has a leading task axis (`[T, *shape]`), a shared one has none.
-        x: `[T, N, ...]` inputs (tasks, examples, features).
-
-    Returns:
-        `[T, N, ...]` outputs.
-    """
-    h = x
-    for kind, layer, index in plan:
-        if kind == "dense":
-            kernel_index, bias_index = index
-            dtype = layer.compute_dtype
-            h = ops.cast(h, dtype)
-            shape = ops.shape(h)
-            flat = ops.reshape(h, (shape[0], -1, shape[-1]))
-            kernel = ops.cast(values[kernel_index], dtype)
-            out = tf.matmul(flat, kernel)
-            if bias_index is not None:
-                out = out + ops.expand_dims(ops.cast(values[bias_index], dtype), 1)
-            out = ops.reshape(out, tuple(shape[:-1]) + (kernel.shape[-1],))
-            h = layer.activation(out) if layer.activation is not None else out
-        else:
-            # Shared (or weightless) layer: run on the tasks merged into one batch.
-            shape = ops.shape(h)
-            merged = ops.reshape(h, (-1,) + tuple(h.shape[2:]))
-            layer_values = [values[i] for i in index]
-            if layer.weights:
-                params = inspect.signature(layer.call).parameters
-                kwargs = {"training": training} if "training" in params else {}
-                merged, _ = layer.stateless_call(layer_values, [], merged, **kwargs)
-            else:
-                merged = layer(merged, training=training)
-            h = ops.reshape(merged, (shape[0], shape[1]) + tuple(merged.shape[1:]))
-    return h
