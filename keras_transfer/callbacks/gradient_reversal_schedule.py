@@ -1,12 +1,12 @@
 """A callback that anneals the factor of every `GradientReversal` layer during `fit`."""
 
 import math
-import numbers
 
 import keras
 
 from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.utils import validation
+from keras_transfer.utils.model_graph import iter_layers
 
 _SCHEDULES = ("ganin", "constant", "linear")
 
@@ -47,16 +47,7 @@ def find_gradient_reversal_layers(model):
     Returns:
         A list of `keras_transfer.layers.GradientReversal` layers.
     """
-    found, seen, stack = [], set(), [model]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if isinstance(layer, GradientReversal):
-            found.append(layer)
-        stack.extend(reversed(getattr(layer, "layers", []) or []))
-    return found
+    return [layer for layer in [model, *iter_layers(model)] if isinstance(layer, GradientReversal)]
 
 
 class GradientReversalSchedule(keras.callbacks.Callback):
@@ -176,12 +167,7 @@ class GradientReversalSchedule(keras.callbacks.Callback):
             value = progress
         else:
             value = self.schedule(progress)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Real)
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not validation.is_non_negative_finite(value):
                 raise ValueError(
                     "`schedule` must return a non-negative finite number. "
                     f"Received: schedule({progress:.4f})={value!r}"

@@ -21,6 +21,7 @@ from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.ops import maml as maml_ops
 from keras_transfer.ops import maml_tasks
+from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
 
 _RATE_MODES = (None, "per_parameter", "per_step")
@@ -249,11 +250,11 @@ class MetaModel(keras.Model):
     # ------------------------------------------------------------ inner loop
     def _inner_loss(self, y_true, y_pred):
         owner = self
-        loss_fn = getattr(self, "_compile_loss", None)
+        loss_fn = model_graph.compiled_loss(self)
         if loss_fn is None:
             # Not compiled itself (adapting a model compiled on its own): use the model's loss.
             owner = self.model
-            loss_fn = getattr(self.model, "_compile_loss", None)
+            loss_fn = model_graph.compiled_loss(self.model)
         if loss_fn is None:
             raise ValueError(
                 "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
@@ -349,7 +350,7 @@ class MetaModel(keras.Model):
             )
             # Not under tf.distribute: XLA cannot reach a MirroredVariable's other copies
             # (Keras's own "auto" turns XLA off there too).
-            distributed = getattr(self, "_distribute_strategy", None) is not None
+            distributed = model_graph.distribute_strategy(self) is not None
             if dense_only and self._mean_reduction() and not distributed:
                 jit_compile = True
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)

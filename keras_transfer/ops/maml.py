@@ -25,7 +25,6 @@ in `keras_transfer.ops.maml_tasks`.
 """
 
 import numbers
-import types
 
 import keras
 import tensorflow as tf
@@ -33,6 +32,7 @@ from keras import ops
 
 from keras_transfer.utils.model_graph import chain_layers
 from keras_transfer.utils.model_graph import iter_layers
+from keras_transfer.utils.model_graph import override_batchnorm_moments
 
 
 # --------------------------------------------------------------------- inner
@@ -130,27 +130,21 @@ def exact_moments(x, axes, keepdims=False):
     return mean, variance
 
 
-def _exact_bn_moments(self, inputs, mask):
-    if mask is not None or getattr(self, "synchronized", False):
-        return type(self)._moments(self, inputs, mask)
-    return exact_moments(inputs, self._reduction_axes)
-
-
 def patch_batch_normalization(model):
     """Makes every `BatchNormalization` in `model` use `exact_moments`.
 
     The forward values are unchanged; only the gradient graph differs (exact
-    second derivatives). Returns the number of layers patched. The patch lives
-    on the layer instances, so it is not saved; `MetaModel` re-applies it.
+    second derivatives). The patch lives on the layer instances, so it is not
+    saved; `MetaModel` re-applies it.
+
+    Args:
+        model: a Keras model or layer; its `BatchNormalization` layers are
+            patched, nested models included.
+
+    Returns:
+        The number of layers patched.
     """
-    count = 0
-    for layer in iter_layers(model):
-        if isinstance(layer, keras.layers.BatchNormalization) and hasattr(
-            type(layer), "_moments"
-        ):
-            object.__setattr__(layer, "_moments", types.MethodType(_exact_bn_moments, layer))
-            count += 1
-    return count
+    return sum(override_batchnorm_moments(layer, exact_moments) for layer in iter_layers(model))
 
 
 # ----------------------------------------------------------- dense chain

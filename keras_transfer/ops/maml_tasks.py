@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.ops.maml import iter_layers
+from keras_transfer.utils.model_graph import iter_layers
 
 
 # ------------------------------------------------------------------ one task

@@ -46,13 +46,15 @@ def check_positive_float(name, value, fix=None):
     return float(value)
 
 
+def is_non_negative_finite(value):
+    """Whether `value` is a real number (not a bool), finite and >= 0."""
+    return (
+        not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0
+    )
+
+
 def check_non_negative_float(name, value, fix=None):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not is_non_negative_finite(value):
         _fail(name, "a non-negative finite number", value, fix)
     return float(value)
 
