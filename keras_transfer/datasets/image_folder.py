@@ -147,6 +147,39 @@ def scan_image_folder(root, channels=3):
     return files, sizes
 
 
+def _check_split_classes(scanned, splits, class_names):
+    """Every split must hold images of exactly the classes of 'train'."""
+    for name, (files, _) in scanned.items():
+        extra = sorted(set(files) - set(class_names))
+        if extra:
+            raise ValueError(
+                f"`data` split '{name}' must use the classes of 'train' {class_names}. Received extra classes {extra}."
+            )
+        missing = sorted(set(class_names) - set(files))
+        if missing:
+            folders = ", ".join(os.path.join(splits[name], label) for label in missing)
+            raise ValueError(
+                f"`data` split '{name}' must have images of every class of 'train' {class_names}. Received: "
+                f"no images for class(es) {missing} (folder(s) {folders} missing or empty). Add images there, "
+                f"or remove the class(es) from every split."
+            )
+
+
+def _resolve_image_size(image_size, sizes):
+    """(height, width): the given size, or the one size all images share."""
+    if image_size is None:
+        if len(sizes) > 1:
+            shown = sorted(sizes)[:4]
+            raise ValueError(
+                f"`image_size` must be given when the images have mixed sizes. Received: image_size=None "
+                f"with image sizes such as {shown}. Pass image_size=(height, width) (CLI: --image-size)."
+            )
+        return next(iter(sizes))
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    return image_size
+
+
 def load_image_folder(
     root,
     image_size=None,
@@ -218,20 +251,7 @@ def load_image_folder(
         name: scan_image_folder(path, channels=channels[color_mode]) for name, path in splits.items()
     }
     class_names = sorted(scanned["train"][0])
-    for name, (files, _) in scanned.items():
-        extra = sorted(set(files) - set(class_names))
-        if extra:
-            raise ValueError(
-                f"`data` split '{name}' must use the classes of 'train' {class_names}. Received extra classes {extra}."
-            )
-        missing = sorted(set(class_names) - set(files))
-        if missing:
-            folders = ", ".join(os.path.join(splits[name], label) for label in missing)
-            raise ValueError(
-                f"`data` split '{name}' must have images of every class of 'train' {class_names}. Received: "
-                f"no images for class(es) {missing} (folder(s) {folders} missing or empty). Add images there, "
-                f"or remove the class(es) from every split."
-            )
+    _check_split_classes(scanned, splits, class_names)
     ignored = sorted(
         path
         for split_dir in splits.values()
@@ -239,17 +259,7 @@ def load_image_folder(
         if os.path.isdir(os.path.join(split_dir, label))
         for path in _ignored_in(os.path.join(split_dir, label))
     )
-    sizes = set().union(*(s for _, s in scanned.values()))
-    if image_size is None:
-        if len(sizes) > 1:
-            shown = sorted(sizes)[:4]
-            raise ValueError(
-                f"`image_size` must be given when the images have mixed sizes. Received: image_size=None "
-                f"with image sizes such as {shown}. Pass image_size=(height, width) (CLI: --image-size)."
-            )
-        image_size = next(iter(sizes))
-    elif isinstance(image_size, int):
-        image_size = (image_size, image_size)
+    image_size = _resolve_image_size(image_size, set().union(*(s for _, s in scanned.values())))
 
     def read(path, subset=None, split=None):
         return keras.utils.image_dataset_from_directory(
