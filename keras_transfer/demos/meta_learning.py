@@ -50,6 +50,31 @@ def _non_monotone_note(name, per_task):
     return notes
 
 
+def _plot_task(meta, adapted, baseline, sx, sy, amp, phase, output_dir):
+    grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is a dependency; keep the demo running without it anyway
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(grid, amp * np.sin(grid - phase), "k", label="true task")
+    ax.plot(grid, meta.predict(grid, verbose=0), ":", label="MAML initialisation")
+    ax.plot(grid, adapted.predict(grid, verbose=0), label="MAML after 10 steps")
+    ax.plot(grid, baseline.adapt(sx, sy, steps=10).predict(grid, verbose=0), "--",
+            label="pretrained after 10 steps")
+    ax.scatter(sx, sy, c="r", zorder=5, label="K=5 support")
+    ax.legend(fontsize=7)
+    ax.set_title("Sinusoid regression, K=5", fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(output_dir, "maml_sinusoid.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"Plot: {path}")
+
+
 def run(output_dir, quick=False, seed=0):
     """Meta-trains MAML on sinusoids and compares it with a pretrained regressor.
 
@@ -115,28 +140,6 @@ def run(output_dir, quick=False, seed=0):
     # One task, plotted: the adapted MAML model is a plain keras.Model.
     (sx, sy, _), _ = tasks
     adapted = meta.adapt(sx[0], sy[0], steps=10)
-    grid = np.linspace(-5, 5, 200, dtype="float32")[:, None]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.plot(grid, amp[0] * np.sin(grid - phase[0]), "k", label="true task")
-        ax.plot(grid, meta.predict(grid, verbose=0), ":", label="MAML initialisation")
-        ax.plot(grid, adapted.predict(grid, verbose=0), label="MAML after 10 steps")
-        ax.plot(grid, baseline.adapt(sx[0], sy[0], steps=10).predict(grid, verbose=0), "--",
-                label="pretrained after 10 steps")
-        ax.scatter(sx[0], sy[0], c="r", zorder=5, label="K=5 support")
-        ax.legend(fontsize=7)
-        ax.set_title("Sinusoid regression, K=5", fontsize=9)
-        fig.tight_layout()
-        path = os.path.join(output_dir, "maml_sinusoid.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        print(f"Plot: {path}")
-    except ImportError:  # matplotlib is a dependency; keep the demo running without it anyway
-        pass
+    _plot_task(meta, adapted, baseline, sx[0], sy[0], amp[0], phase[0], output_dir)
     adapted.save(os.path.join(output_dir, "adapted_task0.keras"))
     return results

@@ -18,6 +18,47 @@ def _settings(quick):
     return dict(source_epochs=15, target_epochs=30, labels_per_class=3, widths=(16, 32, 64))
 
 
+def _pretrain_source(split, input_shape, cfg):
+    source = recipes.build_classifier("simple_cnn", len(split.source_classes), input_shape, widths=cfg["widths"])
+    recipes.compile_for_fine_tuning(source, learning_rate=2e-3)
+    source.fit(*split.source_train, batch_size=32, epochs=cfg["source_epochs"], verbose=1)
+    return source
+
+
+def _scratch(source, x, y, n_classes, cfg):
+    model = recipes.build_classifier("simple_cnn", n_classes, x.shape[1:], widths=cfg["widths"])
+    recipes.compile_for_fine_tuning(model, learning_rate=2e-3)
+    model.fit(x, y, batch_size=16, epochs=cfg["target_epochs"], verbose=0)
+    return model
+
+
+def _probe(source, x, y, n_classes, cfg):
+    model = recipes.replace_head(source, n_classes)
+    recipes.freeze_backbone(model)
+    recipes.linear_probe(model, x, y)
+    recipes.compile_for_fine_tuning(model)
+    return model
+
+
+def _fine_tune(probe):
+    def train(source, x, y, n_classes, cfg):
+        model = recipes.replace_head(source, n_classes)
+        recipes.fine_tune(
+            model, x, y, probe=probe, epochs=cfg["target_epochs"], learning_rate=1e-3, batch_size=16, verbose=0
+        )
+        return model
+
+    return train
+
+
+METHODS = (
+    ("from scratch", "[2/5] From scratch on the target labels", _scratch),
+    ("linear probe", "[3/5] Linear probe (convex, frozen source backbone)", _probe),
+    ("fine-tune", "[4/5] Fine-tune everything (new random head)", _fine_tune(None)),
+    ("LP-FT", "[5/5] Linear probe, then fine-tune (LP-FT)", _fine_tune("convex")),
+)
+
+
 def run(output_dir, quick=False, seed=0):
     """Runs the transfer tour; returns {method: target test accuracy}."""
     os.makedirs(output_dir, exist_ok=True)
@@ -34,66 +75,17 @@ def run(output_dir, quick=False, seed=0):
     )
 
     print("\n[1/5] Pretraining the source model (simple_cnn, all weights trainable)")
-    source = recipes.build_classifier("simple_cnn", len(split.source_classes), input_shape, widths=cfg["widths"])
-    recipes.compile_for_fine_tuning(source, learning_rate=2e-3)
-    source.fit(*split.source_train, batch_size=32, epochs=cfg["source_epochs"], verbose=1)
+    source = _pretrain_source(split, input_shape, cfg)
     source_accuracy = recipes.evaluate_accuracy(source, *split.source_test)
     print(f"Source test accuracy: {source_accuracy:.3f}")
 
     results, models, seconds = {}, {}, {}
-    x_t, y_t = split.target_train
-    n_target = len(split.target_classes)
-
-    def timed(name, fn):
+    for i, (name, title, train) in enumerate(METHODS):
+        print(("\n" if i == 0 else "") + title)
         start = time.perf_counter()
-        model = fn()
+        models[name] = train(source, *split.target_train, len(split.target_classes), cfg)
         seconds[name] = time.perf_counter() - start
-        models[name] = model
-        results[name] = recipes.evaluate_accuracy(model, *split.target_test)
-
-    print("\n[2/5] From scratch on the target labels")
-
-    def scratch():
-        model = recipes.build_classifier("simple_cnn", n_target, input_shape, widths=cfg["widths"])
-        recipes.compile_for_fine_tuning(model, learning_rate=2e-3)
-        model.fit(x_t, y_t, batch_size=16, epochs=cfg["target_epochs"], verbose=0)
-        return model
-
-    timed("from scratch", scratch)
-
-    print("[3/5] Linear probe (convex, frozen source backbone)")
-
-    def probe():
-        model = recipes.replace_head(source, n_target)
-        recipes.freeze_backbone(model)
-        recipes.linear_probe(model, x_t, y_t)
-        recipes.compile_for_fine_tuning(model)
-        return model
-
-    timed("linear probe", probe)
-
-    print("[4/5] Fine-tune everything (new random head)")
-
-    def fine():
-        model = recipes.replace_head(source, n_target)
-        recipes.fine_tune(
-            model, x_t, y_t, probe=None, epochs=cfg["target_epochs"], learning_rate=1e-3, batch_size=16, verbose=0
-        )
-        return model
-
-    timed("fine-tune", fine)
-
-    print("[5/5] Linear probe, then fine-tune (LP-FT)")
-
-    def lpft():
-        model = recipes.replace_head(source, n_target)
-        recipes.fine_tune(
-            model, x_t, y_t, probe="convex", epochs=cfg["target_epochs"], learning_rate=1e-3, batch_size=16,
-            verbose=0,
-        )
-        return model
-
-    timed("LP-FT", lpft)
+        results[name] = recipes.evaluate_accuracy(models[name], *split.target_test)
 
     rows = [[name, f"{acc:.3f}", f"{seconds[name]:.1f}"] for name, acc in results.items()]
     report.print_table(["method", "target test accuracy", "seconds"], rows)
