@@ -1,4 +1,4 @@
-"""Denoising-autoencoder pre-training (Vincent et al., 2008; seed 001)."""
+"""Denoising-autoencoder pre-training (Vincent et al., 2008)."""
 
 import keras
 from keras import ops

@@ -1,4 +1,4 @@
-"""Masked imputation: hide part of the input and predict it (seed 002's cloze task)."""
+"""Masked imputation: hide part of the input and predict it (a cloze task)."""
 
 import keras
 from keras import ops
