@@ -11,19 +11,25 @@ What every such model repeats otherwise (DESIGN.md §3):
 - `get_config` / `from_config` serialise the constructor arguments that hold Keras
   objects (encoders, heads, augmenters): a subclass lists them once in
   `keras_object_args` and writes the plain arguments by hand in `get_config`.
-
-Logs: a step returns `self.get_metrics_result()` (Keras's own `{name: result}`
-of `self.metrics`), after updating the trackers its `metrics` property lists.
+- Logs: a custom step updates the trackers its `metrics` property lists and
+  returns `self.get_metrics_result()` (Keras's own `{name: result}` of
+  `self.metrics`). Compiled metrics (Keras's own step, or a custom step calling
+  `compute_metrics`) read NaN once the predictions or the weights are not finite,
+  so `keras.callbacks.TerminateOnNaN` stops at that batch (`_finite_logs`).
 """
 
 import keras
 
+from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
+
 
 class TrainStepModel(keras.Model):
-    """A `keras.Model` with a compile that builds the optimizer and config by declaration.
+    """A `keras.Model` whose `compile` builds the optimizer, with its config by declaration.
 
     Subclasses set `keras_object_args` to the names of the constructor arguments
-    that are Keras objects (or None), each stored on the attribute of the same name.
+    that are Keras objects (or None), each stored on the attribute of the same name,
+    and add their plain arguments in `get_config`. A subclass that changes
+    `compile`'s defaults overrides `compile` and calls `super().compile(...)`.
     """
 
     keras_object_args = ()
@@ -47,6 +53,11 @@ class TrainStepModel(keras.Model):
     def compile_from_config(self, config):
         """Compiles from `get_compile_config()` (Keras skips models that override `compile`)."""
         self.compile(**keras.saving.deserialize_keras_object(config))
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras's compiled metrics; NaN for all of them once predictions or weights are not finite."""
+        return compute_metrics_nan_unless_finite(
+            self, super().compute_metrics, x, y, y_pred, sample_weight)
 
     def get_config(self):
         config = super().get_config()

@@ -28,6 +28,7 @@ shape the model was built with (by `fit`, `predict` or `build`).
 import keras
 
 from keras_transfer.models._domain_adaptation import DomainAdaptationModel
+from keras_transfer.models._domain_adaptation import nan_unless_finite  # noqa: F401 (kept importable)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
