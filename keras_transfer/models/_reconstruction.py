@@ -124,7 +124,7 @@ class ReconstructionPretext(SelfSupervisedModel):
         offset = distributed.replica_offset(x)
         return values[offset:offset + rows]
 
-    def _loss(self, x, training):
+    def step_loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):
             raise ValueError(
                 f"{type(self).__name__} trains on one batch of inputs `x` (no labels needed). "
@@ -141,24 +141,8 @@ class ReconstructionPretext(SelfSupervisedModel):
         # an all-zero mask counts as one entry (loss 0), not NaN.
         count = ops.sum(weights)
         loss = ops.sum(squared) / ops.maximum(distributed.all_reduce_sum(count), 1.0)
-        return loss, count, all_finite([x])
-
-    def _report(self, loss, count, finite):
-        # The loss is the mean over the counted entries: weighted by their global count.
-        return self.report_global_means({"loss": loss}, count, finite)
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, count, finite = self._loss(x, training=True)
-            scaled = self.optimizer.scale_loss(self.with_regularization(loss))
-        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        return self._report(loss, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._loss(x, training=False))
+        # The logged loss is the mean over the counted entries: weighted by their count.
+        return self.with_regularization(loss), {"loss": loss}, count, all_finite([x])
 
     def get_config(self):
         config = super().get_config()

@@ -80,7 +80,8 @@ class SelfSupervisedModel(ExportsDeclaredInputs, TrainStepModel):
     `compile` defaults to Adam and builds the optimizer at once (`TrainStepModel`).
     Everything is built in `__init__`: `build` only records that.
 
-    A step's metrics are global-batch means under `tf.distribute`
+    Subclasses implement `step_loss(x, training)`; `train_step` differentiates it and
+    logs its shares of global-batch means under `tf.distribute`
     (`report_global_means`), NaN for a step on non-finite inputs or one that leaves
     a weight non-finite, so `keras.callbacks.TerminateOnNaN` stops there.
     """
@@ -100,6 +101,30 @@ class SelfSupervisedModel(ExportsDeclaredInputs, TrainStepModel):
     def serving_input_signature(self):
         """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
         return [input_spec_like(self.encoder.inputs[0])]
+
+    def step_loss(self, x, training):
+        """The loss of one batch `x` (subclasses).
+
+        Returns:
+            `(loss, shares, count, finite)`: the loss `train_step` differentiates
+            (this replica's share of the global-batch mean, regularisation included,
+            see `with_regularization`), then the arguments of `report_global_means`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement `step_loss(x, training)`.")
+
+    def train_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        trainable = self.trainable_variables
+        with tf.GradientTape() as tape:
+            loss, shares, count, finite = self.step_loss(x, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
+        return self.report_global_means(shares, count, finite)  # weights checked after the update
+
+    def test_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        _, shares, count, finite = self.step_loss(x, training=False)
+        return self.report_global_means(shares, count, finite)
 
     def with_regularization(self, loss):
         """`loss` plus this replica's share of the layers' regularisation losses (the

@@ -273,15 +273,17 @@ class MoCo(SelfSupervisedModel):
         losses, hits = info_nce_terms(
             q, k, ops.convert_to_tensor(self.queue), self.temperature, normalize=False
         )
-        return losses, hits, all_keys, all_finite([view_1, view_2])
-
-    @staticmethod
-    def _global_means(losses, hits):
-        # InfoNCE in float32; this replica's share of the global-batch mean (the plain
-        # mean on one device).
+        # In float32; this replica's share of the global-batch mean (the plain mean on
+        # one device).
         count = ops.shape(losses)[0]
-        return (distributed.global_mean(float32_sum(losses), count),
-                distributed.global_mean(float32_sum(hits), count), count)
+        loss = distributed.global_mean(float32_sum(losses), count)
+        accuracy = distributed.global_mean(float32_sum(hits), count)
+        shares = {"loss": loss, "contrastive_accuracy": accuracy}
+        return self.with_regularization(loss), shares, count, all_finite([view_1, view_2]), all_keys
+
+    def step_loss(self, x, training):
+        loss, shares, count, finite, _ = self._contrastive(x, training)
+        return loss, shares, count, finite
 
     def _enqueue(self, keys):
         """Writes `keys` (the global batch's, alike on every replica) after the pointer."""
@@ -317,22 +319,12 @@ class MoCo(SelfSupervisedModel):
         # As in the official code: update the key encoder, then compute the keys.
         self._momentum_update()
         with tf.GradientTape() as tape:
-            losses, hits, keys, finite = self._contrastive(x, training=True)
-            loss, accuracy, count = self._global_means(losses, hits)
-            scaled = self.optimizer.scale_loss(self.with_regularization(loss))
-        gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply(gradients, trainable)
+            loss, shares, count, finite, keys = self._contrastive(x, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
         self._enqueue(keys)
-        return self._report(loss, accuracy, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        losses, hits, _, finite = self._contrastive(x, training=False)
-        return self._report(*self._global_means(losses, hits), finite)
-
-    def _report(self, loss, accuracy, count, finite):
         # NaN when the views, or any weight (key encoder and queue included), are not finite.
-        return self.report_global_means({"loss": loss, "contrastive_accuracy": accuracy}, count, finite)
+        return self.report_global_means(shares, count, finite)
 
     def get_config(self):
         config = super().get_config()

@@ -67,7 +67,7 @@ class RotationPrediction(SelfSupervisedModel):
         labels = ops.repeat(ops.arange(self.num_rotations, dtype="int32"), batch)
         return rotated, labels
 
-    def _loss(self, x, training):
+    def step_loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):
             raise ValueError(
                 f"RotationPrediction trains on one batch of images `x` (labels are made from the "
@@ -83,23 +83,8 @@ class RotationPrediction(SelfSupervisedModel):
         # This replica's share of the global-batch mean (the plain mean on one device).
         loss = distributed.global_mean(float32_sum(losses), count)
         accuracy = distributed.global_mean(float32_sum(hits), count)
-        return loss, accuracy, count, all_finite([x])
-
-    def _report(self, loss, accuracy, count, finite):
-        return self.report_global_means({"loss": loss, "rotation_accuracy": accuracy}, count, finite)
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, accuracy, count, finite = self._loss(x, training=True)
-            scaled = self.optimizer.scale_loss(self.with_regularization(loss))
-        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        return self._report(loss, accuracy, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._loss(x, training=False))
+        shares = {"loss": loss, "rotation_accuracy": accuracy}
+        return self.with_regularization(loss), shares, count, all_finite([x])
 
     def get_config(self):
         config = super().get_config()

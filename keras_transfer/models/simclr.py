@@ -1,7 +1,6 @@
 """SimCLR: contrastive pre-training of an encoder with two augmented views (Chen et al., 2020)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_transfer.losses.nt_xent import nt_xent_terms
@@ -96,7 +95,7 @@ class SimCLR(SelfSupervisedModel):
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
-    def _contrastive(self, x, training):
+    def step_loss(self, x, training):
         view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
         batch = ops.shape(view_1)[0]
         # One encoder pass over both views (BatchNorm sees the 2N images, as in SimCLR).
@@ -106,28 +105,12 @@ class SimCLR(SelfSupervisedModel):
             z[:batch], z[batch:], temperature=self.temperature, cross_replica=self.cross_replica
         )
         count = 2 * batch
-        # This replica's share of the global-batch mean (identity on one device).
-        loss = distributed.global_mean(float32_sum(losses), count)
-        loss = self.with_regularization(loss)
+        # This replica's share of the global-batch mean (identity on one device); the
+        # logged loss includes the regularisation losses.
+        loss = self.with_regularization(distributed.global_mean(float32_sum(losses), count))
         accuracy = distributed.global_mean(float32_sum(hits), count)
-        return loss, accuracy, count, all_finite([view_1, view_2])
-
-    def _report(self, loss, accuracy, count, finite):
-        return self.report_global_means({"loss": loss, "contrastive_accuracy": accuracy}, count, finite)
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, accuracy, count, finite = self._contrastive(x, training=True)
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply(gradients, trainable)
-        return self._report(loss, accuracy, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._contrastive(x, training=False))
+        shares = {"loss": loss, "contrastive_accuracy": accuracy}
+        return loss, shares, count, all_finite([view_1, view_2])
 
     def get_config(self):
         config = super().get_config()
