@@ -4,5 +4,7 @@ from keras_transfer.losses.clip_loss import CLIPLoss
 from keras_transfer.losses.clip_loss import clip_loss
 from keras_transfer.losses.coral import CORALLoss
 from keras_transfer.losses.coral import coral_loss
+from keras_transfer.losses.info_nce import InfoNCE
+from keras_transfer.losses.info_nce import info_nce
 from keras_transfer.losses.nt_xent import NTXent
 from keras_transfer.losses.nt_xent import nt_xent

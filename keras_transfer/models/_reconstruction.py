@@ -1,20 +1,44 @@
 """Private base of the reconstruction pretext models (denoising autoencoder, masked imputation)."""
 
-import random
-
 import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.models import _contrastive_utils as utils
-from keras_transfer.models._serving import ExportsDeclaredInputs
-from keras_transfer.models._serving import float32_outputs
-from keras_transfer.models._serving import input_spec_like
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._self_supervised import SelfSupervisedModel
+from keras_transfer.models._self_supervised import check_encoder
+from keras_transfer.models._self_supervised import check_input_rank
+from keras_transfer.models._self_supervised import encoder_output_shape
+from keras_transfer.models._self_supervised import resolve_seed
+from keras_transfer.models._self_supervised import step_seed
 from keras_transfer.utils import distributed
-from keras_transfer.utils.validation import check_non_negative_int
+from keras_transfer.utils.validation import check_positive_int
 
 
-class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
+def default_decoder(feature_dim, output_shape, hidden_dim, name="decoder"):
+    """MLP decoder features -> `output_shape` (linear output), for the reconstruction tasks."""
+    hidden_dim = check_positive_int("decoder_hidden_dim", hidden_dim)
+    inputs = keras.Input((feature_dim,))
+    h = keras.layers.Dense(hidden_dim, activation="relu", name="hidden")(inputs)
+    size = 1
+    for dim in output_shape:
+        size *= int(dim)
+    out = keras.layers.Dense(size, name="reconstruction")(h)
+    out = keras.layers.Reshape(tuple(int(d) for d in output_shape))(out)
+    return keras.Model(inputs, out, name=name)
+
+
+def check_value_range(value_range):
+    if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2
+            and float(value_range[0]) < float(value_range[1])):
+        raise ValueError(
+            "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
+            f"Received: value_range={value_range!r}"
+        )
+    return (float(value_range[0]), float(value_range[1]))
+
+
+class ReconstructionPretext(SelfSupervisedModel):
     """Corrupt the input, encode, decode, regress the clean input (MSE in float32).
 
     Subclasses define `_corrupt(x01, seed=None) -> (corrupted01, weights)`: inputs and
@@ -34,15 +58,15 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
     global-batch mean: training equals one device on the same global batches.
     """
 
+    keras_object_args = ("encoder", "decoder")
+
     def __init__(self, encoder, decoder=None, decoder_hidden_dim=128, value_range=(0, 255), seed=None,
                  **kwargs):
         super().__init__(**kwargs)
         # A drawn seed is kept in the config, so a reloaded model continues the same stream.
-        if seed is None:
-            seed = random.randint(0, 2**31 - 1)
-        self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
-        feature_dim = utils.check_encoder(encoder, type(self).__name__)
-        self.value_range = utils.check_value_range(value_range)
+        self.seed = resolve_seed(seed)
+        feature_dim = check_encoder(encoder, type(self).__name__)
+        self.value_range = check_value_range(value_range)
         self.decoder_hidden_dim = decoder_hidden_dim
         input_shape = tuple(encoder.inputs[0].shape[1:])
         if decoder is None:
@@ -51,7 +75,7 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
                     "`decoder` must be given when the encoder input has unknown dimensions. "
                     f"Received: encoder input shape {tuple(encoder.inputs[0].shape)}"
                 )
-            decoder = utils.default_decoder(feature_dim, input_shape, decoder_hidden_dim)
+            decoder = default_decoder(feature_dim, input_shape, decoder_hidden_dim)
         elif not isinstance(decoder, keras.layers.Layer):
             raise ValueError(
                 "`decoder` must be a Keras model or layer mapping features to the input shape, or None. "
@@ -60,19 +84,9 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         self.encoder = encoder
         self.decoder = decoder
         if not decoder.built:
-            decoder.build(utils.encoder_output_shape(encoder))
+            decoder.build(encoder_output_shape(encoder))
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.build(tuple(encoder.inputs[0].shape))
-
-    def build(self, input_shape):
-        self.built = True
-
-    def call(self, inputs, training=False):
-        return float32_outputs(self.encoder(inputs, training=training))
-
-    def serving_input_signature(self):
-        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
-        return [input_spec_like(self.encoder.inputs[0])]
 
     def reconstruct(self, x):
         """The decoder's reconstruction of `x` (uncorrupted), in `value_range`."""
@@ -91,8 +105,7 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         evaluation on a stream of its own."""
         optimizer = getattr(self, "optimizer", None)
         step = optimizer.iterations if optimizer is not None else 0
-        seed = tf.stack([tf.constant(self.seed, "int64"), tf.cast(step, "int64")])
-        return tf.random.experimental.stateless_fold_in(seed, 0 if training else 1)
+        return tf.random.experimental.stateless_fold_in(step_seed(self.seed, step), 0 if training else 1)
 
     def _random_rows(self, x, tail_shape, seed, distribution="uniform", stddev=1.0):
         """Noise of shape `(rows of x,) + tail_shape` for this replica's rows of the global batch.
@@ -111,13 +124,13 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         offset = distributed.replica_offset(x)
         return values[offset:offset + rows]
 
-    def _loss(self, x, training):
+    def step_loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):
             raise ValueError(
                 f"{type(self).__name__} trains on one batch of inputs `x` (no labels needed). "
                 f"Received: a {type(x).__name__} of {len(x)} tensors"
             )
-        utils.check_input_rank(x, self.encoder)
+        check_input_rank(x, self.encoder)
         low, high = self.value_range
         x01 = (ops.cast(x, "float32") - low) / (high - low)
         corrupted, weights = self._corrupt(x01, self._noise_seed(training))
@@ -128,51 +141,16 @@ class ReconstructionPretext(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompil
         # an all-zero mask counts as one entry (loss 0), not NaN.
         count = ops.sum(weights)
         loss = ops.sum(squared) / ops.maximum(distributed.all_reduce_sum(count), 1.0)
-        return loss, count, utils.all_finite([x])
-
-    def _report(self, loss, count, finite):
-        # NaN when the inputs or any weight are not finite (TerminateOnNaN then stops); the
-        # sums carry it to every replica, which all log the global values.
-        finite = ops.logical_and(finite, utils.weights_finite(self))
-        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
-        self.loss_tracker.update_state(loss, sample_weight=distributed.all_reduce_sum(count))
-        return {"loss": self.loss_tracker.result()}
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, count, finite = self._loss(x, training=True)
-            total = loss
-            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
-                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
-            scaled = self.optimizer.scale_loss(total)
-        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        return self._report(loss, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._loss(x, training=False))
+        # The logged loss is the mean over the counted entries: weighted by their count.
+        return self.with_regularization(loss), {"loss": loss}, count, all_finite([x])
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "decoder_hidden_dim": self.decoder_hidden_dim,
                 "value_range": list(self.value_range),
                 "seed": self.seed,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "decoder"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
-
-

@@ -33,6 +33,7 @@ from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
+from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.losses.clip_loss import clip_loss_terms
 from keras_transfer.losses.clip_loss import l2_normalize
 from keras_transfer.utils import distributed
@@ -56,7 +57,7 @@ def _batch_error(n_img, n_txt):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class CLIP(ExportsDeclaredInputs, keras.Model):
+class CLIP(ExportsDeclaredInputs, TrainStepModel):
     """Two-tower contrastive image-text model with its own `train_step`.
 
     Args:
@@ -91,6 +92,8 @@ class CLIP(ExportsDeclaredInputs, keras.Model):
     `Input` dtype when it declares one, e.g. keras-hub's int32 ids). Cast the int64
     ids of a `TextVectorization` tokenizer (`word_tokenizer`) to int32 before sending.
     """
+
+    keras_object_args = ("image_encoder", "text_encoder")
 
     def __init__(self, image_encoder, text_encoder, projection_dim=64, logit_scale_init=1.0 / 0.07,
                  max_logit_scale=100.0, image_pooling="auto", text_pooling="auto", **kwargs):
@@ -344,7 +347,7 @@ class CLIP(ExportsDeclaredInputs, keras.Model):
         self.loss_tracker.update_state(nan_unless(finite, stats["loss"]))
         self.i2t_tracker.update_state(nan_unless(finite, stats["image_to_text_accuracy"]))
         self.t2i_tracker.update_state(nan_unless(finite, stats["text_to_image_accuracy"]))
-        logs = {m.name: m.result() for m in self.metrics}
+        logs = self.get_metrics_result()
         logs["logit_scale"] = nan_unless(finite, self.logit_scale)
         return logs
 
@@ -370,8 +373,6 @@ class CLIP(ExportsDeclaredInputs, keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update({
-            "image_encoder": keras.saving.serialize_keras_object(self.image_encoder),
-            "text_encoder": keras.saving.serialize_keras_object(self.text_encoder),
             "projection_dim": self.projection_dim,
             "logit_scale_init": self.logit_scale_init,
             "max_logit_scale": self.max_logit_scale,
@@ -379,13 +380,6 @@ class CLIP(ExportsDeclaredInputs, keras.Model):
             "text_pooling": self.text_pooling,
         })
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["image_encoder"] = keras.saving.deserialize_keras_object(config["image_encoder"])
-        config["text_encoder"] = keras.saving.deserialize_keras_object(config["text_encoder"])
-        return cls(**config)
 
     # ------------------------------------------------------------ keras-hub
     @classmethod

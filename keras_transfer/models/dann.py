@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_transfer.layers.gradient_reversal import GradientReversal
-from keras_transfer.models.source_only import SourceOnly
-from keras_transfer.models.source_only import nan_unless_finite
+from keras_transfer.models._domain_adaptation import DomainAdaptationModel
+from keras_transfer.models._domain_adaptation import nan_unless_finite
 from keras_transfer.utils import validation
 
 
@@ -17,7 +17,7 @@ def _default_domain_classifier():
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class DANN(SourceOnly):
+class DANN(DomainAdaptationModel):
     """Domain-adversarial training: features that classify the source and hide the domain.
 
     One training step on a batch `((source_x, target_x), source_y)` (see
@@ -53,6 +53,10 @@ class DANN(SourceOnly):
         domain_loss_weight: weight of the domain loss in the total loss (non-negative).
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
 
+    Reference:
+        Ganin, Ustinova, Ajakan, Germain, Larochelle, Laviolette, Marchand &
+        Lempitsky, "Domain-Adversarial Training of Neural Networks", JMLR 2016.
+
     Example:
 
     ```python
@@ -64,7 +68,7 @@ class DANN(SourceOnly):
     ```
     """
 
-    _uses_target = True
+    keras_object_args = DomainAdaptationModel.keras_object_args + ("domain_classifier",)
 
     def __init__(
         self,
@@ -76,7 +80,8 @@ class DANN(SourceOnly):
         from_logits=True,
         **kwargs,
     ):
-        domain_loss_weight = validation.check_non_negative_float("domain_loss_weight", domain_loss_weight)
+        super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
+        self.domain_loss_weight = validation.check_non_negative_float("domain_loss_weight", domain_loss_weight)
         if domain_classifier is None:
             domain_classifier = _default_domain_classifier()
         elif not isinstance(domain_classifier, keras.layers.Layer):
@@ -84,17 +89,11 @@ class DANN(SourceOnly):
                 "`domain_classifier` must be a Keras layer or model mapping features to a domain "
                 f"logit, or None for the default MLP. Received: domain_classifier={domain_classifier!r}"
             )
-        # Set before super().__init__, which builds the model when it can.
-        self._init_domain_classifier = domain_classifier
-        self._init_factor = factor
-        super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
-        self.domain_loss_weight = domain_loss_weight
-
-    def _init_adaptation(self):
-        self.domain_classifier = self._init_domain_classifier
-        self.gradient_reversal = GradientReversal(self._init_factor, name="gradient_reversal")
+        self.domain_classifier = domain_classifier
+        self.gradient_reversal = GradientReversal(factor, name="gradient_reversal")
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
         self.domain_accuracy_tracker = keras.metrics.Mean(name="domain_accuracy")
+        self._build_from_feature_extractor()
 
     def _build_adaptation(self, features):
         logits = self.domain_classifier(self.gradient_reversal(features))
@@ -155,7 +154,6 @@ class DANN(SourceOnly):
         config = super().get_config()
         config.update(
             {
-                "domain_classifier": keras.saving.serialize_keras_object(self.domain_classifier),
                 "factor": self.factor,
                 "domain_loss_weight": self.domain_loss_weight,
             }

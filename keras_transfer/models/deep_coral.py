@@ -3,7 +3,7 @@
 import keras
 
 from keras_transfer.losses.coral import coral_loss
-from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.models._domain_adaptation import DomainAdaptationModel
 from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
@@ -11,7 +11,7 @@ _LAYERS = ("features", "logits")
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class DeepCORAL(SourceOnly):
+class DeepCORAL(DomainAdaptationModel):
     """Source cross-entropy plus `coral_weight * CORAL(source, target)` on one representation.
 
     Trains on `((source_x, target_x), source_y)` batches (see
@@ -33,9 +33,11 @@ class DeepCORAL(SourceOnly):
         coral_weight: λ, the weight of the CORAL loss (non-negative).
         coral_on: `"logits"` or `"features"`.
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
-    """
 
-    _uses_target = True
+    Reference:
+        Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
+        Adaptation", ECCV 2016 Workshops.
+    """
 
     def __init__(
         self,
@@ -46,14 +48,11 @@ class DeepCORAL(SourceOnly):
         from_logits=True,
         **kwargs,
     ):
-        self._coral_weight = validation.check_non_negative_float("coral_weight", coral_weight)
-        self._coral_on = validation.check_one_of("coral_on", coral_on, _LAYERS)
         super().__init__(feature_extractor, label_classifier, from_logits=from_logits, **kwargs)
-
-    def _init_adaptation(self):
-        self.coral_weight = self._coral_weight
-        self.coral_on = self._coral_on
+        self.coral_weight = validation.check_non_negative_float("coral_weight", coral_weight)
+        self.coral_on = validation.check_one_of("coral_on", coral_on, _LAYERS)
         self.coral_loss_tracker = keras.metrics.Mean(name="coral_loss")
+        self._build_from_feature_extractor()
 
     def _adaptation_trackers(self):
         return [self.coral_loss_tracker]

@@ -1,4 +1,4 @@
-"""Denoising-autoencoder pre-training (Vincent et al., 2008; seed 001)."""
+"""Denoising-autoencoder pre-training (Vincent et al., 2008)."""
 
 import keras
 from keras import ops
@@ -32,11 +32,11 @@ class DenoisingAutoencoder(ReconstructionPretext):
 
     def __init__(self, encoder, decoder=None, corruption="gaussian", noise_stddev=0.2, mask_rate=0.25,
                  decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
+                         value_range=value_range, seed=seed, **kwargs)
         self.corruption = check_one_of("corruption", corruption, ("gaussian", "masking"))
         self.noise_stddev = check_non_negative_float("noise_stddev", noise_stddev)
         self.mask_rate = check_fraction("mask_rate", mask_rate)
-        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
-                         value_range=value_range, seed=seed, **kwargs)
 
     def _corrupt(self, x01, seed=None):
         x01 = ops.convert_to_tensor(x01)

@@ -1,4 +1,4 @@
-"""Masked imputation: hide part of the input and predict it (seed 002's cloze task)."""
+"""Masked imputation: hide part of the input and predict it (a cloze task)."""
 
 import keras
 from keras import ops
@@ -31,18 +31,18 @@ class MaskedImputation(ReconstructionPretext):
 
     def __init__(self, encoder, decoder=None, mask_rate=0.5, patch_size=2, fill_value=0.0,
                  decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
+        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
+                         value_range=value_range, seed=seed, **kwargs)
         self.mask_rate = check_fraction("mask_rate", mask_rate, inclusive_low=False)
         self.patch_size = check_positive_int("patch_size", patch_size)
         self.fill_value = float(fill_value)
-        shape = tuple(encoder.inputs[0].shape) if getattr(encoder, "inputs", None) else ()
+        shape = tuple(encoder.inputs[0].shape)
         if len(shape) == 4 and None not in shape[1:3]:
             if shape[1] % self.patch_size or shape[2] % self.patch_size:
                 raise ValueError(
                     f"`patch_size` must divide the image height and width. Received: patch_size="
                     f"{patch_size} for inputs of shape {shape}"
                 )
-        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
-                         value_range=value_range, seed=seed, **kwargs)
 
     def _mask(self, x01, seed=None):
         """1.0 where hidden."""

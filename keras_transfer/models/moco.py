@@ -1,18 +1,21 @@
 """MoCo: momentum contrast with a queue of negative keys (He et al., 2020; v2 MLP head)."""
 
-import random
-
 import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.models import _contrastive_utils as utils
-from keras_transfer.models._serving import ExportsDeclaredInputs
-from keras_transfer.models._serving import float32_outputs
-from keras_transfer.models._serving import input_spec_like
+from keras_transfer.losses.info_nce import info_nce_terms
+from keras_transfer.models._contrastive_utils import resolve_projection_head
+from keras_transfer.models._contrastive_utils import split_views
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._self_supervised import SelfSupervisedModel
+from keras_transfer.models._self_supervised import check_encoder
+from keras_transfer.models._self_supervised import encoder_output_shape
+from keras_transfer.models._self_supervised import float32_sum
+from keras_transfer.models._self_supervised import resolve_seed
+from keras_transfer.models._self_supervised import step_seed
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
-from keras_transfer.utils.validation import check_non_negative_int
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
@@ -34,12 +37,14 @@ def _freeze_variables(model):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
+class MoCo(SelfSupervisedModel):
     """Momentum contrast: a query encoder trained by InfoNCE against a momentum key encoder.
 
     For each pair of views, the query `q = g(f(view_1))` must pick its key
     `k = g_k(f_k(view_2))` out of `1 + queue_size` candidates: the key and the
-    `queue_size` most recent keys of earlier batches (the memory bank). The key
+    `queue_size` most recent keys of earlier batches (the memory bank). The loss is
+    `keras_transfer.losses.info_nce` of the normalised query against its key and
+    the queue. The key
     encoder `(f_k, g_k)` is a copy of `(f, g)` made in `__init__` that receives no
     gradient. At the start of each training step its parameters follow the query's
     trainable parameters by an exponential moving average,
@@ -115,7 +120,14 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
             of (seed, optimizer step) so that a reloaded model resumes it exactly (None:
             drawn from Python's `random`, which `keras.utils.set_random_seed` seeds, and
             stored in the config).
+
+    Reference:
+        He, Fan, Wu, Xie & Girshick, "Momentum Contrast for Unsupervised Visual
+        Representation Learning", CVPR 2020; Chen, Fan, Girshick & He, "Improved
+        Baselines with Momentum Contrastive Learning", 2020 (MoCo v2).
     """
+
+    keras_object_args = ("encoder", "projection_head", "augmenter")
 
     def __init__(
         self,
@@ -132,7 +144,7 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        feature_dim = utils.check_encoder(encoder, "MoCo")
+        feature_dim = check_encoder(encoder, "MoCo")
         self.projection_dim = check_positive_int("projection_dim", projection_dim)
         self.projection_hidden_dim = projection_hidden_dim
         self.queue_size = check_positive_int("queue_size", queue_size)
@@ -141,17 +153,15 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         self.bn_splits = check_positive_int("bn_splits", bn_splits)
         # The permutation is a stateless function of (seed, optimizer step): a reloaded
         # model continues the same stream. A drawn seed is kept in the config for that.
-        if seed is None:
-            seed = random.randint(0, 2**31 - 1)
-        self.seed = check_non_negative_int("seed", seed, fix="Pass None to draw one")
-        projection_head = utils.resolve_projection_head(
+        self.seed = resolve_seed(seed)
+        projection_head = resolve_projection_head(
             projection_head, feature_dim, projection_hidden_dim, self.projection_dim
         )
         self.encoder = encoder
         self.projection_head = projection_head
         if not projection_head.built:
-            projection_head.build(utils.encoder_output_shape(encoder))
-        key_dim = int(projection_head.compute_output_shape(utils.encoder_output_shape(encoder))[-1])
+            projection_head.build(encoder_output_shape(encoder))
+        key_dim = int(projection_head.compute_output_shape(encoder_output_shape(encoder))[-1])
         self.key_encoder = _clone(encoder)
         self.key_projection_head = _clone(projection_head)
         _freeze_variables(self.key_encoder)
@@ -172,17 +182,6 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
         self.build(tuple(encoder.inputs[0].shape))
-
-    def build(self, input_shape):
-        # Everything is built in __init__; recording the input shape lets `export()` trace.
-        self.built = True
-
-    def call(self, inputs, training=False):
-        return float32_outputs(self.encoder(inputs, training=training))
-
-    def serving_input_signature(self):
-        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
-        return [input_spec_like(self.encoder.inputs[0])]
 
     @property
     def metrics(self):
@@ -228,8 +227,8 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
 
     def _key_permutation(self, batch_size, step):
         """The random permutation of `range(batch_size)` used at optimizer step `step`."""
-        seed = tf.stack([tf.constant(self.seed, "int64"), tf.cast(step, "int64")])
-        return tf.random.experimental.stateless_shuffle(tf.range(batch_size, dtype="int32"), seed=seed)
+        return tf.random.experimental.stateless_shuffle(
+            tf.range(batch_size, dtype="int32"), seed=step_seed(self.seed, step))
 
     def _split_keys(self, view, permutation):
         """Keys of `view` in training mode, BatchNorm statistics per chunk of `view[permutation]`.
@@ -246,8 +245,8 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         keys = ops.concatenate([self._key_branch(chunk, training=True) for chunk in chunks], axis=0)
         return tf.gather(keys, tf.math.invert_permutation(permutation))
 
-    def _logits(self, x, training):
-        view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "MoCo")
+    def _contrastive(self, x, training):
+        view_1, view_2 = split_views(x, self.augmenter, self.encoder, "MoCo")
         # Training keys come from the global batch: every replica gathers all `view_2`s.
         key_views = distributed.all_gather_with_grad(tf.stop_gradient(view_2)) if training else view_2
         checks = self._check_batch(key_views, training)
@@ -271,20 +270,20 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
             k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
             all_keys = k
         q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
-        positive = ops.sum(q * k, axis=-1, keepdims=True)
-        negative = ops.matmul(q, ops.transpose(ops.convert_to_tensor(self.queue)))
-        logits = ops.concatenate([positive, negative], axis=1) / self.temperature
-        return logits, all_keys, utils.all_finite([view_1, view_2])
+        losses, hits = info_nce_terms(
+            q, k, ops.convert_to_tensor(self.queue), self.temperature, normalize=False
+        )
+        # In float32; this replica's share of the global-batch mean (the plain mean on
+        # one device).
+        count = ops.shape(losses)[0]
+        loss = distributed.global_mean(float32_sum(losses), count)
+        accuracy = distributed.global_mean(float32_sum(hits), count)
+        shares = {"loss": loss, "contrastive_accuracy": accuracy}
+        return self.with_regularization(loss), shares, count, all_finite([view_1, view_2]), all_keys
 
-    @staticmethod
-    def _loss_and_accuracy(logits):
-        # InfoNCE with the positive in column 0, in float32; this replica's share of the
-        # global-batch mean (the plain mean on one device).
-        losses = ops.logsumexp(logits, axis=1) - logits[:, 0]
-        hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), 0), "float32")
-        count = ops.shape(logits)[0]
-        return (distributed.global_mean(utils.float32_sum(losses), count),
-                distributed.global_mean(utils.float32_sum(hits), count))
+    def step_loss(self, x, training):
+        loss, shares, count, finite, _ = self._contrastive(x, training)
+        return loss, shares, count, finite
 
     def _enqueue(self, keys):
         """Writes `keys` (the global batch's, alike on every replica) after the pointer."""
@@ -320,56 +319,24 @@ class MoCo(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
         # As in the official code: update the key encoder, then compute the keys.
         self._momentum_update()
         with tf.GradientTape() as tape:
-            logits, keys, finite = self._logits(x, training=True)
-            loss, accuracy = self._loss_and_accuracy(logits)
-            total = loss
-            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
-                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
-            scaled = self.optimizer.scale_loss(total)
-        gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply(gradients, trainable)
+            loss, shares, count, finite, keys = self._contrastive(x, training=True)
+            scaled = self.optimizer.scale_loss(loss)
+        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
         self._enqueue(keys)
-        return self._report(loss, accuracy, ops.shape(logits)[0], finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        logits, _, finite = self._logits(x, training=False)
-        loss, accuracy = self._loss_and_accuracy(logits)
-        return self._report(loss, accuracy, ops.shape(logits)[0], finite)
-
-    def _report(self, loss, accuracy, count, finite):
         # NaN when the views, or any weight (key encoder and queue included), are not finite.
-        # The sums carry a replica's NaN to every replica, which all log the global values.
-        finite = ops.logical_and(finite, utils.weights_finite(self))
-        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
-        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
-        accuracy = distributed.all_reduce_sum(utils.nan_unless(finite, accuracy))
-        self.loss_tracker.update_state(loss, sample_weight=weight)
-        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
-        return {m.name: m.result() for m in self.metrics}
+        return self.report_global_means(shares, count, finite)
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "projection_head": keras.saving.serialize_keras_object(self.projection_head),
                 "projection_dim": self.projection_dim,
                 "projection_hidden_dim": self.projection_hidden_dim,
                 "queue_size": self.queue_size,
                 "momentum": self.momentum,
                 "temperature": self.temperature,
                 "bn_splits": self.bn_splits,
-                "augmenter": keras.saving.serialize_keras_object(self.augmenter),
                 "seed": self.seed,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "projection_head", "augmenter"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)

@@ -1,19 +1,20 @@
-"""Rotation prediction: a proxy (pretext) task for images (Gidaris et al., 2018; seed 002)."""
+"""Rotation prediction: a proxy (pretext) task for images (Gidaris et al., 2018)."""
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.models import _contrastive_utils as utils
-from keras_transfer.models._serving import ExportsDeclaredInputs
-from keras_transfer.models._serving import float32_outputs
-from keras_transfer.models._serving import input_spec_like
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._self_supervised import SelfSupervisedModel
+from keras_transfer.models._self_supervised import check_encoder
+from keras_transfer.models._self_supervised import check_input_rank
+from keras_transfer.models._self_supervised import float32_sum
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_one_of
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
+class RotationPrediction(SelfSupervisedModel):
     """Rotates every image by 0, 90, 180 and 270 degrees and classifies the rotation.
 
     Each batch of B images becomes 4B rotated copies with labels 0..3 (quarter turns,
@@ -30,11 +31,15 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
     Args:
         encoder: a built Keras model mapping square images to `(batch, features)`.
         num_rotations: 4 (quarter turns) or 2 (0 and 180 degrees).
+
+    Reference:
+        Gidaris, Singh & Komodakis, "Unsupervised Representation Learning by
+        Predicting Image Rotations", ICLR 2018.
     """
 
     def __init__(self, encoder, num_rotations=4, **kwargs):
         super().__init__(**kwargs)
-        feature_dim = utils.check_encoder(encoder, "RotationPrediction")
+        feature_dim = check_encoder(encoder, "RotationPrediction")
         self.num_rotations = check_one_of("num_rotations", num_rotations, (2, 4))
         shape = tuple(encoder.inputs[0].shape)
         if len(shape) != 4 or shape[1] != shape[2] or shape[1] is None:
@@ -49,16 +54,6 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         self.accuracy_tracker = keras.metrics.Mean(name="rotation_accuracy")
         self.build(shape)
 
-    def build(self, input_shape):
-        self.built = True
-
-    def call(self, inputs, training=False):
-        return float32_outputs(self.encoder(inputs, training=training))
-
-    def serving_input_signature(self):
-        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
-        return [input_spec_like(self.encoder.inputs[0])]
-
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
@@ -72,13 +67,13 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         labels = ops.repeat(ops.arange(self.num_rotations, dtype="int32"), batch)
         return rotated, labels
 
-    def _loss(self, x, training):
+    def step_loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):
             raise ValueError(
                 f"RotationPrediction trains on one batch of images `x` (labels are made from the "
                 f"rotations). Received: a {type(x).__name__} of {len(x)} tensors"
             )
-        utils.check_input_rank(x, self.encoder)
+        check_input_rank(x, self.encoder)
         rotated, labels = self.rotate(x)
         logits = self.rotation_head(self.encoder(rotated, training=training))
         logits = ops.cast(logits, "float32")
@@ -86,46 +81,12 @@ class RotationPrediction(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, 
         hits = ops.cast(ops.equal(ops.argmax(logits, axis=1), labels), "float32")
         count = ops.shape(labels)[0]
         # This replica's share of the global-batch mean (the plain mean on one device).
-        loss = distributed.global_mean(utils.float32_sum(losses), count)
-        accuracy = distributed.global_mean(utils.float32_sum(hits), count)
-        return loss, accuracy, count, utils.all_finite([x])
-
-    def _report(self, loss, accuracy, count, finite):
-        # NaN when the images or any weight are not finite (TerminateOnNaN then stops). The
-        # sums carry a replica's NaN to every replica, which then all log the global values.
-        finite = ops.logical_and(finite, utils.weights_finite(self))
-        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
-        loss = distributed.all_reduce_sum(utils.nan_unless(finite, tf.stop_gradient(loss)))
-        accuracy = distributed.all_reduce_sum(utils.nan_unless(finite, accuracy))
-        self.loss_tracker.update_state(loss, sample_weight=weight)
-        self.accuracy_tracker.update_state(accuracy, sample_weight=weight)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, accuracy, count, finite = self._loss(x, training=True)
-            total = loss
-            if self.losses:  # per-replica regularisers: the optimizer sums the replicas' gradients
-                total = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
-            scaled = self.optimizer.scale_loss(total)
-        self.optimizer.apply(tape.gradient(scaled, trainable), trainable)
-        return self._report(loss, accuracy, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._loss(x, training=False))
+        loss = distributed.global_mean(float32_sum(losses), count)
+        accuracy = distributed.global_mean(float32_sum(hits), count)
+        shares = {"loss": loss, "rotation_accuracy": accuracy}
+        return self.with_regularization(loss), shares, count, all_finite([x])
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"encoder": keras.saving.serialize_keras_object(self.encoder), "num_rotations": self.num_rotations}
-        )
+        config.update({"num_rotations": self.num_rotations})
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)

@@ -1,21 +1,23 @@
 """SimCLR: contrastive pre-training of an encoder with two augmented views (Chen et al., 2020)."""
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from keras_transfer.losses.nt_xent import nt_xent_terms
-from keras_transfer.models import _contrastive_utils as utils
-from keras_transfer.models._serving import ExportsDeclaredInputs
-from keras_transfer.models._serving import float32_outputs
-from keras_transfer.models._serving import input_spec_like
+from keras_transfer.models._contrastive_utils import resolve_projection_head
+from keras_transfer.models._contrastive_utils import split_views
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._self_supervised import SelfSupervisedModel
+from keras_transfer.models._self_supervised import check_encoder
+from keras_transfer.models._self_supervised import encoder_output_shape
+from keras_transfer.models._self_supervised import float32_sum
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model):
+class SimCLR(SelfSupervisedModel):
     """SimCLR: encoder f, projection head g, NT-Xent between two views of each image.
 
     Train with `fit` on pairs of views (`keras_transfer.augment.simclr_dataset(x)`
@@ -49,7 +51,13 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
     of the 2N - 1 candidates). Both are NaN for a step whose views hold NaN or
     infinite values or that leaves a weight non-finite, so
     `keras.callbacks.TerminateOnNaN` stops there.
+
+    Reference:
+        Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive
+        Learning of Visual Representations", ICML 2020.
     """
+
+    keras_object_args = ("encoder", "projection_head", "augmenter")
 
     def __init__(
         self,
@@ -63,11 +71,11 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
         **kwargs,
     ):
         super().__init__(**kwargs)
-        feature_dim = utils.check_encoder(encoder, "SimCLR")
+        feature_dim = check_encoder(encoder, "SimCLR")
         self.temperature = check_positive_float("temperature", temperature)
         self.projection_dim = check_positive_int("projection_dim", projection_dim)
         self.projection_hidden_dim = projection_hidden_dim
-        projection_head = utils.resolve_projection_head(
+        projection_head = resolve_projection_head(
             projection_head, feature_dim, projection_hidden_dim, self.projection_dim
         )
         self.encoder = encoder
@@ -80,22 +88,15 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
 
     def build(self, input_shape):
         if not self.projection_head.built:
-            self.projection_head.build(utils.encoder_output_shape(self.encoder))
+            self.projection_head.build(encoder_output_shape(self.encoder))
         self.built = True
-
-    def call(self, inputs, training=False):
-        return float32_outputs(self.encoder(inputs, training=training))
-
-    def serving_input_signature(self):
-        """`export()`'s input: a batch of the encoder's inputs (works straight after `fit`)."""
-        return [input_spec_like(self.encoder.inputs[0])]
 
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy_tracker]
 
-    def _contrastive(self, x, training):
-        view_1, view_2 = utils.split_views(x, self.augmenter, self.encoder, "SimCLR")
+    def step_loss(self, x, training):
+        view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
         batch = ops.shape(view_1)[0]
         # One encoder pass over both views (BatchNorm sees the 2N images, as in SimCLR).
         h = self.encoder(ops.concatenate([view_1, view_2], axis=0), training=training)
@@ -104,60 +105,21 @@ class SimCLR(ExportsDeclaredInputs, utils.BuildsOptimizerOnCompile, keras.Model)
             z[:batch], z[batch:], temperature=self.temperature, cross_replica=self.cross_replica
         )
         count = 2 * batch
-        # This replica's share of the global-batch mean (identity on one device).
-        loss = distributed.global_mean(utils.float32_sum(losses), count)
-        if self.losses:
-            loss = loss + ops.cast(sum(self.losses), "float32") / distributed.num_replicas()
-        accuracy = distributed.global_mean(utils.float32_sum(hits), count)
-        return loss, accuracy, count, utils.all_finite([view_1, view_2])
-
-    def _report(self, loss, accuracy, count, finite):
-        # NaN on this replica's share when its views or the weights are not finite: the
-        # sums below carry it to every replica, so `TerminateOnNaN` sees it.
-        finite = ops.logical_and(finite, utils.weights_finite(self))
-        loss = utils.nan_unless(finite, tf.stop_gradient(loss))
-        accuracy = utils.nan_unless(finite, accuracy)
-        # Every replica reports the same global values, so any metric aggregation is exact;
-        # weighting by the global anchor count makes the epoch value the mean over anchors
-        # (a final partial batch counts for what it holds).
-        weight = distributed.all_reduce_sum(ops.cast(count, "float32"))
-        self.loss_tracker.update_state(distributed.all_reduce_sum(loss), sample_weight=weight)
-        self.accuracy_tracker.update_state(distributed.all_reduce_sum(accuracy), sample_weight=weight)
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        trainable = self.trainable_variables
-        with tf.GradientTape() as tape:
-            loss, accuracy, count, finite = self._contrastive(x, training=True)
-            scaled = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled, trainable)
-        self.optimizer.apply(gradients, trainable)
-        return self._report(loss, accuracy, count, finite)  # weights checked after the update
-
-    def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self._report(*self._contrastive(x, training=False))
+        # This replica's share of the global-batch mean (identity on one device); the
+        # logged loss includes the regularisation losses.
+        loss = self.with_regularization(distributed.global_mean(float32_sum(losses), count))
+        accuracy = distributed.global_mean(float32_sum(hits), count)
+        shares = {"loss": loss, "contrastive_accuracy": accuracy}
+        return loss, shares, count, all_finite([view_1, view_2])
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "projection_head": keras.saving.serialize_keras_object(self.projection_head),
                 "projection_dim": self.projection_dim,
                 "projection_hidden_dim": self.projection_hidden_dim,
                 "temperature": self.temperature,
-                "augmenter": keras.saving.serialize_keras_object(self.augmenter),
                 "cross_replica": self.cross_replica,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        for key in ("encoder", "projection_head", "augmenter"):
-            if config.get(key) is not None:
-                config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
