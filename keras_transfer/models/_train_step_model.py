@@ -34,9 +34,9 @@ class TrainStepModel(keras.Model):
 
     keras_object_args = ()
 
-    def compile(self, optimizer="rmsprop", **kwargs):
-        """`keras.Model.compile`, then the optimizer is built for the trainable variables."""
-        super().compile(optimizer=optimizer, **kwargs)
+    def compile(self, *args, **kwargs):
+        """`keras.Model.compile` (same arguments), then the optimizer is built for the trainable variables."""
+        super().compile(*args, **kwargs)
         self.build_optimizer()
 
     def build_optimizer(self):

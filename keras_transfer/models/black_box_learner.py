@@ -3,13 +3,13 @@
 import keras
 from keras import ops
 
-from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
 from keras_transfer.models._meta_batch import check_task_shapes
 from keras_transfer.models._meta_batch import unpack_tasks
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import task_input_signature
+from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.utils import validation
 
 
@@ -19,7 +19,7 @@ def _mlp(units, depth, out, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
+class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
     """phi_i = {h_i, theta_g}: the support set is summarised into a context `h_i`.
 
     `pooling="mean"` (regression, the neural-process set encoder): each support pair
@@ -56,6 +56,8 @@ class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
         pooling: "mean", "class_wise" (needs `num_classes == num_outputs`) or None: class-wise
             when `num_classes` is set, else mean.
     """
+
+    keras_object_args = ("feature_encoder",)
 
     def __init__(self, num_outputs, num_classes=None, feature_encoder=None, context_dim=32,
                  hidden_units=64, depth=2, pooling=None, **kwargs):
@@ -141,18 +143,12 @@ class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
             return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
         return task_input_signature(self, dtype, "float32", feature_shape=shape)
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return compute_metrics_nan_unless_finite(
-            self, super().compute_metrics, x, y, y_pred, sample_weight)
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "num_outputs": self.num_outputs,
                 "num_classes": self.num_classes,
-                "feature_encoder": None if self.feature_encoder is None
-                else keras.saving.serialize_keras_object(self.feature_encoder),
                 "context_dim": self.context_dim,
                 "hidden_units": self.hidden_units,
                 "depth": self.depth,
@@ -166,6 +162,4 @@ class BlackBoxLearner(ExportsDeclaredInputs, keras.Model):
         config = dict(config)
         # Files saved before `pooling` existed used the mean set encoder for every task.
         config.setdefault("pooling", "mean")
-        if config.get("feature_encoder") is not None:
-            config["feature_encoder"] = keras.saving.deserialize_keras_object(config["feature_encoder"])
-        return cls(**config)
+        return super().from_config(config)

@@ -28,14 +28,14 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
+from keras_transfer.losses.clip_loss import clip_loss_terms
+from keras_transfer.losses.clip_loss import l2_normalize
 from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.models._train_step_model import TrainStepModel
-from keras_transfer.losses.clip_loss import clip_loss_terms
-from keras_transfer.losses.clip_loss import l2_normalize
 from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 

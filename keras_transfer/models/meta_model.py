@@ -4,7 +4,6 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
 from keras_transfer.models._meta_batch import check_stacked_meta_batches
 from keras_transfer.models._meta_batch import check_task_shapes
 from keras_transfer.models._meta_batch import is_meta_batch
@@ -19,6 +18,7 @@ from keras_transfer.models._meta_model_args import exact_constant
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
+from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.ops import maml as maml_ops
 from keras_transfer.ops import maml_tasks
 from keras_transfer.utils import model_graph
@@ -28,7 +28,7 @@ _RATE_MODES = (None, "per_parameter", "per_step")
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MetaModel(keras.Model):
+class MetaModel(TrainStepModel):
     """Model-agnostic meta-learning (MAML) around any built Keras model.
 
     `fit` consumes meta-batches of tasks: `x` is a dict
@@ -86,6 +86,8 @@ class MetaModel(keras.Model):
         Networks"; Li et al., 2017, "Meta-SGD"; Antoniou et al., 2019, "How to train your
         MAML" (MAML++); Raghu et al., 2020, "Rapid Learning or Feature Reuse?" (ANIL).
     """
+
+    keras_object_args = ("model",)
 
     def __init__(self, model, inner_steps=1, inner_learning_rate=0.01, first_order=False,
                  learn_inner_rates=None, adapt_layers=None, vectorize=True, steps_per_batch=1,
@@ -355,16 +357,6 @@ class MetaModel(keras.Model):
                 jit_compile = True
         super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
 
-    def get_compile_config(self):
-        return super().get_compile_config()
-
-    def compile_from_config(self, config):
-        # As keras.Model's, which skips models (like this one) that override `compile`.
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if hasattr(self, "optimizer") and self.built:
-            self.optimizer.build(self.trainable_variables)
-
     @property
     def metrics(self):
         return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
@@ -399,17 +391,11 @@ class MetaModel(keras.Model):
         dtype = self.model.trainable_variables[0].dtype
         return [keras.InputSpec(shape=(None,) + tuple(recorded[1:]), dtype=dtype)]
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        """Compiled metrics; NaN for all of them once predictions or weights are not finite."""
-        return compute_metrics_nan_unless_finite(
-            self, super().compute_metrics, x, y, y_pred, sample_weight)
-
     # ---------------------------------------------------------- serialisation
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "model": keras.saving.serialize_keras_object(self.model),
                 "inner_steps": self.inner_steps,
                 "inner_learning_rate": self.inner_learning_rate,
                 "first_order": self.first_order,
@@ -422,12 +408,6 @@ class MetaModel(keras.Model):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["model"] = keras.saving.deserialize_keras_object(config["model"])
-        return cls(**config)
 
 
 def _float_dtype(t):

@@ -3,17 +3,17 @@
 import keras
 from keras import ops
 
-from keras_transfer.models._finite_logs import compute_metrics_nan_unless_finite
 from keras_transfer.models._meta_batch import check_task_shapes
 from keras_transfer.models._meta_batch import unpack_tasks
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import task_input_signature
+from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class ProtoNet(ExportsDeclaredInputs, keras.Model):
+class ProtoNet(ExportsDeclaredInputs, TrainStepModel):
     """Class prototypes = mean support embeddings; logits = -squared Euclidean distance.
 
     Inputs are episodes, as produced by `keras_transfer.datasets.sample_episodes`:
@@ -35,6 +35,8 @@ class ProtoNet(ExportsDeclaredInputs, keras.Model):
         distance: "squared_euclidean" (the paper) or "cosine" (scaled by `temperature`).
         temperature: divides the cosine similarities (ignored for squared Euclidean).
     """
+
+    keras_object_args = ("encoder",)
 
     def __init__(self, encoder, n_way, distance="squared_euclidean", temperature=0.1, **kwargs):
         super().__init__(**kwargs)
@@ -77,24 +79,13 @@ class ProtoNet(ExportsDeclaredInputs, keras.Model):
         shape, dtype = declared_input(self.encoder)
         return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        return compute_metrics_nan_unless_finite(
-            self, super().compute_metrics, x, y, y_pred, sample_weight)
-
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "n_way": self.n_way,
                 "distance": self.distance,
                 "temperature": self.temperature,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        return cls(**config)
