@@ -55,9 +55,8 @@ def build_classifier(
         classification layer is the `Dense` named "head".
 
     Raises:
-        ValueError: if `num_classes` is below 2, `input_shape` is not
-            (height, width, 1 or 3), `pooling` or `dropout` is invalid, `weights` is
-            given with a built backbone, or as `load_backbone`.
+        ValueError: if `num_classes` < 2, `input_shape` is not (height, width, 1 or 3),
+            `pooling` / `dropout` / `weights` are invalid, or `backbone` is unknown.
 
     Example:
 
