@@ -108,7 +108,7 @@ def compile_for_fine_tuning(
         `model`, compiled.
 
     Raises:
-        ValueError: if `learning_rate` is not positive, or as
+        ValueError: if `learning_rate` is not positive, `model` has no head, or as
             `learning_rate_multipliers` for discriminative rates.
 
     Example:
@@ -176,7 +176,8 @@ def fine_tune(
     `layer_decay` for discriminative rates) and trains for `epochs`.
 
     Under `tf.distribute`: build `model` inside `strategy.scope()`; the optimizers are
-    then made in that scope (a fresh one per phase, `optimizer` itself is not used) and
+    then made in that scope (a fresh copy for each `fit`; only the compile that follows
+    the convex probe uses `optimizer` itself) and
     `fit` splits each global batch over the replicas (BatchNorm stays frozen unless
     unfrozen elsewhere, so the result equals one device on the same batches).
 
@@ -195,7 +196,7 @@ def fine_tune(
         blocks: what phase 2 unfreezes (see `keras_transfer.recipes.select_blocks`).
         backbone_multiplier: factor on the backbone's learning rate.
         layer_decay: None or per-block decay of the backbone's rate.
-        optimizer: an optimizer name, or an instance copied for each phase.
+        optimizer: an optimizer name or instance (copied for each `fit`).
         batch_size: batch size for array inputs and the convex probe's extraction.
         callbacks: Keras callbacks passed to `fit`.
         verbose: verbosity of `fit`.

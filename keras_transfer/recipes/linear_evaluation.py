@@ -18,7 +18,7 @@ def _encoder_of(model):
 
 
 def linear_probe_model(encoder, num_classes):
-    """`encoder` (frozen, inference mode) followed by a softmax Dense named "head".
+    """`encoder` (in inference mode) followed by a softmax Dense named "head".
 
     The encoder is called with `training=False` and shared, not copied; its
     `trainable` flag is left as it is.
@@ -84,7 +84,7 @@ def linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=Non
 
     Returns:
         dict with `test_accuracy`, `train_accuracy`, `C`, `num_features`, `seconds`
-        and `model` (the probe: frozen encoder + fitted head).
+        and `model` (the probe: the encoder in inference mode + the fitted head).
 
     Raises:
         ValueError: if `x_train` or `x_test` is empty, inputs and labels differ in
