@@ -2,7 +2,7 @@
 
 All functions work on *values* (tensors), never on variables: fast weights are
 never assigned into `keras.Variable`s (that would silently cut the second-order
-path and overwrite the meta-parameters, see DESIGN.md §4). A forward pass is
+path and overwrite the meta-parameters). A forward pass is
 `model.stateless_call(trainable_values, non_trainable_values, x, training=...)`.
 
 The pieces:
@@ -37,7 +37,11 @@ from keras_transfer.utils.model_graph import override_batchnorm_moments
 
 # --------------------------------------------------------------------- inner
 def maml_inner_update(params, grads, learning_rates, first_order=False):
-    """One inner gradient step on a list of tensors.
+    """One inner gradient step `phi = theta - alpha * grad` on a list of tensors.
+
+    The update of the MAML inner loop, on values (never on variables, so the
+    second-order path to the meta-parameters is kept). With `first_order=True`
+    the gradients are wrapped in `stop_gradient` (first-order MAML).
 
     Args:
         params: list of tensors (current fast weights).
@@ -52,6 +56,18 @@ def maml_inner_update(params, grads, learning_rates, first_order=False):
         list of tensors `p - lr * g` (a parameter with no gradient is returned
         unchanged), in each parameter's dtype: a Python-float rate is converted
         straight to it, so float64 parameters stay exact in float64.
+
+    Reference:
+        Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks", ICML 2017.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> params = [tf.constant([1.0, 2.0])]
+    >>> grads = [tf.constant([0.5, -1.0])]
+    >>> keras_transfer.ops.maml_inner_update(params, grads, 0.1)[0].numpy()
+    array([0.95, 2.1 ], dtype=float32)
     """
     if not isinstance(learning_rates, (list, tuple)):
         learning_rates = [learning_rates] * len(params)
@@ -89,6 +105,11 @@ def maml_inner_loop(
 ):
     """Runs `steps` inner SGD steps from `params` on the support set.
 
+    Each step computes the support loss under a `tf.GradientTape` and applies
+    `maml_inner_update`. Run inside an outer tape that watches `params`, the
+    result is differentiable with respect to `params` to second order (unless
+    `first_order=True`), which is what the MAML meta-gradient needs.
+
     Args:
         forward_fn: `forward_fn(params, x) -> y_pred`; `params` is the list of
             adapted tensors.
@@ -96,6 +117,8 @@ def maml_inner_loop(
             `params` hold one set of weights per task).
         params: list of tensors (the initialisation theta, read inside the
             caller's outer tape when second-order gradients are wanted).
+        support_x: the support inputs, passed to `forward_fn`.
+        support_y: the support targets, passed to `loss_fn`.
         steps: number of inner steps (>= 1).
         learning_rates: float, list (one per parameter) or a callable
             `learning_rates(step) -> list` (MAML++ per-step rates).
@@ -103,6 +126,28 @@ def maml_inner_loop(
 
     Returns:
         the list of adapted tensors phi.
+
+    Reference:
+        Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+        Networks", ICML 2017; Antoniou et al., "How to train your MAML",
+        ICLR 2019 (per-step rates).
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> forward = lambda p, x: x * p[0]
+    >>> loss = lambda y, y_pred: tf.reduce_mean(tf.square(y - y_pred))
+    >>> theta = tf.constant(0.0)
+    >>> x, y = tf.constant([1.0, 2.0]), tf.constant([2.0, 4.0])
+    >>> with tf.GradientTape() as tape:
+    ...     tape.watch(theta)
+    ...     (phi,) = keras_transfer.ops.maml_inner_loop(
+    ...         forward, loss, [theta], x, y, steps=2, learning_rates=0.1)
+    ...     query_loss = loss(y, forward([phi], x))
+    >>> float(phi)
+    1.5
+    >>> round(float(tape.gradient(query_loss, theta)), 4)
+    -0.625
     """
     fast = list(params)
     for step in range(steps):
@@ -120,7 +165,23 @@ def exact_moments(x, axes, keepdims=False):
     """Mean and (biased) variance of `x` over `axes`, differentiable to any order.
 
     Written by hand because `tf.nn.moments` (used by `keras.ops.moments` on the
-    TensorFlow backend) wraps the mean in `stop_gradient` inside the variance.
+    TensorFlow backend) wraps the mean in `stop_gradient` inside the variance,
+    which makes second-order gradients through BatchNorm wrong.
+
+    Args:
+        x: a tensor.
+        axes: the axis or list of axes to reduce.
+        keepdims: if True, the reduced axes are kept with size 1.
+
+    Returns:
+        a `(mean, variance)` tuple of tensors.
+
+    Example:
+
+    >>> mean, variance = keras_transfer.ops.exact_moments(
+    ...     np.array([[1.0, 2.0], [3.0, 6.0]], "float32"), axes=[0])
+    >>> np.asarray(mean), np.asarray(variance)
+    (array([2., 4.], dtype=float32), array([1., 4.], dtype=float32))
     """
     mean = ops.mean(x, axis=axes, keepdims=True)
     variance = ops.mean(ops.square(x - mean), axis=axes, keepdims=True)
@@ -143,6 +204,13 @@ def patch_batch_normalization(model):
 
     Returns:
         The number of layers patched.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4),
+    ...                           keras.layers.BatchNormalization(), keras.layers.Dense(2)])
+    >>> keras_transfer.ops.patch_batch_normalization(model)
+    1
     """
     return sum(override_batchnorm_moments(layer, exact_moments) for layer in iter_layers(model))
 

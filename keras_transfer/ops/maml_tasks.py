@@ -66,6 +66,10 @@ def stateless_forward(model, trainable_values, non_trainable_values, adapted_ind
                       training=False):
     """The forward pass of one task as a function of its fast weights.
 
+    Builds `forward(fast, x)`, which runs `model.stateless_call` with the adapted
+    entries of `trainable_values` replaced by `fast`: the model's variables are
+    neither read for them nor assigned, so gradients flow to `fast`.
+
     Args:
         model: the Keras model.
         trainable_values: tensors of `model.trainable_variables` (theta).
@@ -76,6 +80,15 @@ def stateless_forward(model, trainable_values, non_trainable_values, adapted_ind
     Returns:
         `forward(fast, x) -> y_pred`, `model` on `x` with the adapted weights
         replaced by `fast` (the `forward_fn` of `maml_inner_loop`).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> theta = [v.value for v in model.trainable_variables]
+    >>> forward = keras_transfer.ops.stateless_forward(model, theta, [], [0, 1])
+    >>> fast = [np.zeros((3, 2), "float32"), np.ones((2,), "float32")]
+    >>> np.asarray(forward(fast, np.ones((4, 3), "float32")))[0]
+    array([1., 1.], dtype=float32)
     """
     kwargs = training_kwargs(model, training)
 
@@ -194,6 +207,8 @@ def _merge_task_axis(t):
 def adapted_weight_indices(model, layer_names=None):
     """Positions in `model.trainable_variables` of the weights an inner loop adapts.
 
+    MAML adapts every trainable weight; ANIL adapts only those of the head.
+
     Args:
         model: a Keras model.
         layer_names: None (every trainable weight: MAML) or names of layers nested
@@ -201,6 +216,23 @@ def adapted_weight_indices(model, layer_names=None):
 
     Returns:
         a sorted list of indices into `model.trainable_variables`.
+
+    Raises:
+        ValueError: if `layer_names` is a string or empty, names a layer that is
+            not in `model`, or names a layer with no trainable weights.
+
+    Reference:
+        Raghu et al., "Rapid Learning or Feature Reuse? Towards Understanding the
+        Effectiveness of MAML", ICLR 2020 (ANIL).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> keras_transfer.ops.adapted_weight_indices(model)
+    [0, 1, 2, 3]
+    >>> keras_transfer.ops.adapted_weight_indices(model, ["head"])
+    [2, 3]
     """
     variables = model.trainable_variables
     if layer_names is None:
@@ -243,6 +275,20 @@ def inner_rates_at_step(rates, step=None, bounds=None):
     Returns:
         a list of tensors, one per adapted weight (the `learning_rates` of
         `maml_inner_update`).
+
+    Reference:
+        Li et al., "Meta-SGD: Learning to Learn Quickly for Few-Shot Learning",
+        arXiv:1707.09835, 2017; Antoniou et al., "How to train your MAML",
+        ICLR 2019.
+
+    Example:
+
+    >>> rates = [np.array([0.1, 0.05], "float32"), np.array([0.2, 0.01], "float32")]
+    >>> [round(float(r), 3) for r in keras_transfer.ops.inner_rates_at_step(rates, step=1)]
+    [0.05, 0.01]
+    >>> at_5 = keras_transfer.ops.inner_rates_at_step(rates, step=5, bounds=(0.0, 0.02))
+    >>> [round(float(r), 3) for r in at_5]
+    [0.02, 0.01]
     """
     if step is not None:
         rates = [r[min(step, r.shape[0] - 1)] for r in rates]
@@ -285,6 +331,16 @@ def batch_norm_statistics(model, trainable_values, non_trainable_values, x):
     Returns:
         a list like `non_trainable_values`; entries other than BatchNorm moving
         statistics are returned unchanged.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization()])
+    >>> x = np.array([[0.0, 1.0], [2.0, 5.0]], "float32")
+    >>> mean, variance = keras_transfer.ops.batch_norm_statistics(
+    ...     model, [v.value for v in model.trainable_variables],
+    ...     [v.value for v in model.non_trainable_variables], x)
+    >>> np.round(np.asarray(mean), 4), np.round(np.asarray(variance), 4)
+    (array([1., 3.], dtype=float32), array([1., 4.], dtype=float32))
     """
     _, updated = model.stateless_call(
         trainable_values, non_trainable_values, x, **training_kwargs(model, True)

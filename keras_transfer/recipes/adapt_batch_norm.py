@@ -120,6 +120,24 @@ def adapt_batch_norm(model, x, batch_size=256, layerwise=False):
 
     Returns:
         A dict `{layer.path or name: number of examples used}` of the adapted layers.
+
+    Raises:
+        ValueError: if `batch_size` is not a positive integer, `layerwise` is not a
+            bool, or `model` has no BatchNormalization layer.
+
+    Reference:
+        Li et al., "Revisiting Batch Normalization For Practical Domain
+        Adaptation", arXiv:1603.04779, 2016.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.BatchNormalization(name="bn")])
+    >>> x = np.array([[0.0, 1.0], [2.0, 5.0], [4.0, 3.0]], "float32")
+    >>> list(keras_transfer.recipes.adapt_batch_norm(model, x).values())
+    [3]
+    >>> bn = model.get_layer("bn")
+    >>> np.round(np.asarray(bn.moving_mean), 4), np.round(np.asarray(bn.moving_variance), 4)
+    (array([2., 3.], dtype=float32), array([2.6667, 2.6667], dtype=float32))
     """
     validation.check_positive_int("batch_size", batch_size)
     if not isinstance(layerwise, bool):

@@ -1,29 +1,7 @@
 """Fold conv adapters and LoRA back into the weights: a plain model of the original architecture.
 
-Seed 002 (§19.2.2): a series 1x1 adapter after a convolution `f` is the multiplicative
-perturbation `diag_1(alpha + I) * f`, a parallel one the additive perturbation
-`f + diag_1(alpha)` (at the filter's centre tap). Both are exact in the weights, so
-serving costs nothing extra. No Keras library folds conv adapters; this is written here.
-
-Placements that fold exactly (anything else is refused with the layer's name):
-
-- conv -> series adapter: `W' = W (I + alpha)`, `b' = b (I + alpha) + c`.
-- conv -> BatchNormalization -> series adapter. BatchNorm at inference is the affine
-  map `s * z + t` (`s = gamma / sqrt(var + eps)`, `t = beta - s * mean`), so
-  `(s * z + t)(I + alpha) + c` equals a BatchNorm of a new conv with
-  `W' = W diag(s) (I + alpha) diag(1/s)` and the constant moved into the moving mean.
-  Needs every `s != 0`; the BatchNorm keeps its training-mode behaviour otherwise, so
-  the folded model equals the adapted one at inference (which is what is served).
-- conv -> parallel adapter on the conv's own input: `W'[centre] = W[centre] + alpha`,
-  `b' = b + c`.
-- Depthwise convolutions fold per-channel adapters (a full matrix would mix channels).
-- A conv with a non-linear activation, a ReLU / another layer between the conv and the
-  adapter, a conv output that also feeds other layers, or a BottleneckAdapter (its
-  non-linearity) cannot fold: a ValueError names the layer.
-
-LoRA layers (Keras's `enable_lora`) are merged with Keras's own merged-kernel saving path
-(`save_own_variables`), so Dense, EinsumDense, Embedding and Conv all work;
-`unmerge_lora` goes back to base weights + factors.
+`fold_adapters` lists the placements that fold exactly; LoRA layers merge through Keras's
+merged-kernel saving path (`save_own_variables`) and `unmerge_lora` goes back to base + factors.
 """
 
 import keras
@@ -328,13 +306,36 @@ def _rebuild(model, fold_conv, merge_lora):
 def fold_adapters(model):
     """Folds every ConvAdapter into its convolution and merges every LoRA layer.
 
-    Returns a new plain Keras model with the architecture the adapters were inserted into
-    (same layers, names and weights shapes; no keras_transfer layer left: the
-    `FrozenBatchNormalization` layers of `add_adapters(train_batchnorm="affine")` become
-    plain, frozen `BatchNormalization` layers with the same weights): its outputs
-    equal the adapted model's at inference within float tolerance, at zero added cost.
-    Raises a ValueError naming the adapter when a placement cannot fold exactly (see the
-    module docstring). The input model is not modified.
+    A series 1x1 adapter after a conv `f` is `diag_1(alpha + I) * f`, a parallel one
+    `f + diag_1(alpha)` at the filter's centre tap: both are exact in the weights. What folds:
+    conv -> series adapter (`W' = W (I + alpha)`, `b' = b (I + alpha) + c`); conv ->
+    BatchNormalization (`s * z + t` at inference) -> series adapter
+    (`W' = W diag(s) (I + alpha) diag(1/s)`, the constant moved into the moving mean, every
+    `s != 0`); conv -> parallel adapter on the conv's own input (`W'[centre] += alpha`,
+    `b' = b + c`); depthwise convs with per-channel adapters. The result has the adapted
+    architecture's layers, names and weight shapes and no keras_transfer layer
+    (`FrozenBatchNormalization` becomes a frozen `BatchNormalization`); its outputs equal the
+    adapted model's at inference. The input model is not modified.
+
+    Args:
+        model: a built Functional or Sequential model, typically from `add_adapters`.
+
+    Returns:
+        A new plain `keras.Model`.
+
+    Raises:
+        ValueError: naming the adapter when its placement cannot fold exactly (an activation,
+            a layer in between, a conv output feeding other layers, a BottleneckAdapter).
+
+    Reference:
+        Rebuffi et al., "Efficient parametrization of multi-domain deep neural networks",
+        CVPR 2018; Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", 2021.
+
+    Example:
+    >>> base = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="conv")])
+    >>> adapted = keras_transfer.recipes.add_adapters(base, "conv", kind="conv_series")
+    >>> [type(layer).__name__ for layer in keras_transfer.recipes.fold_adapters(adapted).layers]
+    ['InputLayer', 'Conv2D']
     """
     model_graph.check_graph_model(model)
     return _rebuild(model, fold_conv=True, merge_lora=True)
@@ -343,7 +344,21 @@ def fold_adapters(model):
 def merge_lora(model):
     """A copy of `model` with every LoRA layer merged (`W + (alpha / r) A B`), LoRA disabled.
 
-    Other layers (bottleneck / conv adapters included) are copied unchanged.
+    Args:
+        model: a built Functional or Sequential model with LoRA layers; other layers (bottleneck /
+            conv adapters included) are copied unchanged.
+
+    Returns:
+        A new `keras.Model`.
+
+    Raises:
+        ValueError: if `model` is not a built graph model or has no LoRA-enabled layer.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body")])
+    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
+    >>> keras_transfer.recipes.merge_lora(lora).get_layer("body").lora_enabled
+    False
     """
     model_graph.check_graph_model(model)
     if not any(getattr(layer, "lora_enabled", False) for _, layer in model_graph.iter_all_layers(model)):
@@ -355,7 +370,24 @@ def merge_lora(model):
 
 
 def get_lora_factors(model):
-    """`{layer path: {"rank", "alpha", "a", "b"}}` of every LoRA layer (for `unmerge_lora`)."""
+    """The LoRA factors of every LoRA layer, to `unmerge_lora` a merged copy later.
+
+    Args:
+        model: a built Functional or Sequential model with LoRA layers.
+
+    Returns:
+        `{layer path: {"rank", "alpha", "a", "b"}}` with `a` and `b` as NumPy arrays.
+
+    Raises:
+        ValueError: if `model` is not a built graph model or has no LoRA-enabled layer.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body")])
+    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
+    >>> factors = keras_transfer.recipes.get_lora_factors(lora)["body"]
+    >>> factors["rank"], factors["a"].shape, factors["b"].shape
+    (2, (4, 2), (2, 8))
+    """
     model_graph.check_graph_model(model)
     factors = {}
     for path, layer in model_graph.iter_all_layers(model):
@@ -376,11 +408,25 @@ def get_lora_factors(model):
 
 
 def unmerge_lora(model, factors):
-    """Back from a merged model to base weights + LoRA factors.
+    """Back from a merged model to base weights + LoRA factors (`base = merged - (alpha / r) A B`).
 
-    `factors` comes from `get_lora_factors(lora_model)` taken before `merge_lora`. Returns a
-    new model whose LoRA layers have `base = merged - (alpha / r) A B` and the factors
-    re-installed (so training can continue); outputs equal the merged model's.
+    Args:
+        model: a model from `merge_lora` (or one of its reloaded copies).
+        factors: `get_lora_factors(lora_model)`, taken before `merge_lora`.
+
+    Returns:
+        A new model with the factors re-installed (only they train); its outputs equal `model`'s.
+
+    Raises:
+        ValueError: if `factors` is empty or names layers `model` lacks, or shapes differ.
+
+    Example:
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body")])
+    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
+    >>> factors = keras_transfer.recipes.get_lora_factors(lora)
+    >>> merged = keras_transfer.recipes.merge_lora(lora)
+    >>> keras_transfer.recipes.unmerge_lora(merged, factors).get_layer("body").lora_enabled
+    True
     """
     model_graph.check_graph_model(model)
     if not isinstance(factors, dict) or not factors:

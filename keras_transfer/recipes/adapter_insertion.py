@@ -47,6 +47,12 @@ def add_adapters(
 ):
     """Returns a copy of `model` with adapters after the `targets` layers, originals frozen.
 
+    The pretrained model stays untouched: its functional graph is rebuilt (nested
+    backbones included) with an adapter after (or beside) each target, every original
+    weight is copied, the original layers are frozen and only the adapters, the
+    normalisation parameters and the head stay trainable. Adapters start as the
+    identity, so the copy's outputs equal the original's until it trains.
+
     Args:
         model: a built Functional (or Sequential) model: a keras.applications CNN, a
             classifier with a nested backbone, a transformer stack, your own model. It is
@@ -60,9 +66,15 @@ def add_adapters(
             "conv_parallel" (`ConvAdapter(mode="parallel")` beside each target conv,
             reading the conv's input), or "lora" (Keras's own `layer.enable_lora(rank)`
             on each target: Dense, EinsumDense, Embedding, Conv).
-        bottleneck_dim, activation, use_layer_norm: `BottleneckAdapter` options.
-        per_channel, use_bias: `ConvAdapter` options.
-        rank, lora_alpha: LoRA options.
+        bottleneck_dim: width of each `BottleneckAdapter`'s bottleneck (below the
+            target's features).
+        activation: the `BottleneckAdapter` non-linearity.
+        use_layer_norm: a LayerNorm at the `BottleneckAdapter`'s input.
+        per_channel: `ConvAdapter` with one scale per channel instead of a full
+            1x1 matrix.
+        use_bias: `ConvAdapter` with a bias.
+        rank: the LoRA rank (`layer.enable_lora(rank)`).
+        lora_alpha: the LoRA scale numerator (default: `rank`).
         train_normalization: keep LayerNorm / GroupNorm / RMSNorm parameters trainable
             (Houlsby et al. train the layer norms too).
         train_batchnorm: what BatchNorm layers do. `False` (default): frozen (inference
@@ -81,6 +93,32 @@ def add_adapters(
 
     Returns:
         A new functional `keras.Model` (recompile it before `fit`).
+
+    Raises:
+        ValueError: if `model` is not a built Functional or Sequential model, `kind`,
+            `bottleneck_dim`, `rank`, `lora_alpha` or `train_batchnorm` is invalid,
+            `targets` matches no layer, or a matched layer cannot take that kind of
+            adapter (the message names it).
+
+    Reference:
+        Houlsby et al., "Parameter-Efficient Transfer Learning for NLP", ICML 2019;
+        Rebuffi et al., "Learning multiple visual domains with residual adapters",
+        NeurIPS 2017, and "Efficient parametrization of multi-domain deep neural
+        networks", CVPR 2018 (series / parallel adapters); Hu et al., "LoRA: Low-Rank
+        Adaptation of Large Language Models", ICLR 2022 (arXiv 2021).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> [layer.name for layer in adapted.layers[1:]]
+    ['body', 'body_adapter', 'head']
+    >>> [w.path for w in adapted.trainable_weights][-2:]
+    ['head/kernel', 'head/bias']
+    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
+    >>> [w.path for w in lora.trainable_weights]
+    ['body/lora_kernel_a', 'body/lora_kernel_b', 'head/kernel', 'head/bias']
     """
     train_batchnorm = _check_arguments(model, kind, bottleneck_dim, rank, lora_alpha, train_batchnorm)
     matched = model_graph.find_layers(model, targets, sublayers=kind == "lora")

@@ -53,6 +53,18 @@ def get_adapter_weights(model):
 
     Returns:
         A dict `{key: np.ndarray}`.
+
+    Raises:
+        ValueError: if `model` is not a built Functional or Sequential model.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> weights = keras_transfer.recipes.get_adapter_weights(adapted)
+    >>> sorted((key, value.shape) for key, value in weights.items())[:3]
+    [('body_adapter/down_bias', (2,)), ('body_adapter/down_kernel', (8, 2)), ('body_adapter/up_bias', (8,))]
     """
     model_graph.check_graph_model(model)
     return {key: np.array(keras.ops.convert_to_numpy(v)) for key, v in _task_variables(model).items()}
@@ -62,11 +74,27 @@ def set_adapter_weights(model, weights):
     """Assigns task weights from `get_adapter_weights` (switches the active task in place).
 
     Only variables are assigned: compiled / traced functions keep working, nothing is
-    rebuilt. Raises a ValueError naming missing, unexpected or mis-shaped entries.
+    rebuilt.
 
     Args:
         model: the adapted model.
         weights: a dict from `get_adapter_weights` of a model adapted the same way.
+
+    Raises:
+        ValueError: if `model` is not a built Functional or Sequential model, or
+            `weights` has missing, unexpected or mis-shaped entries (the message
+            names them).
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> weights = keras_transfer.recipes.get_adapter_weights(adapted)
+    >>> zeros = {key: np.zeros_like(value) for key, value in weights.items()}
+    >>> keras_transfer.recipes.set_adapter_weights(adapted, zeros)
+    >>> float(np.abs(adapted(np.ones((1, 4)))).sum())
+    0.0
     """
     model_graph.check_graph_model(model)
     variables = _task_variables(model)
@@ -99,6 +127,17 @@ def save_adapter_weights(model, path):
 
     Returns:
         `path` as a string.
+
+    Raises:
+        ValueError: if `path` does not end with ".npz", or as `get_adapter_weights`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> keras_transfer.recipes.save_adapter_weights(adapted, "task_a.npz")
+    'task_a.npz'
     """
     path = str(path)
     if not path.endswith(".npz"):
@@ -117,6 +156,18 @@ def load_adapter_weights(model, path):
 
     Returns:
         `model`.
+
+    Raises:
+        ValueError: as `set_adapter_weights`, when the file does not match `model`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> path = keras_transfer.recipes.save_adapter_weights(adapted, "task_a.npz")
+    >>> keras_transfer.recipes.load_adapter_weights(adapted, path) is adapted
+    True
     """
     with np.load(str(path)) as data:
         weights = {key: data[key] for key in data.files}

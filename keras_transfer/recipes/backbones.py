@@ -22,7 +22,28 @@ from keras_transfer.utils.network import is_online
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
-    """What keras_transfer knows about one backbone."""
+    """What keras_transfer knows about one backbone of the registry.
+
+    One entry of `keras_transfer.recipes.BACKBONES`: how to build the backbone, how
+    its inputs are preprocessed, its input size limits and how its layers group into
+    blocks (for surgical fine-tuning and layer-wise learning-rate decay).
+
+    Attributes:
+        name: the registry name (e.g. "resnet50").
+        constructor: the attribute of `keras.applications`, or "simple_cnn".
+        preprocess: the `BackbonePreprocessing` mode of its inputs.
+        min_size: the smallest height and width it accepts.
+        default_size: the height and width used when no input shape is given.
+        block_key: None, or a regex whose group 1 names the block a layer belongs to.
+        block_end: None, or a regex matching the name of the layer that ends a block.
+        imagenet: whether ImageNet weights exist for it.
+
+    Example:
+
+    >>> spec = keras_transfer.recipes.get_spec("simple_cnn")
+    >>> spec.constructor, spec.min_size, spec.default_size, spec.imagenet
+    ('simple_cnn', 8, 32, False)
+    """
 
     name: str
     constructor: str  # attribute of keras.applications, or "simple_cnn"
@@ -78,12 +99,38 @@ BACKBONES = collections.OrderedDict((s.name, s) for s in _SPECS)
 
 
 def available_backbones():
-    """The registry's names."""
+    """The names of the registry's backbones.
+
+    Returns:
+        A list of names accepted by `load_backbone` and `build_classifier`.
+
+    Example:
+
+    >>> names = keras_transfer.recipes.available_backbones()
+    >>> len(names), names[0], "resnet50" in names, "simple_cnn" in names
+    (40, 'mobilenet', True, True)
+    """
     return list(BACKBONES)
 
 
 def get_spec(name):
-    """The `BackboneSpec` for `name`, or a `ValueError` listing the close and all names."""
+    """The `BackboneSpec` registered under `name`.
+
+    Args:
+        name: a registry name (see `available_backbones()`).
+
+    Returns:
+        The `BackboneSpec`.
+
+    Raises:
+        ValueError: if `name` is not registered; the message lists close names and
+            all names.
+
+    Example:
+
+    >>> keras_transfer.recipes.get_spec("resnet50").constructor
+    'ResNet50'
+    """
     if isinstance(name, str) and name in BACKBONES:
         return BACKBONES[name]
     close = difflib.get_close_matches(str(name), list(BACKBONES), n=3)
@@ -159,6 +206,10 @@ def _offline_message(backbone_name, fname, origin, cache_dir):
 def load_backbone(name, input_shape=None, weights=None, **kwargs):
     """Builds a headless backbone from the registry.
 
+    Offline, `weights="imagenet"` with no cached weights file raises an
+    `OfflineError` (from `keras_transfer.utils.network`) naming the file, the
+    cache folder and the alternatives.
+
     Args:
         name: registry name (see `available_backbones()`).
         input_shape: (height, width, 3); defaults to the family's default size.
@@ -166,7 +217,22 @@ def load_backbone(name, input_shape=None, weights=None, **kwargs):
         **kwargs: passed to the keras.applications constructor (e.g. `alpha`).
 
     Returns:
-        A `keras.Model` named "backbone" mapping preprocessed images to feature maps.
+        A headless `keras.Model` mapping preprocessed images to feature maps.
+
+    Raises:
+        ValueError: if `name` is not registered, `input_shape` is not
+            (height, width, channels) or is below the backbone's minimum size,
+            `weights` is neither "imagenet", None nor an existing file, or
+            "imagenet" is asked for a backbone without ImageNet weights or inputs
+            without 3 channels.
+        OfflineError: if `weights="imagenet"` is not cached and cannot be
+            downloaded.
+
+    Example:
+
+    >>> backbone = keras_transfer.recipes.load_backbone("simple_cnn", (32, 32, 3))
+    >>> backbone.output_shape
+    (None, 8, 8, 64)
     """
     spec = get_spec(name)
     if input_shape is None:
@@ -212,10 +278,26 @@ def load_backbone(name, input_shape=None, weights=None, **kwargs):
 def backbone_blocks(backbone, spec=None):
     """Groups a backbone's layers into its blocks, in order.
 
-    Returns an OrderedDict {block name: [layers]} whose first key is "stem" (layers before the
-    first block) and last key "top" (layers after the last block), when those exist.
-    Blocks come from the registry's name pattern for the backbone's family; for a model that
-    is not in the registry, pass a `BackboneSpec` or rely on the generic `block<N>` pattern.
+    Blocks come from the registry's name pattern for the backbone's family; for a
+    model that is not in the registry, pass a `BackboneSpec` or rely on the generic
+    `block<N>` pattern.
+
+    Args:
+        backbone: a headless backbone model.
+        spec: None (the registry spec whose pattern finds the most blocks), or a
+            `BackboneSpec`.
+
+    Returns:
+        An `OrderedDict` `{block name: [layers]}` whose first key is "stem" (layers
+        before the first block) and last key "top" (layers after the last block),
+        when those exist.
+
+    Example:
+
+    >>> backbone = keras_transfer.recipes.load_backbone("simple_cnn", (32, 32, 3))
+    >>> blocks = keras_transfer.recipes.backbone_blocks(backbone)
+    >>> list(blocks), [layer.name for layer in blocks["block1"]]
+    (['block1', 'block2', 'block3'], ['block1_conv', 'block1_bn', 'block1_relu', 'block1_pool'])
     """
     if spec is None:
         spec = _guess_spec(backbone)

@@ -47,10 +47,25 @@ def build_classifier(
         pooling: "avg" or "max".
         dropout: dropout rate before the head, in [0, 1).
         activation: head activation ("softmax", or None for logits).
+        name: the model's name; default `"<backbone>_classifier"`.
+        **backbone_kwargs: passed to `load_backbone` (registry names only).
 
     Returns:
         A `keras.Model` whose nested backbone is the layer named "backbone" and whose
         classification layer is the `Dense` named "head".
+
+    Raises:
+        ValueError: if `num_classes` < 2, `input_shape` is not (height, width, 1 or 3),
+            `pooling` / `dropout` / `weights` are invalid, or `backbone` is unknown.
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> model.name, model.output_shape
+    ('simple_cnn_classifier', (None, 3))
+    >>> [layer.name for layer in model.layers]
+    ['image', 'input_adapter', 'preprocessing', 'backbone', 'pool', 'dropout', 'head']
     """
     num_classes = validation.check_int_at_least(
         "num_classes", num_classes, 2, "A classifier needs at least two classes."
@@ -111,7 +126,24 @@ def _backbone_and_size(backbone, input_shape, weights, image_size, backbone_kwar
 
 
 def get_backbone(model):
-    """The nested backbone of a `build_classifier` model."""
+    """The nested backbone of a `build_classifier` model.
+
+    Args:
+        model: a model with a nested layer named "backbone".
+
+    Returns:
+        The backbone layer (a `keras.Model`).
+
+    Raises:
+        ValueError: if `model` has no layer named "backbone".
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> keras_transfer.recipes.get_backbone(model).output_shape
+    (None, 4, 4, 64)
+    """
     try:
         return model.get_layer(BACKBONE_LAYER_NAME)
     except ValueError as error:
@@ -122,7 +154,24 @@ def get_backbone(model):
 
 
 def get_head(model):
-    """The classification `Dense` of a `build_classifier` model."""
+    """The classification `Dense` of a `build_classifier` model.
+
+    Args:
+        model: a model with a `Dense` layer named "head".
+
+    Returns:
+        The head layer.
+
+    Raises:
+        ValueError: if `model` has no layer named "head".
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> keras_transfer.recipes.get_head(model).units
+    3
+    """
     try:
         return model.get_layer(HEAD_LAYER_NAME)
     except ValueError as error:
@@ -133,7 +182,26 @@ def get_head(model):
 
 
 def feature_extractor(model):
-    """A model from the classifier's input to the pooled features that feed the head."""
+    """A model from the classifier's input to the pooled features that feed the head.
+
+    The new model shares the classifier's layers and weights.
+
+    Args:
+        model: a model with a `Dense` layer named "head".
+
+    Returns:
+        A `keras.Model` named `"<model name>_features"`.
+
+    Raises:
+        ValueError: if `model` has no layer named "head".
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> keras_transfer.recipes.feature_extractor(model).output_shape
+    (None, 64)
+    """
     head = get_head(model)
     return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
 
@@ -144,6 +212,27 @@ def replace_head(model, num_classes, activation="softmax", copy=True, name=None)
     With `copy=True` (default) the backbone is an independent copy (weights and trainable
     flags copied), so the source model is left untouched; with `copy=False` both models
     share the backbone's variables.
+
+    Args:
+        model: a model with a `Dense` layer named "head".
+        num_classes: classes of the new task (>= 2).
+        activation: activation of the new head ("softmax", or None for logits).
+        copy: copy the layers below the head (True) or share them (False).
+        name: the new model's name; default `"<model name>_transfer"`.
+
+    Returns:
+        A new `keras.Model` whose last layer is a new `Dense` named "head".
+
+    Raises:
+        ValueError: if `num_classes` is below 2 or `model` has no layer named "head".
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> new = keras_transfer.recipes.replace_head(model, num_classes=5)
+    >>> new.name, new.output_shape
+    ('simple_cnn_classifier_transfer', (None, 5))
     """
     num_classes = validation.check_int_at_least("num_classes", num_classes, 2)
     source = model

@@ -24,11 +24,36 @@ def classification_loss(model):
 
 
 def learning_rate_multipliers(model, backbone_multiplier=1.0, layer_decay=None):
-    """(regex, multiplier) pairs for `discriminative_optimizer`.
+    """`(regex, multiplier)` pairs for `discriminative_optimizer`.
 
-    Backbone variables get `backbone_multiplier`; with `layer_decay` (e.g. 0.7) block k from
-    the top gets `backbone_multiplier * layer_decay**k` (layer-wise learning-rate decay).
-    Everything outside the backbone (the head) keeps the base rate.
+    Backbone variables get `backbone_multiplier`; with `layer_decay` (e.g. 0.7) block
+    k from the top gets `backbone_multiplier * layer_decay**k` (layer-wise
+    learning-rate decay). Everything outside the backbone (the head) keeps the base
+    rate.
+
+    Args:
+        model: a `build_classifier` model (with a nested layer named "backbone").
+        backbone_multiplier: non-negative factor on the base rate for the backbone.
+        layer_decay: None, or a factor in (0, 1] applied once more per block from
+            the top (blocks as `keras_transfer.recipes.backbone_blocks` finds them).
+
+    Returns:
+        A list of `(regex, multiplier)` pairs, one per backbone layer with weights.
+
+    Raises:
+        ValueError: if `backbone_multiplier` is negative, `layer_decay` is outside
+            (0, 1], or `model` has no nested backbone.
+
+    Reference:
+        Howard & Ruder, "Universal Language Model Fine-tuning for Text
+        Classification", ACL 2018 (discriminative fine-tuning).
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> keras_transfer.recipes.learning_rate_multipliers(model, 1.0, layer_decay=0.5)[::2]
+    [('^block3_conv/', 1.0), ('^block2_conv/', 0.5), ('^block1_conv/', 0.25)]
     """
     backbone_multiplier = validation.check_non_negative_float("backbone_multiplier", backbone_multiplier)
     backbone = get_backbone(model)
@@ -60,7 +85,41 @@ def compile_for_fine_tuning(
     metrics=("accuracy",),
     **compile_kwargs,
 ):
-    """Compiles `model` for its current trainable set, with discriminative rates when asked."""
+    """Compiles `model` for its current trainable set, with discriminative rates when asked.
+
+    The loss is sparse categorical cross-entropy, from logits unless the head ends
+    in a softmax. With `backbone_multiplier != 1` or a `layer_decay`, the optimizer
+    is wrapped by `keras_transfer.optimizers.discriminative_optimizer` with
+    `learning_rate_multipliers(model, ...)`. The optimizer is made in the model's
+    `tf.distribute` strategy scope. Recompile after changing what is trainable.
+
+    Args:
+        model: a `build_classifier` model.
+        learning_rate: the base learning rate (positive).
+        optimizer: an optimizer name or instance (its learning rate is set to
+            `learning_rate`).
+        backbone_multiplier: factor on the rate of the backbone's variables.
+        layer_decay: None, or per-block decay of the backbone's rate (see
+            `learning_rate_multipliers`).
+        metrics: metrics passed to `compile`.
+        **compile_kwargs: other arguments of `model.compile`.
+
+    Returns:
+        `model`, compiled.
+
+    Raises:
+        ValueError: if `learning_rate` is not positive, `model` has no head, or as
+            `learning_rate_multipliers` for discriminative rates.
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> model = keras_transfer.recipes.compile_for_fine_tuning(
+    ...     model, learning_rate=1e-3, backbone_multiplier=0.1)
+    >>> type(model.optimizer).__name__
+    'DiscriminativeAdam'
+    """
     learning_rate = validation.check_positive_float("learning_rate", learning_rate)
     # Optimizers made here belong to the model's tf.distribute strategy (a model built
     # under `MirroredStrategy.scope()` trains with it wherever `fit` is called).
@@ -117,12 +176,57 @@ def fine_tune(
     `layer_decay` for discriminative rates) and trains for `epochs`.
 
     Under `tf.distribute`: build `model` inside `strategy.scope()`; the optimizers are
-    then made in that scope (a fresh one per phase, `optimizer` itself is not used) and
+    then made in that scope (a fresh copy for each `fit`; only the compile that follows
+    the convex probe uses `optimizer` itself) and
     `fit` splits each global batch over the replicas (BatchNorm stays frozen unless
     unfrozen elsewhere, so the result equals one device on the same batches).
 
+    Args:
+        model: a `build_classifier` model; trained in place.
+        train_data: images `x` (with `y`), an `(x, y)` tuple, or a batched
+            `tf.data.Dataset` of `(x, y)`.
+        y: integer labels when `train_data` is an array.
+        validation_data: None, an `(x, y)` tuple or a `tf.data.Dataset`.
+        probe: "convex", "fit" or None (see above).
+        probe_epochs: epochs of the head-only `fit` with `probe="fit"`.
+        probe_learning_rate: learning rate of that `fit` (and of the compile after
+            the convex probe).
+        epochs: fine-tuning epochs (0 stops after the probe).
+        learning_rate: base learning rate of the fine-tuning phase.
+        blocks: what phase 2 unfreezes (see `keras_transfer.recipes.select_blocks`).
+        backbone_multiplier: factor on the backbone's learning rate.
+        layer_decay: None or per-block decay of the backbone's rate.
+        optimizer: an optimizer name or instance (copied for each `fit`).
+        batch_size: batch size for array inputs and the convex probe's extraction.
+        callbacks: Keras callbacks passed to `fit`.
+        verbose: verbosity of `fit`.
+        seed: seed of the shuffling of array inputs and of the probe's
+            cross-validation.
+
     Returns:
-        (model, {"probe": dict or History or None, "fine_tune": History or None})
+        `(model, {"probe": dict or History or None, "fine_tune": History or None})`.
+
+    Raises:
+        ValueError: if `probe` is not "convex", "fit" or None, `epochs` is negative,
+            `probe_epochs` is not positive with `probe="fit"`, the labels are not
+            class ids of the head, or `blocks` names no block of the backbone.
+
+    Reference:
+        Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform
+        Out-of-Distribution", ICLR 2022 (LP-FT); Lee et al., "Surgical Fine-Tuning
+        Improves Adaptation to Distribution Shifts", ICLR 2023; Howard & Ruder,
+        "Universal Language Model Fine-tuning for Text Classification", ACL 2018.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).uniform(0, 255, (12, 16, 16, 1)).astype("float32")
+    >>> y = np.arange(12) % 3
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> model, histories = keras_transfer.recipes.fine_tune(
+    ...     model, x, y, epochs=1, blocks="last", batch_size=6, verbose=0)
+    >>> sorted(histories["probe"]), histories["fine_tune"].params["epochs"]
+    (['C', 'num_features', 'seconds', 'train_accuracy'], 1)
     """
     validation.check_one_of("probe", probe, ("convex", "fit", None))
     validation.check_non_negative_int("epochs", epochs)
@@ -172,6 +276,22 @@ def evaluate_accuracy(model, x, y, batch_size=128):
 
     The outputs come from `predict_in_batches` (one compiled function per model), so
     evaluating a series of new models in a loop logs no retracing warnings.
+
+    Args:
+        model: a single-input Keras model with one output.
+        x: an array of inputs.
+        y: integer labels.
+        batch_size: examples per compiled call.
+
+    Returns:
+        The accuracy as a Python float.
+
+    Example:
+
+    >>> model = keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(3, kernel_initializer="zeros")])
+    >>> keras_transfer.recipes.evaluate_accuracy(model, np.ones((4, 2)), [0, 0, 1, 2])
+    0.5
     """
     predictions = predict_in_batches(model, x, batch_size=batch_size)
     return float(np.mean(np.argmax(predictions, axis=-1) == np.asarray(y).reshape(-1)))

@@ -32,14 +32,30 @@ def freeze_batchnorm_statistics(model):
     train `gamma` / `beta` while normalising with the pretraining statistics, which never
     change (a trainable Keras 3 BatchNormalization would use batch statistics instead; see
     `FrozenBatchNormalization`). A full fine-tune with "BN statistics frozen, affine
-    trained" is therefore::
+    trained" is therefore this function, then `unfreeze_backbone(model,
+    train_batchnorm=True)` (gamma/beta train, statistics stay), then `compile`.
+    The input model is not modified.
 
-        model = freeze_batchnorm_statistics(model)
-        unfreeze_backbone(model, train_batchnorm=True)  # gamma/beta train, statistics stay
-        model.compile(...)
+    Args:
+        model: a built Functional or Sequential model with at least one
+            `keras.layers.BatchNormalization`.
 
-    The input model is not modified. Raises a ValueError for models whose graph cannot be
-    re-run (subclassed models) and for models without a BatchNormalization.
+    Returns:
+        A new `keras.Model`.
+
+    Raises:
+        ValueError: if `model` is not a built Functional or Sequential model
+            (a subclassed model's graph cannot be re-run) or has no
+            BatchNormalization to freeze.
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> frozen = keras_transfer.recipes.freeze_batchnorm_statistics(model)
+    >>> backbone = keras_transfer.recipes.get_backbone(frozen)
+    >>> [type(layer).__name__ for layer in backbone.layers[1:4]]
+    ['Conv2D', 'FrozenBatchNormalization', 'ReLU']
     """
     model_graph.check_graph_model(model)
     if not any(is_plain_batchnorm(layer) for sub in model_graph.iter_models(model) for layer in sub.layers):

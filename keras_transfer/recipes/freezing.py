@@ -14,7 +14,28 @@ SURGICAL_CHOICES = ("all", "first", "middle", "last")
 
 
 def freeze_backbone(model):
-    """Freezes the whole backbone (the linear-probe setting). Returns the model."""
+    """Freezes the whole backbone (the linear-probe setting).
+
+    Sets `trainable = False` on the nested backbone, so only the head (and any
+    layer outside the backbone) trains. Recompile afterwards.
+
+    Args:
+        model: a `build_classifier` model.
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: if `model` has no nested layer named "backbone".
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> model = keras_transfer.recipes.freeze_backbone(model)
+    >>> [w.path for w in model.trainable_weights]
+    ['head/kernel', 'head/bias']
+    """
     get_backbone(model).trainable = False
     return model
 
@@ -22,9 +43,33 @@ def freeze_backbone(model):
 def select_blocks(backbone, blocks):
     """Names of the backbone blocks chosen by `blocks`.
 
-    `blocks` is "all"; "first", "middle" or "last" (Lee et al. 2022's surgical
-    fine-tuning: the blocks are cut into thirds, the stem joins the first third and
-    the top the last); or a list of block names (see `backbone_blocks`).
+    The blocks of surgical fine-tuning: "first", "middle" and "last" cut the
+    backbone's blocks into thirds, the stem joining the first third and the top the
+    last.
+
+    Args:
+        backbone: a headless backbone model.
+        blocks: "all"; "first", "middle" or "last"; or a non-empty list of block
+            names (see `keras_transfer.recipes.backbone_blocks`).
+
+    Returns:
+        A list of block names.
+
+    Raises:
+        ValueError: if `blocks` is another string, an empty list, or names a block
+            the backbone does not have.
+
+    Reference:
+        Lee et al., "Surgical Fine-Tuning Improves Adaptation to Distribution
+        Shifts", ICLR 2023.
+
+    Example:
+
+    >>> backbone = keras_transfer.recipes.load_backbone("simple_cnn", (32, 32, 3))
+    >>> keras_transfer.recipes.select_blocks(backbone, "all")
+    ['block1', 'block2', 'block3']
+    >>> keras_transfer.recipes.select_blocks(backbone, "last")
+    ['block3']
     """
     grouped = backbones_lib.backbone_blocks(backbone)
     names = list(grouped)
@@ -53,7 +98,9 @@ def select_blocks(backbone, blocks):
 
 
 def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=False):
-    """Makes the chosen part of the backbone trainable and freezes the rest. Returns the model.
+    """Makes the chosen part of the backbone trainable and freezes the rest.
+
+    Recompile afterwards (`compile_for_fine_tuning`).
 
     Args:
         model: a `build_classifier` model.
@@ -66,6 +113,25 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
             passes `fit`'s `training=True` through the backbone's recorded `training=False`),
             unless the model came through `freeze_batchnorm_statistics` (its
             `FrozenBatchNormalization` layers train gamma/beta with frozen statistics).
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: if `top_n_layers` is not a positive integer at most the number
+            of backbone layers with weights, or as `select_blocks` for `blocks`.
+
+    Reference:
+        Lee et al., "Surgical Fine-Tuning Improves Adaptation to Distribution
+        Shifts", ICLR 2023.
+
+    Example:
+
+    >>> model = keras_transfer.recipes.build_classifier(
+    ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
+    >>> model = keras_transfer.recipes.unfreeze_backbone(model, blocks="last")
+    >>> [w.path for w in model.trainable_weights]
+    ['block3_conv/kernel', 'head/kernel', 'head/bias']
     """
     backbone = get_backbone(model)
     backbone.trainable = True

@@ -18,7 +18,31 @@ def _encoder_of(model):
 
 
 def linear_probe_model(encoder, num_classes):
-    """`encoder` (frozen, inference mode) followed by a softmax Dense named "head"."""
+    """`encoder` (in inference mode) followed by a softmax Dense named "head".
+
+    The encoder is called with `training=False` and shared, not copied; its
+    `trainable` flag is left as it is.
+
+    Args:
+        encoder: a built functional or Sequential encoder mapping inputs to
+            `(batch, features)`, or a model with an `.encoder` (SimCLR, MoCo,
+            pretext models).
+        num_classes: the number of classes of the head.
+
+    Returns:
+        A `keras.Model` named "linear_probe".
+
+    Raises:
+        ValueError: if `encoder` is not a built functional or Sequential model, or
+            does not output `(batch, features)` vectors.
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+    >>> probe = keras_transfer.recipes.linear_probe_model(encoder, num_classes=3)
+    >>> probe.name, probe.output_shape
+    ('linear_probe', (None, 3))
+    """
     encoder = _encoder_of(encoder)
     if not getattr(encoder, "inputs", None):
         raise ValueError(
@@ -50,14 +74,37 @@ def linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=Non
     Args:
         encoder: a Keras encoder mapping inputs to `(batch, features)`, or a model with
             an `.encoder` (SimCLR, MoCo, pretext models). It is not modified.
-        x_train, y_train: labeled data for the probe (integer labels).
-        x_test, y_test: held-out data for the reported accuracy.
+        x_train: inputs of the probe's training data.
+        y_train: integer labels of `x_train`.
+        x_test: held-out inputs for the reported accuracy.
+        y_test: integer labels of `x_test`.
         num_classes: default `max(y_train) + 1`.
         C: inverse L2 strength of the probe, or "auto" (cross-validated).
+        batch_size: examples per compiled extraction call.
 
     Returns:
         dict with `test_accuracy`, `train_accuracy`, `C`, `num_features`, `seconds`
-        and `model` (the probe: frozen encoder + fitted head).
+        and `model` (the probe: the encoder in inference mode + the fitted head).
+
+    Raises:
+        ValueError: if `x_train` or `x_test` is empty, inputs and labels differ in
+            length, `num_classes` is below 2, labels are not in
+            `[0, num_classes)`, or as `linear_probe_model`.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020 (linear evaluation protocol).
+
+    Example:
+
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(50, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+    >>> result = keras_transfer.recipes.linear_evaluation(
+    ...     encoder, x[:30], y[:30], x[30:], y[30:], C=1.0)
+    >>> result["num_features"], result["test_accuracy"] >= 0.8
+    (8, True)
     """
     start = time.perf_counter()
     validation.check_not_empty(x_train, "x_train")

@@ -1,4 +1,4 @@
-"""The linear probe as the convex problem it is (seed 002): features once, a convex solver, the head installed.
+"""The linear probe as the convex problem it is: features once, a convex solver, the head installed.
 
 With the backbone frozen, training the head is multinomial logistic regression on
 fixed features. Extracting the features once and solving that problem with L-BFGS
@@ -164,6 +164,18 @@ def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
 
     Returns:
         A float32 array `(num_examples, num_features)`.
+
+    Raises:
+        ValueError: if `batch_size` is not a positive integer, or `x` is empty or
+            holds non-finite values.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="features"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> features = keras_transfer.recipes.extract_features(model, np.ones((5, 4), "float32"))
+    >>> features.shape, features.dtype
+    ((5, 3), dtype('float32'))
     """
     batch_size = validation.check_positive_int("batch_size", batch_size)
     call, compiled, dtype = _compiled(model, "features")
@@ -221,9 +233,32 @@ def fit_logistic_regression(features, y, num_classes, C="auto", max_iter=2000, s
     until every gradient entry is below `SOLVER_TOL` (or `max_iter`). Two classes use
     one logit (sigmoid), installed as `softmax([0, z])`.
 
-    Returns (kernel, bias, C) expressed on the raw (unstandardised) features, so that
-    `features @ kernel + bias` gives the logits. `C="auto"` picks the inverse L2 strength
-    from `CANDIDATE_C` by stratified 3-fold cross-validation.
+    Args:
+        features: a `(num_examples, num_features)` array.
+        y: integer labels in `[0, num_classes)`.
+        num_classes: the number of classes (columns of the kernel).
+        C: inverse L2 strength, or "auto": picked from `CANDIDATE_C` by stratified
+            3-fold cross-validation (1.0 when a class has fewer than 2 examples).
+        max_iter: L-BFGS iterations at most.
+        seed: seed of the cross-validation folds.
+
+    Returns:
+        `(kernel, bias, C)`: float32 `kernel` `(num_features, num_classes)` and `bias`
+        `(num_classes,)` expressed on the raw (unstandardised) features, so that
+        `features @ kernel + bias` gives the logits, and the `C` used.
+
+    Raises:
+        ValueError: if `C` is neither "auto" nor a positive number.
+
+    Example:
+
+    >>> x = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+    >>> y = np.array([0, 0, 0, 1, 1, 1])
+    >>> kernel, bias, C = keras_transfer.recipes.fit_logistic_regression(x, y, 2, C=1.0)
+    >>> kernel.shape, bias.shape, C
+    ((1, 2), (2,), 1.0)
+    >>> np.argmax(x @ kernel + bias, axis=1)
+    array([0, 0, 0, 1, 1, 1])
     """
     from threadpoolctl import threadpool_limits
 
@@ -286,18 +321,43 @@ def linear_probe(
 ):
     """Fits the head of a `build_classifier` model as a convex problem and installs it.
 
-    Features are extracted in compiled batches (`extract_features`): memory stays bounded
-    by one batch whatever the size of `data`, and a dataset streaming from files is read once.
+    With the backbone frozen, training the head is multinomial logistic regression
+    on fixed features: the features are extracted in compiled batches
+    (`extract_features`; memory stays bounded by one batch whatever the size of
+    `data`, and a dataset streaming from files is read once), the problem is solved
+    with `fit_logistic_regression` and the solution is assigned to the head.
 
     Args:
         model: a model with a Dense named "head" (its backbone is used frozen, as is).
         data: images `x` (with `y`), or an (x, y) tuple, or a finite tf.data.Dataset of (x, y).
+        y: integer labels when `data` is an array.
         C: inverse L2 strength, or "auto" (cross-validated).
         batch_size: images per compiled extraction call (arrays; a dataset keeps its batches).
+        cache_dir: folder of the features' .npy cache (arrays), or None.
         use_cache: reuse features extracted earlier for the same inputs and weights (arrays).
+        max_iter: L-BFGS iterations at most.
+        seed: seed of the cross-validation folds of `C="auto"`.
 
     Returns:
-        A dict with the chosen `C`, training accuracy, feature size and seconds spent.
+        A dict with the chosen `C`, `train_accuracy`, `num_features` and `seconds` spent.
+
+    Raises:
+        ValueError: if `model` has no head, the labels are not class ids of the
+            head, or as `extract_features` and `fit_logistic_regression`.
+
+    Reference:
+        Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform
+        Out-of-Distribution", ICLR 2022.
+
+    Example:
+
+    >>> x = np.random.default_rng(0).normal(size=(30, 4)).astype("float32")
+    >>> y = (x[:, 0] > 0).astype("int64")
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="features"),
+    ...                           keras.layers.Dense(2, activation="softmax", name="head")])
+    >>> result = keras_transfer.recipes.linear_probe(model, x, y, C=1.0)
+    >>> result["C"], result["num_features"], result["train_accuracy"]
+    (1.0, 8, 1.0)
     """
     start = time.perf_counter()
     head = get_head(model)

@@ -19,11 +19,21 @@ def _count(variables):
 def trainable_report(model):
     """Counts of trainable and total parameters: {"trainable", "total", "fraction"}.
 
+    Each variable is counted once, even when layers share it.
+
     Args:
         model: any built `keras.Model` (or layer).
 
     Returns:
         A dict with `trainable` and `total` parameter counts and their ratio `fraction`.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> model.get_layer("body").trainable = False
+    >>> keras_transfer.recipes.trainable_report(model)
+    {'trainable': 18, 'total': 58, 'fraction': 0.3103448275862069}
     """
     trainable, total = _count(model.trainable_weights), _count(model.weights)
     return {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}
@@ -65,7 +75,25 @@ def adapter_parameter_report(model):
         A dict with `total_params`, `trainable_params`, `trainable_percent`,
         `added_params` (adapter + LoRA factors), `added_percent` (relative to the rest, the
         "extra parameters" of Houlsby et al.), `by_role` (trainable parameters of adapters,
-        LoRA, normalisation, head) and `adapters` (`{"name", "class", "params", "trainable"}`).
+        LoRA, normalisation, head, other) and `adapters` (one row
+        `{"name", "class", "role", "params", "trainable"}` per adapter or LoRA layer).
+
+    Raises:
+        ValueError: if `model` is not a built Functional or Sequential model.
+
+    Reference:
+        Houlsby et al., "Parameter-Efficient Transfer Learning for NLP", ICML 2019.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> report = keras_transfer.recipes.adapter_parameter_report(adapted)
+    >>> report["total_params"], report["trainable_params"], report["added_params"]
+    (100, 60, 42)
+    >>> report["by_role"]
+    {'adapter': 42, 'lora': 0, 'normalization': 0, 'head': 18, 'other': 0}
     """
     model_graph.check_graph_model(model)
     counts = trainable_report(model)
@@ -105,6 +133,20 @@ def format_parameter_report(report, max_rows=20):
 
     Returns:
         The table as a string.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body"),
+    ...                           keras.layers.Dense(2, name="head")])
+    >>> adapted = keras_transfer.recipes.add_adapters(model, "body", bottleneck_dim=2)
+    >>> report = keras_transfer.recipes.adapter_parameter_report(adapted)
+    >>> print(keras_transfer.recipes.format_parameter_report(report))
+    total 100 | trainable 60 (60.00 %) | added 42 (72.41 % of the base)
+    trainable by role: adapter 42, lora 0, normalization 0, head 18, other 0
+    <BLANKLINE>
+    | adapter | class | params |
+    | --- | --- | ---: |
+    | body_adapter | BottleneckAdapter | 42 |
     """
     lines = [
         f"total {report['total_params']:,} | trainable {report['trainable_params']:,} "
