@@ -2,9 +2,7 @@
 
 from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.adapter_folding import fold_adapters
-from keras_transfer.recipes.adapter_folding import get_lora_factors
 from keras_transfer.recipes.adapter_folding import merge_lora
-from keras_transfer.recipes.adapter_folding import unmerge_lora
 from keras_transfer.recipes.adapter_insertion import add_adapters
 from keras_transfer.recipes.adapter_weights import get_adapter_weights
 from keras_transfer.recipes.adapter_weights import load_adapter_weights
@@ -34,6 +32,8 @@ from keras_transfer.recipes.linear_evaluation import linear_probe_model
 from keras_transfer.recipes.linear_probe import extract_features
 from keras_transfer.recipes.linear_probe import fit_logistic_regression
 from keras_transfer.recipes.linear_probe import linear_probe
+from keras_transfer.recipes.lora_factors import get_lora_factors
+from keras_transfer.recipes.lora_factors import unmerge_lora
 from keras_transfer.recipes.parameter_report import adapter_parameter_report
 from keras_transfer.recipes.parameter_report import format_parameter_report
 from keras_transfer.recipes.parameter_report import trainable_report

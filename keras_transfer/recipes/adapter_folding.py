@@ -1,7 +1,7 @@
 """Fold conv adapters and LoRA back into the weights: a plain model of the original architecture.
 
 `fold_adapters` lists the placements that fold exactly; LoRA layers merge through Keras's
-merged-kernel saving path (`save_own_variables`) and `unmerge_lora` goes back to base + factors.
+merged-kernel saving path (`save_own_variables`); `lora_factors.unmerge_lora` goes back to base + factors.
 """
 
 import keras
@@ -10,6 +10,7 @@ import numpy as np
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
+from keras_transfer.recipes.lora_factors import lora_attrs
 from keras_transfer.utils import model_graph
 
 _FOLDABLE_HOSTS = (
@@ -230,13 +231,6 @@ def _strip_lora(layer):
     return layer.__class__.from_config(config)
 
 
-def _lora_attrs(layer):
-    """The merged-value property and the factor attributes of a LoRA layer (Keras's names)."""
-    if isinstance(layer, keras.layers.Embedding):
-        return "embeddings", ("lora_embeddings_a", "lora_embeddings_b")
-    return "kernel", ("lora_kernel_a", "lora_kernel_b")
-
-
 def _merged_weights(orig, new):
     """Copies `orig`'s weights into `new`, merging LoRA factors of `orig` or of its sublayers.
 
@@ -249,7 +243,7 @@ def _merged_weights(orig, new):
         return
     merged, factors = {}, set()
     for sub in lora_layers:
-        merged_name, names = _lora_attrs(sub)
+        merged_name, names = lora_attrs(sub)
         merged[id(model_graph.base_weight(sub))] = keras.ops.convert_to_numpy(getattr(sub, merged_name))
         factors.update(id(getattr(sub, name)) for name in names)
     values = [merged[id(v)] if id(v) in merged else keras.ops.convert_to_numpy(v)
@@ -367,114 +361,3 @@ def merge_lora(model):
             "(use add_adapters(model, targets, kind='lora') first)."
         )
     return _rebuild(model, fold_conv=False, merge_lora=True)
-
-
-def get_lora_factors(model):
-    """The LoRA factors of every LoRA layer, to `unmerge_lora` a merged copy later.
-
-    Args:
-        model: a built Functional or Sequential model with LoRA layers.
-
-    Returns:
-        `{layer path: {"rank", "alpha", "a", "b"}}` with `a` and `b` as NumPy arrays.
-
-    Raises:
-        ValueError: if `model` is not a built graph model or has no LoRA-enabled layer.
-
-    Example:
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body")])
-    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
-    >>> factors = keras_transfer.recipes.get_lora_factors(lora)["body"]
-    >>> factors["rank"], factors["a"].shape, factors["b"].shape
-    (2, (4, 2), (2, 8))
-    """
-    model_graph.check_graph_model(model)
-    factors = {}
-    for path, layer in model_graph.iter_all_layers(model):
-        if getattr(layer, "lora_enabled", False):
-            _, (a_name, b_name) = _lora_attrs(layer)
-            factors[path] = {
-                "rank": int(layer.lora_rank),
-                "alpha": float(layer.lora_alpha),
-                "a": np.array(keras.ops.convert_to_numpy(getattr(layer, a_name))),
-                "b": np.array(keras.ops.convert_to_numpy(getattr(layer, b_name))),
-            }
-    if not factors:
-        raise ValueError(
-            "`model` must have LoRA-enabled layers. Received: a model without any "
-            "(use add_adapters(model, targets, kind='lora') first)."
-        )
-    return factors
-
-
-def unmerge_lora(model, factors):
-    """Back from a merged model to base weights + LoRA factors (`base = merged - (alpha / r) A B`).
-
-    Args:
-        model: a model from `merge_lora` (or one of its reloaded copies).
-        factors: `get_lora_factors(lora_model)`, taken before `merge_lora`.
-
-    Returns:
-        A new model with the factors re-installed (only they train); its outputs equal `model`'s.
-
-    Raises:
-        ValueError: if `factors` is empty or names layers `model` lacks, or shapes differ.
-
-    Example:
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="body")])
-    >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
-    >>> factors = keras_transfer.recipes.get_lora_factors(lora)
-    >>> merged = keras_transfer.recipes.merge_lora(lora)
-    >>> keras_transfer.recipes.unmerge_lora(merged, factors).get_layer("body").lora_enabled
-    True
-    """
-    model_graph.check_graph_model(model)
-    if not isinstance(factors, dict) or not factors:
-        raise ValueError(
-            "`factors` must be the non-empty dict returned by get_lora_factors(). "
-            f"Received: factors={type(factors).__name__}"
-        )
-    layers = dict(model_graph.iter_all_layers(model))
-    unknown = sorted(set(factors) - set(layers))
-    if unknown:
-        raise ValueError(
-            f"`factors` names layers that `model` does not have: {unknown}. Available layers: "
-            f"{', '.join(layers)}"
-        )
-    targets = {id(layers[path]): factors[path] for path in factors}
-    new_model, pairs = model_graph.clone_graph(model)
-    model_graph.copy_weights(pairs)
-    for new, orig in pairs:
-        new.trainable = orig.trainable
-        couples = model_graph.paired_sublayers(new, orig)
-        hits = [(n, o) for n, o in couples if id(o) in targets]
-        if not hits:
-            continue
-        new.trainable = True  # as add_adapters(kind="lora"): only the factors train
-        for sub, _ in couples[1:]:
-            sub.trainable = False
-        for new_sub, orig_sub in hits:
-            _install_factors(new_sub, orig_sub.name, targets[id(orig_sub)])
-    return new_model
-
-
-def _install_factors(layer, name, item):
-    if getattr(layer, "lora_enabled", False):
-        raise ValueError(f"Layer '{name}' already has LoRA enabled: pass the merged model.")
-    merged_name, (a_name, b_name) = _lora_attrs(layer)
-    merged = _np(model_graph.base_weight(layer))
-    layer.enable_lora(item["rank"], lora_alpha=item["alpha"])
-    a, b = getattr(layer, a_name), getattr(layer, b_name)
-    if tuple(a.shape) != item["a"].shape or tuple(b.shape) != item["b"].shape:
-        raise ValueError(
-            f"LoRA factors for layer '{name}' must have shapes {tuple(a.shape)} and "
-            f"{tuple(b.shape)}. Received: {item['a'].shape} and {item['b'].shape}"
-        )
-    a.assign(item["a"])
-    b.assign(item["b"])
-    base = model_graph.base_weight(layer)
-    base.assign(np.zeros(base.shape, dtype=base.dtype))
-    delta = _np(getattr(layer, merged_name))  # (alpha / r) A B, however the layer shapes it
-    base.assign((merged - delta).astype(base.dtype))
-    layer.trainable = True
-    model_graph.train_only_lora_factors(layer)

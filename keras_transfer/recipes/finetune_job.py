@@ -8,8 +8,8 @@ from keras_transfer.datasets.image_folder import load_image_folder
 from keras_transfer.recipes import backbones as backbones_lib
 from keras_transfer.recipes.classifier import build_classifier
 from keras_transfer.recipes.fine_tune import fine_tune
-from keras_transfer.utils import validation
 from keras_transfer.serving.image_classifier import export_image_classifier
+from keras_transfer.utils import validation
 
 
 def parse_blocks(text):
