@@ -180,7 +180,8 @@ def requirements(tf_requirement, keras_hub_allowed):
     if tf_requirement:
         install_requires.insert(0, tf_requirement)
     hub = ["keras-hub"] if keras_hub_allowed else []
-    extras = {"cv": ["keras-cv"], "hub": hub, "test": ["pytest", "pytest-xdist"] + hub}
+    # ruff: the lint that tests/test_lint.py runs (minor release pinned: new releases add rules).
+    extras = {"cv": ["keras-cv"], "hub": hub, "test": ["pytest", "pytest-xdist", "ruff>=0.17,<0.18"] + hub}
     return install_requires, extras
 
 

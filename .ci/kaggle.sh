@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI leg: the Kaggle image's versions (shared/DESIGN.md §4): Python 3.12, TensorFlow 2.20, Keras 3.13.2,
+# CI leg: the Kaggle image's versions: Python 3.12, TensorFlow 2.20, Keras 3.13.2,
 # the rest as constraints/kaggle.txt records it. Installed the way a Kaggle user does: the image's
 # TensorFlow and Keras first, then this package on top; TensorFlow must stay as it was.
 # Test subset: everything but tests/benchmarks, tests/demos, tests/reliability and tests/serving (the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI leg: `pip install` of this package onto an environment that has `tensorflow-cpu` (issue 15 §0).
+# CI leg: `pip install` of this package onto an environment that has `tensorflow-cpu`.
 # Requiring `tensorflow` by name there made pip add `tensorflow` 2.21 on top of tensorflow-cpu 2.20:
 # `pip check` silent, `import tensorflow` failing with an undefined symbol. setup.py now names the
 # distribution already installed; this leg checks that on a real install, then runs a small subset.

@@ -33,8 +33,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_transfer.callbacks import GradientReversalSchedule  # noqa: E402
-from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import digits as digits_lib  # noqa: E402
+from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets.digits_m import blend_with_photos  # noqa: E402
 from keras_transfer.models import DANN  # noqa: E402
 from keras_transfer.models import DeepCORAL  # noqa: E402

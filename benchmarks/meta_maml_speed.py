@@ -151,7 +151,9 @@ def _eager_step_timer(one_step, steps):
 
 def time_torch(batch, steps, first_order=False):
     import torch
-    from torch.func import functional_call, grad, vmap
+    from torch.func import functional_call
+    from torch.func import grad
+    from torch.func import vmap
 
     torch.manual_seed(0)
     # One thread: with 2 OpenMP threads on a shared 2-core machine a tiny bmm took 1 ms instead of 20 us.

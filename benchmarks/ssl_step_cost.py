@@ -136,7 +136,7 @@ def main(argv=None):
     print(f"\nTrain step, simple_cnn{widths} encoder, {image_size}px RGB, batch {batch_size}:")
     print_table(["step", "ms (median)"], [
         [f"supervised (batch {batch_size})", f"{1e3 * supervised_step:.1f}"],
-        [f"2 x supervised", f"{2e3 * supervised_step:.1f}"],
+        ["2 x supervised", f"{2e3 * supervised_step:.1f}"],
         [f"SimCLR ({batch_size} pairs = {2 * batch_size} images)", f"{1e3 * simclr_step:.1f}"],
         ["ratio SimCLR / (2 x supervised)", f"{step_ratio:.3f}"],
     ])
@@ -145,7 +145,7 @@ def main(argv=None):
         simclr_dataset(x, batch_size=batch_size, augmentation=SimCLRAugmentation(image_size), repeat=True),
         batches, windows)
     consumed = batch_size / simclr_step
-    print(f"\nAugmentation pipeline (two views, full SimCLR recipe) vs step consumption:")
+    print("\nAugmentation pipeline (two views, full SimCLR recipe) vs step consumption:")
     print_table(["", "pairs/s"], [
         ["simclr_dataset alone", f"{pipeline:.0f}"],
         ["SimCLR step consumes", f"{consumed:.0f}"],

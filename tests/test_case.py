@@ -1,7 +1,7 @@
 """The shared test harness of keras_transfer.
 
-Every public layer, model and recipe is checked with the same steps (see
-../shared/DESIGN.md §3): shapes and weight counts, a `.keras` round trip without
+Every public layer, model and recipe is checked with the same steps:
+shapes and weight counts, a `.keras` round trip without
 `custom_objects` (values compared), `export()` serving signature vs `predict`,
 two `fit` steps (finite metrics, trainable weights changed, frozen ones not),
 one `mixed_float16` step, gradients against finite differences, and error

@@ -14,7 +14,7 @@ and the summed gradient is exactly the gradient of the global-batch loss, also
 when the replicas hold batches of different sizes (a final partial batch).
 
 TF-only on purpose: TensorFlow's `tf.distribute` is the only distribution API of
-this stack that runs a custom `train_step` in replica context (DESIGN.md §4).
+this stack that runs a custom `train_step` in replica context (JAX and PyTorch have no `strategy.run`).
 """
 
 import tensorflow as tf

@@ -24,6 +24,7 @@ tf.config.set_logical_device_configuration(
 )
 sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
+
 keras.config.disable_traceback_filtering()
 
 import keras_transfer as kt  # noqa: E402
@@ -171,7 +172,7 @@ def main():
     for name in sys.argv[1:] or list(CASES):
         try:
             results[name] = run_case(name, strategy)
-        except Exception as error:  # reported, so one failing case does not hide the others
+        except Exception:  # reported, so one failing case does not hide the others
             import traceback
             results[name] = {"error": traceback.format_exc()[-3000:]}
     print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "results": results}))

@@ -125,7 +125,7 @@ class ConvAdapterParallelTest(TestCase):
         self.assertAllClose(model(x), conv(x), atol=0, rtol=0)
 
     def test_equals_additive_filter_perturbation(self):
-        # Seed 002: y = f * x + diag_1(alpha) * x = (f + diag_1(alpha)) * x, checked against a direct
+        # Rebuffi et al. 2018: y = f * x + diag_1(alpha) * x = (f + diag_1(alpha)) * x, checked against a direct
         # NumPy convolution of the perturbed filter, for strided, valid and dilated hosts.
         rng = np.random.default_rng(3)
         for size, k, s, pad, dil in [(8, 3, 2, "same", 1), (7, 3, 2, "same", 1), (9, 3, 1, "valid", 1),

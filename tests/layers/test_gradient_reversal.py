@@ -136,7 +136,7 @@ class GradientReversalTest(TestCase):
         path = os.path.join(self.get_temp_dir(), "grl.keras")
         model.save(path)
         reloaded = keras.saving.load_model(path)
-        layer = [l for l in reloaded.layers if isinstance(l, GradientReversal)][0]
+        layer = [layer for layer in reloaded.layers if isinstance(layer, GradientReversal)][0]
         self.assertAllClose(layer.factor, 0.375)
         self.assertAllClose(GradientReversal.from_config(grl.get_config()).factor, 0.375)
 

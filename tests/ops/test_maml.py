@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transfer.ops import maml as maml_ops
@@ -25,7 +25,7 @@ class MamlOpsTest(TestCase):
         self.run_gradient_check(grad_norm_of_normalised, [x], eps=1e-6, atol=1e-6, rtol=1e-5)
 
     def test_tf_moments_second_order_is_not_exact(self):
-        # The reason exact_moments exists (DESIGN.md §4): documents the TF behaviour.
+        # The reason exact_moments exists: tf.nn.moments stops the gradient through the mean in the variance.
         x = tf.constant(np.random.default_rng(1).normal(size=(6, 2)))
 
         def second(moments):

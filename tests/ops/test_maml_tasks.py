@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transfer.ops import maml as maml_ops
