@@ -10,7 +10,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_transfer import recipes  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402,F401
+
+
+def print_table(header, rows):
+    """Prints `header` and `rows` as a markdown table (readable in a terminal, pasteable into BENCHMARKS.md)."""
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    print("\n".join(lines))
 
 
 def pretrain_source(x, y, num_classes, epochs, widths=(16, 32, 64), seed=0, learning_rate=2e-3):

@@ -26,8 +26,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer import recipes  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 
 PROJECT = r"expanded_conv(_\d+)?_project"
 ONE_BY_ONE = r"expanded_conv(_\d+)?_(expand|project)|conv_1"

@@ -27,9 +27,9 @@ import time
 import keras
 import numpy as np
 
+from benchmarks._common import print_table
 from keras_transfer import datasets
 from keras_transfer.demos import clip as clip_demo
-from keras_transfer.demos.report import print_table
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import build_zero_shot_classifier
 

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import _common
-from keras_transfer.demos.report import print_table
+from benchmarks._common import print_table
 from keras_transfer.losses import clip_loss
 
 TOLERANCE = 1e-5

@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer import datasets  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.models import BlackBoxLearner  # noqa: E402
 from keras_transfer.models import MetaModel  # noqa: E402
 from keras_transfer.models import ProtoNet  # noqa: E402

@@ -28,8 +28,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.datasets import sinusoid_tasks  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.models import MetaModel  # noqa: E402
 
 ALPHA, LR, META_BATCH, K = 0.01, 1e-3, 25, 10

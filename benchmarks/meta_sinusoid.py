@@ -26,9 +26,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.datasets import sinusoid_task_dataset  # noqa: E402
 from keras_transfer.datasets import sinusoid_tasks  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.models import MetaModel  # noqa: E402
 
 PAPER = {"MAML (paper)": (0.67, 0.38, 0.35), "pretrained (paper)": (2.41, 2.23, 2.19)}

@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.demos.self_supervised import LAST_METRICS  # noqa: E402
 from keras_transfer.demos.self_supervised import METHODS  # noqa: E402
 from keras_transfer.demos.self_supervised import pretrain  # noqa: E402

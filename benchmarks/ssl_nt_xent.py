@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import _common  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.losses import nt_xent  # noqa: E402
 
 

@@ -24,11 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.augment import SimCLRAugmentation  # noqa: E402
 from keras_transfer.augment import image_ops  # noqa: E402
 from keras_transfer.augment import simclr_dataset  # noqa: E402
 from keras_transfer.datasets import load_digits_m  # noqa: E402
-from keras_transfer.demos.report import print_table  # noqa: E402
 from keras_transfer.models import SimCLR  # noqa: E402
 from keras_transfer.recipes import load_backbone  # noqa: E402
 
