@@ -27,9 +27,9 @@ import time
 import keras
 import numpy as np
 
+from benchmarks import _clip_experiment as experiment
 from benchmarks._common import print_table
 from keras_transfer import datasets
-from keras_transfer.demos import clip as clip_demo
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import build_zero_shot_classifier
 
@@ -51,22 +51,22 @@ def _interleaved_medians(steps, repeats):
 def step_cost(batch_size=64, repeats=30, seed=0):
     """Median seconds of one CLIP train step and of one supervised step per encoder."""
     keras.utils.set_random_seed(seed)
-    (x, captions, y), _ = datasets.load_digit_captions(image_size=clip_demo.IMAGE_SIZE, seed=seed)
-    tokenizer = word_tokenizer(list(captions), sequence_length=clip_demo.SEQUENCE_LENGTH)
+    (x, captions, y), _ = datasets.load_digit_captions(image_size=experiment.IMAGE_SIZE, seed=seed)
+    tokenizer = word_tokenizer(list(captions), sequence_length=experiment.SEQUENCE_LENGTH)
     images = x[:batch_size].astype("float32")
     tokens = tokenizer(list(captions[:batch_size])).numpy()
     labels = y[:batch_size]
 
-    clip = clip_demo.build_digit_clip(tokenizer.vocabulary_size())
+    clip = experiment.build_digit_clip(tokenizer.vocabulary_size())
     clip.compile(optimizer=keras.optimizers.Adam(1e-3))
     clip_batch = {"images": images, "token_ids": tokens}
 
-    reference = clip_demo.build_digit_clip(tokenizer.vocabulary_size())
+    reference = experiment.build_digit_clip(tokenizer.vocabulary_size())
     image_model = keras.Sequential([reference.image_encoder, keras.layers.Dense(10)])
     image_model.compile(optimizer=keras.optimizers.Adam(1e-3),
                         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     text_model = keras.Sequential([
-        keras.Input((clip_demo.SEQUENCE_LENGTH,), dtype="int32"),
+        keras.Input((experiment.SEQUENCE_LENGTH,), dtype="int32"),
         reference.text_encoder,  # the same tower as CLIP's (one transformer block, dropout 0.1)
         keras.layers.Dense(10)])
     text_model.compile(optimizer=keras.optimizers.Adam(1e-3),
@@ -92,12 +92,12 @@ def main(argv=None):
 
     runs = []
     for seed in range(seeds):
-        model, tokenizer, train, test, seconds = clip_demo.train_digit_clip(epochs=epochs, seed=seed)
-        result = clip_demo.evaluate_digit_clip(model, tokenizer, test)
+        model, tokenizer, train, test, seconds = experiment.train_digit_clip(epochs=epochs, seed=seed)
+        result = experiment.evaluate_digit_clip(model, tokenizer, test)
         result["seconds"] = seconds
         zero_shot = build_zero_shot_classifier(
             model, datasets.digit_class_names(), datasets.HELDOUT_TEMPLATES, tokenizer)
-        result["wise_ft"] = clip_demo.wise_ft_curve(
+        result["wise_ft"] = experiment.wise_ft_curve(
             zero_shot, train[0], train[2], test[0], test[2], labels_per_class=5,
             epochs=2 if args.quick else 20, seed=seed)
         runs.append(result)

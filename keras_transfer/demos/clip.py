@@ -1,5 +1,9 @@
-"""Demo: CLIP on digits paired with captions; zero-shot accuracy with held-out prompts,
-one template vs the ensemble, and retrieval recall@k."""
+"""Demo section "clip": CLIP on digits paired with captions.
+
+Zero-shot accuracy with held-out prompts (one template vs the ensemble) and retrieval
+recall@k, written with the public API as a user would; `benchmarks/clip_digits.py` runs
+the same training over several seeds, with WiSE-FT and the step cost.
+"""
 
 import os
 import time
@@ -14,135 +18,92 @@ from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
 from keras_transfer.models import build_zero_shot_classifier
 from keras_transfer.models import retrieval_recall
-from keras_transfer.models import wise_ft
 
 IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10
 
 
-def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projection_dim=32, text_dropout=0.0):
-    """A small CNN image tower and a one-block transformer text tower."""
-    image_encoder = keras.Sequential([
-        keras.Input((image_size, image_size, 1)),
-        keras.layers.Rescaling(1.0 / 255),
-        keras.layers.Conv2D(width // 2, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(width, 3, strides=2, padding="same", activation="relu"),
-        keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(width, activation="relu"),
-    ], name="image_encoder")
-    text_encoder = TextTransformerEncoder(
-        vocabulary_size, SEQUENCE_LENGTH, embedding_dim=32, num_layers=1, num_heads=2, dropout=text_dropout,
-        name="text_encoder")
-    return CLIP(image_encoder, text_encoder, projection_dim=projection_dim)
-
-
-def train_digit_clip(epochs=25, batch_size=64, learning_rate=1e-3, seed=0, verbose=0, text_dropout=0.1,
-                     cosine=False):
-    """Trains CLIP on the digit-caption training split (training templates only).
-
-    Returns `(model, tokenizer, train, test, seconds)` with `train` / `test` the
-    `(images, captions, labels)` tuples of `load_digit_captions`.
-    """
-    keras.utils.set_random_seed(seed)
-    train, test = datasets.load_digit_captions(image_size=IMAGE_SIZE, seed=seed)
-    x_train, captions, _ = train
+def train_clip(train, epochs):
+    """CLIP with a small CNN image tower and a one-block transformer text tower, trained on
+    the `(images, captions, labels)` of `train`; returns `(model, tokenizer, seconds)`."""
+    images, captions, _ = train
     tokenizer = word_tokenizer(list(captions), sequence_length=SEQUENCE_LENGTH)
-    model = build_digit_clip(tokenizer.vocabulary_size(), text_dropout=text_dropout)
-    if cosine:
-        steps = epochs * -(-len(x_train) // batch_size)
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    image_encoder = keras.Sequential([  # [0, 255] pixels -> 64 features
+        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)),
+        keras.layers.Rescaling(1.0 / 255),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(64, activation="relu"),
+    ], name="image_encoder")
+    text_encoder = TextTransformerEncoder(tokenizer.vocabulary_size(), SEQUENCE_LENGTH, embedding_dim=32,
+                                          num_layers=1, num_heads=2, dropout=0.1, name="text_encoder")
+    model = CLIP(image_encoder, text_encoder, projection_dim=32)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
-    model.fit({"images": x_train.astype("float32"), "token_ids": tokenizer(list(captions)).numpy()},
-              batch_size=batch_size, epochs=epochs, shuffle=True, verbose=verbose)
-    return model, tokenizer, train, test, time.perf_counter() - start
+    model.fit({"images": images.astype("float32"), "token_ids": tokenizer(list(captions)).numpy()},
+              batch_size=64, epochs=epochs, shuffle=True, verbose=0)
+    return model, tokenizer, time.perf_counter() - start
 
 
-def zero_shot_accuracy(model, tokenizer, images, labels, templates, class_style="word"):
-    classifier = build_zero_shot_classifier(
-        model, datasets.digit_class_names(class_style), templates, tokenizer)
-    # One eager call: a fresh `predict` function per classifier would retrace each time.
-    probabilities = keras.ops.convert_to_numpy(classifier(images.astype("float32"), training=False))
-    return float(np.mean(probabilities.argmax(axis=1) == labels))
-
-
-def evaluate_digit_clip(model, tokenizer, test):
-    """Zero-shot accuracies (each held-out template alone, and their ensemble) and recall@k."""
-    x_test, captions, y_test = test
-    single = {t: zero_shot_accuracy(model, tokenizer, x_test, y_test, [t])
-              for t in datasets.HELDOUT_TEMPLATES}
-    results = {
-        "single_template": single,
-        "single_mean": float(np.mean(list(single.values()))),
-        "ensemble": zero_shot_accuracy(model, tokenizer, x_test, y_test, datasets.HELDOUT_TEMPLATES),
-        "ensemble_numerals": zero_shot_accuracy(
-            model, tokenizer, x_test, y_test, datasets.HELDOUT_TEMPLATES, class_style="numeral"),
-    }
-    results["ensemble_gain"] = results["ensemble"] - results["single_mean"]
-    image_embeddings = model.encode_images(x_test.astype("float32"))
-    text_embeddings = model.encode_text(tokenizer(list(captions)).numpy())
-    # Captions name a class, so a caption matches every image of that class (class-level recall);
-    # the strict pairing (only its own image) is reported too.
-    results["recall_class"] = retrieval_recall(image_embeddings, text_embeddings,
-                                               image_labels=y_test, text_labels=y_test)
-    results["recall_pair"] = retrieval_recall(image_embeddings, text_embeddings)
-    return results
-
-
-def wise_ft_curve(zero_shot, x, y, x_test, y_test, labels_per_class=5, epochs=20,
-                  alphas=(0.0, 0.25, 0.5, 0.75, 1.0), seed=0):
-    """Fine-tunes a copy of a zero-shot classifier on a few labels per class, then returns
-    `{alpha: held-out accuracy}` of the WiSE-FT mixtures (alpha 0 = zero-shot, 1 = fine-tuned)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    few = np.concatenate([rng.choice(np.flatnonzero(y == c), labels_per_class, replace=False)
-                          for c in classes])
-    fine_tuned = keras.models.clone_model(zero_shot)
-    fine_tuned.set_weights(zero_shot.get_weights())
-    fine_tuned.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-    fine_tuned.fit(x[few].astype("float32"), y[few], batch_size=10, epochs=epochs, verbose=0)
-    curve = {}
-    for alpha in alphas:
-        mixed = wise_ft(zero_shot, fine_tuned, alpha=alpha)
-        probabilities = keras.ops.convert_to_numpy(mixed(x_test.astype("float32"), training=False))
-        curve[alpha] = float(np.mean(probabilities.argmax(axis=1) == y_test))
-    return curve
+def zero_shot_accuracies(model, tokenizer, images, labels):
+    """{prompt: held-out accuracy} of zero-shot classifiers built from the held-out templates."""
+    words, numerals = datasets.digit_class_names("word"), datasets.digit_class_names("numeral")
+    templates = datasets.HELDOUT_TEMPLATES
+    classifiers = {f'"{t}"': build_zero_shot_classifier(model, words, [t], tokenizer) for t in templates}
+    classifiers["ensemble"] = build_zero_shot_classifier(model, words, templates, tokenizer)
+    classifiers["ensemble, classes as numerals"] = build_zero_shot_classifier(model, numerals, templates, tokenizer)
+    images = images.astype("float32")
+    # One eager call each: a fresh `predict` function per classifier would retrace each time.
+    return {prompt: float(np.mean(keras.ops.convert_to_numpy(classifier(images, training=False)).argmax(1) == labels))
+            for prompt, classifier in classifiers.items()}
 
 
 def run(output_dir, quick=False, seed=0):
     """Trains CLIP on digit captions and prints zero-shot and retrieval results."""
     os.makedirs(output_dir, exist_ok=True)
     epochs = 12 if quick else 25
-    model, tokenizer, train, test, seconds = train_digit_clip(epochs=epochs, seed=seed)
+    keras.utils.set_random_seed(seed)
+    train, (x_test, test_captions, y_test) = datasets.load_digit_captions(image_size=IMAGE_SIZE, seed=seed)
+    model, tokenizer, seconds = train_clip(train, epochs)
     print(f"CLIP on {len(train[0])} digit images with template captions "
           f"({len(datasets.TRAIN_TEMPLATES)} training templates), {epochs} epochs in {seconds:.0f} s; "
           f"learned logit scale {model.get_logit_scale():.1f}.")
-    results = evaluate_digit_clip(model, tokenizer, test)
-    print(f"\nZero-shot accuracy on {len(test[0])} held-out images, prompts from held-out templates:")
-    rows = [[f'"{t}"', f"{a:.3f}"] for t, a in results["single_template"].items()]
-    rows.append(["mean of single templates", f"{results['single_mean']:.3f}"])
-    rows.append([f"ensemble of {len(datasets.HELDOUT_TEMPLATES)} templates", f"{results['ensemble']:.3f}"])
-    rows.append(["ensemble, classes as numerals", f"{results['ensemble_numerals']:.3f}"])
+    accuracy = zero_shot_accuracies(model, tokenizer, x_test, y_test)
+    single = [accuracy[f'"{t}"'] for t in datasets.HELDOUT_TEMPLATES]
+    single_mean = float(np.mean(single))
+    print(f"\nZero-shot accuracy on {len(x_test)} held-out images, prompts from held-out templates:")
+    rows = [[f'"{t}"', f"{a:.3f}"] for t, a in zip(datasets.HELDOUT_TEMPLATES, single)]
+    rows.append(["mean of single templates", f"{single_mean:.3f}"])
+    rows.append([f"ensemble of {len(datasets.HELDOUT_TEMPLATES)} templates", f"{accuracy['ensemble']:.3f}"])
+    rows.append(["ensemble, classes as numerals", f"{accuracy['ensemble, classes as numerals']:.3f}"])
     report.print_table(["prompt", "accuracy"], rows)
-    print(f"Ensembling gain over the mean single template: {100 * results['ensemble_gain']:+.1f} points")
+    print(f"Ensembling gain over the mean single template: {100 * (accuracy['ensemble'] - single_mean):+.1f} points")
+
+    image_embeddings = model.encode_images(x_test.astype("float32"))
+    text_embeddings = model.encode_text(tokenizer(list(test_captions)).numpy())
+    # Captions name a class, so a caption matches every image of that class (class-level recall);
+    # the strict pairing (only its own image) is reported too.
+    recall = {"same class": retrieval_recall(image_embeddings, text_embeddings, image_labels=y_test,
+                                             text_labels=y_test),
+              "own pair only": retrieval_recall(image_embeddings, text_embeddings)}
     print("\nRetrieval on the held-out images and captions (recall@k):")
     report.print_table(
         ["match", "image->text @1", "@5", "@10", "text->image @1", "@5", "@10"],
-        [[name] + [f"{results[key][f'{d}_recall@{k}']:.3f}" for d in ("image_to_text", "text_to_image")
-                   for k in (1, 5, 10)]
-         for name, key in (("same class", "recall_class"), ("own pair only", "recall_pair"))],
+        [[name] + [f"{r[f'{d}_recall@{k}']:.3f}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)]
+         for name, r in recall.items()],
     )
-    bars = {f"T{i + 1}": a for i, a in enumerate(results["single_template"].values())}
-    bars["ensemble"] = results["ensemble"]
+    bars = {f"T{i + 1}": a for i, a in enumerate(single)}
+    bars["ensemble"] = accuracy["ensemble"]
     report.bar_plot(bars, os.path.join(output_dir, "clip_zero_shot.png"),
                     title="CLIP zero-shot accuracy on held-out digits: single templates vs ensemble",
                     ylabel="accuracy")
     return {
-        "zero_shot_single_mean": results["single_mean"],
-        "zero_shot_ensemble": results["ensemble"],
-        "ensemble_gain": results["ensemble_gain"],
-        "image_to_text_recall@1": results["recall_class"]["image_to_text_recall@1"],
-        "text_to_image_recall@1": results["recall_class"]["text_to_image_recall@1"],
+        "zero_shot_single_mean": single_mean,
+        "zero_shot_ensemble": accuracy["ensemble"],
+        "ensemble_gain": accuracy["ensemble"] - single_mean,
+        "image_to_text_recall@1": recall["same class"]["image_to_text_recall@1"],
+        "text_to_image_recall@1": recall["same class"]["text_to_image_recall@1"],
         "train_seconds": seconds,
     }
