@@ -1,6 +1,6 @@
 """Linear-probe accuracy of self-supervised encoders on digits (3 seeds).
 
-The same CNN (digits_encoder, 16 px) is pre-trained on the 1347 unlabeled training
+The same CNN (`_ssl_experiment.digits_encoder`, 16 px) is pre-trained on the 1347 unlabeled training
 digits with SimCLR, MoCo, rotation prediction and a denoising autoencoder, and
 compared, in the same run, with a random-init encoder (lower reference) and a
 supervised one (trained with all labels; upper reference). Each frozen encoder is
@@ -22,19 +22,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from benchmarks._common import mean_std  # noqa: E402
 from benchmarks._common import print_table  # noqa: E402
+from benchmarks._ssl_experiment import LAST_METRICS  # noqa: E402
+from benchmarks._ssl_experiment import METHODS  # noqa: E402
+from benchmarks._ssl_experiment import pretrain  # noqa: E402
+from benchmarks._ssl_experiment import probe  # noqa: E402
 from keras_transfer.datasets import load_digits  # noqa: E402
-from keras_transfer.demos.self_supervised import LAST_METRICS  # noqa: E402
-from keras_transfer.demos.self_supervised import METHODS  # noqa: E402
-from keras_transfer.demos.self_supervised import pretrain  # noqa: E402
-from keras_transfer.demos.self_supervised import probe  # noqa: E402
-
-
-def mean_std(values):
-    values = list(values)
-    if len(values) < 2:
-        return f"{values[0]:.3f}"
-    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """The self-supervised benchmarks' --quick modes, so they cannot rot."""
 
+from benchmarks import _ssl_experiment
 from benchmarks import ssl_digits_probe
 from benchmarks import ssl_nt_xent
 from benchmarks import ssl_step_cost
@@ -28,3 +29,13 @@ class SSLBenchmarksQuickTest(TestCase):
                 self.assertTrue(all(0.0 <= a <= 1.0 for a in accuracies))
         # Even one quick epoch: the probe beats chance (0.1) on all labels.
         self.assertGreater(results["random init"][None][0], 0.2)
+
+    def test_digits_probe_pretrains_every_method(self):
+        from keras_transfer.datasets import load_digits
+
+        (x, y), _ = load_digits(image_size=8, channels=1, seed=0)
+        for method in ("rotation", "denoising", "supervised"):  # the quick run covers the others
+            encoder = _ssl_experiment.pretrain(method, x[:64], y[:64], epochs=1, image_size=8, widths=(4,))
+            self.assertEqual(encoder.output_shape, (None, 4))
+        self.assertRaisesValueError(["`method` must be one of", "method='byol'"], _ssl_experiment.pretrain,
+                                    "byol", None, None, epochs=1)

@@ -1,0 +1,110 @@
+"""The self-supervised digits experiment of `ssl_digits_probe.py`.
+
+SimCLR, MoCo, rotation prediction and a denoising autoencoder each pre-train the same
+small CNN on the digits training images WITHOUT labels; the frozen encoder is then
+evaluated with the convex linear probe on few labels (and all labels), against a
+random-init encoder and a supervised one.
+"""
+
+import keras
+import numpy as np
+
+from keras_transfer.augment import SimCLRAugmentation
+from keras_transfer.augment import simclr_dataset
+from keras_transfer.models import DenoisingAutoencoder
+from keras_transfer.models import MoCo
+from keras_transfer.models import RotationPrediction
+from keras_transfer.models import SimCLR
+from keras_transfer.recipes import linear_evaluation
+
+METHODS = ("random init", "simclr", "moco", "rotation", "denoising", "supervised")
+
+# Final-epoch training metrics of the last `pretrain` call ({} for random init), for reports.
+LAST_METRICS = {}
+
+
+def digits_encoder(image_size=16, widths=(32, 64, 128), name="encoder"):
+    """Conv-BN-ReLU blocks + global average pooling: raw [0, 255] pixels -> features."""
+    inputs = keras.Input((image_size, image_size, 1))
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    for i, width in enumerate(widths):
+        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        if i < len(widths) - 1:
+            x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def digits_augmentation(image_size):
+    """SimCLR views for digits: crops and intensity jitter; no flips (digits are not mirror-invariant)."""
+    return SimCLRAugmentation(
+        image_size, crop_scale=(0.3, 1.0), flip=False, jitter_strength=0.5, blur_probability=0.0
+    )
+
+
+def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128), moco_bn_splits=2,
+             simclr_temperature=0.5):
+    """The encoder after `epochs` of `method` on the training images (labels only for "supervised")."""
+    LAST_METRICS.clear()
+    keras.utils.set_random_seed(seed)
+    encoder = digits_encoder(image_size, widths)
+    if method == "random init" or epochs == 0:
+        return encoder
+    optimizer = keras.optimizers.Adam(2e-3)
+    if method == "simclr":
+        model = SimCLR(encoder, projection_dim=64, temperature=simclr_temperature)
+        model.compile(optimizer=optimizer)
+        data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
+    elif method == "moco":
+        # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
+        model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5,
+                     bn_splits=moco_bn_splits)
+        model.compile(optimizer=optimizer)
+        data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
+        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
+    elif method == "rotation":
+        model = RotationPrediction(encoder)
+        model.compile(optimizer=optimizer)
+        model.fit(x_train, batch_size=128, epochs=epochs, verbose=0)
+    elif method == "denoising":
+        model = DenoisingAutoencoder(encoder, corruption="masking", mask_rate=0.3, seed=seed)
+        model.compile(optimizer=optimizer)
+        model.fit(x_train, batch_size=128, epochs=epochs, verbose=0)
+    elif method == "supervised":
+        inputs = keras.Input(encoder.inputs[0].shape[1:])
+        outputs = keras.layers.Dense(int(np.max(y_train)) + 1, activation="softmax")(encoder(inputs))
+        model = keras.Model(inputs, outputs)
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+        model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0)
+    else:
+        raise ValueError(f"`method` must be one of {list(METHODS)}. Received: method={method!r}")
+    return encoder
+
+
+def _last(history):
+    return {name: values[-1] for name, values in history.history.items()}
+
+
+def label_subset(y, labels_per_class, seed):
+    """Indices of `labels_per_class` examples of each class (all indices for None)."""
+    if labels_per_class is None:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    return np.concatenate(
+        [rng.choice(np.where(y == c)[0], labels_per_class, replace=False) for c in np.unique(y)]
+    )
+
+
+def probe(encoder, data, budgets, seed=0):
+    """{budget: linear-probe test accuracy} for each labels-per-class budget (None = all)."""
+    (x_train, y_train), (x_test, y_test) = data
+    results = {}
+    for budget in budgets:
+        index = label_subset(y_train, budget, seed)
+        results[budget] = linear_evaluation(
+            encoder, x_train[index], y_train[index], x_test, y_test, num_classes=10, C=1.0
+        )["test_accuracy"]
+    return results
