@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from benchmarks._moons_experiment import MOONS_SETTINGS  # noqa: E402
+from benchmarks._moons_experiment import plot_decision_boundaries  # noqa: E402
+from benchmarks._moons_experiment import train_moons  # noqa: E402
 from keras_transfer.datasets import domain_pairs  # noqa: E402
 from keras_transfer.datasets import load_moons  # noqa: E402
-from keras_transfer.demos.domain_adaptation import MOONS_SETTINGS  # noqa: E402
-from keras_transfer.demos.domain_adaptation import plot_decision_boundaries  # noqa: E402
-from keras_transfer.demos.domain_adaptation import train_moons  # noqa: E402
 
 
 def main(argv=None):
@@ -51,7 +51,8 @@ def main(argv=None):
             if adapt:
                 row["domain accuracy"] = history["domain_accuracy"][-1]
                 held_out = domain_pairs(*data.source_test, data.target_test[0], batch_size=1000, shuffle=False)
-                row["held-out domain accuracy"] = model.evaluate(held_out, verbose=0, return_dict=True)["domain_accuracy"]
+                row["held-out domain accuracy"] = model.evaluate(
+                    held_out, verbose=0, return_dict=True)["domain_accuracy"]
             models[name] = model
         if seed == 0:
             row["png"] = plot_decision_boundaries(
@@ -59,9 +60,11 @@ def main(argv=None):
             )
         rows.append(row)
         print(f"seed {seed}: source-only {row['source-only']:.3f}, DANN {row['DANN']:.3f}, "
-              f"domain acc {row['domain accuracy']:.3f} (held-out {row['held-out domain accuracy']:.3f})", flush=True)
+              f"domain acc {row['domain accuracy']:.3f} (held-out {row['held-out domain accuracy']:.3f})",
+              flush=True)
     summary = {}
-    for key in ("source-only", "DANN", "source-only source", "DANN source", "domain accuracy", "held-out domain accuracy"):
+    for key in ("source-only", "DANN", "source-only source", "DANN source", "domain accuracy",
+                "held-out domain accuracy"):
         values = np.array([r[key] for r in rows])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min())}
     print(f"\nMoons, target rotated 35 degrees, {args.seeds} seeds, {args.epochs} epochs "

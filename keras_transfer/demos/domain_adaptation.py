@@ -3,7 +3,8 @@
 A network with one hidden layer of 15 sigmoid units is trained on labelled source
 moons; the target moons are rotated by 35 degrees and unlabelled. The source-only
 network misclassifies the rotated tips; DANN aligns the two domains in its hidden
-layer and classifies the target. Writes `moons_decision_boundaries.png`.
+layer and classifies the target. Writes `moons_decision_boundaries.png`. Written with the
+public API as a user would; `benchmarks/domain_adaptation_moons.py` runs it over seeds.
 """
 
 import os
@@ -18,94 +19,48 @@ from keras_transfer.datasets import load_moons
 from keras_transfer.models import DANN
 from keras_transfer.models import SourceOnly
 
-# The settings of the moons reproduction (benchmarks/NOTES.md): Ganin's shallow network
-# (15 sigmoid units), a 64-unit domain MLP, domain loss weight 3, Ganin's λ_p schedule with
-# γ = 3 (a slower ramp than the paper's γ = 10, which was less stable over seeds here).
-MOONS_SETTINGS = {
-    "hidden_units": 15,
-    "domain_hidden_units": 64,
-    "domain_loss_weight": 3.0,
-    "learning_rate": 0.05,
-    "momentum": 0.9,
-    "batch_size": 64,
-    "epochs": 400,
-    "schedule": "ganin",
-    "gamma": 3.0,
-}
 
+def train(data, adapt, epochs, seed=0):
+    """DANN (`adapt=True`) or the same network on the source only; returns `(model, history_dict)`.
 
-def moons_parts(seed, hidden_units=15, domain_hidden_units=64):
-    """Feature extractor, label classifier and domain classifier of the moons experiment."""
-    keras.utils.set_random_seed(seed)
-    feature_extractor = keras.Sequential(
-        [keras.Input((2,)), keras.layers.Dense(hidden_units, activation="sigmoid")],
-        name="feature_extractor",
-    )
-    label_classifier = keras.Sequential(
-        [keras.Input((hidden_units,)), keras.layers.Dense(2)], name="label_classifier"
-    )
-    domain_classifier = keras.Sequential(
-        [
-            keras.Input((hidden_units,)),
-            keras.layers.Dense(domain_hidden_units, activation="relu"),
-            keras.layers.Dense(1),
-        ],
-        name="domain_classifier",
-    )
-    return feature_extractor, label_classifier, domain_classifier
-
-
-def train_moons(data, seed=0, adapt=True, epochs=None, settings=None):
-    """Trains DANN (`adapt=True`) or the source-only network on a `MoonsDomains`.
-
-    Returns `(model, history_dict)`.
+    Ganin's shallow network (15 sigmoid units), a 64-unit domain MLP, domain loss weight 3 and
+    Ganin's λ_p schedule with γ = 3 (a slower ramp than the paper's γ = 10, more stable over seeds).
     """
-    settings = dict(MOONS_SETTINGS, **(settings or {}))
-    epochs = epochs or settings["epochs"]
-    fe, lc, dc = moons_parts(seed, settings["hidden_units"], settings["domain_hidden_units"])
-    pairs = domain_pairs(*data.source_train, data.target_train[0], batch_size=settings["batch_size"], seed=seed)
-    optimizer = keras.optimizers.SGD(settings["learning_rate"], momentum=settings["momentum"])
+    keras.utils.set_random_seed(seed)
+    features = keras.Sequential([keras.Input((2,)), keras.layers.Dense(15, activation="sigmoid")],
+                                name="feature_extractor")
+    labels = keras.Sequential([keras.Input((15,)), keras.layers.Dense(2)], name="label_classifier")
+    domains = keras.Sequential([keras.Input((15,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)],
+                               name="domain_classifier")
+    pairs = domain_pairs(*data.source_train, data.target_train[0], batch_size=64, seed=seed)
     if adapt:
-        model = DANN(fe, lc, dc, factor=0.0, domain_loss_weight=settings["domain_loss_weight"])
-        callbacks = [GradientReversalSchedule(settings["schedule"], gamma=settings["gamma"])]
+        model = DANN(features, labels, domains, factor=0.0, domain_loss_weight=3.0)
+        callbacks = [GradientReversalSchedule("ganin", gamma=3.0)]
     else:
-        model = SourceOnly(fe, lc)
-        callbacks = []
+        model, callbacks = SourceOnly(features, labels), []
     # XLA: a 2-15-2 network's step is dominated by op overhead, which XLA fuses away.
-    model.compile(optimizer=optimizer, jit_compile=True)
-    history = model.fit(pairs, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False)
-    return model, history.history
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), jit_compile=True)
+    return model, model.fit(pairs, epochs=epochs, verbose=0, callbacks=callbacks, shuffle=False).history
 
 
-def plot_decision_boundaries(data, models, path):
-    """The paper's Figure 2 in spirit: label decision boundary of each model over both domains."""
+def plot_boundaries(data, models, path):
+    """Each model's decision boundary over the source points (by class) and the target points."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs, ys = data.source_train
-    xt, yt = data.target_train
-    both = np.concatenate([xs, xt])
-    lo, hi = both.min(0) - 0.5, both.max(0) + 0.5
+    (xs, ys), xt = data.source_train, data.target_train[0]
+    lo, hi = np.minimum(xs.min(0), xt.min(0)) - 0.5, np.maximum(xs.max(0), xt.max(0)) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
-    grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype("float32")
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5))
-    axes = np.atleast_1d(axes)
-    for ax, (title, model) in zip(axes, models.items()):
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4.5), squeeze=False)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype("float32")
         logits = model.predict(grid, batch_size=4096, verbose=0)
-        z = (logits[:, 1] - logits[:, 0]).reshape(gx.shape)
-        ax.contourf(gx, gy, z > 0, levels=[-0.5, 0.5, 1.5], colors=["#f4cccc", "#cfe2f3"], alpha=0.8)
-        ax.contour(gx, gy, z, levels=[0.0], colors="k", linewidths=1.5)
-        ax.scatter(xs[ys == 0, 0], xs[ys == 0, 1], c="#cc0000", marker="+", s=25, label="source, class 0")
-        ax.scatter(xs[ys == 1, 0], xs[ys == 1, 1], c="#0b5394", marker="_", s=25, label="source, class 1")
-        ax.scatter(xt[:, 0], xt[:, 1], c="k", marker=".", s=10, alpha=0.6, label="target (unlabelled)")
-        accuracy = np.mean(model.predict(data.target_test[0], verbose=0).argmax(-1) == data.target_test[1])
-        ax.set_title(f"{title}: target accuracy {accuracy:.3f}")
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0].legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
+        ax.contour(gx, gy, (logits[:, 1] - logits[:, 0]).reshape(gx.shape), levels=[0.0], colors="k")
+        ax.scatter(xs[:, 0], xs[:, 1], c=ys, cmap="coolwarm", marker="+", s=25)
+        ax.scatter(xt[:, 0], xt[:, 1], c="grey", marker=".", s=10)
+        ax.set_title(name)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -115,12 +70,12 @@ def run(output_dir, quick=False):
     """Trains source-only and DANN on the moons (one seed), prints a table, writes a PNG."""
     os.makedirs(output_dir, exist_ok=True)
     data = load_moons(seed=0)
-    epochs = 250 if quick else MOONS_SETTINGS["epochs"]
+    epochs = 250 if quick else 400
     rows = {}
     models = {}
     for name, adapt in (("source-only", False), ("DANN", True)):
         start = time.time()
-        model, history = train_moons(data, seed=0, adapt=adapt, epochs=epochs)
+        model, history = train(data, adapt, epochs)
         target = model.evaluate(*data.target_test, verbose=0, return_dict=True)["label_accuracy"]
         source = model.evaluate(*data.source_test, verbose=0, return_dict=True)["label_accuracy"]
         rows[name] = {
@@ -130,12 +85,13 @@ def run(output_dir, quick=False):
             "seconds": time.time() - start,
         }
         models[name] = model
-    png = plot_decision_boundaries(data, models, os.path.join(output_dir, "moons_decision_boundaries.png"))
+    png = plot_boundaries(data, models, os.path.join(output_dir, "moons_decision_boundaries.png"))
     print(f"\nInter-twinning moons, target rotated 35 degrees ({epochs} epochs)\n")
     print("| model | source test acc | target test acc | domain acc (last epoch) | seconds |")
     print("| --- | --- | --- | --- | --- |")
     for name, row in rows.items():
         domain = "-" if row["domain_accuracy"] is None else f"{row['domain_accuracy']:.3f}"
-        print(f"| {name} | {row['source_accuracy']:.3f} | {row['target_accuracy']:.3f} | {domain} | {row['seconds']:.0f} |")
+        print(f"| {name} | {row['source_accuracy']:.3f} | {row['target_accuracy']:.3f} | {domain} "
+              f"| {row['seconds']:.0f} |")
     print(f"\nDecision boundaries: {png}")
     return {"results": rows, "png": png}
