@@ -3,10 +3,7 @@
 import keras
 from keras import ops
 
-
-def _static_rows(x):
-    shape = getattr(x, "shape", None)
-    return None if shape is None or len(shape) == 0 else shape[0]
+from keras_transfer.ops.numerics import static_batch_size
 
 
 def feature_covariance(features):
@@ -37,7 +34,7 @@ def coral_loss(source_features, target_features):
                 f"`{name}` must have a batch axis and at least one feature axis, shape (n, d). "
                 f"Received: {name} with shape {tuple(x.shape)}"
             )
-        rows = _static_rows(x)
+        rows = static_batch_size(x)
         if rows is not None and rows < 2:
             raise ValueError(
                 f"`{name}` must hold at least 2 examples: a covariance needs two rows. "

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.losses.clip_loss import compute_dtype
+from keras_transfer.ops.numerics import compute_dtype
 from keras_transfer.utils.validation import check_positive_float
 
 

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.ops.numerics import compute_dtype
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_float
 
@@ -26,10 +27,6 @@ _FIX_BATCH = (
     "negative: use a batch size >= 2 and `drop_remainder=True` (or a dataset size that is not "
     "1 modulo the batch size)."
 )
-
-
-def _compute_dtype(x):
-    return "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
 
 
 def _check_pair(z1, z2):
@@ -89,7 +86,7 @@ def nt_xent_terms(z1, z2, temperature=0.1, cross_replica=True):
                     f"`{name}` must contain only finite values. Received: {name} with NaN or "
                     "infinite entries. Check the encoder inputs and the learning rate."
                 )
-    dtype = _compute_dtype(z1)
+    dtype = compute_dtype(z1)
     z1 = tf.math.l2_normalize(ops.cast(z1, dtype), axis=-1)
     z2 = tf.math.l2_normalize(ops.cast(z2, dtype), axis=-1)
 

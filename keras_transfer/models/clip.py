@@ -29,7 +29,7 @@ from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.losses.clip_loss import clip_loss_terms
-from keras_transfer.losses.clip_loss import l2_normalize
+from keras_transfer.ops.numerics import l2_normalize
 from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._serving import ExportsDeclaredInputs
