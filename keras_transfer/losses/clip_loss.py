@@ -109,8 +109,24 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
             already unit-norm inputs).
 
     Returns:
-        Scalar float32 (float64 for float64 inputs; half precision is promoted): `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2`
-        with `L = logit_scale * I @ T^T`.
+        Scalar float32 (float64 for float64 inputs; half precision is promoted):
+        `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2` with `L = logit_scale * I @ T^T`.
+
+    Raises:
+        ValueError: if the embeddings are not 2-D, differ in batch or embedding size,
+            hold fewer than 2 pairs or non-finite values, or if `logit_scale` is not a
+            positive finite number (or is the log-scale variable).
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> images = np.eye(2, 4, dtype="float32")
+    >>> texts = np.eye(2, 4, dtype="float32")
+    >>> round(float(keras_transfer.losses.clip_loss(images, texts, logit_scale=1.0)), 4)
+    0.3133
     """
     image_embeddings = ops.convert_to_tensor(image_embeddings)
     text_embeddings = ops.convert_to_tensor(text_embeddings)
@@ -146,6 +162,24 @@ class CLIPLoss(keras.losses.Loss):
         logit_scale: fixed multiplier on cosine similarities (exponentiated),
             default 1 / 0.07. `CLIP` learns its own; this class is for a fixed one.
         normalize: L2-normalise the embeddings first.
+        reduction: as in `keras.losses.Loss`, over the pairs.
+        name: the loss name.
+        dtype: as in `keras.losses.Loss`; the pair losses are computed in float32.
+
+    Raises:
+        ValueError: if `logit_scale` is not a positive finite Python number, or, when
+            called, if the embeddings are not 2-D or differ in batch or embedding size.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> loss = keras_transfer.losses.CLIPLoss(logit_scale=1.0)
+    >>> images = np.eye(2, 4, dtype="float32")
+    >>> round(float(loss(images, images)), 4)
+    0.3133
     """
 
     def __init__(self, logit_scale=1.0 / 0.07, normalize=True, reduction="sum_over_batch_size",
