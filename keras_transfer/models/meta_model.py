@@ -87,8 +87,8 @@ class MetaModel(TrainStepModel):
         training: the wrapped model's training mode (see `adapt_and_predict`).
 
     Raises:
-        ValueError: if `model` is not a built Keras model, a step count or rate is not
-            positive, `learn_inner_rates` is unknown, or `inner_rate_bounds` is invalid.
+        ValueError: if `model` is not a built `keras.Model`, a step count or rate is not
+            positive, a flag is not a bool, or `learn_inner_rates` / `inner_rate_bounds` is invalid.
 
     Reference:
         Finn et al., 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
@@ -165,7 +165,7 @@ class MetaModel(TrainStepModel):
 
         Raises:
             ValueError: if `steps` or `learning_rate` is not positive, or the support
-                set is not one task.
+                set is not one task's finite examples with matching first axes.
         """
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         if learning_rate is not None:

@@ -60,8 +60,12 @@ def retrieval_recall(image_embeddings, text_embeddings, ks=(1, 5, 10), image_lab
     >>> images = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     >>> texts = np.array([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.0]])
     >>> recall = keras_transfer.recipes.retrieval_recall(images, texts, ks=(1, 2))
-    >>> {name: round(value, 2) for name, value in recall.items()}
-    {'image_to_text_recall@1': 0.67, 'text_to_image_recall@1': 0.67, 'image_to_text_recall@2': 0.67, 'text_to_image_recall@2': 1.0}
+    >>> for name, value in recall.items():
+    ...     print(name, round(value, 2))
+    image_to_text_recall@1 0.67
+    text_to_image_recall@1 0.67
+    image_to_text_recall@2 0.67
+    text_to_image_recall@2 1.0
     """
     image = _normalise(image_embeddings, "image_embeddings")
     text = _normalise(text_embeddings, "text_embeddings")
