@@ -143,6 +143,8 @@ class InfoNCE(keras.losses.Loss):
 
     Example:
 
+    >>> import numpy as np
+    >>> import keras_transfer
     >>> loss = keras_transfer.losses.InfoNCE(temperature=1.0)
     >>> query = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
     >>> negatives = np.array([[[0.0, 1.0]], [[-1.0, 0.0]]], "float32")
