@@ -10,9 +10,9 @@ from keras_transfer import datasets
 from keras_transfer.layers import TextTransformerEncoder
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
-from keras_transfer.models import build_zero_shot_classifier
-from keras_transfer.models import retrieval_recall
-from keras_transfer.models import wise_ft
+from keras_transfer.recipes import build_zero_shot_classifier
+from keras_transfer.recipes import retrieval_recall
+from keras_transfer.recipes import wise_ft
 
 IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10

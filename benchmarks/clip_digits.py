@@ -31,7 +31,7 @@ from benchmarks import _clip_experiment as experiment
 from benchmarks._common import print_table
 from keras_transfer import datasets
 from keras_transfer.layers import word_tokenizer
-from keras_transfer.models import build_zero_shot_classifier
+from keras_transfer.recipes import build_zero_shot_classifier
 
 
 def _interleaved_medians(steps, repeats):

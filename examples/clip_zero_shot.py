@@ -24,9 +24,9 @@ import keras_transfer as kt
 from keras_transfer.layers import TextTransformerEncoder
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
-from keras_transfer.models import build_zero_shot_classifier
-from keras_transfer.models import export_zero_shot_classifier
-from keras_transfer.models import wise_ft
+from keras_transfer.recipes import build_zero_shot_classifier
+from keras_transfer.recipes import export_zero_shot_classifier
+from keras_transfer.recipes import wise_ft
 
 # %% [markdown]
 # ## Settings

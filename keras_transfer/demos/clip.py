@@ -16,8 +16,8 @@ from keras_transfer.demos import report
 from keras_transfer.layers import TextTransformerEncoder
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
-from keras_transfer.models import build_zero_shot_classifier
-from keras_transfer.models import retrieval_recall
+from keras_transfer.recipes import build_zero_shot_classifier
+from keras_transfer.recipes import retrieval_recall
 
 IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10

@@ -11,8 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_transfer.losses.clip_loss import compute_dtype
-from keras_transfer.losses.clip_loss import l2_normalize
+from keras_transfer.ops.numerics import compute_dtype
+from keras_transfer.ops.numerics import l2_normalize
 from keras_transfer.utils import validation
 
 

@@ -17,12 +17,10 @@ import keras
 import numpy as np
 from keras import ops
 
-
-def _static_batch(x):
-    shape = getattr(x, "shape", None)
-    if shape is None or len(shape) < 1:
-        return None
-    return None if shape[0] is None else int(shape[0])
+from keras_transfer.ops.numerics import cast_scalar
+from keras_transfer.ops.numerics import compute_dtype
+from keras_transfer.ops.numerics import l2_normalize
+from keras_transfer.ops.numerics import static_batch_size
 
 
 def _check_embeddings(image_embeddings, text_embeddings):
@@ -32,7 +30,7 @@ def _check_embeddings(image_embeddings, text_embeddings):
                 f"`{name}` must be a 2-D tensor (batch, dim). Received: {name} with shape "
                 f"{tuple(value.shape)}. Pool or flatten the encoder output first."
             )
-    n_img, n_txt = _static_batch(image_embeddings), _static_batch(text_embeddings)
+    n_img, n_txt = static_batch_size(image_embeddings), static_batch_size(text_embeddings)
     if n_img is not None and n_txt is not None and n_img != n_txt:
         raise ValueError(
             "`image_embeddings` and `text_embeddings` must hold the same number of pairs "
@@ -81,26 +79,6 @@ def _check_finite_eager(x, name):
         )
 
 
-def _scale_in(logit_scale, dtype):
-    # `ops.cast(1 / 0.07, "float64")` goes through float32 first (14.285714149...
-    # instead of 14.285714285...): convert a Python number straight to `dtype`.
-    if isinstance(logit_scale, numbers.Real) and not isinstance(logit_scale, bool):
-        return ops.convert_to_tensor(float(logit_scale), dtype=dtype)
-    return ops.cast(logit_scale, dtype)
-
-
-def compute_dtype(x):
-    """float32 for half-precision inputs; float64 stays float64 (exact reference checks)."""
-    dtype = keras.backend.standardize_dtype(x.dtype)
-    return "float64" if dtype == "float64" else "float32"
-
-
-def l2_normalize(x, epsilon=1e-12):
-    """`x / max(||x||, sqrt(epsilon))` along the last axis (float32 in, float32 out)."""
-    squared = ops.sum(ops.square(x), axis=-1, keepdims=True)
-    return x * ops.rsqrt(ops.maximum(squared, epsilon))
-
-
 def clip_loss_terms(image_embeddings, text_embeddings, all_image_embeddings,
                     all_text_embeddings, labels, logit_scale):
     """Per-pair losses of the local rows against a (possibly gathered) global batch.
@@ -131,8 +109,24 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
             already unit-norm inputs).
 
     Returns:
-        Scalar float32 (float64 for float64 inputs; half precision is promoted): `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2`
-        with `L = logit_scale * I @ T^T`.
+        Scalar float32 (float64 for float64 inputs; half precision is promoted):
+        `(mean_i CE(L[i, :], i) + mean_j CE(L[:, j], j)) / 2` with `L = logit_scale * I @ T^T`.
+
+    Raises:
+        ValueError: if the embeddings are not 2-D, differ in batch or embedding size,
+            hold fewer than 2 pairs or non-finite values, or if `logit_scale` is not a
+            positive finite number (or is the log-scale variable).
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> images = np.eye(2, 4, dtype="float32")
+    >>> texts = np.eye(2, 4, dtype="float32")
+    >>> round(float(keras_transfer.losses.clip_loss(images, texts, logit_scale=1.0)), 4)
+    0.3133
     """
     image_embeddings = ops.convert_to_tensor(image_embeddings)
     text_embeddings = ops.convert_to_tensor(text_embeddings)
@@ -145,7 +139,7 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
     text = ops.cast(text_embeddings, dtype)
     if normalize:
         image, text = l2_normalize(image), l2_normalize(text)
-    scale = _scale_in(logit_scale, dtype)
+    scale = cast_scalar(logit_scale, dtype)
     labels = ops.arange(ops.shape(image)[0], dtype="int32")
     ce_i, ce_t, _, _ = clip_loss_terms(image, text, image, text, labels, scale)
     return 0.5 * (ops.mean(ce_i) + ops.mean(ce_t))
@@ -168,6 +162,24 @@ class CLIPLoss(keras.losses.Loss):
         logit_scale: fixed multiplier on cosine similarities (exponentiated),
             default 1 / 0.07. `CLIP` learns its own; this class is for a fixed one.
         normalize: L2-normalise the embeddings first.
+        reduction: as in `keras.losses.Loss`, over the pairs.
+        name: the loss name.
+        dtype: as in `keras.losses.Loss`; the pair losses are computed in float32.
+
+    Raises:
+        ValueError: if `logit_scale` is not a positive finite Python number, or, when
+            called, if the embeddings are not 2-D or differ in batch or embedding size.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> loss = keras_transfer.losses.CLIPLoss(logit_scale=1.0)
+    >>> images = np.eye(2, 4, dtype="float32")
+    >>> round(float(loss(images, images)), 4)
+    0.3133
     """
 
     def __init__(self, logit_scale=1.0 / 0.07, normalize=True, reduction="sum_over_batch_size",

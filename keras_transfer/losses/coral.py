@@ -3,10 +3,7 @@
 import keras
 from keras import ops
 
-
-def _static_rows(x):
-    shape = getattr(x, "shape", None)
-    return None if shape is None or len(shape) == 0 else shape[0]
+from keras_transfer.ops.numerics import static_batch_size
 
 
 def feature_covariance(features):
@@ -28,6 +25,21 @@ def coral_loss(source_features, target_features):
 
     Returns:
         A float32 scalar.
+
+    Raises:
+        ValueError: if a batch has no feature axis or fewer than 2 rows, or if the two
+            feature sizes differ.
+
+    Reference:
+        Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain Adaptation",
+        ECCV 2016 Workshops.
+
+    Example:
+
+    >>> source = np.array([[0.0, 0.0], [2.0, 0.0]], "float32")  # variance 2 on feature 0
+    >>> target = np.array([[0.0, 0.0], [0.0, 2.0]], "float32")  # variance 2 on feature 1
+    >>> round(float(keras_transfer.losses.coral_loss(source, target)), 4)  # (4 + 4) / (4 * 2**2)
+    0.5
     """
     source_features = ops.convert_to_tensor(source_features)
     target_features = ops.convert_to_tensor(target_features)
@@ -37,7 +49,7 @@ def coral_loss(source_features, target_features):
                 f"`{name}` must have a batch axis and at least one feature axis, shape (n, d). "
                 f"Received: {name} with shape {tuple(x.shape)}"
             )
-        rows = _static_rows(x)
+        rows = static_batch_size(x)
         if rows is not None and rows < 2:
             raise ValueError(
                 f"`{name}` must hold at least 2 examples: a covariance needs two rows. "
@@ -63,6 +75,23 @@ class CORALLoss(keras.losses.Loss):
     Called as `loss(source_features, target_features)`: `y_true` holds the source
     features and `y_pred` the target features (the two batches may differ in size).
     See `coral_loss`. `keras_transfer.models.DeepCORAL` trains with it.
+
+    Args:
+        name: the loss name.
+        reduction: as in `keras.losses.Loss` (the loss is already a scalar).
+        dtype: as in `keras.losses.Loss`.
+
+    Reference:
+        Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain Adaptation",
+        ECCV 2016 Workshops.
+
+    Example:
+
+    >>> loss = keras_transfer.losses.CORALLoss()
+    >>> source = np.array([[0.0, 0.0], [2.0, 0.0]], "float32")
+    >>> target = np.array([[0.0, 0.0], [0.0, 2.0]], "float32")
+    >>> round(float(loss(source, target)), 4)
+    0.5
     """
 
     def __init__(self, name="coral_loss", reduction="sum_over_batch_size", dtype=None):

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.losses.clip_loss import compute_dtype
+from keras_transfer.ops.numerics import compute_dtype
 from keras_transfer.utils.validation import check_positive_float
 
 
@@ -127,11 +127,32 @@ class InfoNCE(keras.losses.Loss):
     Args:
         temperature: positive float dividing the similarities.
         normalize: L2-normalise the embeddings first (cosine similarities).
-        reduction, name, dtype: as in `keras.losses.Loss` (dtype defaults to
-            float32 so the loss stays float32 under `mixed_float16`).
+        reduction: as in `keras.losses.Loss`, over the queries.
+        name: the loss name.
+        dtype: as in `keras.losses.Loss`; defaults to float32 so the loss stays
+            float32 under `mixed_float16`.
+
+    Raises:
+        ValueError: if `temperature` is not a positive number, or, when called, if
+            `y_pred` is not `(batch, 2 + num_negatives, dim)` with a negative.
 
     Reference:
-        Oord et al., 2018 (CPC); He et al., CVPR 2020 (MoCo).
+        Oord et al., "Representation Learning with Contrastive Predictive Coding",
+        arXiv:1807.03748, 2018; He et al., "Momentum Contrast for Unsupervised Visual
+        Representation Learning", CVPR 2020.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_transfer
+    >>> loss = keras_transfer.losses.InfoNCE(temperature=1.0)
+    >>> query = np.array([[1.0, 0.0], [0.0, 1.0]], "float32")
+    >>> negatives = np.array([[[0.0, 1.0]], [[-1.0, 0.0]]], "float32")
+    >>> y_pred = np.concatenate([query[:, None], query[:, None], negatives], axis=1)
+    >>> y_pred.shape
+    (2, 3, 2)
+    >>> round(float(loss(np.zeros(2), y_pred)), 4)
+    0.3133
     """
 
     def __init__(self, temperature=0.07, normalize=True, reduction="sum_over_batch_size",

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.ops.numerics import compute_dtype
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_float
 
@@ -26,10 +27,6 @@ _FIX_BATCH = (
     "negative: use a batch size >= 2 and `drop_remainder=True` (or a dataset size that is not "
     "1 modulo the batch size)."
 )
-
-
-def _compute_dtype(x):
-    return "float64" if keras.backend.standardize_dtype(x.dtype) == "float64" else "float32"
 
 
 def _check_pair(z1, z2):
@@ -89,7 +86,7 @@ def nt_xent_terms(z1, z2, temperature=0.1, cross_replica=True):
                     f"`{name}` must contain only finite values. Received: {name} with NaN or "
                     "infinite entries. Check the encoder inputs and the learning rate."
                 )
-    dtype = _compute_dtype(z1)
+    dtype = compute_dtype(z1)
     z1 = tf.math.l2_normalize(ops.cast(z1, dtype), axis=-1)
     z2 = tf.math.l2_normalize(ops.cast(z2, dtype), axis=-1)
 
@@ -120,12 +117,21 @@ def nt_xent(z1, z2, temperature=0.1):
     """NT-Xent loss of a batch of positive pairs: mean over all 2N anchors.
 
     Args:
-        z1, z2: `(N, dim)` embeddings (any float dtype; unnormalised is fine)
-            of the two augmented views; row i of `z1` and of `z2` is a pair.
+        z1: `(N, dim)` embeddings of the first augmented views (any float dtype;
+            unnormalised is fine).
+        z2: `(N, dim)` embeddings of the second views; row i of `z1` and of `z2` is a pair.
         temperature: positive float, the softmax temperature (0.1 in SimCLR).
 
     Returns:
         A scalar float32 tensor (float64 for float64 inputs).
+
+    Raises:
+        ValueError: if `temperature` is not positive, if `z1` and `z2` are not 2-D of
+            the same shape, hold fewer than 2 pairs or non-finite values.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020.
 
     Example:
 
@@ -147,9 +153,28 @@ class NTXent(keras.losses.Loss):
     and `sample_weight` weights pairs.
 
     Args:
-        temperature: positive float.
-        reduction, name, dtype: as in `keras.losses.Loss` (dtype defaults to
-            float32 so the loss stays float32 under `mixed_float16`).
+        temperature: positive float, the softmax temperature (0.1 in SimCLR).
+        reduction: as in `keras.losses.Loss`, over the pairs.
+        name: the loss name.
+        dtype: as in `keras.losses.Loss`; defaults to float32 so the loss stays
+            float32 under `mixed_float16`.
+
+    Raises:
+        ValueError: if `temperature` is not a positive number, or, when called, if
+            `y_pred` is not `(batch, 2, dim)`.
+
+    Reference:
+        Chen et al., "A Simple Framework for Contrastive Learning of Visual
+        Representations", ICML 2020.
+
+    Example:
+
+    >>> z1 = np.eye(4, 8, dtype="float32")
+    >>> y_pred = np.stack([z1, z1], axis=1)
+    >>> y_pred.shape
+    (4, 2, 8)
+    >>> round(float(keras_transfer.losses.NTXent(temperature=0.5)(np.zeros(4), y_pred)), 3)
+    0.594
     """
 
     def __init__(self, temperature=0.1, reduction="sum_over_batch_size", name="nt_xent", dtype=None):

@@ -1,4 +1,4 @@
-"""keras_transfer.models."""
+"""keras_transfer.models: `keras.Model` subclasses for transfer learning."""
 
 from keras_transfer.models.black_box_learner import BlackBoxLearner
 from keras_transfer.models.clip import CLIP
@@ -9,11 +9,14 @@ from keras_transfer.models.masked_imputation import MaskedImputation
 from keras_transfer.models.meta_model import MetaModel
 from keras_transfer.models.moco import MoCo
 from keras_transfer.models.proto_net import ProtoNet
-from keras_transfer.models.retrieval import retrieval_recall
 from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
 from keras_transfer.models.source_only import SourceOnly
-from keras_transfer.models.wise_ft import wise_ft
-from keras_transfer.models.zero_shot import build_zero_shot_classifier
-from keras_transfer.models.zero_shot import class_text_embeddings
-from keras_transfer.models.zero_shot import export_zero_shot_classifier
+
+# Moved to keras_transfer.recipes (they are functions, not models); re-exported here for one
+# release so that `from keras_transfer.models import wise_ft` keeps working.
+from keras_transfer.recipes.retrieval import retrieval_recall
+from keras_transfer.recipes.wise_ft import wise_ft
+from keras_transfer.recipes.zero_shot import build_zero_shot_classifier
+from keras_transfer.recipes.zero_shot import class_text_embeddings
+from keras_transfer.recipes.zero_shot import export_zero_shot_classifier

@@ -105,10 +105,18 @@ class SelfSupervisedModel(ExportsDeclaredInputs, TrainStepModel):
     def step_loss(self, x, training):
         """The loss of one batch `x` (subclasses).
 
+        Args:
+            x: one batch of inputs (for contrastive models a pair of views, or one
+                batch that the `augmenter` turns into two).
+            training: whether the networks run in training mode.
+
         Returns:
             `(loss, shares, count, finite)`: the loss `train_step` differentiates
             (this replica's share of the global-batch mean, regularisation included,
             see `with_regularization`), then the arguments of `report_global_means`.
+
+        Raises:
+            ValueError: if `x` does not have the structure or rank the model trains on.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement `step_loss(x, training)`.")
 

@@ -52,9 +52,35 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
         feature_encoder: optional model mapping `[B, ...]` inputs to `[B, D]` features
             (default: flatten).
         context_dim: size of h_i.
-        hidden_units, depth: width and hidden layers of the pair encoder and the predictor.
+        hidden_units: width of the hidden layers of the pair encoder and the predictor.
+        depth: number of hidden layers of the pair encoder and the predictor (0: linear).
         pooling: "mean", "class_wise" (needs `num_classes == num_outputs`) or None: class-wise
             when `num_classes` is set, else mean.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a meta-batch of tasks, `{"support_x", "support_y", "query_x"}` or a tuple
+            in that order, `support_x` `[T, K, ...]`, `query_x` `[T, Q, ...]`.
+        training: whether the encoders run in training mode.
+
+    Raises:
+        ValueError: if a size is not a positive integer, `num_classes` < 2, `pooling` is
+            unknown, or `pooling="class_wise"` with `num_classes != num_outputs`.
+
+    Reference:
+        Santoro et al., "Meta-Learning with Memory-Augmented Neural Networks", ICML 2016;
+        Mishra et al., "A Simple Neural Attentive Meta-Learner", ICLR 2018; Garnelo et al.,
+        "Conditional Neural Processes", ICML 2018.
+
+    Example:
+
+    >>> model = keras_transfer.models.BlackBoxLearner(
+    ...     num_outputs=2, num_classes=2, context_dim=4, hidden_units=8, depth=1)
+    >>> tasks = {"support_x": np.zeros((1, 4, 3), "float32"),
+    ...          "support_y": np.array([[0, 1, 0, 1]]),
+    ...          "query_x": np.zeros((1, 5, 3), "float32")}
+    >>> tuple(model(tasks).shape)  # [tasks, queries, classes]
+    (1, 5, 2)
     """
 
     keras_object_args = ("feature_encoder",)
@@ -94,9 +120,17 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
         return ops.reshape(flat, (shape[0], shape[1], size))
 
     def task_context(self, support_x, support_y, training=False):
-        """Context h_i of the support sets: `[T, context_dim]` (mean pooling) or
-        `[T, num_classes, context_dim]` (class-wise pooling; a class absent from the support
-        set gets zeros)."""
+        """The task context h_i of each support set.
+
+        Args:
+            support_x: `[T, K, ...]` support inputs.
+            support_y: `[T, K]` class ids (classification) or `[T, K, ...]` targets.
+            training: whether the encoders run in training mode.
+
+        Returns:
+            `[T, context_dim]` (mean pooling) or `[T, num_classes, context_dim]`
+            (class-wise pooling; a class absent from the support set gets zeros).
+        """
         features = self._features(support_x, training)
         if self.pooling == "class_wise":
             z = ops.cast(self.pair_encoder(features, training=training), "float32")
@@ -137,6 +171,12 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
         return self.predictor(ops.concatenate([query, context], axis=-1), training=training)
 
     def serving_input_signature(self):
+        """The input signature of `export()`.
+
+        Returns:
+            `[{"support_x", "support_y", "query_x"}]` specs with any number of tasks and
+            examples; `support_y` is int64 class ids or float32 targets.
+        """
         shape, dtype = (None, "float32") if self.feature_encoder is None else declared_input(
             self.feature_encoder)
         if self.num_classes is not None:

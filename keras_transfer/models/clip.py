@@ -29,13 +29,16 @@ from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.losses.clip_loss import clip_loss_terms
-from keras_transfer.losses.clip_loss import l2_normalize
+from keras_transfer.models._clip_support import batch_error
+from keras_transfer.models._clip_support import check_clip_data
+from keras_transfer.models._clip_support import clip_from_keras_hub
 from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._task_signature import declared_input
 from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.models._train_step_model import TrainStepModel
+from keras_transfer.ops.numerics import l2_normalize
 from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
@@ -49,16 +52,21 @@ class _ClampLogScale(keras.constraints.Constraint):
         return ops.clip(w, self.min_value, self.max_value)
 
 
-def _batch_error(n_img, n_txt):
-    return ValueError(
-        "The image and text batches must hold the same number of pairs (row i of each is a "
-        f"matching pair). Received: {n_img} images and {n_txt} texts."
-    )
-
-
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class CLIP(ExportsDeclaredInputs, TrainStepModel):
     """Two-tower contrastive image-text model with its own `train_step`.
+
+    `fit` takes no labels (`fit(x)`, `fit(images, token_ids)` or datasets of `x`).
+    `call` returns the unit-norm float32 `{"image_embeddings", "text_embeddings"}`. Metrics: `loss`,
+    `image_to_text_accuracy`, `text_to_image_accuracy` (top-1 within the batch)
+    and the current `logit_scale` (the multiplier). A step whose logits or updated
+    weights are not finite logs NaN for all of them (`TerminateOnNaN` stops there).
+
+    `export()` works straight after `fit` and after `.keras` reload: the serving
+    signature takes `{"images": float32, "token_ids": int32}` (also the input names of
+    `serving_default`) (the text encoder's own
+    `Input` dtype when it declares one, e.g. keras-hub's int32 ids). Cast the int64
+    ids of a `TextVectorization` tokenizer (`word_tokenizer`) to int32 before sending.
 
     Args:
         image_encoder: a Keras model/layer, images -> features `(batch, d_i)`
@@ -70,15 +78,15 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         logit_scale_init: initial multiplier on cosine similarities
             (1 / temperature); stored as its log. CLIP: 1 / 0.07.
         max_logit_scale: clamp of the multiplier after each step (CLIP: 100).
-        image_pooling, text_pooling: `SequencePooling` modes ("auto", "mean",
-            "first", and for text "argmax_token").
+        image_pooling: `SequencePooling` mode of the image features ("auto", "mean",
+            "first").
+        text_pooling: `SequencePooling` mode of the text features ("auto", "mean",
+            "first", "argmax_token").
+        **kwargs: base `keras.Model` arguments (`name`, ...).
 
-    Inputs: `{"images": ..., "token_ids": ...}` or a tuple `(images, token_ids)`;
-    no labels (`fit(x)` or datasets of `x`). `call` returns the unit-norm
-    float32 `{"image_embeddings", "text_embeddings"}`. Metrics: `loss`,
-    `image_to_text_accuracy`, `text_to_image_accuracy` (top-1 within the batch)
-    and the current `logit_scale` (the multiplier). A step whose logits or updated
-    weights are not finite logs NaN for all of them (`TerminateOnNaN` stops there).
+    Call arguments:
+        inputs: `{"images": ..., "token_ids": ...}` or a tuple `(images, token_ids)`.
+        training: whether the towers run in training mode.
 
     Attributes:
         log_logit_scale: the trained float32 variable `s` (the LOG of the multiplier),
@@ -86,11 +94,27 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         logit_scale: the multiplier `exp(s)` as a float32 tensor: pass this to
             `clip_loss(..., logit_scale)`. `get_logit_scale()` is the same as a Python float.
 
-    `export()` works straight after `fit` and after `.keras` reload: the serving
-    signature takes `{"images": float32, "token_ids": int32}` (also the input names of
-    `serving_default`) (the text encoder's own
-    `Input` dtype when it declares one, e.g. keras-hub's int32 ids). Cast the int64
-    ids of a `TextVectorization` tokenizer (`word_tokenizer`) to int32 before sending.
+    Raises:
+        ValueError: if an encoder is not a Keras layer or model, a size or scale is not
+            positive, `logit_scale_init` lies outside [1, max_logit_scale], or a pooling
+            mode is unknown.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021.
+
+    Example:
+
+    >>> image_encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
+    >>> text_encoder = keras_transfer.layers.TextTransformerEncoder(
+    ...     vocabulary_size=10, sequence_length=3, embedding_dim=8, num_layers=1, num_heads=2)
+    >>> model = keras_transfer.models.CLIP(image_encoder, text_encoder, projection_dim=4)
+    >>> out = model({"images": np.ones((2, 4, 4, 1), "float32"),
+    ...              "token_ids": np.array([[1, 2, 0], [3, 4, 5]])})
+    >>> {name: tuple(value.shape) for name, value in out.items()}
+    {'image_embeddings': (2, 4), 'text_embeddings': (2, 4)}
+    >>> round(model.get_logit_scale(), 2)  # 1 / 0.07
+    14.29
     """
 
     keras_object_args = ("image_encoder", "text_encoder")
@@ -167,12 +191,28 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         )
 
     def embed_images(self, images, training=False):
-        """Unit-norm float32 image embeddings `(batch, projection_dim)`."""
+        """Unit-norm float32 image embeddings of a batch (a tensor, differentiable).
+
+        Args:
+            images: a batch of the image encoder's inputs.
+            training: whether the image tower runs in training mode.
+
+        Returns:
+            A float32 tensor `(batch, projection_dim)` of unit-norm rows.
+        """
         features = self.image_pooler(self.image_encoder(images, training=training))
         return l2_normalize(ops.cast(self.image_projection(features), "float32"))
 
     def embed_text(self, token_ids, training=False):
-        """Unit-norm float32 text embeddings `(batch, projection_dim)`."""
+        """Unit-norm float32 text embeddings of a batch (a tensor, differentiable).
+
+        Args:
+            token_ids: `(batch, length)` int token ids.
+            training: whether the text tower runs in training mode.
+
+        Returns:
+            A float32 tensor `(batch, projection_dim)` of unit-norm rows.
+        """
         features = self.text_encoder(token_ids, training=training)
         features = self.text_pooler(features, token_ids=token_ids)
         return l2_normalize(ops.cast(self.text_projection(features), "float32"))
@@ -191,11 +231,22 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         return ops.exp(self.log_logit_scale)
 
     def get_logit_scale(self):
-        """The current multiplier `exp(log_logit_scale)` as a Python float."""
+        """The current multiplier `exp(log_logit_scale)` on cosine similarities.
+
+        Returns:
+            A Python float (1 / 0.07 at CLIP's initialisation).
+        """
         return float(math.exp(float(ops.convert_to_numpy(self.log_logit_scale))))
 
     def serving_input_signature(self):
-        """`[{"images": float32 (None, *image_shape), "token_ids": int32 (None, length)}]`."""
+        """The input signature of `export()`.
+
+        Returns:
+            `[{"images": float32 (None, *image_shape), "token_ids": int32 (None, length)}]`.
+
+        Raises:
+            ValueError: if neither the encoders nor a previous call give the input shapes.
+        """
         image_shape, image_dtype = declared_input(self.image_encoder)
         token_shape, token_dtype = declared_input(self.text_encoder, "int32")
         if not tf.as_dtype(token_dtype).is_integer:
@@ -223,11 +274,33 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         }]
 
     def encode_images(self, images, batch_size=256):
-        """NumPy unit-norm embeddings of a whole image array, in batches."""
+        """Unit-norm embeddings of a whole image array, computed in batches.
+
+        Args:
+            images: an array of images.
+            batch_size: images per forward pass.
+
+        Returns:
+            A NumPy float32 array `(len(images), projection_dim)`.
+
+        Raises:
+            ValueError: if `batch_size` is not a positive integer or `images` is empty.
+        """
         return self._encode(self.embed_images, images, batch_size)
 
     def encode_text(self, token_ids, batch_size=256):
-        """NumPy unit-norm embeddings of a whole token-id array, in batches."""
+        """Unit-norm embeddings of a whole token-id array, computed in batches.
+
+        Args:
+            token_ids: an int array `(n, length)`.
+            batch_size: rows per forward pass.
+
+        Returns:
+            A NumPy float32 array `(n, projection_dim)`.
+
+        Raises:
+            ValueError: if `batch_size` is not a positive integer or `token_ids` is empty.
+        """
         return self._encode(self.embed_text, token_ids, batch_size)
 
     def _encode(self, fn, data, batch_size):
@@ -240,44 +313,7 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
 
     # ------------------------------------------------------------- training
     def _check_data(self, x, y, batch_size, sample_weight=None):
-        """Eager checks of array inputs (a traced step only sees unknown batch sizes)."""
-        if sample_weight is not None:
-            raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
-        if isinstance(x, tf.data.Dataset):
-            spec = x.element_spec
-            spec = spec[0] if isinstance(spec, tuple) and len(spec) == 1 else spec
-            first = tf.nest.flatten(spec)[0]
-            if first.shape.rank and first.shape[0] == 1:
-                raise ValueError(
-                    "`CLIP` needs at least 2 (image, text) pairs per batch. Received: a dataset "
-                    "batched by 1. Batch it by >= 2."
-                )
-            return
-        if y is not None and not isinstance(x, (dict, list, tuple)):
-            x = (x, y)
-        try:
-            images, token_ids = self._split_inputs(x)
-        except ValueError:
-            return  # generators, PyDatasets...: checked by Keras / the step
-        if not hasattr(images, "__len__") or not hasattr(token_ids, "__len__"):
-            return
-        n_img, n_txt = len(images), len(token_ids)
-        if n_img != n_txt:
-            raise _batch_error(n_img, n_txt)
-        if n_img < 2:
-            raise ValueError(
-                "`CLIP` needs at least 2 (image, text) pairs: a contrastive loss takes its "
-                f"negatives from the other pairs. Received: {n_img} pair(s)."
-            )
-        size = 32 if batch_size is None else batch_size
-        if size == 1 or (n_img > size and n_img % size == 1):
-            raise ValueError(
-                "`batch_size` must leave at least 2 pairs in every batch (a single pair has no "
-                f"negatives). Received: batch_size={batch_size} for {n_img} pairs. Pick another "
-                "batch_size."
-            )
-        if isinstance(images, np.ndarray):
-            validation.check_finite(images, "images")
+        check_clip_data(self._split_inputs, x, y, batch_size, sample_weight)
 
     def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
         self._check_data(x, y, batch_size, kwargs.get("sample_weight"))
@@ -291,7 +327,7 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         """This replica's share of the global-batch loss, plus global metric values."""
         n_img, n_txt = image.shape[0], text.shape[0]
         if n_img is not None and n_txt is not None and n_img != n_txt:
-            raise _batch_error(n_img, n_txt)
+            raise batch_error(n_img, n_txt)
         if n_img == 1 and distributed.num_replicas() == 1:
             raise ValueError(
                 "`CLIP` needs at least 2 (image, text) pairs per batch: a contrastive loss takes "
@@ -392,35 +428,17 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         pooled at its class token and the text tower at the end-of-text token
         (the largest id), as keras-hub does, so the logits equal the backbone's.
         Needs keras-hub (`pip install keras-transfer[hub]`).
+
+        Args:
+            backbone: a `keras_hub.models.CLIPBackbone`, or the name of a preset.
+            **kwargs: further `CLIP` arguments (`max_logit_scale` defaults to the larger
+                of 100 and the backbone's scale).
+
+        Returns:
+            A `CLIP` whose logits equal the backbone's.
+
+        Raises:
+            ValueError: if keras-hub is not installed or `backbone` is not a `CLIPBackbone`
+                or a preset name.
         """
-        try:
-            import keras_hub
-        except ImportError as error:  # pragma: no cover - exercised when keras-hub is absent
-            raise ValueError(
-                "`CLIP.from_keras_hub` needs keras-hub. Received: keras-hub is not installed. "
-                "Run `pip install keras-hub`."
-            ) from error
-        if isinstance(backbone, str):
-            backbone = keras_hub.models.CLIPBackbone.from_preset(backbone)
-        if not isinstance(backbone, keras_hub.models.CLIPBackbone):
-            raise ValueError(
-                "`backbone` must be a keras_hub.models.CLIPBackbone or a preset name. "
-                f"Received: backbone={backbone!r}"
-            )
-        vision, text = backbone.vision_encoder, backbone.text_encoder
-        images = keras.Input(shape=vision.image_shape, name="images")
-        image_encoder = keras.Model(images, vision({"images": images}), name="image_encoder")
-        token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-        text_encoder = keras.Model(token_ids, text({"token_ids": token_ids}), name="text_encoder")
-        log_scale = float(ops.convert_to_numpy(backbone.clip_head.logit_scale))
-        kwargs.setdefault("max_logit_scale", max(100.0, math.exp(log_scale)))
-        model = cls(
-            image_encoder, text_encoder, projection_dim=backbone.projection_dim,
-            logit_scale_init=math.exp(log_scale), image_pooling="first", text_pooling="argmax_token",
-            **kwargs,
-        )
-        model.image_projection.build((None, backbone.vision_projection.kernel.shape[0]))
-        model.text_projection.build((None, backbone.text_projection.kernel.shape[0]))
-        model.image_projection.kernel.assign(backbone.vision_projection.kernel)
-        model.text_projection.kernel.assign(backbone.text_projection.kernel)
-        return model
+        return clip_from_keras_hub(cls, backbone, **kwargs)

@@ -52,6 +52,16 @@ class DANN(DomainAdaptationModel):
         factor: initial factor of the gradient reversal layer (non-negative).
         domain_loss_weight: weight of the domain loss in the total loss (non-negative).
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of inputs of the feature extractor.
+        training: whether the networks run in training mode.
+
+    Raises:
+        ValueError: if a network is not a Keras layer or model, `factor` or
+            `domain_loss_weight` is negative, or the domain classifier does not output
+            one (or two) logits per example.
 
     Reference:
         Ganin, Ustinova, Ajakan, Germain, Larochelle, Laviolette, Marchand &
@@ -59,13 +69,17 @@ class DANN(DomainAdaptationModel):
 
     Example:
 
-    ```python
-    model = DANN(feature_extractor, label_classifier)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
-    data = domain_pairs(source_x, source_y, target_x, batch_size=64)
-    model.fit(data, epochs=10, shuffle=False, callbacks=[GradientReversalSchedule()])
-    model.evaluate(target_x_test, target_y_test)  # label_accuracy on the target
-    ```
+    >>> feature_extractor = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, "relu")])
+    >>> model = keras_transfer.models.DANN(feature_extractor, keras.layers.Dense(3),
+    ...                                    domain_classifier=keras.layers.Dense(1))
+    >>> model.compile(optimizer="sgd")
+    >>> data = keras_transfer.datasets.domain_pairs(
+    ...     np.zeros((4, 4)), np.zeros(4, "int32"), np.ones((4, 4)), batch_size=4)
+    >>> history = model.fit(data, epochs=1, shuffle=False, verbose=0)
+    >>> sorted(history.history)
+    ['domain_accuracy', 'domain_loss', 'label_accuracy', 'label_loss', 'loss']
+    >>> tuple(model.predict(np.zeros((2, 4)), verbose=0).shape)  # the label path
+    (2, 3)
     """
 
     keras_object_args = DomainAdaptationModel.keras_object_args + ("domain_classifier",)
@@ -118,7 +132,16 @@ class DANN(DomainAdaptationModel):
         return [self.domain_loss_tracker, self.domain_accuracy_tracker]
 
     def domain_logits(self, x, training=False):
-        """Domain logits (positive: target) of inputs `x`; float32 under mixed precision."""
+        """Domain logits of inputs `x` (without gradient reversal).
+
+        Args:
+            x: a batch of inputs of the feature extractor.
+            training: whether the networks run in training mode.
+
+        Returns:
+            The domain classifier's logits (positive: target), float32 under mixed
+            precision.
+        """
         features = self.feature_extractor(x, training=training)
         logits = self.domain_classifier(features, training=training)
         if keras.backend.standardize_dtype(logits.dtype) in ("float16", "bfloat16"):

@@ -33,10 +33,27 @@ class DeepCORAL(DomainAdaptationModel):
         coral_weight: λ, the weight of the CORAL loss (non-negative).
         coral_on: `"logits"` or `"features"`.
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of inputs of the feature extractor.
+        training: whether the networks run in training mode.
+
+    Raises:
+        ValueError: if a network is not a Keras layer or model, `coral_weight` is
+            negative or `coral_on` is unknown.
 
     Reference:
         Sun & Saenko, "Deep CORAL: Correlation Alignment for Deep Domain
         Adaptation", ECCV 2016 Workshops.
+
+    Example:
+
+    >>> feature_extractor = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, "relu")])
+    >>> model = keras_transfer.models.DeepCORAL(feature_extractor, keras.layers.Dense(3),
+    ...                                         coral_weight=1.0, coral_on="features")
+    >>> tuple(model(np.zeros((2, 4))).shape)  # the label path
+    (2, 3)
     """
 
     def __init__(

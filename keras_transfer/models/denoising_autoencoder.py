@@ -17,17 +17,45 @@ class DenoisingAutoencoder(ReconstructionPretext):
     noise; "masking" zeroes each entry with probability `mask_rate` (the masking noise of
     Vincent et al.). The loss is the MSE over ALL entries in [0, 1] units, float32.
 
+    `call(x)` returns the encoder's features; `reconstruct(x)` the decoder's output.
+
     Args:
         encoder: a built Keras model mapping inputs to `(batch, features)`.
         decoder: features -> input shape, or None for an MLP (`decoder_hidden_dim` units).
         corruption: "gaussian" or "masking".
         noise_stddev: standard deviation of the Gaussian noise (>= 0).
         mask_rate: share of entries zeroed by "masking" noise, in [0, 1).
+        decoder_hidden_dim: hidden units of the default MLP decoder.
         value_range: range of the raw inputs, e.g. (0, 255).
         seed: non-negative int; the noise of a step is a function of (seed, optimizer
             step), so an interrupted or reloaded run resumes it exactly (None: drawn from
             Python's `random`, which `keras.utils.set_random_seed` seeds, and stored in
             the config). See `ReconstructionPretext` for distributed training.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of the encoder's inputs.
+        training: whether the encoder runs in training mode.
+
+    Raises:
+        ValueError: if the encoder is not a built model, the decoder is not a layer (or
+            cannot be defaulted), `corruption` is unknown, `noise_stddev` is negative,
+            `mask_rate` lies outside [0, 1), or `value_range` or `seed` is invalid.
+
+    Reference:
+        Vincent, Larochelle, Bengio & Manzagol, "Extracting and Composing Robust
+        Features with Denoising Autoencoders", ICML 2008; Vincent et al., "Stacked
+        Denoising Autoencoders", JMLR 2010.
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model = keras_transfer.models.DenoisingAutoencoder(
+    ...     encoder, corruption="masking", decoder_hidden_dim=8, value_range=(0, 1), seed=0)
+    >>> tuple(model(np.zeros((2, 4))).shape)  # the encoder's features
+    (2, 3)
+    >>> tuple(model.reconstruct(np.zeros((2, 4))).shape)
+    (2, 4)
     """
 
     def __init__(self, encoder, decoder=None, corruption="gaussian", noise_stddev=0.2, mask_rate=0.25,

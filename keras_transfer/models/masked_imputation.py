@@ -17,16 +17,47 @@ class MaskedImputation(ReconstructionPretext):
     entry. Hidden entries are set to `fill_value` (in [0, 1] units of
     `value_range`); the loss is the MSE over the hidden entries only (float32).
 
+    `call(x)` returns the encoder's features; `reconstruct(x)` the decoder's output.
+
     Args:
         encoder: a built Keras model mapping inputs to `(batch, features)`.
         decoder: features -> input shape, or None for an MLP.
         mask_rate: share of patches/entries hidden, in (0, 1).
         patch_size: patch side for image inputs (must divide H and W).
         fill_value: value written into the hidden entries, in [0, 1] units.
+        decoder_hidden_dim: hidden units of the default MLP decoder.
+        value_range: range of the raw inputs, e.g. (0, 255).
         seed: non-negative int; the mask of a step is a function of (seed, optimizer
             step), so an interrupted or reloaded run resumes it exactly (None: drawn from
             Python's `random` and stored in the config). See `ReconstructionPretext` for
             distributed training.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of the encoder's inputs.
+        training: whether the encoder runs in training mode.
+
+    Raises:
+        ValueError: if the encoder is not a built model, the decoder is not a layer (or
+            cannot be defaulted), `mask_rate` lies outside (0, 1), `patch_size` is not a
+            positive integer dividing the image height and width, or `value_range` or
+            `seed` is invalid.
+
+    Reference:
+        Pathak et al., "Context Encoders: Feature Learning by Inpainting", CVPR 2016;
+        Devlin et al., "BERT: Pre-training of Deep Bidirectional Transformers for
+        Language Understanding", NAACL 2019 (the masked-token objective).
+
+    Example:
+
+    >>> encoder = keras.Sequential([
+    ...     keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    >>> model = keras_transfer.models.MaskedImputation(
+    ...     encoder, mask_rate=0.5, patch_size=2, decoder_hidden_dim=8, seed=0)
+    >>> tuple(model(np.zeros((2, 4, 4, 1))).shape)  # the encoder's features
+    (2, 3)
+    >>> tuple(model.reconstruct(np.zeros((2, 4, 4, 1))).shape)
+    (2, 4, 4, 1)
     """
 
     def __init__(self, encoder, decoder=None, mask_rate=0.5, patch_size=2, fill_value=0.0,

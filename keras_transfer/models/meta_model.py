@@ -70,9 +70,8 @@ class MetaModel(TrainStepModel):
             `(low, high)`: learned rates are clipped to that range wherever they are used.
             `(0.0, 1.0)` keeps every rate a descent step. Unconstrained Meta-SGD rates
             meta-trained for one step come out up to ~1 in size with ~40 % of them negative
-            (gradient ascent on those weights): a good single step, but repeating it diverges
-            (sinusoids, measured: MSE 0.44 / 0.38 / 1.06 / 5e29 after 1 / 2 / 3 / 5 steps);
-            with `(0.0, 1.0)` the same run gives 0.44 / 0.23 / 0.18 / 0.15 and 0.13 at 10 steps.
+            (gradient ascent on those weights): a good single step that diverges when
+            repeated (sinusoids: MSE 5e29 after 5 steps; 0.15 with `(0.0, 1.0)`).
         vectorize: use the batched per-task-weights path when the model qualifies
             (a chain whose adapted layers are `Dense`); False forces the loop path.
         steps_per_batch: meta-batches per element of the training data. With `S > 1`, each
@@ -80,11 +79,31 @@ class MetaModel(TrainStepModel):
             (`dataset.batch(S, drop_remainder=True)`) and `fit` runs `S` optimizer steps per
             element inside one compiled call: 2-3x faster for small models, where
             TensorFlow's per-call cost dominates. Metrics are those of the last meta-batch.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a meta-batch `{"support_x", "support_y", "query_x"}` (or that tuple): the
+            adapted query predictions; or a plain batch: the meta-learned model's output.
+        training: the wrapped model's training mode (see `adapt_and_predict`).
+
+    Raises:
+        ValueError: if `model` is not a built `keras.Model`, a step count or rate is not
+            positive, a flag is not a bool, or `learn_inner_rates` / `inner_rate_bounds` is invalid.
 
     Reference:
         Finn et al., 2017, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
         Networks"; Li et al., 2017, "Meta-SGD"; Antoniou et al., 2019, "How to train your
         MAML" (MAML++); Raghu et al., 2020, "Rapid Learning or Feature Reuse?" (ANIL).
+
+    Example:
+
+    >>> net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    >>> model = keras_transfer.models.MetaModel(net, inner_steps=1, inner_learning_rate=0.01)
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> tasks = {"support_x": np.zeros((2, 5, 1), "float32"),
+    ...          "support_y": np.zeros((2, 5, 1), "float32"), "query_x": np.zeros((2, 3, 1), "float32")}
+    >>> tuple(model(tasks).shape)  # [tasks, queries, outputs]
+    (2, 3, 1)
     """
 
     keras_object_args = ("model",)
@@ -143,6 +162,10 @@ class MetaModel(TrainStepModel):
             a copy of the wrapped model (`predict`, `.keras`, `export()` work as
             usual) with the adapted weights; its BatchNorm moving statistics are the
             support-set statistics.
+
+        Raises:
+            ValueError: if `steps` or `learning_rate` is not positive, or the support
+                set is not one task's finite examples with matching first axes.
         """
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         if learning_rate is not None:
@@ -185,6 +208,9 @@ class MetaModel(TrainStepModel):
 
         Returns:
             `[T, Q, ...]` predictions of each task's adapted model on its query set.
+
+        Raises:
+            ValueError: if `steps` is not positive or the shapes do not form a meta-batch.
         """
         steps = self.inner_steps if steps is None else check_steps("steps", steps)
         check_task_shapes(support_x, support_y, query_x)

@@ -101,7 +101,9 @@ class MoCo(SelfSupervisedModel):
             copied here, and frozen query layers are not averaged into it afterwards.
         projection_head: Keras model or None for the MLP `Dense(hidden, relu) ->
             Dense(projection_dim)` (MoCo v2).
-        projection_dim, projection_hidden_dim: sizes of the default head.
+        projection_dim: output size of the default head.
+        projection_hidden_dim: hidden size of the default head (default: the encoder's
+            feature size).
         queue_size: number of negative keys kept (65536 in the paper; >= batch).
         momentum: EMA coefficient of the key encoder, in [0, 1) (0.999 in the paper).
         temperature: InfoNCE temperature (0.2 in MoCo v2).
@@ -120,11 +122,33 @@ class MoCo(SelfSupervisedModel):
             of (seed, optimizer step) so that a reloaded model resumes it exactly (None:
             drawn from Python's `random`, which `keras.utils.set_random_seed` seeds, and
             stored in the config).
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of the encoder's inputs.
+        training: whether the query encoder runs in training mode.
+
+    Raises:
+        ValueError: if the encoder is not a built model, the projection head is not a
+            Keras layer, a size, `temperature` or `seed` is invalid, or `momentum` lies
+            outside [0, 1).
 
     Reference:
         He, Fan, Wu, Xie & Girshick, "Momentum Contrast for Unsupervised Visual
         Representation Learning", CVPR 2020; Chen, Fan, Girshick & He, "Improved
         Baselines with Momentum Contrastive Learning", 2020 (MoCo v2).
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+    >>> model = keras_transfer.models.MoCo(encoder, projection_dim=4, queue_size=8, bn_splits=1)
+    >>> model.compile(optimizer="adam")
+    >>> views = (np.ones((4, 4), "float32"), np.ones((4, 4), "float32"))
+    >>> history = model.fit(views, batch_size=4, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['contrastive_accuracy', 'loss']
+    >>> tuple(model(np.ones((2, 4))).shape)  # the query encoder's representation f(x)
+    (2, 8)
     """
 
     keras_object_args = ("encoder", "projection_head", "augmenter")

@@ -34,6 +34,28 @@ class ProtoNet(ExportsDeclaredInputs, TrainStepModel):
         n_way: classes per episode.
         distance: "squared_euclidean" (the paper) or "cosine" (scaled by `temperature`).
         temperature: divides the cosine similarities (ignored for squared Euclidean).
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: an episode batch `{"support_x", "support_y", "query_x"}` (or that tuple),
+            or a plain batch of the encoder's inputs (returns their embeddings).
+        training: whether the encoder runs in training mode.
+
+    Raises:
+        ValueError: if `n_way` < 2, `distance` is unknown or `temperature` is not positive.
+
+    Reference:
+        Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning",
+        NeurIPS 2017.
+
+    Example:
+
+    >>> model = keras_transfer.models.ProtoNet(keras.layers.Identity(), n_way=2)
+    >>> episode = {"support_x": np.array([[[0.0], [2.0]]], "float32"),  # one episode, 1-shot
+    ...            "support_y": np.array([[0, 1]]),
+    ...            "query_x": np.array([[[0.5]]], "float32")}
+    >>> keras.ops.convert_to_numpy(model(episode))  # -(0.5 - 0)**2, -(0.5 - 2)**2
+    array([[[-0.25, -2.25]]], dtype=float32)
     """
 
     keras_object_args = ("encoder",)
@@ -53,7 +75,15 @@ class ProtoNet(ExportsDeclaredInputs, TrainStepModel):
         return z
 
     def prototypes(self, support_z, support_y):
-        """`[E, n_way, D]` means of the support embeddings of each class."""
+        """The class prototypes: the mean support embedding of each class.
+
+        Args:
+            support_z: `[E, S, D]` support embeddings.
+            support_y: `[E, S]` class ids in `0..n_way-1`.
+
+        Returns:
+            `[E, n_way, D]` prototypes (zeros for a class absent from the support set).
+        """
         one_hot = ops.one_hot(ops.cast(support_y, "int32"), self.n_way, dtype=support_z.dtype)  # [E, S, N]
         sums = ops.einsum("esn,esd->end", one_hot, support_z)
         counts = ops.sum(one_hot, axis=1)[..., None]
@@ -76,6 +106,12 @@ class ProtoNet(ExportsDeclaredInputs, TrainStepModel):
         return 2.0 * cross - ops.sum(query_z**2, -1)[..., None] - ops.sum(protos**2, -1)[:, None, :]
 
     def serving_input_signature(self):
+        """The input signature of `export()`.
+
+        Returns:
+            `[{"support_x", "support_y", "query_x"}]` specs with any number of episodes
+            and examples; `support_y` is int64 class ids.
+        """
         shape, dtype = declared_input(self.encoder)
         return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
 

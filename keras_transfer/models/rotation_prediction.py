@@ -31,10 +31,30 @@ class RotationPrediction(SelfSupervisedModel):
     Args:
         encoder: a built Keras model mapping square images to `(batch, features)`.
         num_rotations: 4 (quarter turns) or 2 (0 and 180 degrees).
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of the encoder's inputs.
+        training: whether the encoder runs in training mode.
+
+    Raises:
+        ValueError: if the encoder is not a built model taking square images, or
+            `num_rotations` is not 2 or 4.
 
     Reference:
         Gidaris, Singh & Komodakis, "Unsupervised Representation Learning by
         Predicting Image Rotations", ICLR 2018.
+
+    Example:
+
+    >>> encoder = keras.Sequential([
+    ...     keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    >>> model = keras_transfer.models.RotationPrediction(encoder)
+    >>> tuple(model(np.zeros((2, 4, 4, 1))).shape)  # the encoder's features
+    (2, 3)
+    >>> rotated, labels = model.rotate(np.zeros((2, 4, 4, 1), "float32"))
+    >>> tuple(rotated.shape), keras.ops.convert_to_numpy(labels).tolist()
+    ((8, 4, 4, 1), [0, 0, 1, 1, 2, 2, 3, 3])
     """
 
     def __init__(self, encoder, num_rotations=4, **kwargs):
@@ -59,7 +79,16 @@ class RotationPrediction(SelfSupervisedModel):
         return [self.loss_tracker, self.accuracy_tracker]
 
     def rotate(self, images):
-        """`(num_rotations * B, ...)` rotated copies and their labels (k quarter turns)."""
+        """Every image rotated by each of the `num_rotations` angles, with the rotation labels.
+
+        Args:
+            images: `(B, size, size, channels)` square images.
+
+        Returns:
+            `(rotated, labels)`: `(num_rotations * B, size, size, channels)` copies, the
+            B images at each angle in turn, and int32 labels `(num_rotations * B,)` (label
+            k: k * 4 / num_rotations counter-clockwise quarter turns).
+        """
         step = 4 // self.num_rotations
         turns = [k * step for k in range(self.num_rotations)]
         rotated = ops.concatenate([tf.image.rot90(images, k=k) for k in turns], axis=0)

@@ -34,6 +34,12 @@ class SimCLR(SelfSupervisedModel):
     `h = f(x)`, which downstream tasks use; `self.encoder` is the pre-trained
     encoder for a fine-tuning recipe.
 
+    Metrics: `loss` (NT-Xent, mean over the 2N anchors of the global batch) and
+    `contrastive_accuracy` (share of anchors whose positive is the most similar
+    of the 2N - 1 candidates). Both are NaN for a step whose views hold NaN or
+    infinite values or that leaves a weight non-finite, so
+    `keras.callbacks.TerminateOnNaN` stops there.
+
     Args:
         encoder: a built Keras model mapping inputs to `(batch, features)`.
         projection_head: a Keras model mapping features to projections, or None
@@ -45,16 +51,31 @@ class SimCLR(SelfSupervisedModel):
         augmenter: optional layer that makes a view from a batch (e.g.
             `SimCLRAugmentation`), used when `x` is one batch instead of a pair.
         cross_replica: global-batch negatives under `tf.distribute`.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
 
-    Metrics: `loss` (NT-Xent, mean over the 2N anchors of the global batch) and
-    `contrastive_accuracy` (share of anchors whose positive is the most similar
-    of the 2N - 1 candidates). Both are NaN for a step whose views hold NaN or
-    infinite values or that leaves a weight non-finite, so
-    `keras.callbacks.TerminateOnNaN` stops there.
+    Call arguments:
+        inputs: a batch of the encoder's inputs.
+        training: whether the encoder runs in training mode.
+
+    Raises:
+        ValueError: if the encoder is not a built model, the projection head is not a
+            Keras layer, or `projection_dim` or `temperature` is not positive.
 
     Reference:
         Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive
         Learning of Visual Representations", ICML 2020.
+
+    Example:
+
+    >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
+    >>> model = keras_transfer.models.SimCLR(encoder, projection_dim=4, temperature=0.5)
+    >>> model.compile(optimizer="adam")
+    >>> views = (np.ones((4, 4), "float32"), np.ones((4, 4), "float32"))
+    >>> history = model.fit(views, batch_size=4, epochs=1, verbose=0)
+    >>> sorted(history.history)
+    ['contrastive_accuracy', 'loss']
+    >>> tuple(model(np.ones((2, 4))).shape)  # the representation h = f(x)
+    (2, 8)
     """
 
     keras_object_args = ("encoder", "projection_head", "augmenter")

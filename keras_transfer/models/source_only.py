@@ -49,6 +49,26 @@ class SourceOnly(DomainAdaptationModel):
         feature_extractor: a Keras model or layer mapping inputs to features.
         label_classifier: a Keras model or layer mapping features to class scores.
         from_logits: whether `label_classifier` outputs logits (default) or probabilities.
+        **kwargs: base `keras.Model` arguments (`name`, ...).
+
+    Call arguments:
+        inputs: a batch of inputs of the feature extractor.
+        training: whether the networks run in training mode.
+
+    Raises:
+        ValueError: if a network is not a Keras layer or model, or `from_logits` is not
+            a bool.
+
+    Reference:
+        The baseline of Ganin et al., "Domain-Adversarial Training of Neural
+        Networks", JMLR 2016, and of Sun & Saenko, "Deep CORAL", ECCV 2016 Workshops.
+
+    Example:
+
+    >>> feature_extractor = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, "relu")])
+    >>> model = keras_transfer.models.SourceOnly(feature_extractor, keras.layers.Dense(3))
+    >>> tuple(model(np.zeros((2, 4))).shape)
+    (2, 3)
     """
 
     _uses_target = False

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from keras_transfer.models import CLIP
-from keras_transfer.models import build_zero_shot_classifier
+from keras_transfer.recipes import build_zero_shot_classifier
 from tests.test_case import TestCase
 
 try:
@@ -64,7 +64,8 @@ class WithoutKerasHubTest(TestCase):
             "import sys; sys.modules['keras_hub'] = None\n"
             "import numpy as np, keras\n"
             "from keras_transfer.layers import TextTransformerEncoder, word_tokenizer\n"
-            "from keras_transfer.models import CLIP, build_zero_shot_classifier\n"
+            "from keras_transfer.models import CLIP\n"
+            "from keras_transfer.recipes import build_zero_shot_classifier\n"
             "tok = word_tokenizer(['a b', 'c'], sequence_length=3)\n"
             "img = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])\n"
             "m = CLIP(img, TextTransformerEncoder(tok.vocabulary_size(), 3, 8, 1, 2), projection_dim=4)\n"

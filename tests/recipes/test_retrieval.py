@@ -1,6 +1,6 @@
 import numpy as np
 
-from keras_transfer.models import retrieval_recall
+from keras_transfer.recipes import retrieval_recall
 from tests.test_case import TestCase
 
 

@@ -69,15 +69,46 @@ def _tokenize(tokenizer, prompts):
 
 
 def class_text_embeddings(clip_model, class_names, templates, tokenizer, batch_size=256):
-    """`(num_classes, projection_dim)` unit-norm class embeddings, averaged over templates.
+    """Unit-norm text embeddings of the classes, averaged over the prompt templates.
+
+    Every class name is written into every template, the prompts are embedded by
+    the text tower (unit norm), averaged per class (prompt ensembling) and
+    normalised again.
 
     Args:
         clip_model: a `keras_transfer.models.CLIP`.
-        class_names: list of class names, e.g. `["zero", "one", ...]`.
-        templates: list of prompt templates each with one `{}`; one template
-            means no ensembling.
+        class_names: list of unique, non-empty class names, e.g. `["zero", "one", ...]`.
+        templates: list of prompt templates each with one `{}` (or one template
+            string: no ensembling).
         tokenizer: callable strings -> token ids (e.g. `word_tokenizer(...)`, or a
             keras-hub preprocessor returning `{"token_ids": ...}`).
+        batch_size: prompts per forward pass of the text tower.
+
+    Returns:
+        A NumPy array `(num_classes, projection_dim)` of unit-norm rows.
+
+    Raises:
+        ValueError: if `class_names` is not a list of unique non-empty names, a template
+            does not hold exactly one `{}`, or `tokenizer` is not callable.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021 (§3.1.4, prompt ensembling).
+
+    Example:
+
+    >>> tokenizer = keras_transfer.layers.word_tokenizer(
+    ...     vocabulary=["a", "photo", "of", "cat", "dog"], sequence_length=4)
+    >>> image_encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
+    >>> text_encoder = keras_transfer.layers.TextTransformerEncoder(
+    ...     tokenizer.vocabulary_size(), 4, embedding_dim=8, num_layers=1, num_heads=2)
+    >>> clip = keras_transfer.models.CLIP(image_encoder, text_encoder, projection_dim=4)
+    >>> embeddings = keras_transfer.recipes.class_text_embeddings(
+    ...     clip, ["cat", "dog"], ["a photo of a {}", "{}"], tokenizer)
+    >>> embeddings.shape
+    (2, 4)
+    >>> np.linalg.norm(embeddings, axis=1).round(3).tolist()
+    [1.0, 1.0]
     """
     class_names = _check_names(class_names)
     templates = _check_templates(templates)
@@ -102,10 +133,35 @@ def build_zero_shot_classifier(clip_model, class_names, templates, tokenizer, im
         image_shape: shape of one image; default: the image encoder's input shape.
         logit_scale: multiplier on cosine similarities; default: the model's learned one.
         output: "probabilities" or "logits".
+        name: the name of the returned model.
 
     Returns:
         A functional `keras.Model` sharing the image tower's layers with `clip_model`,
         ending in a `ZeroShotHead` named "zero_shot_head" whose `class_names` are in its config.
+
+    Raises:
+        ValueError: if the class names or templates are invalid (see
+            `class_text_embeddings`), or `image_shape` is None and the image encoder
+            has no defined input shape.
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021 (§3.1.2, zero-shot transfer).
+
+    Example:
+
+    >>> tokenizer = keras_transfer.layers.word_tokenizer(
+    ...     vocabulary=["a", "photo", "of", "cat", "dog"], sequence_length=4)
+    >>> image_encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
+    >>> text_encoder = keras_transfer.layers.TextTransformerEncoder(
+    ...     tokenizer.vocabulary_size(), 4, embedding_dim=8, num_layers=1, num_heads=2)
+    >>> clip = keras_transfer.models.CLIP(image_encoder, text_encoder, projection_dim=4)
+    >>> classifier = keras_transfer.recipes.build_zero_shot_classifier(
+    ...     clip, ["cat", "dog"], ["a photo of a {}"], tokenizer)
+    >>> tuple(classifier.predict(np.zeros((3, 4, 4, 1)), verbose=0).shape)
+    (3, 2)
+    >>> classifier.get_layer("zero_shot_head").class_names
+    ['cat', 'dog']
     """
     class_names = _check_names(class_names)
     embeddings = class_text_embeddings(clip_model, class_names, templates, tokenizer)
@@ -129,11 +185,35 @@ def build_zero_shot_classifier(clip_model, class_names, templates, tokenizer, im
 
 
 def export_zero_shot_classifier(model, filepath, image_bytes=True, channels=None):
-    """Exports a zero-shot classifier to a SavedModel with `serve` (float images) and,
-    with `image_bytes=True`, `serve_image_bytes` (a batch of encoded PNG/JPEG strings,
-    decoded and resized to the model's input size inside the graph).
+    """Exports an image classifier to a SavedModel that also takes encoded image bytes.
 
-    Uses `keras.export.ExportArchive`; `serving_default` is the float endpoint.
+    The SavedModel has a `serve` endpoint (float32 images) and, with
+    `image_bytes=True`, `serve_image_bytes` (a batch of encoded PNG/JPEG strings,
+    decoded and resized to the model's input size inside the graph). Written with
+    `keras.export.ExportArchive`; `serving_default` is the float endpoint. Any
+    Keras model of fixed-size images works, e.g. one from `build_zero_shot_classifier`.
+
+    Args:
+        model: a `keras.Model` of `(height, width, channels)` images.
+        filepath: the SavedModel folder to write.
+        image_bytes: whether to add the `serve_image_bytes` endpoint.
+        channels: channels of the decoded images (default: the model's).
+
+    Returns:
+        `filepath`.
+
+    Raises:
+        ValueError: if `model` does not take fixed-size images or `channels` is not a
+            positive integer.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+    ...                           keras.layers.Dense(2, activation="softmax")])
+    >>> path = keras_transfer.recipes.export_zero_shot_classifier(model, "zero_shot_savedmodel")
+    >>> sorted(tf.saved_model.load(path).signatures)
+    ['serve', 'serve_image_bytes', 'serving_default']
     """
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or None in shape:

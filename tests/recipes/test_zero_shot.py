@@ -7,10 +7,10 @@ import tensorflow as tf
 from keras_transfer.layers import TextTransformerEncoder
 from keras_transfer.layers import word_tokenizer
 from keras_transfer.models import CLIP
-from keras_transfer.models import build_zero_shot_classifier
-from keras_transfer.models import class_text_embeddings
-from keras_transfer.models import export_zero_shot_classifier
-from keras_transfer.models import wise_ft
+from keras_transfer.recipes import build_zero_shot_classifier
+from keras_transfer.recipes import class_text_embeddings
+from keras_transfer.recipes import export_zero_shot_classifier
+from keras_transfer.recipes import wise_ft
 from tests.test_case import TestCase
 
 NAMES = ["cat", "dog", "bird"]

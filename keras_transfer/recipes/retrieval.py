@@ -26,17 +26,46 @@ def _recall(similarity, query_labels, candidate_labels, ks):
 
 def retrieval_recall(image_embeddings, text_embeddings, ks=(1, 5, 10), image_labels=None,
                      text_labels=None):
-    """Recall@k in both directions.
+    """Image -> text and text -> image retrieval recall@k of paired embeddings.
+
+    Every query retrieves the k candidates of the other modality with the largest
+    cosine similarity (ties broken by index); recall@k is the share of queries with
+    a correct candidate among them. Computed in float64 with NumPy.
 
     Args:
-        image_embeddings: `(n_images, dim)`.
-        text_embeddings: `(n_texts, dim)`; without labels, row i pairs with image i.
-        ks: the k values (each >= 1).
-        image_labels, text_labels: optional ids; a retrieved item is correct when its id
-            equals the query's (e.g. the image index of each of several captions, or a class).
+        image_embeddings: `(n_images, dim)` image embeddings.
+        text_embeddings: `(n_texts, dim)` text embeddings; without labels, row i pairs
+            with image i.
+        ks: the k values (each >= 1), or one int.
+        image_labels: optional `(n_images,)` ids; a retrieved item is correct when its
+            id equals the query's (e.g. a class, or the index of each image).
+        text_labels: optional `(n_texts,)` ids (e.g. the index of the image each caption
+            describes); given together with `image_labels`.
 
     Returns:
-        `{"image_to_text_recall@k": ..., "text_to_image_recall@k": ...}` for every k.
+        A dict `{"image_to_text_recall@k": float, "text_to_image_recall@k": float}` for
+        every k.
+
+    Raises:
+        ValueError: if an embedding array is not a non-empty finite 2-D array, the sizes
+            differ, a k is not a positive integer, only one of the labels is given, or
+            the rows are not paired (or not labelled one id per row).
+
+    Reference:
+        Radford et al., "Learning Transferable Visual Models From Natural Language
+        Supervision", ICML 2021 (the retrieval evaluation).
+
+    Example:
+
+    >>> images = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> texts = np.array([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.0]])
+    >>> recall = keras_transfer.recipes.retrieval_recall(images, texts, ks=(1, 2))
+    >>> for name, value in recall.items():
+    ...     print(name, round(value, 2))
+    image_to_text_recall@1 0.67
+    text_to_image_recall@1 0.67
+    image_to_text_recall@2 0.67
+    text_to_image_recall@2 1.0
     """
     image = _normalise(image_embeddings, "image_embeddings")
     text = _normalise(text_embeddings, "text_embeddings")

@@ -13,14 +13,39 @@ from keras_transfer.utils import validation
 
 
 def wise_ft(zero_shot_model, fine_tuned_model, alpha=0.5):
-    """A new model (a clone of `fine_tuned_model`) holding the interpolated weights.
+    """WiSE-FT: a new model holding `(1 - alpha) * zero_shot + alpha * fine_tuned` weights.
+
+    Every floating-point weight is interpolated, the non-trainable ones (e.g.
+    BatchNorm statistics) too, in float64 and cast back to its dtype; a
+    non-float weight is taken from `fine_tuned_model` when `alpha >= 0.5`, else
+    from `zero_shot_model`. The two models are left unchanged.
 
     Args:
-        zero_shot_model: the model before fine-tuning.
-        fine_tuned_model: the same architecture after fine-tuning.
-        alpha: mixing coefficient in [0, 1]; 0 gives the zero-shot weights, 1 the fine-tuned ones.
+        zero_shot_model: the `keras.Model` before fine-tuning.
+        fine_tuned_model: a `keras.Model` of the same architecture after fine-tuning.
+        alpha: mixing coefficient in [0, 1]; 0 gives the zero-shot weights, 1 the
+            fine-tuned ones.
 
-    Non-trainable weights (e.g. BatchNorm statistics) are interpolated too.
+    Returns:
+        A clone of `fine_tuned_model` (`keras.models.clone_model`) holding the mixed
+        weights.
+
+    Raises:
+        ValueError: if `alpha` is outside [0, 1], a model is not a `keras.Model`, or the
+            two models' weights differ in number or shape.
+
+    Reference:
+        Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022.
+
+    Example:
+
+    >>> zero_shot = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    >>> zero_shot.set_weights([np.zeros((2, 1)), np.zeros(1)])
+    >>> fine_tuned = keras.models.clone_model(zero_shot)
+    >>> fine_tuned.set_weights([np.ones((2, 1)), np.ones(1)])
+    >>> mixed = keras_transfer.recipes.wise_ft(zero_shot, fine_tuned, alpha=0.25)
+    >>> [w.tolist() for w in mixed.get_weights()]
+    [[[0.25], [0.25]], [0.25]]
     """
     alpha = validation.check_fraction("alpha", alpha, inclusive_low=True, inclusive_high=True)
     for name, model in (("zero_shot_model", zero_shot_model), ("fine_tuned_model", fine_tuned_model)):
