@@ -86,8 +86,9 @@ def _major_minor(version):
 def probe(python):
     """[(distribution, version)] providing `tensorflow` in `python`'s environment, or None if it can't run."""
     try:
-        result = subprocess.run([python, "-E", "-c", _PROBE], capture_output=True, text=True, timeout=120,
-                                cwd=os.path.abspath(os.sep))
+        result = subprocess.run(
+            [python, "-E", "-c", _PROBE], capture_output=True, text=True, timeout=120, cwd=os.path.abspath(os.sep)
+        )
         return [tuple(pair) for pair in json.loads(result.stdout)] if result.returncode == 0 else None
     except (OSError, ValueError, subprocess.SubprocessError):
         return None
@@ -144,7 +145,8 @@ def tensorflow_requirement(installed):
         raise SystemExit(
             f"keras-transfer needs TensorFlow >= {minimum}; this environment has {name} {version}. "
             f"It is left as it is rather than replaced: upgrade it yourself "
-            f"(pip install '{name}>={minimum}') or install keras-transfer into a fresh virtual environment.")
+            f"(pip install '{name}>={minimum}') or install keras-transfer into a fresh virtual environment."
+        )
     return f"{name}=={version}"
 
 
@@ -158,9 +160,12 @@ def tensorflow_choice():
     else:
         installed = installed_tensorflow()
         if not installed and os.environ.get("UV"):
-            print(f"keras-transfer: uv builds in its own environment, so the target's TensorFlow cannot be "
-                  f"seen; requiring `tensorflow`. If the target has another TensorFlow distribution, set "
-                  f"{ENV_OVERRIDE}=<its name>.", file=sys.stderr)
+            print(
+                f"keras-transfer: uv builds in its own environment, so the target's TensorFlow cannot be "
+                f"seen; requiring `tensorflow`. If the target has another TensorFlow distribution, set "
+                f"{ENV_OVERRIDE}=<its name>.",
+                file=sys.stderr,
+            )
         requirement = tensorflow_requirement(installed)
     name = re.match(r"[A-Za-z0-9._-]+", requirement).group(0)
     return requirement, _normalize(name) == "tensorflow"

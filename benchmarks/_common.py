@@ -47,11 +47,21 @@ def transfer(source, x, y, num_classes, method, epochs, seed, ft_learning_rate=1
         recipes.linear_probe(model, x, y, seed=seed)
         recipes.compile_for_fine_tuning(model)
     elif method == "fine-tune":
-        recipes.fine_tune(model, x, y, probe=None, epochs=epochs, learning_rate=ft_learning_rate,
-                          batch_size=16, verbose=0, seed=seed)
+        recipes.fine_tune(
+            model, x, y, probe=None, epochs=epochs, learning_rate=ft_learning_rate, batch_size=16, verbose=0, seed=seed
+        )
     elif method == "LP-FT":
-        recipes.fine_tune(model, x, y, probe="convex", epochs=epochs, learning_rate=lpft_learning_rate,
-                          batch_size=16, verbose=0, seed=seed)
+        recipes.fine_tune(
+            model,
+            x,
+            y,
+            probe="convex",
+            epochs=epochs,
+            learning_rate=lpft_learning_rate,
+            batch_size=16,
+            verbose=0,
+            seed=seed,
+        )
     else:
         raise ValueError(f"unknown method {method!r}")
     return model

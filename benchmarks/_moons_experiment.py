@@ -36,9 +36,7 @@ def moons_parts(seed, hidden_units=15, domain_hidden_units=64):
         [keras.Input((2,)), keras.layers.Dense(hidden_units, activation="sigmoid")],
         name="feature_extractor",
     )
-    label_classifier = keras.Sequential(
-        [keras.Input((hidden_units,)), keras.layers.Dense(2)], name="label_classifier"
-    )
+    label_classifier = keras.Sequential([keras.Input((hidden_units,)), keras.layers.Dense(2)], name="label_classifier")
     domain_classifier = keras.Sequential(
         [
             keras.Input((hidden_units,)),

@@ -39,13 +39,20 @@ def digits_encoder(image_size=16, widths=(32, 64, 128), name="encoder"):
 
 def digits_augmentation(image_size):
     """SimCLR views for digits: crops and intensity jitter; no flips (digits are not mirror-invariant)."""
-    return SimCLRAugmentation(
-        image_size, crop_scale=(0.3, 1.0), flip=False, jitter_strength=0.5, blur_probability=0.0
-    )
+    return SimCLRAugmentation(image_size, crop_scale=(0.3, 1.0), flip=False, jitter_strength=0.5, blur_probability=0.0)
 
 
-def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32, 64, 128), moco_bn_splits=2,
-             simclr_temperature=0.5):
+def pretrain(
+    method,
+    x_train,
+    y_train,
+    epochs,
+    seed=0,
+    image_size=16,
+    widths=(32, 64, 128),
+    moco_bn_splits=2,
+    simclr_temperature=0.5,
+):
     """The encoder after `epochs` of `method` on the training images (labels only for "supervised")."""
     LAST_METRICS.clear()
     keras.utils.set_random_seed(seed)
@@ -60,8 +67,9 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
         LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
     elif method == "moco":
         # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
-        model = MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5,
-                     bn_splits=moco_bn_splits)
+        model = MoCo(
+            encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5, bn_splits=moco_bn_splits
+        )
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
         LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
@@ -93,9 +101,7 @@ def label_subset(y, labels_per_class, seed):
     if labels_per_class is None:
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
-    return np.concatenate(
-        [rng.choice(np.where(y == c)[0], labels_per_class, replace=False) for c in np.unique(y)]
-    )
+    return np.concatenate([rng.choice(np.where(y == c)[0], labels_per_class, replace=False) for c in np.unique(y)])
 
 
 def probe(encoder, data, budgets, seed=0):

@@ -42,8 +42,9 @@ def randomise(model, scale=0.05, seed=0):
 def calibrate_batchnorm(model, size):
     """BatchNorm statistics from one batch of random images, so activations (and the fold check) are
     not vanishing as they are with the untrained default statistics."""
-    layers = [layer for layer in recipes.get_backbone(model).layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [
+        layer for layer in recipes.get_backbone(model).layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     for layer in layers:
         layer.momentum = 0.0
     images = np.random.default_rng(1).uniform(0, 255, size=(64, size, size, 3)).astype("float32")
@@ -62,14 +63,18 @@ def build_models(size):
     bottleneck = recipes.add_adapters(base, PROJECT, "bottleneck", bottleneck_dim=8)
     for index, model in enumerate((conv, lora, bottleneck)):
         randomise(model, seed=index)
-    return {
-        "base": base,
-        "conv adapters, folded": recipes.fold_adapters(conv),
-        "LoRA, merged": recipes.fold_adapters(lora),
-        "conv adapters, unfolded": conv,
-        "LoRA, unmerged": lora,
-        "bottleneck adapters (not foldable)": bottleneck,
-    }, conv, lora
+    return (
+        {
+            "base": base,
+            "conv adapters, folded": recipes.fold_adapters(conv),
+            "LoRA, merged": recipes.fold_adapters(lora),
+            "conv adapters, unfolded": conv,
+            "LoRA, unmerged": lora,
+            "bottleneck adapters (not foldable)": bottleneck,
+        },
+        conv,
+        lora,
+    )
 
 
 def time_models(models, x, rounds, seed=0, repeats=3):
@@ -116,12 +121,15 @@ def main(argv=None):
         ratio = statistics.median(t / b for t, b in zip(values, base))
         median_ms = 1000 * statistics.median(values)
         params = models[name].count_params()
-        rows.append([name, f"{median_ms:.2f}", f"{ratio:.3f}", f"{params:,}",
-                     f"{errors[name]:.1e}" if name in errors else ""])
+        rows.append(
+            [name, f"{median_ms:.2f}", f"{ratio:.3f}", f"{params:,}", f"{errors[name]:.1e}" if name in errors else ""]
+        )
         results[name] = {"median_ms": median_ms, "ratio_to_base": ratio, "params": params}
     print(f"\nadapted vs base logits differ by {shift:.2f} (relative): the fold check is not vacuous")
-    print(f"\nInference latency, MobileNetV3Small (minimalistic) classifier, {size} px, batch {batch}, "
-          f"{rounds} interleaved rounds (best of 3 calls each), tf.function on CPU ({os.cpu_count()} cores visible)")
+    print(
+        f"\nInference latency, MobileNetV3Small (minimalistic) classifier, {size} px, batch {batch}, "
+        f"{rounds} interleaved rounds (best of 3 calls each), tf.function on CPU ({os.cpu_count()} cores visible)"
+    )
     print_table(["model", "median ms", "ratio to base", "params", "max |folded - adapted| / max |logit|"], rows)
     return results
 

@@ -52,25 +52,38 @@ METHODS = {
     "linear probe": (None, {}, (None,)),
     "full fine-tune": ("full", {}, (3e-4, 1e-3, 3e-3)),
     "bottleneck M=8 (after project convs)": (
-        "bottleneck", {"targets": PROJECT, "bottleneck_dim": 8}, (1e-3, 3e-3, 1e-2)),
+        "bottleneck",
+        {"targets": PROJECT, "bottleneck_dim": 8},
+        (1e-3, 3e-3, 1e-2),
+    ),
     "conv series, per-channel (all convs)": (
-        "conv_series", {"targets": CONVS, "per_channel": True}, (3e-3, 1e-2, 3e-2)),
+        "conv_series",
+        {"targets": CONVS, "per_channel": True},
+        (3e-3, 1e-2, 3e-2),
+    ),
     "conv series, full (project convs)": ("conv_series", {"targets": PROJECT}, (1e-3, 3e-3, 1e-2)),
     "conv parallel, per-channel (depthwise)": (
-        "conv_parallel", {"targets": keras.layers.DepthwiseConv2D, "per_channel": True}, (3e-3, 1e-2, 3e-2)),
+        "conv_parallel",
+        {"targets": keras.layers.DepthwiseConv2D, "per_channel": True},
+        (3e-3, 1e-2, 3e-2),
+    ),
     "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (1e-3, 3e-3, 1e-2)),
     # BatchNorm affine training: every BatchNormalization becomes a FrozenBatchNormalization
     # (gamma/beta train, the pretraining statistics stay: inference mode inside fit).
     "full fine-tune (BN affine, statistics frozen)": ("full_bn_affine", {}, (1e-3, 3e-3, 1e-2)),
     "BN affine only": ("bn_affine", {}, (3e-3, 1e-2, 3e-2)),
     "conv series, full (project convs) + BN affine": (
-        "conv_series", {"targets": PROJECT, "train_batchnorm": "affine"}, (3e-3, 1e-2, 3e-2)),
+        "conv_series",
+        {"targets": PROJECT, "train_batchnorm": "affine"},
+        (3e-3, 1e-2, 3e-2),
+    ),
     "conv parallel, per-channel (depthwise) + BN affine": (
-        "conv_parallel", {"targets": keras.layers.DepthwiseConv2D, "per_channel": True,
-                          "train_batchnorm": "affine"}, (3e-3, 1e-2, 3e-2)),
+        "conv_parallel",
+        {"targets": keras.layers.DepthwiseConv2D, "per_channel": True, "train_batchnorm": "affine"},
+        (3e-3, 1e-2, 3e-2),
+    ),
 }
 QUICK_TARGETS = {"targets": r"block\d_conv"}
-
 
 
 def small_project_convs(layer):
@@ -86,19 +99,29 @@ STRONG_METHODS = {
     "full fine-tune": ("full", {}, (3e-4, 1e-3, 3e-3)),
     "BN affine only": ("bn_affine", {}, (1e-2, 3e-2, 1e-1)),
     "conv parallel, per-channel (depthwise) + BN affine": (
-        "conv_parallel", {"targets": keras.layers.DepthwiseConv2D, "per_channel": True,
-                          "train_batchnorm": "affine"}, (3e-3, 1e-2, 3e-2)),
-    "conv series, full (project convs <= 48 ch)": (
-        "conv_series", {"targets": small_project_convs}, (3e-3, 1e-2, 3e-2)),
+        "conv_parallel",
+        {"targets": keras.layers.DepthwiseConv2D, "per_channel": True, "train_batchnorm": "affine"},
+        (3e-3, 1e-2, 3e-2),
+    ),
+    "conv series, full (project convs <= 48 ch)": ("conv_series", {"targets": small_project_convs}, (3e-3, 1e-2, 3e-2)),
     "conv series, per-channel (all convs)": (
-        "conv_series", {"targets": CONVS, "per_channel": True}, (1e-2, 3e-2, 1e-1)),
+        "conv_series",
+        {"targets": CONVS, "per_channel": True},
+        (1e-2, 3e-2, 1e-1),
+    ),
     "bottleneck M=8 (after project convs)": (
-        "bottleneck", {"targets": PROJECT, "bottleneck_dim": 8}, (1e-2, 3e-2, 1e-1)),
+        "bottleneck",
+        {"targets": PROJECT, "bottleneck_dim": 8},
+        (1e-2, 3e-2, 1e-1),
+    ),
     "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (3e-3, 1e-2, 3e-2)),
     # The recommended default configuration (adapters + normalisation parameters + head), added after
     # the table above was seen: 4.7 % trainable.
     "conv series, per-channel (all convs) + BN affine": (
-        "conv_series", {"targets": CONVS, "per_channel": True, "train_batchnorm": "affine"}, (1e-2, 3e-2, 1e-1)),
+        "conv_series",
+        {"targets": CONVS, "per_channel": True, "train_batchnorm": "affine"},
+        (1e-2, 3e-2, 1e-1),
+    ),
 }
 
 
@@ -108,8 +131,9 @@ def recalibrate_batchnorm(model, x):
     MobileNetV3's BatchNorm momentum is 0.999, so a short from-scratch pretraining leaves
     the moving statistics far from the data (source test accuracy ~20 % instead of ~98 %).
     """
-    layers = [layer for layer in recipes.get_backbone(model).layers
-              if isinstance(layer, keras.layers.BatchNormalization)]
+    layers = [
+        layer for layer in recipes.get_backbone(model).layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
         layer.momentum = 0.0
@@ -192,8 +216,7 @@ def strong_source_data(size, classes=(0, 1, 2, 3, 4)):
     keep = lambda y: np.isin(y, classes)  # noqa: E731 (labels 0-4 are their own indices)
     x = np.concatenate([xd[keep(yd)], to_grey(xm[keep(ym)])])
     y = np.concatenate([yd[keep(yd)], ym[keep(ym)]])
-    tests = {"digits": (xdt[keep(ydt)], ydt[keep(ydt)]),
-             "digits-M (grey)": (to_grey(xmt[keep(ymt)]), ymt[keep(ymt)])}
+    tests = {"digits": (xdt[keep(ydt)], ydt[keep(ydt)]), "digits-M (grey)": (to_grey(xmt[keep(ymt)]), ymt[keep(ymt)])}
     return (x, y), tests
 
 
@@ -221,7 +244,7 @@ def target_split_with_validation(size, labels, seed):
                 f"and validation takes as many images as training). Received: labels={labels}"
             )
         chosen.append(idx[:labels])
-        held.append(idx[labels:2 * labels])
+        held.append(idx[labels : 2 * labels])
     chosen, held = np.sort(np.concatenate(chosen)), np.sort(np.concatenate(held))
     if not np.array_equal(x_train[chosen], split.target_train[0]):
         raise AssertionError("the replayed draw does not match the split's training labels")
@@ -234,10 +257,12 @@ def target_split_with_validation(size, labels, seed):
 
 def augmentation(seed=0):
     """Light augmentation for pretraining only (applied in the tf.data pipeline)."""
-    return keras.Sequential([
-        keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
-        keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
-    ])
+    return keras.Sequential(
+        [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed),
+            keras.layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+        ]
+    )
 
 
 def probe_validation_accuracy(model, splits):
@@ -259,13 +284,15 @@ def pretrain_strong(x, y, splits, quick, epochs=40, every=5, seed=0):
 
     model = source_classifier(x.shape[1:], quick, seed)
     augment = augmentation(seed)
-    data = (tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
-            .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            .batch(32)
-            # Sequential map: the augmentation layers' seed generators then draw in a fixed
-            # order, so a rerun pretrains the same source model (a parallel map does not).
-            .map(lambda a, b: (augment(a, training=True), b))
-            .prefetch(tf.data.AUTOTUNE))
+    data = (
+        tf.data.Dataset.from_tensor_slices((x.astype("float32"), y))
+        .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(32)
+        # Sequential map: the augmentation layers' seed generators then draw in a fixed
+        # order, so a rerun pretrains the same source model (a parallel map does not).
+        .map(lambda a, b: (augment(a, training=True), b))
+        .prefetch(tf.data.AUTOTUNE)
+    )
     best, best_weights, log = -1.0, None, []
     for epoch in range(every, epochs + 1, every):
         model.fit(data, epochs=every, verbose=0)
@@ -293,13 +320,24 @@ def run_strong(args):
     start = time.time()
     splits = [target_split_with_validation(size, args.labels, seed) for seed in range(seeds)]
     (x_source, y_source), source_tests = strong_source_data(size)
-    source, log = pretrain_strong(x_source, y_source, splits, quick, epochs=2 if quick else args.source_epochs,
-                                  every=1 if quick else args.probe_every, seed=args.source_seed)
+    source, log = pretrain_strong(
+        x_source,
+        y_source,
+        splits,
+        quick,
+        epochs=2 if quick else args.source_epochs,
+        every=1 if quick else args.probe_every,
+        seed=args.source_seed,
+    )
     chosen_epoch = max(log, key=lambda item: item[1])[0]
     source_accuracy = {name: recipes.evaluate_accuracy(source, *xy) for name, xy in source_tests.items()}
-    print(f"source model: epoch {chosen_epoch} kept, test accuracy "
-          + ", ".join(f"{k} {v:.3f}" for k, v in source_accuracy.items())
-          + f" ({time.time() - start:.0f} s)", file=sys.stderr, flush=True)
+    print(
+        f"source model: epoch {chosen_epoch} kept, test accuracy "
+        + ", ".join(f"{k} {v:.3f}" for k, v in source_accuracy.items())
+        + f" ({time.time() - start:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def grid(method):
         lrs = overrides.get(method, table[method][2])
@@ -315,9 +353,12 @@ def run_strong(args):
             val[(method, lr)].append(100 * recipes.evaluate_accuracy(model, x_val, y_val))
             test[(method, lr)].append(100 * recipes.evaluate_accuracy(model, *split.target_test))
             percents[method] = percent
-        print(f"seed {seed} done ({time.time() - start:.0f} s): "
-              + ", ".join(f"{m} @ {lr}: val {val[(m, lr)][-1]:.1f} test {test[(m, lr)][-1]:.1f}" for m, lr in runs),
-              file=sys.stderr, flush=True)
+        print(
+            f"seed {seed} done ({time.time() - start:.0f} s): "
+            + ", ".join(f"{m} @ {lr}: val {val[(m, lr)][-1]:.1f} test {test[(m, lr)][-1]:.1f}" for m, lr in runs),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def best(method):  # picked on the VALIDATION mean; the first rate wins ties
         return max(grid(method), key=lambda lr: np.mean(val[(method, lr)]))
@@ -332,30 +373,53 @@ def run_strong(args):
         lr = best(method)
         v, t = np.asarray(val[(method, lr)]), np.asarray(test[(method, lr)])
         paired = t - reference
-        rows.append([method, f"{percents[method]:.2f}", "-" if lr is None else f"{lr:g}",
-                     f"{v.mean():.1f}", f"{t.mean():.1f} ± {std(t):.1f}", f"{t.mean() - reference.mean():+.1f}",
-                     f"{paired.mean():+.1f} ± {std(paired):.1f}"])
+        rows.append(
+            [
+                method,
+                f"{percents[method]:.2f}",
+                "-" if lr is None else f"{lr:g}",
+                f"{v.mean():.1f}",
+                f"{t.mean():.1f} ± {std(t):.1f}",
+                f"{t.mean() - reference.mean():+.1f}",
+                f"{paired.mean():+.1f} ± {std(paired):.1f}",
+            ]
+        )
         results[method] = {
-            "accuracy": float(t.mean()), "std": std(t), "validation_accuracy": float(v.mean()),
-            "learning_rate": lr, "trainable_percent": float(percents[method]),
+            "accuracy": float(t.mean()),
+            "std": std(t),
+            "validation_accuracy": float(v.mean()),
+            "learning_rate": lr,
+            "trainable_percent": float(percents[method]),
             "gap_to_full": float(t.mean() - reference.mean()),
-            "paired_gap": float(paired.mean()), "paired_std": std(paired),
+            "paired_gap": float(paired.mean()),
+            "paired_std": std(paired),
             "test_by_seed": [float(a) for a in t],
-            "by_learning_rate": {str(k): {"validation": float(np.mean(val[(method, k)])),
-                                          "test": float(np.mean(test[(method, k)]))} for k in grid(method)}}
+            "by_learning_rate": {
+                str(k): {"validation": float(np.mean(val[(method, k)])), "test": float(np.mean(test[(method, k)]))}
+                for k in grid(method)
+            },
+        }
     backbone = "simple_cnn" if quick else "MobileNetV3Small (minimalistic, weights=None)"
-    print(f"\nStrong protocol: digits 0-4 (digits + grey digits-M, augmented) -> 5-9, {args.labels} labels/class "
-          f"(+{args.labels}/class validation), {backbone} at {size} px, source epoch {chosen_epoch} kept on the "
-          f"validation probe, {seeds} seed(s), {epochs} epochs; lr picked on the validation mean; test mean ± std")
+    print(
+        f"\nStrong protocol: digits 0-4 (digits + grey digits-M, augmented) -> 5-9, {args.labels} labels/class "
+        f"(+{args.labels}/class validation), {backbone} at {size} px, source epoch {chosen_epoch} kept on the "
+        f"validation probe, {seeds} seed(s), {epochs} epochs; lr picked on the validation mean; test mean ± std"
+    )
     print_table(["method", "trainable %", "lr (val)", "val acc", "test acc", "vs full FT", "paired"], rows)
     if any(len(grid(m)) > 1 for m in methods):
         print("\nMean validation / test accuracy (%) for each learning rate of the grid")
         width = max(len(grid(m)) for m in methods)
-        print_table(["method"] + [f"lr {i + 1}" for i in range(width)],
-                    [[m] + [f"{lr:g}: {np.mean(val[(m, lr)]):.1f} / {np.mean(test[(m, lr)]):.1f}" for lr in grid(m)]
-                     + [""] * (width - len(grid(m))) for m in methods if len(grid(m)) > 1])
-    print("\nSource checkpoints (epoch: validation probe accuracy): "
-          + ", ".join(f"{e}: {a:.1f}" for e, a in log))
+        print_table(
+            ["method"] + [f"lr {i + 1}" for i in range(width)],
+            [
+                [m]
+                + [f"{lr:g}: {np.mean(val[(m, lr)]):.1f} / {np.mean(test[(m, lr)]):.1f}" for lr in grid(m)]
+                + [""] * (width - len(grid(m)))
+                for m in methods
+                if len(grid(m)) > 1
+            ],
+        )
+    print("\nSource checkpoints (epoch: validation probe accuracy): " + ", ".join(f"{e}: {a:.1f}" for e, a in log))
     results["source_accuracy"] = float(np.mean(list(source_accuracy.values())))
     results["source_accuracy_by_set"] = source_accuracy
     results["source_checkpoints"] = log
@@ -367,22 +431,32 @@ def run_strong(args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--protocol", choices=("strong", "scratch"), default="strong",
-                        help="strong (default): augmented digits + grey digits-M pretraining, checkpoint and "
-                             "learning rate chosen on a target validation split; scratch: the older protocol")
+    parser.add_argument(
+        "--protocol",
+        choices=("strong", "scratch"),
+        default="strong",
+        help="strong (default): augmented digits + grey digits-M pretraining, checkpoint and "
+        "learning rate chosen on a target validation split; scratch: the older protocol",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--source-epochs", type=int, default=40, help="strong protocol: pretraining epochs")
-    parser.add_argument("--source-seed", type=int, default=0,
-                        help="strong protocol: seed of the source pretraining (initialisation, order, augmentation)")
-    parser.add_argument("--probe-every", type=int, default=5,
-                        help="strong protocol: epochs between validation-probe checkpoints")
+    parser.add_argument(
+        "--source-seed",
+        type=int,
+        default=0,
+        help="strong protocol: seed of the source pretraining (initialisation, order, augmentation)",
+    )
+    parser.add_argument(
+        "--probe-every", type=int, default=5, help="strong protocol: epochs between validation-probe checkpoints"
+    )
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--labels", type=int, default=10, help="labels per target class")
     parser.add_argument("--methods", default="all", help="method names separated by ';', or all")
     parser.add_argument("--no-grid", action="store_true", help="only each method's middle learning rate")
-    parser.add_argument("--lrs", default="",
-                        help="override grids: 'method=lr,lr;method=lr' (scratch: runs only these methods)")
+    parser.add_argument(
+        "--lrs", default="", help="override grids: 'method=lr,lr;method=lr' (scratch: runs only these methods)"
+    )
     args = parser.parse_args(argv)
     if args.protocol == "strong":
         return run_strong(args)
@@ -395,17 +469,26 @@ def main(argv=None):
     if overrides:
         methods = list(overrides)
     if quick:
-        methods = ["linear probe", "full fine-tune", "bottleneck M=8 (after project convs)",
-                   "conv series, full (project convs)", "LoRA r=2 (1x1 convs)",
-                   "full fine-tune (BN affine, statistics frozen)", "BN affine only",
-                   "conv series, full (project convs) + BN affine"]
+        methods = [
+            "linear probe",
+            "full fine-tune",
+            "bottleneck M=8 (after project convs)",
+            "conv series, full (project convs)",
+            "LoRA r=2 (1x1 convs)",
+            "full fine-tune (BN affine, statistics frozen)",
+            "BN affine only",
+            "conv series, full (project convs) + BN affine",
+        ]
 
     start = time.time()
     base = datasets.digits_source_target(image_size=size, channels=1, labels_per_class=args.labels, seed=0)
     source = pretrain(*base.source_train, quick)
     source_accuracy = recipes.evaluate_accuracy(source, *base.source_test)
-    print(f"source model: test accuracy {source_accuracy:.3f} on digits 0-4 ({time.time() - start:.0f} s)",
-          file=sys.stderr, flush=True)
+    print(
+        f"source model: test accuracy {source_accuracy:.3f} on digits 0-4 ({time.time() - start:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def grid(method):
         lrs = overrides.get(method, METHODS[method][2])
@@ -415,14 +498,17 @@ def main(argv=None):
     scores = {run: [] for run in runs}
     percents = {}
     for seed in range(seeds):
-        split = datasets.digits_source_target(image_size=size, channels=1, labels_per_class=args.labels,
-                                              seed=seed)
+        split = datasets.digits_source_target(image_size=size, channels=1, labels_per_class=args.labels, seed=seed)
         for method, lr in runs:
             model, percent = transfer(source, method, *split.target_train, epochs, seed, quick, lr)
             scores[(method, lr)].append(100 * recipes.evaluate_accuracy(model, *split.target_test))
             percents[method] = percent
-        print(f"seed {seed} done ({time.time() - start:.0f} s): "
-              + ", ".join(f"{m} @ {lr}: {scores[(m, lr)][-1]:.1f}" for m, lr in runs), file=sys.stderr, flush=True)
+        print(
+            f"seed {seed} done ({time.time() - start:.0f} s): "
+            + ", ".join(f"{m} @ {lr}: {scores[(m, lr)][-1]:.1f}" for m, lr in runs),
+            file=sys.stderr,
+            flush=True,
+        )
 
     def best(method):  # the learning rate with the best mean (the same grid size for every method)
         return max(grid(method), key=lambda lr: np.mean(scores[(method, lr)]))
@@ -435,22 +521,41 @@ def main(argv=None):
         values = np.asarray(scores[(method, lr)])
         std = values.std(ddof=1) if len(values) > 1 else 0.0
         gap = values.mean() - reference
-        rows.append([method, f"{percents[method]:.2f}", "-" if lr is None else f"{lr:g}",
-                     f"{values.mean():.1f} ± {std:.1f}", f"{gap:+.1f}"])
-        results[method] = {"accuracy": float(values.mean()), "std": float(std), "learning_rate": lr,
-                           "trainable_percent": float(percents[method]), "gap_to_full": float(gap),
-                           "by_learning_rate": {str(k): float(np.mean(scores[(method, k)])) for k in grid(method)}}
+        rows.append(
+            [
+                method,
+                f"{percents[method]:.2f}",
+                "-" if lr is None else f"{lr:g}",
+                f"{values.mean():.1f} ± {std:.1f}",
+                f"{gap:+.1f}",
+            ]
+        )
+        results[method] = {
+            "accuracy": float(values.mean()),
+            "std": float(std),
+            "learning_rate": lr,
+            "trainable_percent": float(percents[method]),
+            "gap_to_full": float(gap),
+            "by_learning_rate": {str(k): float(np.mean(scores[(method, k)])) for k in grid(method)},
+        }
     backbone = "simple_cnn" if quick else "MobileNetV3Small (minimalistic, weights=None)"
-    print(f"\nTarget test accuracy (%), digits 0-4 -> 5-9, {args.labels} labels/class, {backbone} at "
-          f"{size} px pretrained here on the source (test acc {100 * source_accuracy:.1f} %), "
-          f"{seeds} seed(s), {epochs} epochs, mean ± std, best learning rate of each method's grid")
+    print(
+        f"\nTarget test accuracy (%), digits 0-4 -> 5-9, {args.labels} labels/class, {backbone} at "
+        f"{size} px pretrained here on the source (test acc {100 * source_accuracy:.1f} %), "
+        f"{seeds} seed(s), {epochs} epochs, mean ± std, best learning rate of each method's grid"
+    )
     print_table(["method", "trainable %", "best lr", "target accuracy", "vs full FT"], rows)
     if any(len(grid(m)) > 1 for m in methods):
         print("\nMean target accuracy (%) for each learning rate of the grid")
         width = max(len(grid(m)) for m in methods)
-        print_table(["method"] + [f"lr {i + 1}" for i in range(width)],
-                    [[m] + [f"{lr:g}: {np.mean(scores[(m, lr)]):.1f}" for lr in grid(m)]
-                     + [""] * (width - len(grid(m))) for m in methods if len(grid(m)) > 1])
+        print_table(
+            ["method"] + [f"lr {i + 1}" for i in range(width)],
+            [
+                [m] + [f"{lr:g}: {np.mean(scores[(m, lr)]):.1f}" for lr in grid(m)] + [""] * (width - len(grid(m)))
+                for m in methods
+                if len(grid(m)) > 1
+            ],
+        )
     results["source_accuracy"] = source_accuracy
     results["seconds"] = time.time() - start
     return results

@@ -63,22 +63,34 @@ def step_cost(batch_size=64, repeats=30, seed=0):
 
     reference = experiment.build_digit_clip(tokenizer.vocabulary_size())
     image_model = keras.Sequential([reference.image_encoder, keras.layers.Dense(10)])
-    image_model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    text_model = keras.Sequential([
-        keras.Input((experiment.SEQUENCE_LENGTH,), dtype="int32"),
-        reference.text_encoder,  # the same tower as CLIP's (one transformer block, dropout 0.1)
-        keras.layers.Dense(10)])
-    text_model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    t = _interleaved_medians({
-        "clip": lambda: clip.train_on_batch(clip_batch),
-        "image": lambda: image_model.train_on_batch(images, labels),
-        "text": lambda: text_model.train_on_batch(tokens, labels),
-    }, repeats)
+    image_model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    text_model = keras.Sequential(
+        [
+            keras.Input((experiment.SEQUENCE_LENGTH,), dtype="int32"),
+            reference.text_encoder,  # the same tower as CLIP's (one transformer block, dropout 0.1)
+            keras.layers.Dense(10),
+        ]
+    )
+    text_model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    t = _interleaved_medians(
+        {
+            "clip": lambda: clip.train_on_batch(clip_batch),
+            "image": lambda: image_model.train_on_batch(images, labels),
+            "text": lambda: text_model.train_on_batch(tokens, labels),
+        },
+        repeats,
+    )
     t_clip, t_image, t_text = t["clip"], t["image"], t["text"]
-    return {"clip_ms": 1e3 * t_clip, "image_ms": 1e3 * t_image, "text_ms": 1e3 * t_text,
-            "ratio": t_clip / (t_image + t_text)}
+    return {
+        "clip_ms": 1e3 * t_clip,
+        "image_ms": 1e3 * t_image,
+        "text_ms": 1e3 * t_text,
+        "ratio": t_clip / (t_image + t_text),
+    }
 
 
 def main(argv=None):
@@ -96,13 +108,23 @@ def main(argv=None):
         result = experiment.evaluate_digit_clip(model, tokenizer, test)
         result["seconds"] = seconds
         zero_shot = build_zero_shot_classifier(
-            model, datasets.digit_class_names(), datasets.HELDOUT_TEMPLATES, tokenizer)
+            model, datasets.digit_class_names(), datasets.HELDOUT_TEMPLATES, tokenizer
+        )
         result["wise_ft"] = experiment.wise_ft_curve(
-            zero_shot, train[0], train[2], test[0], test[2], labels_per_class=5,
-            epochs=2 if args.quick else 20, seed=seed)
+            zero_shot,
+            train[0],
+            train[2],
+            test[0],
+            test[2],
+            labels_per_class=5,
+            epochs=2 if args.quick else 20,
+            seed=seed,
+        )
         runs.append(result)
-        print(f"seed {seed}: ensemble {result['ensemble']:.3f}, mean single template "
-              f"{result['single_mean']:.3f}, train {seconds:.0f} s")
+        print(
+            f"seed {seed}: ensemble {result['ensemble']:.3f}, mean single template "
+            f"{result['single_mean']:.3f}, train {seconds:.0f} s"
+        )
 
     def stat(values):
         values = list(values)
@@ -111,8 +133,10 @@ def main(argv=None):
         return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
 
     n_test = len(test[0])
-    print(f"\nZero-shot accuracy on {n_test} held-out digits with held-out prompt templates "
-          f"({epochs} epochs, {seeds} seed(s), mean ± sd)")
+    print(
+        f"\nZero-shot accuracy on {n_test} held-out digits with held-out prompt templates "
+        f"({epochs} epochs, {seeds} seed(s), mean ± sd)"
+    )
     rows = [[f'"{t}"', stat(r["single_template"][t] for r in runs)] for t in datasets.HELDOUT_TEMPLATES]
     rows += [
         ["mean of single templates", stat(r["single_mean"] for r in runs)],
@@ -126,24 +150,36 @@ def main(argv=None):
     print("\nRetrieval recall@k on the held-out images and captions")
     recall_rows = []
     for name, key in (("same class", "recall_class"), ("own pair only", "recall_pair")):
-        recall_rows.append([name] + [stat(r[key][f"{d}_recall@{k}"] for r in runs)
-                                     for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)])
+        recall_rows.append(
+            [name]
+            + [
+                stat(r[key][f"{d}_recall@{k}"] for r in runs)
+                for d in ("image_to_text", "text_to_image")
+                for k in (1, 5, 10)
+            ]
+        )
     print_table(["match", "image->text @1", "@5", "@10", "text->image @1", "@5", "@10"], recall_rows)
 
-    print("\nWiSE-FT: zero-shot classifier fine-tuned on 5 labels per class (20 epochs), weights mixed "
-          "as (1 - alpha) * zero-shot + alpha * fine-tuned; held-out accuracy")
+    print(
+        "\nWiSE-FT: zero-shot classifier fine-tuned on 5 labels per class (20 epochs), weights mixed "
+        "as (1 - alpha) * zero-shot + alpha * fine-tuned; held-out accuracy"
+    )
     alphas = list(runs[0]["wise_ft"])
-    print_table(["alpha"] + [f"{a:.2f}" for a in alphas],
-                [["accuracy"] + [stat(r["wise_ft"][a] for r in runs) for a in alphas]])
+    print_table(
+        ["alpha"] + [f"{a:.2f}" for a in alphas], [["accuracy"] + [stat(r["wise_ft"][a] for r in runs) for a in alphas]]
+    )
 
     cost = step_cost(repeats=3 if args.quick else 50)
     print("\nStep cost, batch 64 (median ms per `train_on_batch`, timed round-robin)")
-    print_table(["step", "ms"], [
-        ["CLIP (both towers + symmetric loss)", f"{cost['clip_ms']:.1f}"],
-        ["supervised image encoder + head", f"{cost['image_ms']:.1f}"],
-        ["supervised text encoder + head", f"{cost['text_ms']:.1f}"],
-        ["ratio CLIP / (image + text)", f"{cost['ratio']:.2f}"],
-    ])
+    print_table(
+        ["step", "ms"],
+        [
+            ["CLIP (both towers + symmetric loss)", f"{cost['clip_ms']:.1f}"],
+            ["supervised image encoder + head", f"{cost['image_ms']:.1f}"],
+            ["supervised text encoder + head", f"{cost['text_ms']:.1f}"],
+            ["ratio CLIP / (image + text)", f"{cost['ratio']:.2f}"],
+        ],
+    )
     return {
         "ensemble": float(np.mean([r["ensemble"] for r in runs])),
         "single_mean": float(np.mean([r["single_mean"] for r in runs])),

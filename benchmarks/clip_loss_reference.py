@@ -77,13 +77,14 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
-    sizes = [(8, 16, 14.3)] if args.quick else [(8, 16, 14.3), (64, 64, 1 / 0.07), (256, 128, 50.0),
-                                                 (1024, 512, 100.0)]
+    sizes = [(8, 16, 14.3)] if args.quick else [(8, 16, 14.3), (64, 64, 1 / 0.07), (256, 128, 50.0), (1024, 512, 100.0)]
     repeats = 3 if args.quick else args.repeats
     torch_fn = torch_reference()
     if torch_fn is None:
-        print("PyTorch is not installed: skipping the torch (open_clip ClipLoss) reference. "
-              "`pip install torch` to include it.")
+        print(
+            "PyTorch is not installed: skipping the torch (open_clip ClipLoss) reference. "
+            "`pip install torch` to include it."
+        )
     rng = np.random.default_rng(0)
     rows, results = [], []
     for n, d, scale in sizes:
@@ -96,7 +97,8 @@ def main(argv=None):
         ref = numpy_loss(image.astype("float64"), text.astype("float64"), scale)
         entry = {"n": n, "d": d, "scale": scale, "loss": loss, "numpy_diff": abs(loss - ref)}
         t_keras, _ = _common.median_seconds(
-            lambda: keras_loss_and_grads(ti, tt, tf.constant(scale, tf.float32)), repeats, warmup=1)
+            lambda: keras_loss_and_grads(ti, tt, tf.constant(scale, tf.float32)), repeats, warmup=1
+        )
         entry["keras_ms"] = 1e3 * t_keras
         if torch_fn is not None:
             tl, tgi, tgt = torch_fn(image, text, scale)
@@ -105,16 +107,37 @@ def main(argv=None):
             t_torch, _ = _common.median_seconds(lambda: torch_fn(image, text, scale), repeats, warmup=1)
             entry["torch_ms"] = 1e3 * t_torch
         results.append(entry)
-        rows.append([
-            f"{n}x{d}", f"{scale:.1f}", f"{loss:.6f}", f"{entry['numpy_diff']:.1e}",
-            f"{entry.get('torch_diff', float('nan')):.1e}", f"{entry.get('torch_grad_diff', float('nan')):.1e}",
-            f"{entry['keras_ms']:.2f}", f"{entry.get('torch_ms', float('nan')):.2f}",
-            f"{entry.get('torch_ms', float('nan')) / entry['keras_ms']:.2f}",
-        ])
-    print(f"\nclip_loss vs references (loss + gradients, float32; torch "
-          f"{getattr(torch_fn, 'version', 'missing')}), median of {repeats}")
-    print_table(["batch x dim", "scale", "loss", "|Δ| NumPy f64", "|Δ| torch", "max |Δ grad| torch",
-                 "keras ms", "torch ms", "torch/keras time"], rows)
+        rows.append(
+            [
+                f"{n}x{d}",
+                f"{scale:.1f}",
+                f"{loss:.6f}",
+                f"{entry['numpy_diff']:.1e}",
+                f"{entry.get('torch_diff', float('nan')):.1e}",
+                f"{entry.get('torch_grad_diff', float('nan')):.1e}",
+                f"{entry['keras_ms']:.2f}",
+                f"{entry.get('torch_ms', float('nan')):.2f}",
+                f"{entry.get('torch_ms', float('nan')) / entry['keras_ms']:.2f}",
+            ]
+        )
+    print(
+        f"\nclip_loss vs references (loss + gradients, float32; torch "
+        f"{getattr(torch_fn, 'version', 'missing')}), median of {repeats}"
+    )
+    print_table(
+        [
+            "batch x dim",
+            "scale",
+            "loss",
+            "|Δ| NumPy f64",
+            "|Δ| torch",
+            "max |Δ grad| torch",
+            "keras ms",
+            "torch ms",
+            "torch/keras time",
+        ],
+        rows,
+    )
     worst = max(max(e["numpy_diff"], e.get("torch_diff", 0.0), e.get("torch_grad_diff", 0.0)) for e in results)
     print(f"Largest difference: {worst:.2e} (tolerance {TOLERANCE:.0e}): {'OK' if worst <= TOLERANCE else 'FAIL'}")
     return {"results": results, "worst": worst, "torch": torch_fn is not None}

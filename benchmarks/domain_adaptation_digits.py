@@ -87,8 +87,9 @@ def stroke_polarity(digits, blended, threshold=30.0):
     grey = np.asarray(digits, "float32")[..., 0]
     colour = np.asarray(blended, "float32").mean(axis=-1)
     stroke, background = grey > 128, grey < 20
-    contrast = (np.sum(colour * stroke, axis=(1, 2)) / np.maximum(stroke.sum(axis=(1, 2)), 1)
-                - np.sum(colour * background, axis=(1, 2)) / np.maximum(background.sum(axis=(1, 2)), 1))
+    contrast = np.sum(colour * stroke, axis=(1, 2)) / np.maximum(stroke.sum(axis=(1, 2)), 1) - np.sum(
+        colour * background, axis=(1, 2)
+    ) / np.maximum(background.sum(axis=(1, 2)), 1)
     return np.where(contrast > threshold, "normal", np.where(contrast < -threshold, "inverted", "low contrast"))
 
 
@@ -127,13 +128,16 @@ def run_seed(data, seed, epochs, batch_size, image_size, lr, dann_weight, coral_
         fe, lc = build_parts(image_size, seed)
         dann = DANN(fe, lc, factor=0.0, domain_loss_weight=dann_weight)
         dann.compile(optimizer=_optimizer(lr, steps))
-        h = dann.fit(pairs, validation_data=val, epochs=epochs, verbose=verbose,
-                     callbacks=[GradientReversalSchedule(max_factor=max_factor)])
+        h = dann.fit(
+            pairs,
+            validation_data=val,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=[GradientReversalSchedule(max_factor=max_factor)],
+        )
         name = f"DANN (λ→{max_factor:g})"
         results[name] = target_accuracy(dann, name)
-        history[name] = {
-            k: h.history[k] for k in ("domain_accuracy", "val_domain_accuracy", "val_label_accuracy")
-        }
+        history[name] = {k: h.history[k] for k in ("domain_accuracy", "val_domain_accuracy", "val_label_accuracy")}
 
     fe, lc = build_parts(image_size, seed)
     target_only = SourceOnly(fe, lc)
@@ -193,7 +197,7 @@ def load(image_size, quick, strokes="original", copies=1):
     blended = blend_with_photos(x, seed=0)  # what load_digits_m(image_size) does
     xs, ys, xt = x[train], y[train], blended[train]
     if copies > 1:
-        extra = affine_copies(xs, copies, seed=123)[len(xs):]
+        extra = affine_copies(xs, copies, seed=123)[len(xs) :]
         xs, ys = np.concatenate([xs, extra]), np.tile(ys, copies)
         xt = np.concatenate([xt, blend_with_photos(extra, seed=7)])
     rgb = lambda a: np.repeat(a, 3, axis=-1)  # noqa: E731
@@ -209,8 +213,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first-seed", type=int, default=0,
-                        help="seeds first-seed, ..., first-seed + seeds - 1 (to add seeds to an earlier run)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds first-seed, ..., first-seed + seeds - 1 (to add seeds to an earlier run)",
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
@@ -218,10 +226,18 @@ def main(argv=None):
     parser.add_argument("--dann-weight", type=float, default=1.0)
     parser.add_argument("--coral-weight", type=float, default=1.0)
     parser.add_argument("--max-factors", default="1,0.1", help="Final λ of each DANN run (comma-separated).")
-    parser.add_argument("--strokes", choices=("original", "thin"), default="original",
-                        help="thin: both domains from MNIST-like thin-stroke digits (thin_strokes)")
-    parser.add_argument("--copies", type=int, default=1,
-                        help="training digits in this many versions (the original + random affine variants)")
+    parser.add_argument(
+        "--strokes",
+        choices=("original", "thin"),
+        default="original",
+        help="thin: both domains from MNIST-like thin-stroke digits (thin_strokes)",
+    )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="training digits in this many versions (the original + random affine variants)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.epochs, args.image_size = 1, 1, 16
@@ -235,8 +251,14 @@ def main(argv=None):
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     for seed in seeds:
         results, history, by_group = run_seed(
-            data, seed, args.epochs, args.batch_size, args.image_size, args.lr,
-            args.dann_weight, args.coral_weight,
+            data,
+            seed,
+            args.epochs,
+            args.batch_size,
+            args.image_size,
+            args.lr,
+            args.dann_weight,
+            args.coral_weight,
             max_factors=tuple(float(v) for v in args.max_factors.split(",")),
         )
         per_seed.append(results)
@@ -248,16 +270,21 @@ def main(argv=None):
     std = {m: float(np.std([r[m] for r in per_seed])) for m in methods}
     low, high = mean["source-only"], mean["target-only"]
     gap = {m: (mean[m] - low) / (high - low) if high > low else float("nan") for m in methods}
-    print(f"\ndigits -> digits-M ({args.strokes} strokes, {len(data[0][0])} source / target training images), "
-          f"{args.seeds} seeds, {args.epochs} epochs, {args.image_size}px "
-          f"({time.time() - start:.0f} s)\n")
+    print(
+        f"\ndigits -> digits-M ({args.strokes} strokes, {len(data[0][0])} source / target training images), "
+        f"{args.seeds} seeds, {args.epochs} epochs, {args.image_size}px "
+        f"({time.time() - start:.0f} s)\n"
+    )
     print("| method | target accuracy (mean ± std) | gap closed |")
     print("| --- | --- | --- |")
     for m in methods:
         print(f"| {m} | {mean[m]:.3f} ± {std[m]:.3f} | {100 * gap[m]:.1f} % |")
     counts = {g: int(np.sum(stroke_polarity(data[3][0], data[2][0]) == g)) for g in POLARITY_GROUPS}
-    print("\nTarget accuracy by stroke polarity (mean over seeds; test images per group: "
-          + ", ".join(f"{g} {n}" for g, n in counts.items()) + ")\n")
+    print(
+        "\nTarget accuracy by stroke polarity (mean over seeds; test images per group: "
+        + ", ".join(f"{g} {n}" for g, n in counts.items())
+        + ")\n"
+    )
     present = [g for g in POLARITY_GROUPS if counts[g]]
     print("| method | " + " | ".join(present) + " |")
     print("| --- |" + " --- |" * len(present))
@@ -269,7 +296,8 @@ def main(argv=None):
     for m in methods[1:-1]:
         gap_per_seed[m] = [
             (r[m] - r["source-only"]) / (r["target-only"] - r["source-only"])
-            if r["target-only"] > r["source-only"] else float("nan")
+            if r["target-only"] > r["source-only"]
+            else float("nan")
             for r in per_seed
         ]
         print(f"  {m}: " + ", ".join(f"seed {s} {100 * g:.1f} %" for s, g in zip(seeds, gap_per_seed[m])))
@@ -278,11 +306,21 @@ def main(argv=None):
         n = len(h["domain_accuracy"])
         for epoch in range(n):
             if epoch % max(1, n // 10) == 0 or epoch == n - 1:
-                print(f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
-                      f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}")
-    return {"mean": mean, "std": std, "gap_closed": gap, "per_seed": per_seed, "seeds": list(seeds),
-            "gap_closed_per_seed": gap_per_seed, "history": histories,
-            "polarity": polarity, "polarity_counts": counts}
+                print(
+                    f"  epoch {epoch + 1}: {h['domain_accuracy'][epoch]:.3f} / "
+                    f"{h['val_domain_accuracy'][epoch]:.3f} / {h['val_label_accuracy'][epoch]:.3f}"
+                )
+    return {
+        "mean": mean,
+        "std": std,
+        "gap_closed": gap,
+        "per_seed": per_seed,
+        "seeds": list(seeds),
+        "gap_closed_per_seed": gap_per_seed,
+        "history": histories,
+        "polarity": polarity,
+        "polarity_counts": counts,
+    }
 
 
 if __name__ == "__main__":

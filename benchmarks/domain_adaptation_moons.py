@@ -51,33 +51,47 @@ def main(argv=None):
             if adapt:
                 row["domain accuracy"] = history["domain_accuracy"][-1]
                 held_out = domain_pairs(*data.source_test, data.target_test[0], batch_size=1000, shuffle=False)
-                row["held-out domain accuracy"] = model.evaluate(
-                    held_out, verbose=0, return_dict=True)["domain_accuracy"]
+                row["held-out domain accuracy"] = model.evaluate(held_out, verbose=0, return_dict=True)[
+                    "domain_accuracy"
+                ]
             models[name] = model
         if seed == 0:
             row["png"] = plot_decision_boundaries(
                 data, models, os.path.join(args.output, "moons_decision_boundaries.png")
             )
         rows.append(row)
-        print(f"seed {seed}: source-only {row['source-only']:.3f}, DANN {row['DANN']:.3f}, "
-              f"domain acc {row['domain accuracy']:.3f} (held-out {row['held-out domain accuracy']:.3f})",
-              flush=True)
+        print(
+            f"seed {seed}: source-only {row['source-only']:.3f}, DANN {row['DANN']:.3f}, "
+            f"domain acc {row['domain accuracy']:.3f} (held-out {row['held-out domain accuracy']:.3f})",
+            flush=True,
+        )
     summary = {}
-    for key in ("source-only", "DANN", "source-only source", "DANN source", "domain accuracy",
-                "held-out domain accuracy"):
+    for key in (
+        "source-only",
+        "DANN",
+        "source-only source",
+        "DANN source",
+        "domain accuracy",
+        "held-out domain accuracy",
+    ):
         values = np.array([r[key] for r in rows])
         summary[key] = {"mean": float(values.mean()), "std": float(values.std()), "min": float(values.min())}
-    print(f"\nMoons, target rotated 35 degrees, {args.seeds} seeds, {args.epochs} epochs "
-          f"({time.time() - start:.0f} s)\n")
+    print(
+        f"\nMoons, target rotated 35 degrees, {args.seeds} seeds, {args.epochs} epochs ({time.time() - start:.0f} s)\n"
+    )
     print("| model | target acc mean ± std (min) | source test acc | domain acc: last epoch / held-out |")
     print("| --- | --- | --- | --- |")
     for name in ("source-only", "DANN"):
         t, s = summary[name], summary[name + " source"]
-        domain = (f"{summary['domain accuracy']['mean']:.3f} / {summary['held-out domain accuracy']['mean']:.3f}"
-                  if name == "DANN" else "-")
+        domain = (
+            f"{summary['domain accuracy']['mean']:.3f} / {summary['held-out domain accuracy']['mean']:.3f}"
+            if name == "DANN"
+            else "-"
+        )
         print(f"| {name} | {t['mean']:.3f} ± {t['std']:.3f} ({t['min']:.3f}) | {s['mean']:.3f} | {domain} |")
-    print("\nper seed (target acc): " + "; ".join(
-        f"{r['seed']}: {r['source-only']:.3f} -> {r['DANN']:.3f}" for r in rows))
+    print(
+        "\nper seed (target acc): " + "; ".join(f"{r['seed']}: {r['source-only']:.3f} -> {r['DANN']:.3f}" for r in rows)
+    )
     print(f"figure: {rows[0]['png']}")
     return {"summary": summary, "rows": rows, "png": rows[0]["png"]}
 

@@ -50,7 +50,11 @@ def measure(n, image_size, backbone="mobilenet_v2", mode="probe"):
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(n), str(image_size), backbone, mode],
-        check=True, capture_output=True, text=True, env=env, cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -68,8 +72,10 @@ def main(argv=None):
     print(f"{'images':>7} {'built MiB':>10} {'peak MiB':>9} {'probe MiB':>10} {'seconds':>8}")
     for n in counts:
         r = measure(n, size, args.backbone, args.mode)
-        print(f"{n:>7} {r['built_mib']:>10.0f} {r['peak_mib']:>9.0f} {r['peak_mib'] - r['built_mib']:>10.0f} "
-              f"{r['seconds']:>8.1f}")
+        print(
+            f"{n:>7} {r['built_mib']:>10.0f} {r['peak_mib']:>9.0f} {r['peak_mib'] - r['built_mib']:>10.0f} "
+            f"{r['seconds']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

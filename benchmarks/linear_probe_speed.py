@@ -58,14 +58,19 @@ def main(argv=None):
     acc_convex = recipes.evaluate_accuracy(m_convex, *split.target_test)
     acc_auto = recipes.evaluate_accuracy(m_auto, *split.target_test)
     acc_fit = recipes.evaluate_accuracy(m_fit, *split.target_test)
-    print(f"\nLinear probe on {len(x)} target images (digits 5-9, frozen simple_cnn source backbone), "
-          f"median of {repeats}")
+    print(
+        f"\nLinear probe on {len(x)} target images (digits 5-9, frozen simple_cnn source backbone), median of {repeats}"
+    )
     _common.print_table(
         ["method", "test accuracy", "seconds", "speed-up"],
         [
             ["convex (L-BFGS, C=1)", f"{acc_convex:.3f}", f"{t_convex:.2f}", f"{t_fit / t_convex:.1f}x"],
-            [f"convex (L-BFGS, C={info['C']:g} chosen by 3-fold CV)", f"{acc_auto:.3f}", f"{t_auto:.2f}",
-             f"{t_fit / t_auto:.1f}x"],
+            [
+                f"convex (L-BFGS, C={info['C']:g} chosen by 3-fold CV)",
+                f"{acc_auto:.3f}",
+                f"{t_auto:.2f}",
+                f"{t_fit / t_auto:.1f}x",
+            ],
             [f"fit, frozen backbone, Adam, {fit_epochs} epochs", f"{acc_fit:.3f}", f"{t_fit:.2f}", "1.0x"],
         ],
     )

@@ -56,8 +56,10 @@ def main(argv=None):
             scores[(method, "ID")].append(recipes.evaluate_accuracy(model, *id_test))
             scores[(method, "OOD")].append(recipes.evaluate_accuracy(model, *ood_test))
         print(f"seed {seed} done", file=sys.stderr, flush=True)
-    print(f"\nTarget digits 5-9, {args.labels} labels/class on plain digits; ID = digits, OOD = digits-M; "
-          f"{seeds} seed(s), mean ± std")
+    print(
+        f"\nTarget digits 5-9, {args.labels} labels/class on plain digits; ID = digits, OOD = digits-M; "
+        f"{seeds} seed(s), mean ± std"
+    )
     _common.print_table(
         ["method", "ID accuracy", "OOD accuracy"],
         [[m, _common.mean_std(scores[(m, "ID")]), _common.mean_std(scores[(m, "OOD")])] for m in METHODS],

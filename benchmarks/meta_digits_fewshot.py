@@ -45,23 +45,37 @@ N_WAY, QUERIES = 5, 5
 TRAIN_CLASSES, TEST_CLASSES = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
 AUGMENTATIONS = ["rot90", "rot180", "rot270", "transpose", "flip_lr", "flip_ud"]
 # The same transforms on arrays [N, 8, 8, 1], for the pretrained baseline's classifier data.
-TRANSFORMS = [lambda x: np.rot90(x, 1, (1, 2)), lambda x: np.rot90(x, 2, (1, 2)),
-              lambda x: np.rot90(x, 3, (1, 2)), lambda x: np.swapaxes(x, 1, 2),
-              lambda x: x[:, :, ::-1], lambda x: x[:, ::-1]]
+TRANSFORMS = [
+    lambda x: np.rot90(x, 1, (1, 2)),
+    lambda x: np.rot90(x, 2, (1, 2)),
+    lambda x: np.rot90(x, 3, (1, 2)),
+    lambda x: np.swapaxes(x, 1, 2),
+    lambda x: x[:, :, ::-1],
+    lambda x: x[:, ::-1],
+]
 
 
 def mlp(outputs, name="head"):
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(64, activation="relu"),
-                             keras.layers.Dense(64, activation="relu"),
-                             keras.layers.Dense(outputs, name=name)])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(outputs, name=name),
+        ]
+    )
 
 
 def conv_embedding():
     layers = [keras.Input((8, 8, 1))]
     for _ in range(2):
-        layers += [keras.layers.Conv2D(64, 3, padding="same"), keras.layers.BatchNormalization(),
-                   keras.layers.ReLU(), keras.layers.MaxPooling2D()]
+        layers += [
+            keras.layers.Conv2D(64, 3, padding="same"),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.MaxPooling2D(),
+        ]
     return keras.Sequential(layers + [keras.layers.Flatten()])
 
 
@@ -81,8 +95,9 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--episodes", type=int, default=None)
     parser.add_argument("--augmentations", choices=["all", "none"], default="all")
-    parser.add_argument("--methods", default="maml,fomaml,proto,blackbox,baselines",
-                        help="comma-separated subset of the rows to run")
+    parser.add_argument(
+        "--methods", default="maml,fomaml,proto,blackbox,baselines", help="comma-separated subset of the rows to run"
+    )
     args = parser.parse_args(argv)
     iterations = args.iterations or (30 if args.quick else 1000)
     n_test = args.episodes or (40 if args.quick else 600)
@@ -91,10 +106,10 @@ def main(argv=None):
     (x1, y1), (x2, y2) = datasets.load_digits()
     x = np.concatenate([x1, x2]).astype("float32") / 255.0
     y = np.concatenate([y1, y2])
-    train = datasets.episode_dataset((x, y), N_WAY, k, QUERIES, episodes_per_batch=16,
-                                     classes=TRAIN_CLASSES, seed=0, class_augmentations=augment)
-    (tsx, tsy, tqx), tqy = datasets.sample_episodes((x, y), n_test, N_WAY, k, QUERIES,
-                                                    classes=TEST_CLASSES, seed=1)
+    train = datasets.episode_dataset(
+        (x, y), N_WAY, k, QUERIES, episodes_per_batch=16, classes=TRAIN_CLASSES, seed=0, class_augmentations=augment
+    )
+    (tsx, tsy, tqx), tqy = datasets.sample_episodes((x, y), n_test, N_WAY, k, QUERIES, classes=TEST_CLASSES, seed=1)
     methods = set(args.methods.split(","))
     results, rows = {}, []
 
@@ -105,9 +120,10 @@ def main(argv=None):
     # First-order MAML gets alpha=0.1: with 0.3 and 5 steps its meta-gradient (which drops the
     # second-order term) drives the meta-training loss up (measured 0.82 -> 1.20 over 1,000
     # iterations, 5-shot) and test accuracy to chance.
-    for key, name, kwargs in (("maml", "MAML (second order, 5 steps, alpha=0.3)", {"inner_learning_rate": 0.3}),
-                              ("fomaml", "first-order MAML (5 steps, alpha=0.1)",
-                               {"first_order": True, "inner_learning_rate": 0.1})):
+    for key, name, kwargs in (
+        ("maml", "MAML (second order, 5 steps, alpha=0.3)", {"inner_learning_rate": 0.3}),
+        ("fomaml", "first-order MAML (5 steps, alpha=0.1)", {"first_order": True, "inner_learning_rate": 0.1}),
+    ):
         if key not in methods:
             continue
         keras.utils.set_random_seed(0)
@@ -125,8 +141,10 @@ def main(argv=None):
         baselines(x, y, (tsx, tsy, tqx), k, augment, args.quick, record)
 
     pool = f"classes 0-4 x {1 + len(augment)} transforms = 35 classes" if augment else "classes 0-4 only"
-    print(f"\nDigits few-shot, {N_WAY}-way {k}-shot. Meta-train: {pool} ({iterations} iterations x 16 "
-          f"episodes). Meta-test: classes 5-9, accuracy over {n_test} episodes (95 % interval)")
+    print(
+        f"\nDigits few-shot, {N_WAY}-way {k}-shot. Meta-train: {pool} ({iterations} iterations x 16 "
+        f"episodes). Meta-test: classes 5-9, accuracy over {n_test} episodes (95 % interval)"
+    )
     print_table(["method", "accuracy", "train s"], rows)
     return results
 
@@ -137,20 +155,23 @@ def train_proto(train, iterations, test_x, record):
     proto = ProtoNet(conv_embedding(), n_way=N_WAY)
     proto.compile(keras.optimizers.Adam(1e-3), sce(), metrics=["accuracy"])
     proto.fit(train, steps_per_epoch=iterations, epochs=1, verbose=0)
-    record("ProtoNet (conv embedding)", proto.predict(test_x, batch_size=100, verbose=0),
-           time.perf_counter() - start)
+    record("ProtoNet (conv embedding)", proto.predict(test_x, batch_size=100, verbose=0), time.perf_counter() - start)
 
 
 def train_black_box(train, iterations, test_x, record):
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
-    encoder = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                keras.layers.Dense(64, activation="relu")])
+    encoder = keras.Sequential(
+        [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(64, activation="relu")]
+    )
     black_box = BlackBoxLearner(N_WAY, num_classes=N_WAY, feature_encoder=encoder, context_dim=64)
     black_box.compile(keras.optimizers.Adam(1e-3), sce(), metrics=["accuracy"])
     black_box.fit(train, steps_per_epoch=iterations, epochs=1, verbose=0)
-    record("black-box (class-wise context)", black_box.predict(test_x, batch_size=100, verbose=0),
-           time.perf_counter() - start)
+    record(
+        "black-box (class-wise context)",
+        black_box.predict(test_x, batch_size=100, verbose=0),
+        time.perf_counter() - start,
+    )
 
 
 def baselines(x, y, test_x, k, augment, quick, record):
@@ -166,8 +187,11 @@ def baselines(x, y, test_x, k, augment, quick, record):
     start = time.perf_counter()
     scratch = MetaModel(mlp(N_WAY), inner_learning_rate=0.3)
     scratch.compile(loss=sce())
-    record("from scratch (50 SGD steps)", scratch.adapt_and_predict(tsx, tsy, tqx, steps=50).numpy(),
-           time.perf_counter() - start)
+    record(
+        "from scratch (50 SGD steps)",
+        scratch.adapt_and_predict(tsx, tsy, tqx, steps=50).numpy(),
+        time.perf_counter() - start,
+    )
 
     keras.utils.set_random_seed(0)
     start = time.perf_counter()
@@ -187,8 +211,11 @@ def baselines(x, y, test_x, k, augment, quick, record):
     tuned_net.layers[-1].set_weights([np.zeros((64, N_WAY), "float32"), np.zeros((N_WAY,), "float32")])
     tuned = MetaModel(tuned_net, inner_learning_rate=0.1)
     tuned.compile(loss=sce())
-    record(f"pretrained ({num_classes} classes) + fine-tune (20 steps)",
-           tuned.adapt_and_predict(tsx, tsy, tqx, steps=20).numpy(), time.perf_counter() - start)
+    record(
+        f"pretrained ({num_classes} classes) + fine-tune (20 steps)",
+        tuned.adapt_and_predict(tsx, tsy, tqx, steps=20).numpy(),
+        time.perf_counter() - start,
+    )
 
 
 if __name__ == "__main__":

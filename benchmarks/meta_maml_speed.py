@@ -36,19 +36,40 @@ ALPHA, LR, META_BATCH, K = 0.01, 1e-3, 25, 10
 
 
 def mlp():
-    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(40, activation="relu"),
-                             keras.layers.Dense(40, activation="relu"), keras.layers.Dense(1)])
+    return keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
-def time_keras(batch, steps, first_order=False, vectorize=True, jit_compile="auto",
-               learn_inner_rates=None, steps_per_execution=1, steps_per_batch=50):
+def time_keras(
+    batch,
+    steps,
+    first_order=False,
+    vectorize=True,
+    jit_compile="auto",
+    learn_inner_rates=None,
+    steps_per_execution=1,
+    steps_per_batch=50,
+):
     """ms per meta-step of `MetaModel.fit` (Keras's whole loop: data, callbacks, metrics)."""
     keras.utils.set_random_seed(0)
     steps_per_batch = max(1, min(steps_per_batch, steps // 4))
-    meta = MetaModel(mlp(), inner_learning_rate=ALPHA, first_order=first_order, vectorize=vectorize,
-                     learn_inner_rates=learn_inner_rates, steps_per_batch=steps_per_batch)
-    meta.compile(keras.optimizers.Adam(LR), loss="mse", jit_compile=jit_compile,
-                 steps_per_execution=steps_per_execution)
+    meta = MetaModel(
+        mlp(),
+        inner_learning_rate=ALPHA,
+        first_order=first_order,
+        vectorize=vectorize,
+        learn_inner_rates=learn_inner_rates,
+        steps_per_batch=steps_per_batch,
+    )
+    meta.compile(
+        keras.optimizers.Adam(LR), loss="mse", jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    )
     data = tf.data.Dataset.from_tensors(batch).repeat()
     if steps_per_batch > 1:
         data = data.batch(steps_per_batch, drop_remainder=True)
@@ -85,8 +106,9 @@ def time_jax(batch, steps, first_order=False):
     for i in range(3):
         key, sub = jax.random.split(key)
         limit = np.sqrt(6.0 / (sizes[i] + sizes[i + 1]))
-        params.append((jax.random.uniform(sub, (sizes[i], sizes[i + 1]), minval=-limit, maxval=limit),
-                       jnp.zeros(sizes[i + 1])))
+        params.append(
+            (jax.random.uniform(sub, (sizes[i], sizes[i + 1]), minval=-limit, maxval=limit), jnp.zeros(sizes[i + 1]))
+        )
 
     def forward(p, x):
         for w, b in p[:-1]:
@@ -158,8 +180,9 @@ def time_torch(batch, steps, first_order=False):
     torch.manual_seed(0)
     # One thread: with 2 OpenMP threads on a shared 2-core machine a tiny bmm took 1 ms instead of 20 us.
     torch.set_num_threads(1)
-    net = torch.nn.Sequential(torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40),
-                              torch.nn.ReLU(), torch.nn.Linear(40, 1))
+    net = torch.nn.Sequential(
+        torch.nn.Linear(1, 40), torch.nn.ReLU(), torch.nn.Linear(40, 40), torch.nn.ReLU(), torch.nn.Linear(40, 1)
+    )
     (sx, sy, qx), qy = (tuple(torch.from_numpy(a) for a in batch[0]), torch.from_numpy(batch[1]))
     names = [n for n, _ in net.named_parameters()]
     params = [p for _, p in net.named_parameters()]
@@ -244,8 +267,10 @@ def main(argv=None):
         configs += [
             ("keras_transfer MetaModel, vectorised + XLA, Meta-SGD", dict(learn_inner_rates="per_parameter")),
             ("keras_transfer, steps_per_batch=1 (one call per meta-step)", dict(steps_per_batch=1)),
-            ("keras_transfer, steps_per_batch=1, steps_per_execution=50",
-             dict(steps_per_batch=1, steps_per_execution=50)),
+            (
+                "keras_transfer, steps_per_batch=1, steps_per_execution=50",
+                dict(steps_per_batch=1, steps_per_execution=50),
+            ),
             ("keras_transfer, vectorised, no XLA", dict(jit_compile=False)),
             ("keras_transfer, per-task loop, no XLA", dict(vectorize=False, jit_compile=False)),
             ("keras_transfer, per-task loop + XLA", dict(vectorize=False, jit_compile=True)),
@@ -253,12 +278,15 @@ def main(argv=None):
     for name, kwargs in configs:
         runners[name] = time_keras(batch, steps, **kwargs)
     # torch.func runs eagerly (~100x slower here): fewer steps keep the run short.
-    peers = [("JAX jit+vmap", time_jax, steps), ("torch.func vmap", time_torch, max(5, steps // 10)),
-             ("torch eager, tiled bmm", time_torch_bmm, max(5, steps // 4))]
+    peers = [
+        ("JAX jit+vmap", time_jax, steps),
+        ("torch.func vmap", time_torch, max(5, steps // 10)),
+        ("torch eager, tiled bmm", time_torch_bmm, max(5, steps // 4)),
+    ]
     if args.quick:  # CI: one peer of each kind, second order only
         peers = [peers[0], peers[2]]
     for peer, fn, n in peers:
-        for first_order in ((False,) if args.quick else (False, True)):
+        for first_order in (False,) if args.quick else (False, True):
             name = f"{peer}" + (", first-order" if first_order else "")
             try:
                 runners[name] = fn(batch, n, first_order=first_order)
@@ -275,9 +303,11 @@ def main(argv=None):
     base = results.get("JAX jit+vmap")
     header = ["implementation", "ms / meta-step", "vs JAX (second-order)"]
     rows = [[name, f"{ms:.3f}", f"{ms / base:.2f}x" if base else "n/a"] for name, ms in results.items()]
-    print(f"\nMAML sinusoid meta-step, {META_BATCH} tasks x (K={K} + {K}), 1-40-40-1 MLP, "
-          f"{steps} steps x median of {repeats}; keras_transfer rows use fit with "
-          "steps_per_batch=50 unless stated")
+    print(
+        f"\nMAML sinusoid meta-step, {META_BATCH} tasks x (K={K} + {K}), 1-40-40-1 MLP, "
+        f"{steps} steps x median of {repeats}; keras_transfer rows use fit with "
+        "steps_per_batch=50 unless stated"
+    )
     print_table(header, rows)
     so = results["keras_transfer MetaModel, vectorised + XLA"]
     fo = results["keras_transfer MetaModel, vectorised + XLA, first-order"]

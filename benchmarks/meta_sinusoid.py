@@ -36,8 +36,14 @@ EVAL_STEPS = (1, 5, 10)
 
 
 def mlp():
-    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(40, activation="relu"),
-                             keras.layers.Dense(40, activation="relu"), keras.layers.Dense(1)])
+    return keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
 def meta_train(iterations, seed=0, steps_per_batch=50, **kwargs):
@@ -57,8 +63,8 @@ def pretrain(iterations, seed=0):
     net = mlp()
     net.compile(keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=100)
     data = sinusoid_task_dataset(25, 10, 10, seed=seed + 1).map(
-        lambda x, qy: (tf.reshape(tf.concat([x[0], x[2]], 1), (-1, 1)),
-                       tf.reshape(tf.concat([x[1], qy], 1), (-1, 1))))
+        lambda x, qy: (tf.reshape(tf.concat([x[0], x[2]], 1), (-1, 1)), tf.reshape(tf.concat([x[1], qy], 1), (-1, 1)))
+    )
     start = time.perf_counter()
     net.fit(data, steps_per_epoch=iterations, epochs=1, verbose=0)
     return MetaModel(net, inner_learning_rate=0.01), time.perf_counter() - start
@@ -92,8 +98,10 @@ def main(argv=None):
         "maml": ("MAML (second order)", dict()),
         "fomaml": ("first-order MAML", dict(first_order=True)),
         "metasgd": ("Meta-SGD", dict(learn_inner_rates="per_parameter")),
-        "metasgd01": ("Meta-SGD, rates in [0, 1]", dict(learn_inner_rates="per_parameter",
-                                                        inner_rate_bounds=(0.0, 1.0))),
+        "metasgd01": (
+            "Meta-SGD, rates in [0, 1]",
+            dict(learn_inner_rates="per_parameter", inner_rate_bounds=(0.0, 1.0)),
+        ),
     }
     results, rows = {}, []
     for key in args.variants.split(","):
@@ -105,17 +113,26 @@ def main(argv=None):
             if model.inner_rates:
                 low, high = model.inner_rate_bounds or (-np.inf, np.inf)
                 rates = np.clip(np.concatenate([r.numpy().ravel() for r in model.inner_rates]), low, high)
-                print(f"{name}: learned rates min {rates.min():.3f}, max {rates.max():.3f}, "
-                      f"{np.mean(rates < 0):.0%} negative, {np.mean(rates == 0):.0%} zero (init 0.01)")
+                print(
+                    f"{name}: learned rates min {rates.min():.3f}, max {rates.max():.3f}, "
+                    f"{np.mean(rates < 0):.0%} negative, {np.mean(rates == 0):.0%} zero (init 0.01)"
+                )
         scores = evaluate(model, tasks)
         results[name] = {s: m for s, (m, _) in scores.items()}
-        rows.append([name, *[f"{m:.3f} ± {h:.3f}" if np.isfinite(m) else "diverges" for m, h in scores.values()],
-                     f"{seconds:.0f}",
-                     f"{seconds / iterations * 1e3:.2f}"])
+        rows.append(
+            [
+                name,
+                *[f"{m:.3f} ± {h:.3f}" if np.isfinite(m) else "diverges" for m, h in scores.values()],
+                f"{seconds:.0f}",
+                f"{seconds / iterations * 1e3:.2f}",
+            ]
+        )
     for name, values in PAPER.items():
         rows.append([name, *[f"{v:.2f}" for v in values], "", ""])
-    print(f"\nSinusoid regression, {iterations} meta-iterations (meta-batch 25, K=10), "
-          f"evaluated on {eval_tasks} tasks with K=5 (MSE, 95 % interval over tasks)")
+    print(
+        f"\nSinusoid regression, {iterations} meta-iterations (meta-batch 25, K=10), "
+        f"evaluated on {eval_tasks} tasks with K=5 (MSE, 95 % interval over tasks)"
+    )
     print_table(["method", "1 step", "5 steps", "10 steps", "train s", "ms / iteration"], rows)
     return results
 

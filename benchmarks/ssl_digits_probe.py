@@ -36,13 +36,21 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS),
-                        help="subset to run (random init and simclr are always included: the headline compares them)")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(METHODS),
+        choices=list(METHODS),
+        help="subset to run (random init and simclr are always included: the headline compares them)",
+    )
     parser.add_argument("--moco-bn-splits", type=int, default=2, help="MoCo's bn_splits (shuffle-BN stand-in)")
     parser.add_argument("--simclr-temperature", type=float, default=0.5)
-    parser.add_argument("--validation", action="store_true",
-                        help="for choosing settings: pre-train and probe on 1000 training digits, score on the "
-                             "other 347 training digits; the test set is not touched")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="for choosing settings: pre-train and probe on 1000 training digits, score on the "
+        "other 347 training digits; the test set is not touched",
+    )
     args = parser.parse_args(argv)
     image_size = 16
     data = load_digits(image_size=image_size, channels=1, seed=0)
@@ -64,23 +72,36 @@ def main(argv=None):
     for seed in seeds:
         for method in methods:
             start = time.time()
-            encoder = pretrain(method, x_train, y_train, epochs, seed=seed, image_size=image_size, widths=widths,
-                               moco_bn_splits=args.moco_bn_splits, simclr_temperature=args.simclr_temperature)
+            encoder = pretrain(
+                method,
+                x_train,
+                y_train,
+                epochs,
+                seed=seed,
+                image_size=image_size,
+                widths=widths,
+                moco_bn_splits=args.moco_bn_splits,
+                simclr_temperature=args.simclr_temperature,
+            )
             seconds[method].append(time.time() - start)
             final = dict(LAST_METRICS)
             for budget, accuracy in probe(encoder, data, budgets, seed=seed).items():
                 results[method][budget].append(accuracy)
-            print(f"seed {seed} {method}: " + ", ".join(
-                f"{b or 'all'}={results[method][b][-1]:.3f}" for b in budgets)
-                + "".join(f"; last-epoch {k}={v:.3f}" for k, v in sorted(final.items())), flush=True)
+            print(
+                f"seed {seed} {method}: "
+                + ", ".join(f"{b or 'all'}={results[method][b][-1]:.3f}" for b in budgets)
+                + "".join(f"; last-epoch {k}={v:.3f}" for k, v in sorted(final.items())),
+                flush=True,
+            )
     name = lambda b: "all labels" if b is None else f"{b} labels/class"  # noqa: E731
     rows = []
     for method in methods:
-        rows.append([method] + [mean_std(results[method][b]) for b in budgets]
-                    + [f"{np.mean(seconds[method]):.0f}"])
+        rows.append([method] + [mean_std(results[method][b]) for b in budgets] + [f"{np.mean(seconds[method]):.0f}"])
     split = "VALIDATION (347 held-out training digits)" if args.validation else "test"
-    print(f"\nDigits {image_size}px, {epochs} pre-training epochs, seeds {seeds}, SimCLR temperature "
-          f"{args.simclr_temperature}; linear-probe {split} accuracy (mean ± std over seeds):")
+    print(
+        f"\nDigits {image_size}px, {epochs} pre-training epochs, seeds {seeds}, SimCLR temperature "
+        f"{args.simclr_temperature}; linear-probe {split} accuracy (mean ± std over seeds):"
+    )
     print_table(["encoder"] + [name(b) for b in budgets] + ["pre-train s"], rows)
     gains = {b: float(np.mean(results["simclr"][b]) - np.mean(results["random init"][b])) for b in budgets}
     print("\nSimCLR - random init (points): " + ", ".join(f"{name(b)}: {100 * g:+.1f}" for b, g in gains.items()))
@@ -88,8 +109,11 @@ def main(argv=None):
         if method in ("random init", "simclr"):
             continue
         gaps = [100 * (a - r) for a, r in zip(results[method][budgets[0]], results["random init"][budgets[0]])]
-        print(f"{method} - random init at {name(budgets[0])}, per seed (points): "
-              + ", ".join(f"{g:+.1f}" for g in gaps) + f" (mean {np.mean(gaps):+.1f})")
+        print(
+            f"{method} - random init at {name(budgets[0])}, per seed (points): "
+            + ", ".join(f"{g:+.1f}" for g in gaps)
+            + f" (mean {np.mean(gaps):+.1f})"
+        )
     return {"results": results, "simclr_gain": gains}
 
 

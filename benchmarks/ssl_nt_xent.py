@@ -31,7 +31,7 @@ def numpy_nt_xent(z1, z2, temperature):
     total = 0.0
     for i in range(n2):
         j = i + 1 if i % 2 == 0 else i - 1
-        others = np.concatenate([s[i, :i], s[i, i + 1:]])
+        others = np.concatenate([s[i, :i], s[i, i + 1 :]])
         m = others.max()
         total += -(s[i, j] - (m + np.log(np.sum(np.exp(others - m)))))
     return total / n2
@@ -83,11 +83,31 @@ def main(argv=None):
             torch_time, _ = _common.median_seconds(lambda: float(torch_nt_xent(ta, tb, t)), repeats, warmup=1)
             row["torch_ms"] = 1e3 * torch_time
         results[(n, dim, t)] = row
-        rows.append([n, dim, t, f"{ours:.6f}", f"{row['numpy_diff']:.1e}",
-                     f"{row['torch_diff']:.1e}" if torch is not None else "skipped",
-                     f"{row['ours_ms']:.2f}", f"{row['torch_ms']:.2f}" if torch is not None else "skipped"])
-    print_table(["N pairs", "dim", "temperature", "NT-Xent (ours)", "|ours - NumPy|", "|ours - torch|",
-                 "ours ms (tf.function)", "torch ms (eager)"], rows)
+        rows.append(
+            [
+                n,
+                dim,
+                t,
+                f"{ours:.6f}",
+                f"{row['numpy_diff']:.1e}",
+                f"{row['torch_diff']:.1e}" if torch is not None else "skipped",
+                f"{row['ours_ms']:.2f}",
+                f"{row['torch_ms']:.2f}" if torch is not None else "skipped",
+            ]
+        )
+    print_table(
+        [
+            "N pairs",
+            "dim",
+            "temperature",
+            "NT-Xent (ours)",
+            "|ours - NumPy|",
+            "|ours - torch|",
+            "ours ms (tf.function)",
+            "torch ms (eager)",
+        ],
+        rows,
+    )
     return results
 
 

@@ -61,8 +61,10 @@ def crop_benchmark(x, image_size, batch_size, batches, windows, peers=True):
     candidates = {
         "crop_and_resize (ours, batched)": lambda b: image_ops.random_resized_crop(to01(b), size),
         "sample_distorted_bounding_box (per image)": lambda b: tf.map_fn(
-            lambda im: image_ops.random_resized_crop_bounding_box(im, size), to01(b),
-            fn_output_signature=tf.TensorSpec(size + (x.shape[-1],), "float32")),
+            lambda im: image_ops.random_resized_crop_bounding_box(im, size),
+            to01(b),
+            fn_output_signature=tf.TensorSpec(size + (x.shape[-1],), "float32"),
+        ),
     }
     try:
         if not peers:
@@ -70,7 +72,8 @@ def crop_benchmark(x, image_size, batch_size, batches, windows, peers=True):
         import keras_cv
 
         layer = keras_cv.layers.RandomCropAndResize(
-            target_size=size, crop_area_factor=(0.08, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3))
+            target_size=size, crop_area_factor=(0.08, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3)
+        )
         candidates["keras-cv RandomCropAndResize"] = lambda b: layer(to01(b), training=True)
     except Exception as error:  # optional peer
         print(f"keras-cv peer skipped: {type(error).__name__}: {error}")
@@ -127,33 +130,49 @@ def main(argv=None):
     crops = crop_benchmark(x, image_size, batch_size, batches, windows, peers=not args.quick)
     fastest = max(crops, key=crops.get)
     print(f"\nCrop stage alone, {image_size}px, batch {batch_size} (images/s, median of {windows} windows):")
-    print_table(["crop", "images/s", "vs crop_and_resize"],
-                [[k, f"{v:.0f}", f"{v / crops['crop_and_resize (ours, batched)']:.2f}x"] for k, v in crops.items()])
+    print_table(
+        ["crop", "images/s", "vs crop_and_resize"],
+        [[k, f"{v:.0f}", f"{v / crops['crop_and_resize (ours, batched)']:.2f}x"] for k, v in crops.items()],
+    )
 
-    simclr_step, supervised_step = step_times(x, y, image_size, widths, batch_size, steps,
-                                              rounds=1 if args.quick else 3)
+    simclr_step, supervised_step = step_times(
+        x, y, image_size, widths, batch_size, steps, rounds=1 if args.quick else 3
+    )
     step_ratio = simclr_step / (2 * supervised_step)
     print(f"\nTrain step, simple_cnn{widths} encoder, {image_size}px RGB, batch {batch_size}:")
-    print_table(["step", "ms (median)"], [
-        [f"supervised (batch {batch_size})", f"{1e3 * supervised_step:.1f}"],
-        ["2 x supervised", f"{2e3 * supervised_step:.1f}"],
-        [f"SimCLR ({batch_size} pairs = {2 * batch_size} images)", f"{1e3 * simclr_step:.1f}"],
-        ["ratio SimCLR / (2 x supervised)", f"{step_ratio:.3f}"],
-    ])
+    print_table(
+        ["step", "ms (median)"],
+        [
+            [f"supervised (batch {batch_size})", f"{1e3 * supervised_step:.1f}"],
+            ["2 x supervised", f"{2e3 * supervised_step:.1f}"],
+            [f"SimCLR ({batch_size} pairs = {2 * batch_size} images)", f"{1e3 * simclr_step:.1f}"],
+            ["ratio SimCLR / (2 x supervised)", f"{step_ratio:.3f}"],
+        ],
+    )
 
     pipeline = throughput(
         simclr_dataset(x, batch_size=batch_size, augmentation=SimCLRAugmentation(image_size), repeat=True),
-        batches, windows)
+        batches,
+        windows,
+    )
     consumed = batch_size / simclr_step
     print("\nAugmentation pipeline (two views, full SimCLR recipe) vs step consumption:")
-    print_table(["", "pairs/s"], [
-        ["simclr_dataset alone", f"{pipeline:.0f}"],
-        ["SimCLR step consumes", f"{consumed:.0f}"],
-        ["ratio", f"{pipeline / consumed:.2f}"],
-    ])
+    print_table(
+        ["", "pairs/s"],
+        [
+            ["simclr_dataset alone", f"{pipeline:.0f}"],
+            ["SimCLR step consumes", f"{consumed:.0f}"],
+            ["ratio", f"{pipeline / consumed:.2f}"],
+        ],
+    )
     return {
-        "crops": crops, "fastest_crop": fastest, "simclr_step": simclr_step, "supervised_step": supervised_step,
-        "step_ratio": step_ratio, "pipeline_pairs_per_s": pipeline, "consumed_pairs_per_s": consumed,
+        "crops": crops,
+        "fastest_crop": fastest,
+        "simclr_step": simclr_step,
+        "supervised_step": supervised_step,
+        "step_ratio": step_ratio,
+        "pipeline_pairs_per_s": pipeline,
+        "consumed_pairs_per_s": consumed,
         "pipeline_ratio": pipeline / consumed,
     }
 

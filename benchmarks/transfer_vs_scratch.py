@@ -1,7 +1,7 @@
 """Transfer vs scratch on digits 0-4 -> 5-9, over label counts and seeds.
 
-    python benchmarks/transfer_vs_scratch.py            # 5 seeds, 1/5/20 labels per class
-    python benchmarks/transfer_vs_scratch.py --quick    # CI: 1 seed, tiny epochs
+python benchmarks/transfer_vs_scratch.py            # 5 seeds, 1/5/20 labels per class
+python benchmarks/transfer_vs_scratch.py --quick    # CI: 1 seed, tiny epochs
 """
 
 import os

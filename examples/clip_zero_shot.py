@@ -16,9 +16,8 @@ import argparse
 import os
 import sys
 
-import numpy as np
-
 import keras
+import numpy as np
 
 import keras_transfer as kt
 from keras_transfer.layers import TextTransformerEncoder
@@ -60,22 +59,24 @@ keras.utils.set_random_seed(args.seed)
 (x, captions, y), (x_test, _, y_test) = kt.datasets.load_digit_captions(image_size=8, seed=args.seed)
 x, x_test = x.astype("float32"), x_test.astype("float32")
 tokenizer = word_tokenizer(list(captions), sequence_length=10)
-image_encoder = keras.Sequential([                 # a small CNN: [0, 255] pixels -> features
-    keras.Input((8, 8, 1)),
-    keras.layers.Rescaling(1.0 / 255),
-    keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-    keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-    keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-    keras.layers.GlobalAveragePooling2D(),
-    keras.layers.Dense(64, activation="relu"),
-], name="image_encoder")
-text_encoder = TextTransformerEncoder(          # one transformer block over word ids
-    tokenizer.vocabulary_size(), 10, embedding_dim=32, num_layers=1, num_heads=2, dropout=0.1,
-    name="text_encoder")
+image_encoder = keras.Sequential(
+    [  # a small CNN: [0, 255] pixels -> features
+        keras.Input((8, 8, 1)),
+        keras.layers.Rescaling(1.0 / 255),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(64, activation="relu"),
+    ],
+    name="image_encoder",
+)
+text_encoder = TextTransformerEncoder(  # one transformer block over word ids
+    tokenizer.vocabulary_size(), 10, embedding_dim=32, num_layers=1, num_heads=2, dropout=0.1, name="text_encoder"
+)
 clip = CLIP(image_encoder, text_encoder, projection_dim=32)
 clip.compile(optimizer=keras.optimizers.Adam(1e-3))
-clip.fit({"images": x, "token_ids": tokenizer(list(captions)).numpy()},
-         batch_size=64, epochs=args.epochs, verbose=0)
+clip.fit({"images": x, "token_ids": tokenizer(list(captions)).numpy()}, batch_size=64, epochs=args.epochs, verbose=0)
 print(f"CLIP trained, logit scale {clip.get_logit_scale():.1f}")
 
 # %% [markdown]
@@ -85,13 +86,13 @@ print(f"CLIP trained, logit scale {clip.get_logit_scale():.1f}")
 # embeds the prompts, and their mean per class becomes the weights of a linear head on the image
 # tower: a plain `keras.Model` that classifies without any labelled image.
 
+
 # %%
 def accuracy(model, x, y):
     return float(np.mean(model.predict(x, verbose=0).argmax(axis=1) == y))
 
 
-zero_shot = build_zero_shot_classifier(
-    clip, kt.datasets.digit_class_names(), kt.datasets.HELDOUT_TEMPLATES, tokenizer)
+zero_shot = build_zero_shot_classifier(clip, kt.datasets.digit_class_names(), kt.datasets.HELDOUT_TEMPLATES, tokenizer)
 print(f"zero-shot accuracy (held-out prompts, ensembled): {accuracy(zero_shot, x_test, y_test):.3f}")
 
 # %% [markdown]

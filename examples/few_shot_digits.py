@@ -50,10 +50,12 @@ keras.utils.set_random_seed(args.seed)
 (x1, y1), (x2, y2) = kt.datasets.load_digits()
 x = np.concatenate([x1, x2]).astype("float32") / 255.0
 y = np.concatenate([y1, y2])
-train = kt.datasets.episode_dataset((x, y), args.n_way, args.k_shot, 5, episodes_per_batch=16,
-                                    classes=[0, 1, 2, 3, 4], seed=args.seed)
-test_x, test_y = kt.datasets.sample_episodes((x, y), args.test_episodes, args.n_way, args.k_shot, 5,
-                                             classes=[5, 6, 7, 8, 9], seed=args.seed + 1)
+train = kt.datasets.episode_dataset(
+    (x, y), args.n_way, args.k_shot, 5, episodes_per_batch=16, classes=[0, 1, 2, 3, 4], seed=args.seed
+)
+test_x, test_y = kt.datasets.sample_episodes(
+    (x, y), args.test_episodes, args.n_way, args.k_shot, 5, classes=[5, 6, 7, 8, 9], seed=args.seed + 1
+)
 
 
 # %% [markdown]
@@ -63,10 +65,17 @@ test_x, test_y = kt.datasets.sample_episodes((x, y), args.test_episodes, args.n_
 # prototype; MAML (`MetaModel`) adapts the whole network with 3 inner gradient steps per episode; the
 # black-box learner reads the support set as context.
 
+
 # %%
 def body(outputs):
-    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                             keras.layers.Dense(64, activation="relu"), keras.layers.Dense(outputs)])
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(outputs),
+        ]
+    )
 
 
 learners = {
@@ -90,5 +99,6 @@ for name, model in learners.items():
     logits = model.predict(test_x, batch_size=100, verbose=0)
     per_episode = np.mean(np.argmax(logits, -1) == test_y, axis=1)
     half = 1.96 * per_episode.std(ddof=1) / np.sqrt(len(per_episode))
-    print(f"{name:10s} {args.n_way}-way {args.k_shot}-shot accuracy on classes 5-9: "
-          f"{per_episode.mean():.3f} ± {half:.3f}")
+    print(
+        f"{name:10s} {args.n_way}-way {args.k_shot}-shot accuracy on classes 5-9: {per_episode.mean():.3f} ± {half:.3f}"
+    )

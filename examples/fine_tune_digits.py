@@ -33,8 +33,9 @@ parser.add_argument("--backbone", default="simple_cnn")
 parser.add_argument("--image-size", type=int, default=32)
 parser.add_argument("--labels", type=int, default=3, help="Labelled target images per class.")
 parser.add_argument("--epochs", type=int, default=1 if QUICK else 20)
-parser.add_argument("--output", default="fine_tuned_digits",
-                    help="Writes OUTPUT.keras and the SavedModel folder OUTPUT_savedmodel.")
+parser.add_argument(
+    "--output", default="fine_tuned_digits", help="Writes OUTPUT.keras and the SavedModel folder OUTPUT_savedmodel."
+)
 parser.add_argument("--seed", type=int, default=0)
 # A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
 # (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
@@ -50,9 +51,7 @@ args = parser.parse_args([] if NOTEBOOK else None)
 
 # %%
 keras.utils.set_random_seed(args.seed)
-split = kt.datasets.digits_source_target(
-    image_size=args.image_size, labels_per_class=args.labels, seed=args.seed
-)
+split = kt.datasets.digits_source_target(image_size=args.image_size, labels_per_class=args.labels, seed=args.seed)
 
 # %% [markdown]
 # ## Pretrain on the source task
@@ -85,12 +84,29 @@ kt.recipes.linear_probe(probe, *split.target_train)
 results["linear probe"] = kt.recipes.evaluate_accuracy(probe, *split.target_test)
 for blocks in ("first", "last"):
     model = kt.recipes.replace_head(source, 5)
-    kt.recipes.fine_tune(model, *split.target_train, probe="convex", blocks=blocks,
-                         epochs=args.epochs, learning_rate=1e-3, batch_size=16, verbose=0)
+    kt.recipes.fine_tune(
+        model,
+        *split.target_train,
+        probe="convex",
+        blocks=blocks,
+        epochs=args.epochs,
+        learning_rate=1e-3,
+        batch_size=16,
+        verbose=0,
+    )
     results[f"LP-FT, {blocks} blocks only"] = kt.recipes.evaluate_accuracy(model, *split.target_test)
 model = kt.recipes.replace_head(source, 5)
-kt.recipes.fine_tune(model, *split.target_train, probe="convex", epochs=args.epochs, learning_rate=1e-3,
-                     backbone_multiplier=0.3, layer_decay=0.8, batch_size=16, verbose=0)
+kt.recipes.fine_tune(
+    model,
+    *split.target_train,
+    probe="convex",
+    epochs=args.epochs,
+    learning_rate=1e-3,
+    backbone_multiplier=0.3,
+    layer_decay=0.8,
+    batch_size=16,
+    verbose=0,
+)
 results["LP-FT, all blocks, layer-wise decay"] = kt.recipes.evaluate_accuracy(model, *split.target_test)
 
 # %% [markdown]

@@ -43,17 +43,27 @@ from keras_transfer.recipes.finetune_job import finetune_folder
 # %%
 QUICK = os.environ.get("KERAS_TRANSFER_QUICK", "0") not in ("", "0")
 parser = argparse.ArgumentParser(description="Fine-tune a keras.applications backbone on an image folder.")
-parser.add_argument("data", nargs="?", default=None,
-                    help="Image folder; omitted, the embedded digits are written to a temporary folder.")
-parser.add_argument("--backbone", default="simple_cnn" if QUICK else "mobilenet_v3_small",
-                    help="A name of kt.recipes.available_backbones().")
+parser.add_argument(
+    "data",
+    nargs="?",
+    default=None,
+    help="Image folder; omitted, the embedded digits are written to a temporary folder.",
+)
+parser.add_argument(
+    "--backbone",
+    default="simple_cnn" if QUICK else "mobilenet_v3_small",
+    help="A name of kt.recipes.available_backbones().",
+)
 parser.add_argument("--weights", default=None, help="'imagenet', a local weights file, or omit for random init.")
 parser.add_argument("--image-size", type=int, default=None, help="Side in pixels (default: the images' own).")
 parser.add_argument("--epochs", type=int, default=1 if QUICK else 5)
 parser.add_argument("--export", default="exported_model", help="SavedModel folder to write.")
 parser.add_argument("--save", default="model.keras", help=".keras file to write.")
-parser.add_argument("--overwrite", action="store_true",
-                    help="Replace a previous --export folder (one holding saved_model.pb) or --save file.")
+parser.add_argument(
+    "--overwrite",
+    action="store_true",
+    help="Replace a previous --export folder (one holding saved_model.pb) or --save file.",
+)
 # A notebook kernel's sys.argv holds its own arguments (`-f kernel.json`): keep the defaults there.
 # (`%run examples/<name>.py --seed 1` in a notebook passes its arguments as on the command line.)
 NOTEBOOK = "ipykernel" in sys.modules and "-f" in sys.argv[1:]
@@ -90,8 +100,14 @@ if args.data is None:
 # %%
 try:
     _, summary = finetune_folder(
-        args.data, backbone=args.backbone, weights=args.weights, image_size=args.image_size,
-        epochs=args.epochs, export=args.export, save=args.save, overwrite=args.overwrite,
+        args.data,
+        backbone=args.backbone,
+        weights=args.weights,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        export=args.export,
+        save=args.save,
+        overwrite=args.overwrite,
         verbose=1 if NOTEBOOK else 2,
     )
 except (ValueError, OSError) as error:  # as `keras-transfer finetune`; OfflineError is an OSError
@@ -100,8 +116,7 @@ except (ValueError, OSError) as error:  # as `keras-transfer finetune`; OfflineE
     parser.exit(2, f"{parser.prog}: error: {error}\n")
 
 print(f"Classes: {', '.join(summary['class_names'])}")
-print(f"Examples: train {summary['num_train']}, validation {summary['num_validation']}, "
-      f"test {summary['num_test']}")
+print(f"Examples: train {summary['num_train']}, validation {summary['num_validation']}, test {summary['num_test']}")
 for part in ("validation", "test"):
     if part in summary:
         print(f"{part}: " + ", ".join(f"{name} {value:.4f}" for name, value in summary[part].items()))

@@ -50,10 +50,22 @@ args = parser.parse_args([] if NOTEBOOK else None)
 
 # %%
 keras.utils.set_random_seed(args.seed)
-net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(40, activation="relu"),
-                        keras.layers.Dense(40, activation="relu"), keras.layers.Dense(1)])
-meta = kt.models.MetaModel(net, inner_steps=1, inner_learning_rate=0.01, first_order=args.first_order,
-                           learn_inner_rates=args.rates, steps_per_batch=50)
+net = keras.Sequential(
+    [
+        keras.Input((1,)),
+        keras.layers.Dense(40, activation="relu"),
+        keras.layers.Dense(40, activation="relu"),
+        keras.layers.Dense(1),
+    ]
+)
+meta = kt.models.MetaModel(
+    net,
+    inner_steps=1,
+    inner_learning_rate=0.01,
+    first_order=args.first_order,
+    learn_inner_rates=args.rates,
+    steps_per_batch=50,
+)
 meta.compile(keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
 
 # %% [markdown]
@@ -65,8 +77,7 @@ meta.compile(keras.optimizers.Adam(1e-3), loss="mse", metrics=["mae"])
 
 # %%
 tasks = kt.datasets.sinusoid_task_dataset(meta_batch_size=25, k_shot=10, k_query=10, seed=args.seed)
-meta.fit(tasks.batch(50, drop_remainder=True), steps_per_epoch=max(1, args.iterations // 50),
-         shuffle=False, verbose=2)
+meta.fit(tasks.batch(50, drop_remainder=True), steps_per_epoch=max(1, args.iterations // 50), shuffle=False, verbose=2)
 
 # %% [markdown]
 # ## Adapt to new tasks
@@ -88,7 +99,7 @@ for steps in (1, 5, 10):
 # %%
 os.makedirs(args.output, exist_ok=True)
 meta.save(os.path.join(args.output, "meta_model.keras"))  # with the optimizer state
-adapted = meta.adapt(sx[0], sy[0], steps=10)               # a plain keras.Model
+adapted = meta.adapt(sx[0], sy[0], steps=10)  # a plain keras.Model
 adapted.save(os.path.join(args.output, "task0.keras"))
 adapted.export(os.path.join(args.output, "task0_savedmodel"), verbose=False)
 print(f"Saved the meta-model and task 0's adapted model under {args.output}")

@@ -141,9 +141,7 @@ def _demo(args):
     wanted = names if args.sections in (None, "all") else args.sections.split(",")
     unknown = [name for name in wanted if name not in names]
     if unknown:
-        raise SystemExit(
-            f"keras-transfer demo: unknown section(s) {unknown}. Available: {', '.join(names)}"
-        )
+        raise SystemExit(f"keras-transfer demo: unknown section(s) {unknown}. Available: {', '.join(names)}")
     os.makedirs(args.output, exist_ok=True)
     results = {}
     for name, module_name in DEMO_SECTIONS:
@@ -210,9 +208,7 @@ def build_parser():
     >>> args.command, args.data, args.epochs, args.backbone
     ('finetune', 'images', 2, 'mobilenet_v3_small')
     """
-    parser = argparse.ArgumentParser(
-        prog="keras-transfer", description="Transfer learning for Keras 3."
-    )
+    parser = argparse.ArgumentParser(prog="keras-transfer", description="Transfer learning for Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="A tour of keras_transfer on embedded data.")

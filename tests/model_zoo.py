@@ -24,11 +24,15 @@ def images(n, seed=0, size=SIZE, channels=1):
 
 
 def conv_encoder(size=SIZE, channels=1, features=6):
-    return keras.Sequential([
-        keras.Input((size, size, channels)), keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(features),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((size, size, channels)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(features),
+        ]
+    )
 
 
 def episodes(n_tasks, seed=0):
@@ -75,8 +79,9 @@ def _domain(cls):
     model.compile(keras.optimizers.SGD(0.1))
     rng = np.random.default_rng(0)
     xs, xt = rng.normal(size=(8, 4)).astype("float32"), rng.normal(size=(8, 4)).astype("float32")
-    return Entry(model, (xs, xt), np.arange(8) % 3, 4,
-                 lambda n: np.random.default_rng(1).normal(size=(n, 4)).astype("float32"))
+    return Entry(
+        model, (xs, xt), np.arange(8) % 3, 4, lambda n: np.random.default_rng(1).normal(size=(n, 4)).astype("float32")
+    )
 
 
 def _clip():
@@ -87,6 +92,7 @@ def _clip():
     def inputs(n, seed=1):
         ids = np.random.default_rng(seed).integers(1, 20, (n, 5)).astype("int32")
         return {"images": images(n, seed=seed), "token_ids": ids}
+
     return Entry(model, inputs(8, seed=0), None, 4, inputs)
 
 
@@ -99,14 +105,11 @@ def _proto_net():
 
 
 def _meta_model():
-    net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
-                            keras.layers.Dense(3)])
+    net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
     model = kt.models.MetaModel(net, inner_steps=1, inner_learning_rate=0.1)
-    model.compile(keras.optimizers.Adam(1e-3),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x, y = episodes(4)
-    return Entry(model, x, y, 2,
-                 lambda n: np.random.default_rng(1).normal(size=(n, 5)).astype("float32"))
+    return Entry(model, x, y, 2, lambda n: np.random.default_rng(1).normal(size=(n, 5)).astype("float32"))
 
 
 def _black_box():
@@ -121,8 +124,7 @@ BUILDERS = {
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
     "MoCo": lambda: _pairs_model(kt.models.MoCo, queue_size=16, bn_splits=1, seed=3),
     "RotationPrediction": lambda: _pretext(kt.models.RotationPrediction),
-    "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8,
-                                             seed=3),
+    "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8, seed=3),
     "MaskedImputation": lambda: _pretext(kt.models.MaskedImputation, decoder_hidden_dim=8, seed=3),
     "CLIP": _clip,
     "DANN": lambda: _domain(kt.models.DANN),
@@ -147,11 +149,12 @@ def fit(entry, epochs=1, steps_per_epoch=None, x=None, **kwargs):
     kwargs.setdefault("verbose", 0)
     if entry.views:
         import tensorflow as tf
+
         dataset = tf.data.Dataset.from_tensor_slices((x,)).batch(entry.batch_size)
-        return entry.model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False,
-                               **kwargs)
-    return entry.model.fit(x, entry.y, batch_size=entry.batch_size, epochs=epochs,
-                           steps_per_epoch=steps_per_epoch, shuffle=False, **kwargs)
+        return entry.model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, **kwargs)
+    return entry.model.fit(
+        x, entry.y, batch_size=entry.batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, **kwargs
+    )
 
 
 def with_nan(x):

@@ -91,9 +91,7 @@ class TestCase(unittest.TestCase):
         reloaded = keras.saving.load_model(path)
         self.assertEqual(type(reloaded), type(model))
         actual = reloaded.predict(x, verbose=0)
-        tf.nest.map_structure(
-            lambda a, b: self.assertAllClose(a, b, atol=atol, rtol=rtol), actual, expected
-        )
+        tf.nest.map_structure(lambda a, b: self.assertAllClose(a, b, atol=atol, rtol=rtol), actual, expected)
         self.assertEqual(len(reloaded.weights), len(model.weights))
         for w1, w2 in zip(model.weights, reloaded.weights):
             self.assertAllClose(w2, w1, atol=0, rtol=0, msg=f"weight {w1.path} differs")
@@ -134,17 +132,17 @@ class TestCase(unittest.TestCase):
         signature = restored.signatures["serving_default"]
         _, specs = signature.structured_input_signature
         if len(specs) == 1 and isinstance(expected, np.ndarray):
-            (name, spec), = specs.items()
+            ((name, spec),) = specs.items()
             value = tf.nest.flatten(sent)[0]
-            self.assertEqual(spec.dtype, value.dtype,
-                             f"serving input {name!r} is {spec.dtype.name}; users send {value.dtype.name}")
+            self.assertEqual(
+                spec.dtype, value.dtype, f"serving input {name!r} is {spec.dtype.name}; users send {value.dtype.name}"
+            )
             outputs = signature(**{name: value})
             self.assertLen(outputs, 1)
             self.assertAllClose(np.asarray(next(iter(outputs.values()))), expected, atol=atol, rtol=rtol)
         return restored
 
-    def run_fit_then_export_test(self, build_and_compile, fit_x, x, fit_y=None, batch_size=None,
-                                 atol=1e-5, rtol=1e-5):
+    def run_fit_then_export_test(self, build_and_compile, fit_x, x, fit_y=None, batch_size=None, atol=1e-5, rtol=1e-5):
         """The order users take: build, `fit`, `export()` with nothing called in between;
         then `.keras` save, reload, `export()` again straight away. Both exports must
         answer as `predict` does (`x` sent with its own dtypes).
@@ -152,8 +150,7 @@ class TestCase(unittest.TestCase):
         `build_and_compile()` returns a fresh compiled model that has never been called.
         """
         model = build_and_compile()
-        model.fit(fit_x, fit_y, batch_size=batch_size, epochs=1, steps_per_epoch=1, verbose=0,
-                  shuffle=False)
+        model.fit(fit_x, fit_y, batch_size=batch_size, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
         directory = self.get_temp_dir()
         after_fit = os.path.join(directory, "after_fit")
         model.export(after_fit, verbose=False)
@@ -178,17 +175,13 @@ class TestCase(unittest.TestCase):
         ok_ids = {id(v) for v in unchanged_ok}
         before = {id(v): np.array(v.numpy()) for v in model.trainable_weights + frozen_vars}
         # One batch per epoch, `steps` epochs: works for arrays and finite datasets alike.
-        history = model.fit(
-            x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False
-        )
+        history = model.fit(x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False)
         for name, values in history.history.items():
             self.assertTrue(np.all(np.isfinite(values)), f"metric {name} is not finite: {values}")
         for v in model.trainable_weights:
             if id(v) in ok_ids:
                 continue
-            self.assertFalse(
-                np.array_equal(before[id(v)], v.numpy()), f"trainable weight {v.path} did not change"
-            )
+            self.assertFalse(np.array_equal(before[id(v)], v.numpy()), f"trainable weight {v.path} did not change")
         for v in frozen_vars:
             self.assertTrue(np.array_equal(before[id(v)], v.numpy()), f"frozen weight {v.path} changed")
         return history
@@ -199,9 +192,7 @@ class TestCase(unittest.TestCase):
         keras.config.set_dtype_policy("mixed_float16")
         try:
             model = build_and_compile()
-            history = model.fit(
-                x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False
-            )
+            history = model.fit(x, y, batch_size=batch_size, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False)
         finally:
             keras.config.set_dtype_policy(previous)
         for name, values in history.history.items():
@@ -234,8 +225,13 @@ class TestCase(unittest.TestCase):
                 args_p[index] = tf.constant(plus.reshape(base.shape))
                 args_m[index] = tf.constant(minus.reshape(base.shape))
                 flat[j] = (float(fn(*args_p)) - float(fn(*args_m))) / (2 * eps)
-            self.assertAllClose(np.asarray(grad), numeric, atol=atol, rtol=rtol,
-                                msg=f"gradient of input {index} differs from finite differences")
+            self.assertAllClose(
+                np.asarray(grad),
+                numeric,
+                atol=atol,
+                rtol=rtol,
+                msg=f"gradient of input {index} differs from finite differences",
+            )
 
     # ------------------------------------------------------------ layer test
     def run_layer_test(
@@ -264,9 +260,7 @@ class TestCase(unittest.TestCase):
         y = layer(x)
         if expected_output_shape is not None:
             self.assertEqual(tuple(y.shape), tuple(expected_output_shape))
-            self.assertEqual(
-                tuple(layer.compute_output_shape(tuple(input_shape))), tuple(expected_output_shape)
-            )
+            self.assertEqual(tuple(layer.compute_output_shape(tuple(input_shape))), tuple(expected_output_shape))
         if expected_num_trainable_weights is not None:
             self.assertLen(layer.trainable_weights, expected_num_trainable_weights)
         if expected_num_non_trainable_weights is not None:
@@ -281,7 +275,9 @@ class TestCase(unittest.TestCase):
             return model
 
         model = build_model()
-        target = rng.normal(size=model.output_shape[:1] and (input_shape[0],) + tuple(model.output_shape[1:])).astype("float32")
+        target = rng.normal(size=model.output_shape[:1] and (input_shape[0],) + tuple(model.output_shape[1:])).astype(
+            "float32"
+        )
         if run_training and model.trainable_weights:
             # Move the weights away from their (possibly identity) initialisation first.
             self.run_fit_test(model, x, target, batch_size=input_shape[0], steps=2)

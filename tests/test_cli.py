@@ -28,11 +28,11 @@ def _write_folder(root, classes=3, per_class=8, size=16):
 class CliTest(TestCase):
     def test_demo_transfer_quick(self):
         out = self.get_temp_dir()
-        results = cli._demo(cli.build_parser().parse_args(["demo", "--quick", "--sections", "transfer",
-                                                           "--output", out]))
+        results = cli._demo(
+            cli.build_parser().parse_args(["demo", "--quick", "--sections", "transfer", "--output", out])
+        )
         transfer = results["transfer"]
-        self.assertEqual(set(transfer["target_accuracy"]),
-                         {"from scratch", "linear probe", "fine-tune", "LP-FT"})
+        self.assertEqual(set(transfer["target_accuracy"]), {"from scratch", "linear probe", "fine-tune", "LP-FT"})
         self.assertTrue(os.path.exists(os.path.join(out, "transfer", "transfer.png")))
         self.assertTrue(os.path.exists(os.path.join(out, "transfer", "best_model", "saved_model.pb")))
 
@@ -43,9 +43,23 @@ class CliTest(TestCase):
     def test_finetune_folder_exports(self):
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
         out = self.get_temp_dir()
-        code = cli.main(["finetune", "--data", root, "--backbone", "simple_cnn", "--epochs", "1",
-                         "--batch-size", "8", "--export", os.path.join(out, "exp"),
-                         "--save", os.path.join(out, "m.keras")])
+        code = cli.main(
+            [
+                "finetune",
+                "--data",
+                root,
+                "--backbone",
+                "simple_cnn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--export",
+                os.path.join(out, "exp"),
+                "--save",
+                os.path.join(out, "m.keras"),
+            ]
+        )
         self.assertEqual(code, 0)
         self.assertTrue(os.path.exists(os.path.join(out, "exp", "saved_model.pb")))
         with open(os.path.join(out, "exp", "class_names.txt")) as handle:
@@ -108,23 +122,39 @@ class CliStderrTest(TestCase):
 
     def test_filter_drops_noise_keeps_the_rest_in_order(self):
         lines = [_STARTUP_LINES[0], _KEPT_LINES[0], _STARTUP_LINES[1], _KEPT_LINES[2], _STARTUP_LINES[2]]
-        result = subprocess.run([sys.executable, "-c", _FILTER_SCRIPT, cli.__file__, *lines],
-                                capture_output=True, text=True, timeout=60, env=_env_without_verbose())
+        result = subprocess.run(
+            [sys.executable, "-c", _FILTER_SCRIPT, cli.__file__, *lines],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=_env_without_verbose(),
+        )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr.splitlines(), [_KEPT_LINES[0], _KEPT_LINES[2], "python line", "after stop"])
 
     def test_filter_can_be_turned_off(self):
         env = dict(_env_without_verbose(), KERAS_TRANSFER_VERBOSE_STDERR="1")
-        result = subprocess.run([sys.executable, "-c", _FILTER_SCRIPT, cli.__file__, _STARTUP_LINES[0]],
-                                capture_output=True, text=True, timeout=60, env=env)
+        result = subprocess.run(
+            [sys.executable, "-c", _FILTER_SCRIPT, cli.__file__, _STARTUP_LINES[0]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         self.assertEqual(result.stderr.splitlines(), [_STARTUP_LINES[0], "python line", "after stop"])
 
     def test_library_import_does_not_touch_stderr(self):
         # A library user's process: file descriptor 2 stays what it was (no pipe, no filter).
         script = "import os, stat, keras_transfer; print(stat.S_ISFIFO(os.fstat(2).st_mode))"
         with tempfile.TemporaryFile() as stderr:
-            result = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=stderr,
-                                    text=True, timeout=120, env=_env_without_verbose())
+            result = subprocess.run(
+                [sys.executable, "-c", script],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                timeout=120,
+                env=_env_without_verbose(),
+            )
         self.assertEqual(result.stdout.strip(), "False")
 
     def test_console_script_stderr_is_clean(self):
@@ -132,12 +162,31 @@ class CliStderrTest(TestCase):
 
         with open(keras_transfer.__file__) as handle:
             if "quiet_native_stderr" not in handle.read():
-                self.skipTest("keras_transfer/__init__.py does not yet start cli.quiet_native_stderr() "
-                              "before TensorFlow is imported, so the import-time lines still print")
+                self.skipTest(
+                    "keras_transfer/__init__.py does not yet start cli.quiet_native_stderr() "
+                    "before TensorFlow is imported, so the import-time lines still print"
+                )
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4, size=8)
-        result = subprocess.run([_console_script(), "finetune", "--data", root, "--backbone", "simple_cnn",
-                                 "--epochs", "1", "--batch-size", "4", "--validation-split", "0"],
-                                capture_output=True, text=True, timeout=300, env=_env_without_verbose())
+        result = subprocess.run(
+            [
+                _console_script(),
+                "finetune",
+                "--data",
+                root,
+                "--backbone",
+                "simple_cnn",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "4",
+                "--validation-split",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=_env_without_verbose(),
+        )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr, "")
 
@@ -177,8 +226,21 @@ class CliErrorTest(TestCase):
     def test_export_refused_then_overwritten(self):
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4)
         export = os.path.join(self.get_temp_dir(), "exp")
-        argv = ["finetune", "--data", root, "--backbone", "simple_cnn", "--epochs", "1", "--batch-size", "4",
-                "--validation-split", "0", "--export", export]
+        argv = [
+            "finetune",
+            "--data",
+            root,
+            "--backbone",
+            "simple_cnn",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--validation-split",
+            "0",
+            "--export",
+            export,
+        ]
         self.assertEqual(cli.main(argv), 0)
         with open(os.path.join(export, "stale.txt"), "w") as handle:
             handle.write("old")

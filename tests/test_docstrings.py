@@ -23,8 +23,20 @@ import pytest
 
 import keras_transfer
 
-SUBPACKAGES = ("augment", "callbacks", "datasets", "distribute", "layers", "losses", "models", "ops",
-               "optimizers", "recipes", "schedules", "serving")
+SUBPACKAGES = (
+    "augment",
+    "callbacks",
+    "datasets",
+    "distribute",
+    "layers",
+    "losses",
+    "models",
+    "ops",
+    "optimizers",
+    "recipes",
+    "schedules",
+    "serving",
+)
 # Modules whose public functions are documented like the subpackages' (the console entry point).
 MODULES = ("cli",)
 
@@ -36,9 +48,23 @@ OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
 
 # Keras section headers; an entry of `Args:` / `Call arguments:` / `Attributes:` is an indented
 # `name:` line (the name may carry `*` / `**` and a type in parentheses).
-SECTIONS = ("Args:", "Arguments:", "Call arguments:", "Attributes:", "Returns:", "Yields:", "Raises:",
-            "Reference:", "References:", "Example:", "Examples:", "Input shape:", "Output shape:",
-            "Note:", "Notes:")
+SECTIONS = (
+    "Args:",
+    "Arguments:",
+    "Call arguments:",
+    "Attributes:",
+    "Returns:",
+    "Yields:",
+    "Raises:",
+    "Reference:",
+    "References:",
+    "Example:",
+    "Examples:",
+    "Input shape:",
+    "Output shape:",
+    "Note:",
+    "Notes:",
+)
 _ENTRY = re.compile(r"^(\*{0,2}\w+)(?: \([^)]*\))?:")
 # Calls that validate arguments and raise ValueError (keras_transfer.utils.validation and friends).
 _RETURNS = re.compile(r"^\s*(return\s+\S|yield\b)", re.MULTILINE)
@@ -209,8 +235,7 @@ def check_class(problems, label, cls):
         if not method_doc:
             problems.append(f"{label}.{name}: no docstring")
         else:
-            check_callable(problems, f"{label}.{name}", method, method_doc, 0 if static else 1,
-                           is_function=True)
+            check_callable(problems, f"{label}.{name}", method, method_doc, 0 if static else 1, is_function=True)
     return found
 
 

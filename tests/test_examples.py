@@ -61,12 +61,25 @@ def _code(lines):
 
 # ------------------------------------------------------------------------ running the scripts
 
+
 def _run(name, tmp_path, *args):
-    env = dict(os.environ, KERAS_TRANSFER_QUICK="1", KERAS_TRANSFER_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2",
-               KERAS_BACKEND="tensorflow", TMPDIR=str(tmp_path))
+    env = dict(
+        os.environ,
+        KERAS_TRANSFER_QUICK="1",
+        KERAS_TRANSFER_OFFLINE="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        KERAS_BACKEND="tensorflow",
+        TMPDIR=str(tmp_path),
+    )
     env.pop("PYTHONWARNINGS", None)
-    return subprocess.run([sys.executable, "-W", "default", _path(name), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-W", "default", _path(name), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def _ours(path):
@@ -110,8 +123,12 @@ def _check_few_shot_digits(out, folder):
 
 def _check_fine_tune_digits(out, folder):
     rows = dict(re.findall(rf"^(linear probe|LP-FT, [^\n]*?)\s+{NUMBER}$", out, re.M))
-    assert list(rows) == ["linear probe", "LP-FT, first blocks only", "LP-FT, last blocks only",
-                          "LP-FT, all blocks, layer-wise decay"]
+    assert list(rows) == [
+        "linear probe",
+        "LP-FT, first blocks only",
+        "LP-FT, last blocks only",
+        "LP-FT, all blocks, layer-wise decay",
+    ]
     assert all(0.0 <= float(v) <= 1.0 for v in rows.values())
     return ["fine_tuned_digits.keras", "fine_tuned_digits_savedmodel/saved_model.pb"]
 
@@ -134,7 +151,7 @@ def _check_meta_learning_sinusoid(out, folder):
     return [f"maml_sinusoid/{f}" for f in ("meta_model.keras", "task0.keras", "task0_savedmodel/saved_model.pb")]
 
 
-CHECKS = {name[len("_check_"):]: check for name, check in globals().items() if name.startswith("_check_")}
+CHECKS = {name[len("_check_") :]: check for name, check in globals().items() if name.startswith("_check_")}
 
 
 def test_every_example_has_a_check():
@@ -155,17 +172,23 @@ def test_example_runs_quick(tmp_path, name):
 def test_our_warnings_filter():
     keras_file = "/venv/lib/python3.11/site-packages/keras/src/trainers/epoch_iterator.py"
     ours = os.path.join(PACKAGE_DIR, "models", "clip.py")
-    output = "\n".join([
-        f"{keras_file}:74: UserWarning: `shuffle=True` was passed, but will be ignored",
-        f"{keras_file}:172: DeprecationWarning: __array__ implementation doesn't accept a copy keyword",
-        f"{ours}:10: DeprecationWarning: something of ours",
-        "/usr/lib/python3.11/tempfile.py:895: ResourceWarning: Implicitly cleaning up <TemporaryDirectory>",
-    ])
+    output = "\n".join(
+        [
+            f"{keras_file}:74: UserWarning: `shuffle=True` was passed, but will be ignored",
+            f"{keras_file}:172: DeprecationWarning: __array__ implementation doesn't accept a copy keyword",
+            f"{ours}:10: DeprecationWarning: something of ours",
+            "/usr/lib/python3.11/tempfile.py:895: ResourceWarning: Implicitly cleaning up <TemporaryDirectory>",
+        ]
+    )
     assert [line.split(": ")[1] for line in our_warnings(output)] == [
-        "UserWarning", "DeprecationWarning", "ResourceWarning"]
+        "UserWarning",
+        "DeprecationWarning",
+        "ResourceWarning",
+    ]
 
 
 # ------------------------------------------------------------- finetune_image_folder's outputs
+
 
 def _run_in_process(monkeypatch, capsys, tmp_path, name, *args):
     """Runs an example in this process (no TensorFlow start-up); returns (exit code, stderr)."""
@@ -210,6 +233,7 @@ def test_finetune_image_folder_missing_data_folder(monkeypatch, capsys, tmp_path
 
 # ----------------------------------------------------------------------- the notebook cells
 
+
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_example_is_a_percent_notebook(name):
     parts = cells(name)
@@ -229,8 +253,11 @@ def test_example_is_a_percent_notebook(name):
     assert "__main__" not in "".join(_code(lines) for _, lines in parts)
 
 
-KERNEL_ARGV = ["/venv/lib/python3.12/site-packages/ipykernel_launcher.py", "-f",
-               "/root/.local/share/jupyter/runtime/kernel-1.json"]
+KERNEL_ARGV = [
+    "/venv/lib/python3.12/site-packages/ipykernel_launcher.py",
+    "-f",
+    "/root/.local/share/jupyter/runtime/kernel-1.json",
+]
 
 
 def _settings(name, quick, monkeypatch, argv=KERNEL_ARGV):

@@ -42,13 +42,20 @@ class TensorflowRequirementTest(TestCase):
         # Nor may another requirement (the newest tensorflow-text wants the newest TF) upgrade it through us.
         major, minor = version.split(".")[:2]
         for newer in (f"{major}.{int(minor) + 1}.0", f"{major}.{minor}.99"):
-            self.assertFalse(requirement.specifier.contains(newer, prereleases=True),
-                             f"{requirement} lets pip upgrade {version} to {newer}")
+            self.assertFalse(
+                requirement.specifier.contains(newer, prereleases=True),
+                f"{requirement} lets pip upgrade {version} to {newer}",
+            )
 
     def test_installed_distribution_is_named_and_satisfied(self):
-        for name, version in [("tensorflow-cpu", "2.20.0"), ("tensorflow", "2.21.0"),
-                              ("tensorflow", "2.23.1"), ("tf-nightly", "2.22.0.dev20261201"),
-                              ("tensorflow-cpu", "2.21.0rc1"), ("tensorflow-intel", "2.20.0")]:
+        for name, version in [
+            ("tensorflow-cpu", "2.20.0"),
+            ("tensorflow", "2.21.0"),
+            ("tensorflow", "2.23.1"),
+            ("tf-nightly", "2.22.0.dev20261201"),
+            ("tensorflow-cpu", "2.21.0rc1"),
+            ("tensorflow-intel", "2.20.0"),
+        ]:
             with self.subTest(name=name, version=version):
                 self.assertKeeps([(name, version)], name, version)
 
@@ -64,8 +71,12 @@ class TensorflowRequirementTest(TestCase):
         with self.assertRaises(SystemExit) as raised:
             self.setup_py.tensorflow_requirement([("tensorflow-cpu", "2.19.1")])
         message = str(raised.exception.code)
-        for fragment in ("TensorFlow >= 2.20", "tensorflow-cpu 2.19.1", "pip install 'tensorflow-cpu>=2.20'",
-                         "fresh virtual environment"):
+        for fragment in (
+            "TensorFlow >= 2.20",
+            "tensorflow-cpu 2.19.1",
+            "pip install 'tensorflow-cpu>=2.20'",
+            "fresh virtual environment",
+        ):
             self.assertIn(fragment, message)
 
     def test_two_distributions_prefer_tensorflow(self):
@@ -74,11 +85,16 @@ class TensorflowRequirementTest(TestCase):
 
     def test_keras_hub_only_alongside_the_tensorflow_distribution(self):
         # keras-hub -> tensorflow-text -> `tensorflow` by name: on tensorflow-cpu it would install `tensorflow`.
-        cases = [("tensorflow-cpu", "tensorflow-cpu>=2.20", False), ("tensorflow", "tensorflow>=2.20", True),
-                 ("none", None, False)]
+        cases = [
+            ("tensorflow-cpu", "tensorflow-cpu>=2.20", False),
+            ("tensorflow", "tensorflow>=2.20", True),
+            ("none", None, False),
+        ]
         for value, requirement, hub in cases:
-            with self.subTest(KERAS_TRANSFER_TENSORFLOW=value), \
-                    mock.patch.dict(os.environ, {"KERAS_TRANSFER_TENSORFLOW": value}):
+            with (
+                self.subTest(KERAS_TRANSFER_TENSORFLOW=value),
+                mock.patch.dict(os.environ, {"KERAS_TRANSFER_TENSORFLOW": value}),
+            ):
                 choice = self.setup_py.tensorflow_choice()
                 self.assertEqual(choice, (requirement, hub))
                 install_requires, extras = self.setup_py.requirements(*choice)
@@ -121,15 +137,20 @@ class ProbeTest(TestCase):
         # pip's default isolation: PYTHONPATH -> a sitecustomize that drops site-packages, PYTHONNOUSERSITE=1.
         site_dir = self.get_temp_dir()
         with open(os.path.join(site_dir, "sitecustomize.py"), "w") as f:
-            f.write(textwrap.dedent("""
+            f.write(
+                textwrap.dedent("""
                 import sys
                 sys.path[:] = [p for p in sys.path if "site-packages" not in p and "dist-packages" not in p]
-            """))
+            """)
+            )
         isolated = {"PYTHONPATH": site_dir, "PYTHONNOUSERSITE": "1"}
         with mock.patch.dict(os.environ, isolated):
-            hidden = subprocess.run([sys.executable, "-c", "import importlib.util as u; "
-                                     "print(u.find_spec('tensorflow') is None)"],
-                                    capture_output=True, text=True, check=True).stdout.strip()
+            hidden = subprocess.run(
+                [sys.executable, "-c", "import importlib.util as u; print(u.find_spec('tensorflow') is None)"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             self.assertEqual(hidden, "True", "the simulated isolation hides TensorFlow from a plain subprocess")
             self.assertEqual(set(self.setup_py.probe(sys.executable)), self.expected())
 
@@ -139,8 +160,10 @@ class ProbeTest(TestCase):
         target = os.path.join(self.get_temp_dir(), "python")
         os.symlink(os.path.realpath(sys.executable), target)
         seen = {sys.executable: [], target: [("tensorflow-cpu", "2.20.0")]}
-        with mock.patch.object(self.setup_py, "parent_python", return_value=target), \
-                mock.patch.object(self.setup_py, "probe", side_effect=seen.get):
+        with (
+            mock.patch.object(self.setup_py, "parent_python", return_value=target),
+            mock.patch.object(self.setup_py, "probe", side_effect=seen.get),
+        ):
             self.assertEqual(self.setup_py.installed_tensorflow(), [("tensorflow-cpu", "2.20.0")])
 
     def test_probe_of_a_missing_interpreter_is_none(self):

@@ -7,12 +7,31 @@ import keras
 
 from tests.test_case import TestCase
 
-SUBPACKAGES = ("augment", "callbacks", "datasets", "distribute", "layers", "losses", "models", "ops",
-               "optimizers", "recipes", "schedules", "serving")
+SUBPACKAGES = (
+    "augment",
+    "callbacks",
+    "datasets",
+    "distribute",
+    "layers",
+    "losses",
+    "models",
+    "ops",
+    "optimizers",
+    "recipes",
+    "schedules",
+    "serving",
+)
 # What `.keras` files serialize by registered name.
-SERIALIZABLE = (keras.layers.Layer, keras.losses.Loss, keras.metrics.Metric, keras.optimizers.Optimizer,
-                keras.optimizers.schedules.LearningRateSchedule, keras.constraints.Constraint,
-                keras.initializers.Initializer, keras.regularizers.Regularizer)
+SERIALIZABLE = (
+    keras.layers.Layer,
+    keras.losses.Loss,
+    keras.metrics.Metric,
+    keras.optimizers.Optimizer,
+    keras.optimizers.schedules.LearningRateSchedule,
+    keras.constraints.Constraint,
+    keras.initializers.Initializer,
+    keras.regularizers.Regularizer,
+)
 
 
 def public_classes():

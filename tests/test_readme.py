@@ -64,7 +64,11 @@ def test_readme_block_runs_verbatim(tmp_path, line, code):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
     result = subprocess.run(
         [sys.executable, "-c", PRELUDE, str(block)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, (
         f"README.md block at line {line} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"

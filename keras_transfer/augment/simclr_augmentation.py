@@ -18,8 +18,7 @@ def _check_range(name, value, low, high=None):
     if not ok:
         upper = f" and <= {high}" if high is not None else ""
         raise ValueError(
-            f"`{name}` must be a pair (min, max) with {low} < min <= max{upper}. "
-            f"Received: {name}={value!r}"
+            f"`{name}` must be a pair (min, max) with {low} < min <= max{upper}. Received: {name}={value!r}"
         )
     return (float(value[0]), float(value[1]))
 
@@ -114,8 +113,7 @@ class SimCLRAugmentation(keras.layers.Layer):
         if isinstance(image_size, (tuple, list)):
             if len(image_size) != 2:
                 raise ValueError(
-                    "`image_size` must be an int or a (height, width) pair. "
-                    f"Received: image_size={image_size!r}"
+                    f"`image_size` must be an int or a (height, width) pair. Received: image_size={image_size!r}"
                 )
             image_size = tuple(check_positive_int("image_size", int(v)) for v in image_size)
         else:
@@ -126,13 +124,14 @@ class SimCLRAugmentation(keras.layers.Layer):
         self.flip = bool(flip)
         self.jitter_strength = check_non_negative_float("jitter_strength", jitter_strength)
         self.jitter_probability = check_fraction("jitter_probability", jitter_probability, inclusive_high=True)
-        self.grayscale_probability = check_fraction(
-            "grayscale_probability", grayscale_probability, inclusive_high=True
-        )
+        self.grayscale_probability = check_fraction("grayscale_probability", grayscale_probability, inclusive_high=True)
         self.blur_probability = check_fraction("blur_probability", blur_probability, inclusive_high=True)
         self.blur_sigma = _check_range("blur_sigma", blur_sigma, 0.0)
-        if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2
-                and float(value_range[0]) < float(value_range[1])):
+        if not (
+            isinstance(value_range, (tuple, list))
+            and len(value_range) == 2
+            and float(value_range[0]) < float(value_range[1])
+        ):
             raise ValueError(
                 "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
                 f"Received: value_range={value_range!r}"
@@ -164,9 +163,7 @@ class SimCLRAugmentation(keras.layers.Layer):
                 "mapping the augmentation, or add a leading axis to a single image."
             )
         if images.shape[-1] not in (1, 3):
-            raise ValueError(
-                f"`images` must have 1 or 3 channels. Received: images.shape={tuple(images.shape)}"
-            )
+            raise ValueError(f"`images` must have 1 or 3 channels. Received: images.shape={tuple(images.shape)}")
 
     def call(self, images, training=True, seed=None):
         images = tf.convert_to_tensor(images)
@@ -193,7 +190,10 @@ class SimCLRAugmentation(keras.layers.Layer):
         x = image_ops.color_jitter(x, self.jitter_strength, self.jitter_probability, jitter_seed)
         x = image_ops.random_grayscale(x, self.grayscale_probability, gray_seed)
         x = image_ops.random_gaussian_blur(
-            x, image_ops.blur_kernel_size(min(self.image_size)), self.blur_sigma, self.blur_probability,
+            x,
+            image_ops.blur_kernel_size(min(self.image_size)),
+            self.blur_sigma,
+            self.blur_probability,
             blur_seed,
         )
         return tf.clip_by_value(x, 0.0, 1.0) * (high - low) + low

@@ -110,17 +110,11 @@ def simclr_dataset(
         size = len(x)
         image_shape = tuple(x.shape[1:3])
     else:
-        raise ValueError(
-            f"`x` must be a NumPy array or tensor of images. Received: x of type {type(x).__name__}"
-        )
+        raise ValueError(f"`x` must be a NumPy array or tensor of images. Received: x of type {type(x).__name__}")
     if augmentation is None:
         size_out = image_size or image_shape
         side = size_out if isinstance(size_out, int) else min(size_out)
-        augmentation = (
-            SimCLRAugmentation.small_image_defaults(size_out)
-            if side <= 32
-            else SimCLRAugmentation(size_out)
-        )
+        augmentation = SimCLRAugmentation.small_image_defaults(size_out) if side <= 32 else SimCLRAugmentation(size_out)
     if shuffle:
         dataset = dataset.shuffle(size, seed=seed, reshuffle_each_iteration=True)
     if repeat:

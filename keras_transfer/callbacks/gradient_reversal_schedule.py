@@ -111,9 +111,7 @@ class GradientReversalSchedule(keras.callbacks.Callback):
     [0.25, 0.75]
     """
 
-    def __init__(
-        self, schedule="ganin", gamma=10.0, max_factor=1.0, total_steps=None, layers=None
-    ):
+    def __init__(self, schedule="ganin", gamma=10.0, max_factor=1.0, total_steps=None, layers=None):
         super().__init__()
         if not callable(schedule):
             validation.check_one_of(
@@ -127,9 +125,7 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         self.max_factor = validation.check_non_negative_float(
             "max_factor", max_factor, fix="The gradient is multiplied by -factor; use 0 to block it"
         )
-        self.total_steps = (
-            None if total_steps is None else validation.check_positive_int("total_steps", total_steps)
-        )
+        self.total_steps = None if total_steps is None else validation.check_positive_int("total_steps", total_steps)
         if layers is not None:
             layers = list(layers) if isinstance(layers, (list, tuple)) else [layers]
             for layer in layers:
@@ -169,8 +165,7 @@ class GradientReversalSchedule(keras.callbacks.Callback):
             value = self.schedule(progress)
             if not validation.is_non_negative_finite(value):
                 raise ValueError(
-                    "`schedule` must return a non-negative finite number. "
-                    f"Received: schedule({progress:.4f})={value!r}"
+                    f"`schedule` must return a non-negative finite number. Received: schedule({progress:.4f})={value!r}"
                 )
         return self.max_factor * float(value)
 

@@ -132,7 +132,8 @@ def load_digit_captions(image_size=8, channels=1, test_fraction=0.25, seed=0, nu
     ('...', 0)
     """
     (x_train, y_train), (x_test, y_test) = load_digits(
-        image_size=image_size, channels=channels, test_fraction=test_fraction, seed=seed)
+        image_size=image_size, channels=channels, test_fraction=test_fraction, seed=seed
+    )
     train_captions = make_captions(y_train, TRAIN_TEMPLATES, seed=seed, numeral_fraction=numeral_fraction)
     test_captions = make_captions(y_test, HELDOUT_TEMPLATES, seed=seed + 1, numeral_fraction=numeral_fraction)
     return (x_train, train_captions, y_train), (x_test, test_captions, y_test)

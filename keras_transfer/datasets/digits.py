@@ -50,9 +50,7 @@ def split_indices(y, test_fraction=0.25, seed=0):
 
     validation.check_fraction("test_fraction", test_fraction, inclusive_low=False)
     indices = np.arange(len(y))
-    train, test = train_test_split(
-        indices, test_size=test_fraction, random_state=seed, stratify=y
-    )
+    train, test = train_test_split(indices, test_size=test_fraction, random_state=seed, stratify=y)
     return np.sort(train), np.sort(test)
 
 

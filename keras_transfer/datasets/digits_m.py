@@ -36,10 +36,7 @@ def blend_with_photos(x, seed=0):
     """
     x = np.asarray(x, dtype="float32")
     if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(
-            "`x` must be a batch of images of shape (N, H, W, 1 or 3). "
-            f"Received: x with shape {x.shape}"
-        )
+        raise ValueError(f"`x` must be a batch of images of shape (N, H, W, 1 or 3). Received: x with shape {x.shape}")
     n, height, width = x.shape[:3]
     photos = _photos()
     max_h = min(p.shape[0] for p in photos)

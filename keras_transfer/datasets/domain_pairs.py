@@ -14,9 +14,7 @@ def _length(x, name):
         raise ValueError(f"`{name}` must be an array or a dict of arrays. Received: {name}={x!r}")
     lengths = {len(v) for v in leaves}
     if len(lengths) != 1:
-        raise ValueError(
-            f"`{name}` must hold arrays of one length. Received: {name} with lengths {sorted(lengths)}"
-        )
+        raise ValueError(f"`{name}` must hold arrays of one length. Received: {name} with lengths {sorted(lengths)}")
     return lengths.pop()
 
 

@@ -141,8 +141,7 @@ def _episode(rng, x, by_class, n_way, k_shot, q_queries):
     return x[s_idx[ps]], s_lab[ps], x[q_idx[pq]], q_lab[pq]
 
 
-def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=None, seed=0,
-                    class_augmentations=None):
+def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=None, seed=0, class_augmentations=None):
     """Samples `num_episodes` N-way K-shot episodes as NumPy arrays.
 
     An episode draws `n_way` classes, then `k_shot + q_queries` distinct examples
@@ -198,8 +197,9 @@ def sample_episodes(data, num_episodes, n_way=5, k_shot=1, q_queries=5, classes=
     return (sx, sy.astype("int64"), qx), qy.astype("int64")
 
 
-def episode_dataset(data, n_way=5, k_shot=1, q_queries=5, episodes_per_batch=4, classes=None, seed=0,
-                    class_augmentations=None):
+def episode_dataset(
+    data, n_way=5, k_shot=1, q_queries=5, episodes_per_batch=4, classes=None, seed=0, class_augmentations=None
+):
     """An endless, seeded `tf.data.Dataset` of batches of N-way K-shot episodes.
 
     Episodes are drawn as by `sample_episodes`, `episodes_per_batch` per element,

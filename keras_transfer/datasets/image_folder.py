@@ -31,9 +31,7 @@ class ImageFolderData:
 
 def _files_in(folder):
     """Every file under `folder`, sub-folders included (as `image_dataset_from_directory` walks)."""
-    return sorted(
-        os.path.join(path, name) for path, _, names in os.walk(folder) for name in names
-    )
+    return sorted(os.path.join(path, name) for path, _, names in os.walk(folder) for name in names)
 
 
 def _images_in(folder):
@@ -82,9 +80,7 @@ def _decode_check(paths, channels):
         return path, tf.shape(image)[:2]
 
     dataset = (
-        tf.data.Dataset.from_tensor_slices(paths)
-        .map(shape_of, num_parallel_calls=tf.data.AUTOTUNE)
-        .ignore_errors()
+        tf.data.Dataset.from_tensor_slices(paths).map(shape_of, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     )
     sizes, decoded = set(), set()
     for path, shape in dataset.as_numpy_iterator():
@@ -239,17 +235,13 @@ def load_image_folder(
     """
     channels = {"rgb": 3, "grayscale": 1, "rgba": 4}
     if color_mode not in channels:
-        raise ValueError(
-            f"`color_mode` must be one of {sorted(channels)}. Received: color_mode={color_mode!r}"
-        )
+        raise ValueError(f"`color_mode` must be one of {sorted(channels)}. Received: color_mode={color_mode!r}")
     if not os.path.isdir(root):
         raise ValueError(f"`data` must be an existing folder. Received: data={root!r}")
     subdirs = [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
     split_layout = "train" in subdirs and all(d in SPLIT_NAMES for d in subdirs)
     splits = {d: os.path.join(root, d) for d in subdirs} if split_layout else {"train": root}
-    scanned = {
-        name: scan_image_folder(path, channels=channels[color_mode]) for name, path in splits.items()
-    }
+    scanned = {name: scan_image_folder(path, channels=channels[color_mode]) for name, path in splits.items()}
     class_names = sorted(scanned["train"][0])
     _check_split_classes(scanned, splits, class_names)
     ignored = sorted(
@@ -294,6 +286,4 @@ def load_image_folder(
         train, val, n_val = read(splits["train"]), None, 0
     test = read(splits["test"]) if "test" in splits else None
     n_test = count(scanned["test"][0]) if "test" in splits else 0
-    return ImageFolderData(
-        train, val, test, class_names, tuple(image_size), n_train, n_val, n_test, ignored
-    )
+    return ImageFolderData(train, val, test, class_names, tuple(image_size), n_train, n_val, n_test, ignored)

@@ -49,9 +49,7 @@ def rotate(points, angle):
         A float64 array `(n, 2)`.
     """
     theta = math.radians(angle)
-    rotation = np.array(
-        [[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype="float64"
-    )
+    rotation = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]], dtype="float64")
     return np.asarray(points, dtype="float64") @ rotation.T
 
 

@@ -37,9 +37,7 @@ def make_dataset(x, y=None, batch_size=32, shuffle=False, seed=0, drop_remainder
     validation.check_finite(x, "x")
     if y is not None:
         if len(y) != len(x):
-            raise ValueError(
-                f"`x` and `y` must have the same length. Received: len(x)={len(x)}, len(y)={len(y)}"
-            )
+            raise ValueError(f"`x` and `y` must have the same length. Received: len(x)={len(x)}, len(y)={len(y)}")
         ds = tf.data.Dataset.from_tensor_slices((x, y))
     else:
         ds = tf.data.Dataset.from_tensor_slices(x)
@@ -79,9 +77,7 @@ def as_numpy_xy(data, name="data"):
         x, y = np.asarray(data[0]), np.asarray(data[1])
         validation.check_not_empty(x, name)
         if len(x) != len(y):
-            raise ValueError(
-                f"`{name}` must be (x, y) of equal lengths. Received: len(x)={len(x)}, len(y)={len(y)}"
-            )
+            raise ValueError(f"`{name}` must be (x, y) of equal lengths. Received: len(x)={len(x)}, len(y)={len(y)}")
         return x, y
     raise ValueError(
         f"`{name}` must be an (x, y) tuple of arrays or a tf.data.Dataset of (x, y) batches. "

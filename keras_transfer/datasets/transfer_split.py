@@ -90,9 +90,7 @@ def split_source_target(
     target_classes = tuple(int(c) for c in target_classes)
     for name, classes in (("source_classes", source_classes), ("target_classes", target_classes)):
         if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise ValueError(
-                f"`{name}` must list at least 2 distinct classes. Received: {name}={classes}"
-            )
+            raise ValueError(f"`{name}` must list at least 2 distinct classes. Received: {name}={classes}")
     x_train, y_train = train
     x_test, y_test = test
     available = set(np.unique(y_train).tolist())

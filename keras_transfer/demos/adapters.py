@@ -49,8 +49,13 @@ def _compare_adapters(source, target, x, y, x_test, y_test, cfg, seed, results):
     recipes.freeze_backbone(probe)
     recipes.linear_probe(probe, x, y, seed=seed)
     results["linear probe"] = {"accuracy": recipes.evaluate_accuracy(probe, x_test, y_test)}
-    rows.append(["linear probe", f"{recipes.adapter_parameter_report(probe)['trainable_percent']:.1f}",
-                 f"{results['linear probe']['accuracy']:.3f}"])
+    rows.append(
+        [
+            "linear probe",
+            f"{recipes.adapter_parameter_report(probe)['trainable_percent']:.1f}",
+            f"{results['linear probe']['accuracy']:.3f}",
+        ]
+    )
     report.print_table(["method", "trainable %", "target accuracy"], rows)
     print()
     print(recipes.format_parameter_report(recipes.adapter_parameter_report(adapted["conv series"])))
@@ -63,8 +68,7 @@ def _switch_tasks(model, tasks, output_dir, cfg, seed, results):
     for index, (task, (tx, ty, _, _)) in enumerate(tasks.items()):
         if index:
             _train(model, tx, ty, cfg["target_epochs"], 3e-3, seed)
-        files[task] = recipes.save_adapter_weights(
-            model, os.path.join(output_dir, f"{task.replace(' ', '_')}.npz"))
+        files[task] = recipes.save_adapter_weights(model, os.path.join(output_dir, f"{task.replace(' ', '_')}.npz"))
     switch_rows = []
     for active, path in files.items():
         recipes.load_adapter_weights(model, path)
@@ -85,8 +89,9 @@ def _fold(adapted, target, first_task_file, x_test, y_test, results):
         folded = recipes.fold_adapters(model)
         error = float(np.max(np.abs(folded.predict(x_test, verbose=0) - model.predict(x_test, verbose=0))))
         same = folded.count_params() == target.count_params()
-        fold_rows.append([name, f"{error:.1e}", f"{recipes.evaluate_accuracy(folded, x_test, y_test):.3f}",
-                          "yes" if same else "no"])
+        fold_rows.append(
+            [name, f"{error:.1e}", f"{recipes.evaluate_accuracy(folded, x_test, y_test):.3f}", "yes" if same else "no"]
+        )
         results[f"fold {name}"] = {"max_abs_error": error, "original_architecture": same}
     report.print_table(["adapters", "max |folded - adapted|", "folded accuracy", "base architecture"], fold_rows)
     try:
@@ -100,9 +105,7 @@ def run(output_dir, quick=False, seed=0):
     os.makedirs(output_dir, exist_ok=True)
     cfg = _settings(quick)
     keras.utils.set_random_seed(seed)
-    split = datasets.digits_source_target(
-        image_size=IMAGE_SIZE, labels_per_class=cfg["labels_per_class"], seed=seed
-    )
+    split = datasets.digits_source_target(image_size=IMAGE_SIZE, labels_per_class=cfg["labels_per_class"], seed=seed)
     shape = split.source_train[0].shape[1:]
     print("[1/5] Pretraining simple_cnn on digits 0-4 (the frozen backbone every task shares)")
     source = recipes.build_classifier("simple_cnn", 5, shape, widths=cfg["widths"])
@@ -113,8 +116,7 @@ def run(output_dir, quick=False, seed=0):
     x, y = split.target_train
     x_test, y_test = split.target_test
     # A second task on the same backbone: the same digits 5-9, colour-inverted.
-    tasks = {"digits 5-9": (x, y, x_test, y_test),
-             "inverted 5-9": (255 - x, y, 255 - x_test, y_test)}
+    tasks = {"digits 5-9": (x, y, x_test, y_test), "inverted 5-9": (255 - x, y, 255 - x_test, y_test)}
     target = recipes.replace_head(source, 5)
     recipes.freeze_backbone(target)
 
@@ -130,7 +132,11 @@ def run(output_dir, quick=False, seed=0):
 
     print("\n[5/5] Plot")
     values = {name: results[name]["accuracy"] for name in list(KINDS) + ["linear probe"]}
-    path = report.bar_plot(values, os.path.join(output_dir, "adapters_accuracy.png"),
-                           title="digits 0-4 -> 5-9, frozen backbone + adapters", ylabel="target accuracy")
+    path = report.bar_plot(
+        values,
+        os.path.join(output_dir, "adapters_accuracy.png"),
+        title="digits 0-4 -> 5-9, frozen backbone + adapters",
+        ylabel="target accuracy",
+    )
     print(f"wrote {path}")
     return results

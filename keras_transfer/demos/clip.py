@@ -28,22 +28,37 @@ def train_clip(train, epochs):
     the `(images, captions, labels)` of `train`; returns `(model, tokenizer, seconds)`."""
     images, captions, _ = train
     tokenizer = word_tokenizer(list(captions), sequence_length=SEQUENCE_LENGTH)
-    image_encoder = keras.Sequential([  # [0, 255] pixels -> 64 features
-        keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)),
-        keras.layers.Rescaling(1.0 / 255),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
-        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-        keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dense(64, activation="relu"),
-    ], name="image_encoder")
-    text_encoder = TextTransformerEncoder(tokenizer.vocabulary_size(), SEQUENCE_LENGTH, embedding_dim=32,
-                                          num_layers=1, num_heads=2, dropout=0.1, name="text_encoder")
+    image_encoder = keras.Sequential(
+        [  # [0, 255] pixels -> 64 features
+            keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1)),
+            keras.layers.Rescaling(1.0 / 255),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(64, 3, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(64, activation="relu"),
+        ],
+        name="image_encoder",
+    )
+    text_encoder = TextTransformerEncoder(
+        tokenizer.vocabulary_size(),
+        SEQUENCE_LENGTH,
+        embedding_dim=32,
+        num_layers=1,
+        num_heads=2,
+        dropout=0.1,
+        name="text_encoder",
+    )
     model = CLIP(image_encoder, text_encoder, projection_dim=32)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     start = time.perf_counter()
-    model.fit({"images": images.astype("float32"), "token_ids": tokenizer(list(captions)).numpy()},
-              batch_size=64, epochs=epochs, shuffle=True, verbose=0)
+    model.fit(
+        {"images": images.astype("float32"), "token_ids": tokenizer(list(captions)).numpy()},
+        batch_size=64,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+    )
     return model, tokenizer, time.perf_counter() - start
 
 
@@ -56,8 +71,10 @@ def zero_shot_accuracies(model, tokenizer, images, labels):
     classifiers["ensemble, classes as numerals"] = build_zero_shot_classifier(model, numerals, templates, tokenizer)
     images = images.astype("float32")
     # One eager call each: a fresh `predict` function per classifier would retrace each time.
-    return {prompt: float(np.mean(keras.ops.convert_to_numpy(classifier(images, training=False)).argmax(1) == labels))
-            for prompt, classifier in classifiers.items()}
+    return {
+        prompt: float(np.mean(keras.ops.convert_to_numpy(classifier(images, training=False)).argmax(1) == labels))
+        for prompt, classifier in classifiers.items()
+    }
 
 
 def run(output_dir, quick=False, seed=0):
@@ -67,9 +84,11 @@ def run(output_dir, quick=False, seed=0):
     keras.utils.set_random_seed(seed)
     train, (x_test, test_captions, y_test) = datasets.load_digit_captions(image_size=IMAGE_SIZE, seed=seed)
     model, tokenizer, seconds = train_clip(train, epochs)
-    print(f"CLIP on {len(train[0])} digit images with template captions "
-          f"({len(datasets.TRAIN_TEMPLATES)} training templates), {epochs} epochs in {seconds:.0f} s; "
-          f"learned logit scale {model.get_logit_scale():.1f}.")
+    print(
+        f"CLIP on {len(train[0])} digit images with template captions "
+        f"({len(datasets.TRAIN_TEMPLATES)} training templates), {epochs} epochs in {seconds:.0f} s; "
+        f"learned logit scale {model.get_logit_scale():.1f}."
+    )
     accuracy = zero_shot_accuracies(model, tokenizer, x_test, y_test)
     single = [accuracy[f'"{t}"'] for t in datasets.HELDOUT_TEMPLATES]
     single_mean = float(np.mean(single))
@@ -85,20 +104,26 @@ def run(output_dir, quick=False, seed=0):
     text_embeddings = model.encode_text(tokenizer(list(test_captions)).numpy())
     # Captions name a class, so a caption matches every image of that class (class-level recall);
     # the strict pairing (only its own image) is reported too.
-    recall = {"same class": retrieval_recall(image_embeddings, text_embeddings, image_labels=y_test,
-                                             text_labels=y_test),
-              "own pair only": retrieval_recall(image_embeddings, text_embeddings)}
+    recall = {
+        "same class": retrieval_recall(image_embeddings, text_embeddings, image_labels=y_test, text_labels=y_test),
+        "own pair only": retrieval_recall(image_embeddings, text_embeddings),
+    }
     print("\nRetrieval on the held-out images and captions (recall@k):")
     report.print_table(
         ["match", "image->text @1", "@5", "@10", "text->image @1", "@5", "@10"],
-        [[name] + [f"{r[f'{d}_recall@{k}']:.3f}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)]
-         for name, r in recall.items()],
+        [
+            [name] + [f"{r[f'{d}_recall@{k}']:.3f}" for d in ("image_to_text", "text_to_image") for k in (1, 5, 10)]
+            for name, r in recall.items()
+        ],
     )
     bars = {f"T{i + 1}": a for i, a in enumerate(single)}
     bars["ensemble"] = accuracy["ensemble"]
-    report.bar_plot(bars, os.path.join(output_dir, "clip_zero_shot.png"),
-                    title="CLIP zero-shot accuracy on held-out digits: single templates vs ensemble",
-                    ylabel="accuracy")
+    report.bar_plot(
+        bars,
+        os.path.join(output_dir, "clip_zero_shot.png"),
+        title="CLIP zero-shot accuracy on held-out digits: single templates vs ensemble",
+        ylabel="accuracy",
+    )
     return {
         "zero_shot_single_mean": single_mean,
         "zero_shot_ensemble": accuracy["ensemble"],

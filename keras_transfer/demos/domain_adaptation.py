@@ -27,11 +27,13 @@ def train(data, adapt, epochs, seed=0):
     Ganin's λ_p schedule with γ = 3 (a slower ramp than the paper's γ = 10, more stable over seeds).
     """
     keras.utils.set_random_seed(seed)
-    features = keras.Sequential([keras.Input((2,)), keras.layers.Dense(15, activation="sigmoid")],
-                                name="feature_extractor")
+    features = keras.Sequential(
+        [keras.Input((2,)), keras.layers.Dense(15, activation="sigmoid")], name="feature_extractor"
+    )
     labels = keras.Sequential([keras.Input((15,)), keras.layers.Dense(2)], name="label_classifier")
-    domains = keras.Sequential([keras.Input((15,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)],
-                               name="domain_classifier")
+    domains = keras.Sequential(
+        [keras.Input((15,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(1)], name="domain_classifier"
+    )
     pairs = domain_pairs(*data.source_train, data.target_train[0], batch_size=64, seed=seed)
     if adapt:
         model = DANN(features, labels, domains, factor=0.0, domain_loss_weight=3.0)
@@ -91,7 +93,9 @@ def run(output_dir, quick=False):
     print("| --- | --- | --- | --- | --- |")
     for name, row in rows.items():
         domain = "-" if row["domain_accuracy"] is None else f"{row['domain_accuracy']:.3f}"
-        print(f"| {name} | {row['source_accuracy']:.3f} | {row['target_accuracy']:.3f} | {domain} "
-              f"| {row['seconds']:.0f} |")
+        print(
+            f"| {name} | {row['source_accuracy']:.3f} | {row['target_accuracy']:.3f} | {domain} "
+            f"| {row['seconds']:.0f} |"
+        )
     print(f"\nDecision boundaries: {png}")
     return {"results": rows, "png": png}

@@ -17,8 +17,14 @@ PAPER = {"MAML": (0.67, 0.38, 0.35), "pretrained + fine-tune": (2.41, 2.23, 2.19
 
 
 def _mlp():
-    return keras.Sequential([keras.Input((1,)), keras.layers.Dense(40, activation="relu"),
-                             keras.layers.Dense(40, activation="relu"), keras.layers.Dense(1)])
+    return keras.Sequential(
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(40, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
 
 
 def _per_task_mse(model, tasks):
@@ -39,7 +45,7 @@ def _non_monotone_note(name, per_task):
             continue
         change = per_task[b] - per_task[a]
         worse = change > 0
-        top = np.sort(change)[::-1][:max(1, len(change) // 100)]
+        top = np.sort(change)[::-1][: max(1, len(change) // 100)]
         notes.append(
             f"{name}: the mean rises from {a} to {b} steps ({mean_a:.3f} -> {mean_b:.3f}) although "
             f"{np.mean(~worse):.0%} of the tasks improve and the median falls "
@@ -63,8 +69,7 @@ def _plot_task(meta, adapted, baseline, sx, sy, amp, phase, output_dir):
     ax.plot(grid, amp * np.sin(grid - phase), "k", label="true task")
     ax.plot(grid, meta.predict(grid, verbose=0), ":", label="MAML initialisation")
     ax.plot(grid, adapted.predict(grid, verbose=0), label="MAML after 10 steps")
-    ax.plot(grid, baseline.adapt(sx, sy, steps=10).predict(grid, verbose=0), "--",
-            label="pretrained after 10 steps")
+    ax.plot(grid, baseline.adapt(sx, sy, steps=10).predict(grid, verbose=0), "--", label="pretrained after 10 steps")
     ax.scatter(sx, sy, c="r", zorder=5, label="K=5 support")
     ax.legend(fontsize=7)
     ax.set_title("Sinusoid regression, K=5", fontsize=9)
@@ -87,10 +92,12 @@ def run(output_dir, quick=False, seed=0):
     iterations = 3000 if quick else 70000
     num_tasks = 100 if quick else 600
     steps_per_batch = 50
-    print(f"MAML (Finn et al. 2017): 1-40-40-1 MLP, meta-batch 25 sinusoid tasks, K=10, one inner step "
-          f"alpha=0.01, Adam 1e-3, {iterations} meta-iterations"
-          f"{' (quick: the paper uses 70,000)' if quick else ' (as in the paper)'}, "
-          f"{steps_per_batch} per compiled call.")
+    print(
+        f"MAML (Finn et al. 2017): 1-40-40-1 MLP, meta-batch 25 sinusoid tasks, K=10, one inner step "
+        f"alpha=0.01, Adam 1e-3, {iterations} meta-iterations"
+        f"{' (quick: the paper uses 70,000)' if quick else ' (as in the paper)'}, "
+        f"{steps_per_batch} per compiled call."
+    )
     keras.utils.set_random_seed(seed)
     meta = MetaModel(_mlp(), inner_steps=1, inner_learning_rate=0.01, steps_per_batch=steps_per_batch)
     meta.compile(keras.optimizers.Adam(1e-3), loss="mse")
@@ -98,17 +105,24 @@ def run(output_dir, quick=False, seed=0):
     start = time.perf_counter()
     meta.fit(data, steps_per_epoch=iterations // steps_per_batch, epochs=1, verbose=0, shuffle=False)
     maml_seconds = time.perf_counter() - start
-    print(f"Meta-training took {maml_seconds:.1f} s ({maml_seconds / iterations * 1e3:.2f} ms per "
-          "meta-iteration, XLA compilation included).")
+    print(
+        f"Meta-training took {maml_seconds:.1f} s ({maml_seconds / iterations * 1e3:.2f} ms per "
+        "meta-iteration, XLA compilation included)."
+    )
 
-    print(f"Pretrained baseline: the same MLP, {iterations} Adam steps on the 500 points of each "
-          "meta-batch pooled over its tasks, then fine-tuned like MAML.")
+    print(
+        f"Pretrained baseline: the same MLP, {iterations} Adam steps on the 500 points of each "
+        "meta-batch pooled over its tasks, then fine-tuned like MAML."
+    )
     keras.utils.set_random_seed(seed)
     pre = _mlp()
     pre.compile(keras.optimizers.Adam(1e-3), loss="mse", steps_per_execution=100)
     pooled = datasets.sinusoid_task_dataset(25, 10, 10, seed=seed + 1).map(
-        lambda x, qy: (keras.ops.reshape(keras.ops.concatenate([x[0], x[2]], 1), (-1, 1)),
-                       keras.ops.reshape(keras.ops.concatenate([x[1], qy], 1), (-1, 1))))
+        lambda x, qy: (
+            keras.ops.reshape(keras.ops.concatenate([x[0], x[2]], 1), (-1, 1)),
+            keras.ops.reshape(keras.ops.concatenate([x[1], qy], 1), (-1, 1)),
+        )
+    )
     start = time.perf_counter()
     pre.fit(pooled, steps_per_epoch=iterations, epochs=1, verbose=0, shuffle=False)
     print(f"Pretraining took {time.perf_counter() - start:.1f} s.")
@@ -128,14 +142,18 @@ def run(output_dir, quick=False, seed=0):
         notes += _non_monotone_note(name, per_task)
     for name, values in PAPER.items():
         rows.append([f"{name} (paper)"] + [f"{v:.2f}" for v in values])
-    print(f"\nQuery MSE on {num_tasks} new tasks after adapting on K=5 points with SGD (alpha=0.01): "
-          "mean ± 95 % interval over tasks (median):")
+    print(
+        f"\nQuery MSE on {num_tasks} new tasks after adapting on K=5 points with SGD (alpha=0.01): "
+        "mean ± 95 % interval over tasks (median):"
+    )
     report.print_table(["model", "1 step", "5 steps", "10 steps"], rows)
     for note in notes:
         print(note)
     if quick:
-        print(f"(Quick run: {iterations} meta-iterations, far from the paper's 70,000; the full demo "
-              "matches benchmarks/meta_sinusoid.py.)")
+        print(
+            f"(Quick run: {iterations} meta-iterations, far from the paper's 70,000; the full demo "
+            "matches benchmarks/meta_sinusoid.py.)"
+        )
 
     # One task, plotted: the adapted MAML model is a plain keras.Model.
     (sx, sy, _), _ = tasks

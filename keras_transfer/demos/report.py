@@ -22,8 +22,13 @@ def bar_plot(values, path, title="", ylabel=""):
     labels = list(values)
     bars = ax.bar(labels, [values[k] for k in labels], color="#4c72b0")
     for bar, label in zip(bars, labels):
-        ax.annotate(f"{values[label]:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{values[label]:.2f}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)

@@ -56,16 +56,16 @@ def pretrain(method, x_train, y_train, epochs, seed=0, image_size=16, widths=(32
     model = {
         "simclr": lambda: SimCLR(encoder, projection_dim=64, temperature=0.5),
         # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
-        "moco": lambda: MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5,
-                             bn_splits=2),
+        "moco": lambda: MoCo(encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5, bn_splits=2),
         "rotation": lambda: RotationPrediction(encoder),
         "denoising": lambda: DenoisingAutoencoder(encoder, corruption="masking", mask_rate=0.3, seed=seed),
     }[method]()
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
     if method in ("simclr", "moco"):
         # Crops and intensity jitter; no flips (digits are not mirror-invariant).
-        views = SimCLRAugmentation(image_size, crop_scale=(0.3, 1.0), flip=False, jitter_strength=0.5,
-                                   blur_probability=0.0)
+        views = SimCLRAugmentation(
+            image_size, crop_scale=(0.3, 1.0), flip=False, jitter_strength=0.5, blur_probability=0.0
+        )
         data = simclr_dataset(x_train, batch_size=256, augmentation=views, seed=seed)
         model.fit(data, epochs=epochs, verbose=0, shuffle=False)
     else:
@@ -85,22 +85,28 @@ def run(output_dir, quick=False):
     methods = ("random init", "simclr", "rotation") if quick else METHODS
     # Two labelled examples per class for the few-label probe (the same ones for every encoder).
     rng = np.random.default_rng(0)
-    two_per_class = np.concatenate([rng.choice(np.where(y_train == c)[0], 2, replace=False)
-                                    for c in np.unique(y_train)])
+    two_per_class = np.concatenate(
+        [rng.choice(np.where(y_train == c)[0], 2, replace=False) for c in np.unique(y_train)]
+    )
     rows, results = [], {}
     for method in methods:
         start = time.time()
         encoder = pretrain(method, x_train, y_train, epochs, seed=0, image_size=image_size, widths=widths)
         results[method] = {
-            "2_labels_per_class": linear_evaluation(encoder, x_train[two_per_class], y_train[two_per_class],
-                                                    x_test, y_test, num_classes=10, C=1.0)["test_accuracy"],
-            "all_labels": linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=10,
-                                            C=1.0)["test_accuracy"],
+            "2_labels_per_class": linear_evaluation(
+                encoder, x_train[two_per_class], y_train[two_per_class], x_test, y_test, num_classes=10, C=1.0
+            )["test_accuracy"],
+            "all_labels": linear_evaluation(encoder, x_train, y_train, x_test, y_test, num_classes=10, C=1.0)[
+                "test_accuracy"
+            ],
         }
         rows.append([method] + [f"{a:.3f}" for a in results[method].values()] + [f"{time.time() - start:.0f}"])
     print(f"Linear probe on frozen encoders, digits {image_size}px, {epochs} pre-training epoch(s):")
     print_table(["encoder", "2 labels/class", "all labels", "seconds"], rows)
-    bar_plot({m: r["2_labels_per_class"] for m, r in results.items()},
-             os.path.join(output_dir, "linear_probe_2_labels.png"),
-             title="Linear probe, 2 labels per class", ylabel="test accuracy")
+    bar_plot(
+        {m: r["2_labels_per_class"] for m, r in results.items()},
+        os.path.join(output_dir, "linear_probe_2_labels.png"),
+        title="Linear probe, 2 labels per class",
+        ylabel="test accuracy",
+    )
     return results

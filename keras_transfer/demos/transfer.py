@@ -64,9 +64,7 @@ def run(output_dir, quick=False, seed=0):
     os.makedirs(output_dir, exist_ok=True)
     cfg = _settings(quick)
     keras.utils.set_random_seed(seed)
-    split = datasets.digits_source_target(
-        image_size=IMAGE_SIZE, labels_per_class=cfg["labels_per_class"], seed=seed
-    )
+    split = datasets.digits_source_target(image_size=IMAGE_SIZE, labels_per_class=cfg["labels_per_class"], seed=seed)
     input_shape = split.source_train[0].shape[1:]
     print(
         f"Source task: digits {split.source_classes}, {len(split.source_train[0])} labelled images. "

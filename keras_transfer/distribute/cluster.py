@@ -30,9 +30,7 @@ def is_chief(strategy=None):
     """
     strategy = tf.distribute.get_strategy() if strategy is None else strategy
     if not isinstance(strategy, tf.distribute.Strategy):
-        raise ValueError(
-            f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}"
-        )
+        raise ValueError(f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}")
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or resolver.task_type is None:
         return True

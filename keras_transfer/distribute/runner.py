@@ -117,8 +117,7 @@ def fit(
     strategy = _check_model_and_strategy(model, strategy)
     if not isinstance(dataset, tf.data.Dataset):
         raise ValueError(
-            "`dataset` must be a `tf.data.Dataset` of global batches. "
-            f"Received: dataset={type(dataset).__name__}"
+            f"`dataset` must be a `tf.data.Dataset` of global batches. Received: dataset={type(dataset).__name__}"
         )
     epochs = check_positive_int("epochs", epochs)
     if steps_per_epoch is not None:
@@ -126,9 +125,7 @@ def fit(
     max_to_keep = check_positive_int("max_to_keep", max_to_keep)
     verbose = 1 if verbose == "auto" else check_one_of("verbose", verbose, (0, 1, 2))
     if checkpoint_dir is not None and not isinstance(checkpoint_dir, (str, os.PathLike)):
-        raise ValueError(
-            f"`checkpoint_dir` must be a folder path or None. Received: checkpoint_dir={checkpoint_dir!r}"
-        )
+        raise ValueError(f"`checkpoint_dir` must be a folder path or None. Received: checkpoint_dir={checkpoint_dir!r}")
     callbacks = _check_callbacks(callbacks)
     chief = is_chief(strategy)
     if not chief:
@@ -208,9 +205,7 @@ def _check_model_and_strategy(model, strategy):
     # The strategy whose scope the model was created in (None: outside every scope).
     owner = model_graph.distribute_strategy(model)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
-        raise ValueError(
-            f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}"
-        )
+        raise ValueError(f"`strategy` must be a `tf.distribute.Strategy` or None. Received: strategy={strategy!r}")
     if strategy is None:
         strategy = owner or tf.distribute.get_strategy()
     current_is_default = not tf.distribute.has_strategy()
@@ -332,9 +327,7 @@ def _restore(checkpoint, checkpoint_dir, epoch_counter, strategy):
     # would leave the others at 0 and silently diverge): compare across replicas.
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.num_replicas_in_sync > 1:
         value = tf.constant(float(restored))
-        mean = tf.function(
-            lambda: strategy.reduce("MEAN", strategy.run(lambda: tf.identity(value)), axis=None)
-        )()
+        mean = tf.function(lambda: strategy.reduce("MEAN", strategy.run(lambda: tf.identity(value)), axis=None))()
         if not np.isclose(float(mean), restored):
             raise ValueError(
                 "`checkpoint_dir` must be readable by every worker (a shared file system or bucket): "

@@ -55,8 +55,7 @@ class BackbonePreprocessing(keras.layers.Layer):
             or not float(value_range[1]) > float(value_range[0])
         ):
             raise ValueError(
-                "`value_range` must be a (low, high) pair with high > low. "
-                f"Received: value_range={value_range!r}"
+                f"`value_range` must be a (low, high) pair with high > low. Received: value_range={value_range!r}"
             )
         self.mode = mode
         self.value_range = (float(value_range[0]), float(value_range[1]))

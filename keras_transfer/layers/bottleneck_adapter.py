@@ -90,8 +90,7 @@ class BottleneckAdapter(keras.layers.Layer):
         features = input_shape[-1]
         if features is None:
             raise ValueError(
-                "`BottleneckAdapter` needs a known last (feature) axis. "
-                f"Received: input_shape={input_shape}"
+                f"`BottleneckAdapter` needs a known last (feature) axis. Received: input_shape={input_shape}"
             )
         if self.bottleneck_dim > features:
             raise ValueError(
@@ -108,9 +107,7 @@ class BottleneckAdapter(keras.layers.Layer):
         self.down_kernel = self.add_weight(
             name="down_kernel", shape=(features, self.bottleneck_dim), initializer=self.down_initializer
         )
-        self.down_bias = self.add_weight(
-            name="down_bias", shape=(self.bottleneck_dim,), initializer="zeros"
-        )
+        self.down_bias = self.add_weight(name="down_bias", shape=(self.bottleneck_dim,), initializer="zeros")
         self.up_kernel = self.add_weight(
             name="up_kernel", shape=(self.bottleneck_dim, features), initializer=self.up_initializer
         )

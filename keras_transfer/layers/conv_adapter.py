@@ -59,9 +59,7 @@ def aligned_positions(input_size, output_size, kernel_size, stride, dilation, pa
         offset = centre - pad_total // 2 if padding == "same" else centre
         return np.arange(output_size) * stride + offset
     if padding == "same":
-        pad_total = ops.maximum(
-            (output_size - 1) * stride + (kernel_size - 1) * dilation + 1 - input_size, 0
-        )
+        pad_total = ops.maximum((output_size - 1) * stride + (kernel_size - 1) * dilation + 1 - input_size, 0)
         offset = centre - pad_total // 2
     else:
         offset = centre
@@ -155,7 +153,9 @@ class ConvAdapter(keras.layers.Layer):
         self.alpha_initializer = keras.initializers.get(alpha_initializer)
         padding = str(host_padding).lower()
         self.host_padding = validation.check_one_of(
-            "host_padding", padding, ("valid", "same"),
+            "host_padding",
+            padding,
+            ("valid", "same"),
             "Causal or explicit paddings have no single centre tap; use a 'valid' or 'same' host.",
         )
         self.host_kernel_size = _optional_tuple("host_kernel_size", host_kernel_size)
@@ -179,8 +179,11 @@ class ConvAdapter(keras.layers.Layer):
     # ----------------------------------------------------------------- build
     def _shapes(self, input_shape):
         if self.mode == "parallel":
-            if not (isinstance(input_shape, (list, tuple)) and len(input_shape) == 2
-                    and isinstance(input_shape[0], (list, tuple))):
+            if not (
+                isinstance(input_shape, (list, tuple))
+                and len(input_shape) == 2
+                and isinstance(input_shape[0], (list, tuple))
+            ):
                 raise ValueError(
                     "A parallel `ConvAdapter` takes a list `[x, f_x]`: the host convolution's input "
                     f"and output. Received: input_shape={input_shape}"
@@ -213,6 +216,7 @@ class ConvAdapter(keras.layers.Layer):
         self.in_channels, self.out_channels = x_shape[-1], fx_shape[-1]
         spatial = len(x_shape) - 2
         if self.mode == "parallel":
+
             def per_axis(name):
                 value = getattr(self, name) or (1,)
                 value = value * spatial if len(value) == 1 else value  # an int applies to every axis

@@ -75,8 +75,7 @@ class SequencePooling(keras.layers.Layer):
             return features[:, 0, :]
         if token_ids is None:
             raise ValueError(
-                "`token_ids` must be passed to `SequencePooling(mode='argmax_token')`. "
-                "Received: token_ids=None."
+                "`token_ids` must be passed to `SequencePooling(mode='argmax_token')`. Received: token_ids=None."
             )
         index = ops.argmax(token_ids, axis=-1)[:, None, None]
         return ops.squeeze(ops.take_along_axis(features, ops.cast(index, "int32"), axis=1), axis=1)

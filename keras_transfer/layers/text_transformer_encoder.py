@@ -59,8 +59,17 @@ class TextTransformerEncoder(keras.layers.Layer):
     (1, 16)
     """
 
-    def __init__(self, vocabulary_size, sequence_length, embedding_dim=64, num_layers=2,
-                 num_heads=4, intermediate_dim=None, dropout=0.0, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size,
+        sequence_length,
+        embedding_dim=64,
+        num_layers=2,
+        num_heads=4,
+        intermediate_dim=None,
+        dropout=0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.vocabulary_size = validation.check_int_at_least("vocabulary_size", vocabulary_size, 2)
         self.sequence_length = validation.check_positive_int("sequence_length", sequence_length)
@@ -85,18 +94,24 @@ class TextTransformerEncoder(keras.layers.Layer):
         # One list per sub-layer kind (Keras tracks lists of layers).
         n = range(self.num_layers)
         self.attention_norms = [
-            keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln1") for i in n]
+            keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln1") for i in n
+        ]
         self.attentions = [
             keras.layers.MultiHeadAttention(
-                self.num_heads, self.embedding_dim // self.num_heads, dropout=self.dropout,
-                dtype=dtype, name=f"block{i}_attention") for i in n]
-        self.mlp_norms = [
-            keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln2") for i in n]
+                self.num_heads,
+                self.embedding_dim // self.num_heads,
+                dropout=self.dropout,
+                dtype=dtype,
+                name=f"block{i}_attention",
+            )
+            for i in n
+        ]
+        self.mlp_norms = [keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name=f"block{i}_ln2") for i in n]
         self.mlp_ins = [
-            keras.layers.Dense(self.intermediate_dim, activation="gelu", dtype=dtype,
-                               name=f"block{i}_mlp_in") for i in n]
-        self.mlp_outs = [
-            keras.layers.Dense(self.embedding_dim, dtype=dtype, name=f"block{i}_mlp_out") for i in n]
+            keras.layers.Dense(self.intermediate_dim, activation="gelu", dtype=dtype, name=f"block{i}_mlp_in")
+            for i in n
+        ]
+        self.mlp_outs = [keras.layers.Dense(self.embedding_dim, dtype=dtype, name=f"block{i}_mlp_out") for i in n]
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=dtype, name="dropout")
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="final_ln")
 
@@ -153,13 +168,15 @@ class TextTransformerEncoder(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "vocabulary_size": self.vocabulary_size,
-            "sequence_length": self.sequence_length,
-            "embedding_dim": self.embedding_dim,
-            "num_layers": self.num_layers,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "dropout": self.dropout,
-        })
+        config.update(
+            {
+                "vocabulary_size": self.vocabulary_size,
+                "sequence_length": self.sequence_length,
+                "embedding_dim": self.embedding_dim,
+                "num_layers": self.num_layers,
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "dropout": self.dropout,
+            }
+        )
         return config

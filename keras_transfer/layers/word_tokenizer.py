@@ -67,8 +67,6 @@ def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=N
     if texts is not None:
         texts = [str(t) for t in texts]
         if not texts:
-            raise ValueError(
-                "`texts` must contain at least one string. Received: an empty texts list."
-            )
+            raise ValueError("`texts` must contain at least one string. Received: an empty texts list.")
         layer.adapt(texts)
     return layer

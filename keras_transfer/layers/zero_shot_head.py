@@ -55,8 +55,16 @@ class ZeroShotHead(keras.layers.Layer):
     array([[10.,  0.]], dtype=float32)
     """
 
-    def __init__(self, num_classes, embedding_dim, logit_scale=100.0, class_names=None,
-                 class_embeddings=None, output="probabilities", **kwargs):
+    def __init__(
+        self,
+        num_classes,
+        embedding_dim,
+        logit_scale=100.0,
+        class_names=None,
+        class_embeddings=None,
+        output="probabilities",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_classes = validation.check_positive_int("num_classes", num_classes)
         self.embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
@@ -105,16 +113,17 @@ class ZeroShotHead(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
     def compute_output_spec(self, image_embeddings):
-        return keras.KerasTensor((image_embeddings.shape[0], self.num_classes),
-                                 dtype=compute_dtype(image_embeddings))
+        return keras.KerasTensor((image_embeddings.shape[0], self.num_classes), dtype=compute_dtype(image_embeddings))
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_classes": self.num_classes,
-            "embedding_dim": self.embedding_dim,
-            "logit_scale": self.logit_scale,
-            "class_names": self.class_names,
-            "output": self.output_mode,
-        })
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "embedding_dim": self.embedding_dim,
+                "logit_scale": self.logit_scale,
+                "class_names": self.class_names,
+                "output": self.output_mode,
+            }
+        )
         return config

@@ -79,8 +79,7 @@ def _check_finite_eager(x, name):
         )
 
 
-def clip_loss_terms(image_embeddings, text_embeddings, all_image_embeddings,
-                    all_text_embeddings, labels, logit_scale):
+def clip_loss_terms(image_embeddings, text_embeddings, all_image_embeddings, all_text_embeddings, labels, logit_scale):
     """Per-pair losses of the local rows against a (possibly gathered) global batch.
 
     Returns `(image_to_text_ce, text_to_image_ce, image_to_text_logits,
@@ -182,8 +181,9 @@ class CLIPLoss(keras.losses.Loss):
     0.3133
     """
 
-    def __init__(self, logit_scale=1.0 / 0.07, normalize=True, reduction="sum_over_batch_size",
-                 name="clip_loss", dtype=None):
+    def __init__(
+        self, logit_scale=1.0 / 0.07, normalize=True, reduction="sum_over_batch_size", name="clip_loss", dtype=None
+    ):
         _check_logit_scale(logit_scale)
         if not isinstance(logit_scale, numbers.Real) or isinstance(logit_scale, bool):
             raise ValueError(

@@ -30,8 +30,10 @@ def _compatible(a, b):
 
 
 def _check_shapes(query, positive_key, negative_keys):
-    if len(query.shape) != 2 or len(positive_key.shape) != 2 or not all(
-        _compatible(a, b) for a, b in zip(query.shape, positive_key.shape)
+    if (
+        len(query.shape) != 2
+        or len(positive_key.shape) != 2
+        or not all(_compatible(a, b) for a, b in zip(query.shape, positive_key.shape))
     ):
         raise ValueError(
             "`query` and `positive_key` must be 2-D (batch, dim) embeddings of the same shape "
@@ -155,8 +157,7 @@ class InfoNCE(keras.losses.Loss):
     0.3133
     """
 
-    def __init__(self, temperature=0.07, normalize=True, reduction="sum_over_batch_size",
-                 name="info_nce", dtype=None):
+    def __init__(self, temperature=0.07, normalize=True, reduction="sum_over_batch_size", name="info_nce", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype or "float32")
         self.temperature = check_positive_float("temperature", temperature)
         self.normalize = bool(normalize)
@@ -169,9 +170,7 @@ class InfoNCE(keras.losses.Loss):
                 "negative: the query, its positive key and its negative keys stacked on axis 1. "
                 f"Received: y_pred.shape={tuple(y_pred.shape)}"
             )
-        losses, _ = info_nce_terms(
-            y_pred[:, 0], y_pred[:, 1], y_pred[:, 2:], self.temperature, self.normalize
-        )
+        losses, _ = info_nce_terms(y_pred[:, 0], y_pred[:, 1], y_pred[:, 2:], self.temperature, self.normalize)
         return losses
 
     def get_config(self):

@@ -46,17 +46,13 @@ def _check_batch(z1, global_size):
     static = z1.shape[0]
     if distributed.num_replicas() == 1 and static is not None:
         if static < 2:
-            raise ValueError(
-                f"`z1` and `z2` must hold at least 2 pairs. Received: batch size {static}. "
-                + _FIX_BATCH
-            )
+            raise ValueError(f"`z1` and `z2` must hold at least 2 pairs. Received: batch size {static}. " + _FIX_BATCH)
         return []
     return [
         tf.debugging.assert_greater_equal(
             global_size,
             2,
-            message="NT-Xent received a global batch of fewer than 2 pairs (no negatives). "
-            + _FIX_BATCH,
+            message="NT-Xent received a global batch of fewer than 2 pairs (no negatives). " + _FIX_BATCH,
         )
     ]
 
@@ -188,9 +184,7 @@ class NTXent(keras.losses.Loss):
                 "`y_pred` must have shape (batch, 2, dim): the two views stacked on axis 1, "
                 f"e.g. `ops.stack([z1, z2], axis=1)`. Received: y_pred.shape={tuple(y_pred.shape)}"
             )
-        losses, _ = nt_xent_terms(
-            y_pred[:, 0], y_pred[:, 1], temperature=self.temperature, cross_replica=False
-        )
+        losses, _ = nt_xent_terms(y_pred[:, 0], y_pred[:, 1], temperature=self.temperature, cross_replica=False)
         n = ops.shape(y_pred)[0]
         return 0.5 * (losses[:n] + losses[n:])
 

@@ -65,15 +65,13 @@ def clip_from_keras_hub(cls, backbone, **kwargs):
         import keras_hub
     except ImportError as error:  # pragma: no cover - exercised when keras-hub is absent
         raise ValueError(
-            "`CLIP.from_keras_hub` needs keras-hub. Received: keras-hub is not installed. "
-            "Run `pip install keras-hub`."
+            "`CLIP.from_keras_hub` needs keras-hub. Received: keras-hub is not installed. Run `pip install keras-hub`."
         ) from error
     if isinstance(backbone, str):
         backbone = keras_hub.models.CLIPBackbone.from_preset(backbone)
     if not isinstance(backbone, keras_hub.models.CLIPBackbone):
         raise ValueError(
-            "`backbone` must be a keras_hub.models.CLIPBackbone or a preset name. "
-            f"Received: backbone={backbone!r}"
+            f"`backbone` must be a keras_hub.models.CLIPBackbone or a preset name. Received: backbone={backbone!r}"
         )
     vision, text = backbone.vision_encoder, backbone.text_encoder
     images = keras.Input(shape=vision.image_shape, name="images")
@@ -83,8 +81,12 @@ def clip_from_keras_hub(cls, backbone, **kwargs):
     log_scale = float(ops.convert_to_numpy(backbone.clip_head.logit_scale))
     kwargs.setdefault("max_logit_scale", max(100.0, math.exp(log_scale)))
     model = cls(
-        image_encoder, text_encoder, projection_dim=backbone.projection_dim,
-        logit_scale_init=math.exp(log_scale), image_pooling="first", text_pooling="argmax_token",
+        image_encoder,
+        text_encoder,
+        projection_dim=backbone.projection_dim,
+        logit_scale_init=math.exp(log_scale),
+        image_pooling="first",
+        text_pooling="argmax_token",
         **kwargs,
     )
     model.image_projection.build((None, backbone.vision_projection.kernel.shape[0]))

@@ -65,9 +65,7 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
         super().__init__(**kwargs)
         for name, value in (("feature_extractor", feature_extractor), ("label_classifier", label_classifier)):
             if not isinstance(value, keras.layers.Layer):
-                raise ValueError(
-                    f"`{name}` must be a Keras layer or model. Received: {name}={value!r}"
-                )
+                raise ValueError(f"`{name}` must be a Keras layer or model. Received: {name}={value!r}")
         if not isinstance(from_logits, bool):
             raise ValueError(f"`from_logits` must be True or False. Received: from_logits={from_logits!r}")
         self.feature_extractor = feature_extractor
@@ -119,9 +117,7 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
     def build(self, input_shape):
         declared = self._declared_inputs()
         dtype = None if keras.tree.is_nested(declared) else getattr(declared, "dtype", None)
-        inputs = keras.tree.map_shape_structure(
-            lambda shape: keras.KerasTensor(tuple(shape), dtype=dtype), input_shape
-        )
+        inputs = keras.tree.map_shape_structure(lambda shape: keras.KerasTensor(tuple(shape), dtype=dtype), input_shape)
         features = self.feature_extractor(inputs)
         self.label_classifier(features)
         self._build_adaptation(features)
@@ -237,9 +233,7 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
             )
         rows = target_shapes[0][0] if target_shapes and target_shapes[0] else None
         if rows == 0:
-            raise ValueError(
-                "`target_x` must hold at least one example per batch. Received: an empty target batch."
-            )
+            raise ValueError("`target_x` must hold at least one example per batch. Received: an empty target batch.")
 
     # ------------------------------------------------------------------ loss
     def _label_loss_and_correct(self, y, scores):
@@ -259,9 +253,7 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
         else:
             if len(y.shape) == len(scores.shape):
                 y = ops.squeeze(y, axis=-1)
-            losses = keras.losses.sparse_categorical_crossentropy(
-                y, scores, from_logits=self.from_logits
-            )
+            losses = keras.losses.sparse_categorical_crossentropy(y, scores, from_logits=self.from_logits)
             truth = y
         correct = ops.cast(ops.equal(ops.argmax(scores, axis=-1), ops.cast(truth, "int64")), "float32")
         return losses, nan_unless_finite(correct, scores)
@@ -284,15 +276,11 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
         """Label scores of the source batch plus the adaptation loss and its logs."""
         if self._uses_target and batch.target_x is not None:
             n_source = _rows(batch.source_x)
-            features = self.feature_extractor(
-                _nest_concat(batch.source_x, batch.target_x), training=training
-            )
+            features = self.feature_extractor(_nest_concat(batch.source_x, batch.target_x), training=training)
             source_features = features[:n_source]
             target_features = features[n_source:]
             scores = self.label_classifier(source_features, training=training)
-            adaptation_loss, logs = self._adaptation(
-                source_features, target_features, scores, training
-            )
+            adaptation_loss, logs = self._adaptation(source_features, target_features, scores, training)
             return scores, adaptation_loss, logs
         source_features = self.feature_extractor(batch.source_x, training=training)
         scores = self.label_classifier(source_features, training=training)

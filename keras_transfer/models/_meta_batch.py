@@ -60,8 +60,10 @@ def check_task_shapes(support_x, support_y, query_x, query_y=None):
             f"support_x.shape={tuple(sx)} (features {tuple(sx[2:])}), query_x.shape={tuple(qx)} "
             f"(features {tuple(qx[2:])})."
         )
-    if len(sy) < 2 or (sx[0] is not None and sy[0] is not None and sx[0] != sy[0]) or (
-        sx[1] is not None and sy[1] is not None and sx[1] != sy[1]
+    if (
+        len(sy) < 2
+        or (sx[0] is not None and sy[0] is not None and sx[0] != sy[0])
+        or (sx[1] is not None and sy[1] is not None and sx[1] != sy[1])
     ):
         raise ValueError(
             "`support_y` must have shape [tasks, shots, ...] matching support_x's first two axes. "

@@ -10,10 +10,7 @@ from keras_transfer.utils import validation
 def check_model(model):
     """Raises unless `model` is a built `keras.Model` with trainable weights."""
     if not isinstance(model, keras.Model):
-        raise ValueError(
-            "`model` must be a keras.Model. Received: model of type "
-            f"{type(model).__name__}"
-        )
+        raise ValueError(f"`model` must be a keras.Model. Received: model of type {type(model).__name__}")
     if not model.built:
         raise ValueError(
             "`model` must be built (give it an `Input` or call it on a batch first). "

@@ -29,8 +29,11 @@ def default_decoder(feature_dim, output_shape, hidden_dim, name="decoder"):
 
 
 def check_value_range(value_range):
-    if not (isinstance(value_range, (tuple, list)) and len(value_range) == 2
-            and float(value_range[0]) < float(value_range[1])):
+    if not (
+        isinstance(value_range, (tuple, list))
+        and len(value_range) == 2
+        and float(value_range[0]) < float(value_range[1])
+    ):
         raise ValueError(
             "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
             f"Received: value_range={value_range!r}"
@@ -60,8 +63,7 @@ class ReconstructionPretext(SelfSupervisedModel):
 
     keras_object_args = ("encoder", "decoder")
 
-    def __init__(self, encoder, decoder=None, decoder_hidden_dim=128, value_range=(0, 255), seed=None,
-                 **kwargs):
+    def __init__(self, encoder, decoder=None, decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
         super().__init__(**kwargs)
         # A drawn seed is kept in the config, so a reloaded model continues the same stream.
         self.seed = resolve_seed(seed)
@@ -115,14 +117,13 @@ class ReconstructionPretext(SelfSupervisedModel):
         """
         seed = self._noise_seed() if seed is None else seed
         rows = tf.shape(x)[0]
-        shape = tf.concat([tf.reshape(distributed.global_batch_size(x), (1,)),
-                           tf.cast(tail_shape, "int32")], axis=0)
+        shape = tf.concat([tf.reshape(distributed.global_batch_size(x), (1,)), tf.cast(tail_shape, "int32")], axis=0)
         if distribution == "normal":
             values = tf.random.stateless_normal(shape, seed, stddev=stddev)
         else:
             values = tf.random.stateless_uniform(shape, seed)
         offset = distributed.replica_offset(x)
-        return values[offset:offset + rows]
+        return values[offset : offset + rows]
 
     def step_loss(self, x, training):
         if isinstance(x, (tuple, list, dict)):

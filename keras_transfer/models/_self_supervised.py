@@ -20,8 +20,7 @@ def check_encoder(encoder, owner):
     """The encoder must be a built Keras model/layer mapping inputs to (batch, features)."""
     if not isinstance(encoder, keras.layers.Layer):
         raise ValueError(
-            f"`encoder` must be a Keras model or layer. Received: encoder of type "
-            f"{type(encoder).__name__}"
+            f"`encoder` must be a Keras model or layer. Received: encoder of type {type(encoder).__name__}"
         )
     if not encoder.built or not hasattr(encoder, "inputs") or not encoder.inputs:
         raise ValueError(

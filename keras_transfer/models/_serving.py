@@ -37,14 +37,9 @@ class ExportsDeclaredInputs:
     """
 
     def serving_input_signature(self):
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement `serving_input_signature()`."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement `serving_input_signature()`.")
 
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
-               **kwargs):
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         if input_signature is None:
             input_signature = self.serving_input_signature()
-        return super().export(
-            filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs
-        )
+        return super().export(filepath, format=format, verbose=verbose, input_signature=input_signature, **kwargs)

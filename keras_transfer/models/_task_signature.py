@@ -12,8 +12,7 @@ TASK_KEYS = ("support_x", "support_y", "query_x")
 
 
 def _is_shape(value):
-    return isinstance(value, (list, tuple)) and all(
-        d is None or isinstance(d, int) for d in value)
+    return isinstance(value, (list, tuple)) and all(d is None or isinstance(d, int) for d in value)
 
 
 def recorded_input_shapes(model):

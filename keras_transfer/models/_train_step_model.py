@@ -56,8 +56,7 @@ class TrainStepModel(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's compiled metrics; NaN for all of them once predictions or weights are not finite."""
-        return compute_metrics_nan_unless_finite(
-            self, super().compute_metrics, x, y, y_pred, sample_weight)
+        return compute_metrics_nan_unless_finite(self, super().compute_metrics, x, y, y_pred, sample_weight)
 
     def get_config(self):
         config = super().get_config()

@@ -85,12 +85,20 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
 
     keras_object_args = ("feature_encoder",)
 
-    def __init__(self, num_outputs, num_classes=None, feature_encoder=None, context_dim=32,
-                 hidden_units=64, depth=2, pooling=None, **kwargs):
+    def __init__(
+        self,
+        num_outputs,
+        num_classes=None,
+        feature_encoder=None,
+        context_dim=32,
+        hidden_units=64,
+        depth=2,
+        pooling=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.num_outputs = validation.check_positive_int("num_outputs", num_outputs)
-        self.num_classes = None if num_classes is None else validation.check_int_at_least(
-            "num_classes", num_classes, 2)
+        self.num_classes = None if num_classes is None else validation.check_int_at_least("num_classes", num_classes, 2)
         self.context_dim = validation.check_positive_int("context_dim", context_dim)
         self.hidden_units = validation.check_positive_int("hidden_units", hidden_units)
         self.depth = validation.check_non_negative_int("depth", depth)
@@ -151,16 +159,15 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
 
     def _predict_queries(self, inputs, training):
         support_x, support_y, query_x = unpack_tasks(inputs)
-        check_task_shapes(
-            support_x, support_y if len(support_y.shape) > 2 else support_y[..., None], query_x
-        )
+        check_task_shapes(support_x, support_y if len(support_y.shape) > 2 else support_y[..., None], query_x)
         context = self.task_context(support_x, support_y, training)
         query = self._features(query_x, training)
         if self.pooling == "class_wise":
             zq = ops.cast(self.pair_encoder(query, training=training), "float32")  # [T, Q, D]
             num_queries = ops.shape(zq)[1]
-            zq = ops.broadcast_to(zq[:, :, None, :], (ops.shape(zq)[0], num_queries, self.num_classes,
-                                                      self.context_dim))
+            zq = ops.broadcast_to(
+                zq[:, :, None, :], (ops.shape(zq)[0], num_queries, self.num_classes, self.context_dim)
+            )
             rc = ops.broadcast_to(context[:, None, :, :], ops.shape(zq))
             # [z_q, r_c, z_q * r_c]: the product term lets the MLP compare query and class
             # (measured, 5-way 1-shot digits: 0.38 with [z_q, r_c] alone, 0.55 with it).
@@ -177,8 +184,7 @@ class BlackBoxLearner(ExportsDeclaredInputs, TrainStepModel):
             `[{"support_x", "support_y", "query_x"}]` specs with any number of tasks and
             examples; `support_y` is int64 class ids or float32 targets.
         """
-        shape, dtype = (None, "float32") if self.feature_encoder is None else declared_input(
-            self.feature_encoder)
+        shape, dtype = (None, "float32") if self.feature_encoder is None else declared_input(self.feature_encoder)
         if self.num_classes is not None:
             return task_input_signature(self, dtype, "int64", feature_shape=shape, label_tail=())
         return task_input_signature(self, dtype, "float32", feature_shape=shape)

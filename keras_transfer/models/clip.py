@@ -119,26 +119,32 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
 
     keras_object_args = ("image_encoder", "text_encoder")
 
-    def __init__(self, image_encoder, text_encoder, projection_dim=64, logit_scale_init=1.0 / 0.07,
-                 max_logit_scale=100.0, image_pooling="auto", text_pooling="auto", **kwargs):
+    def __init__(
+        self,
+        image_encoder,
+        text_encoder,
+        projection_dim=64,
+        logit_scale_init=1.0 / 0.07,
+        max_logit_scale=100.0,
+        image_pooling="auto",
+        text_pooling="auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         for name, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
             if not isinstance(value, keras.layers.Layer):
-                raise ValueError(
-                    f"`{name}` must be a Keras model or layer. Received: {name}={value!r}"
-                )
+                raise ValueError(f"`{name}` must be a Keras model or layer. Received: {name}={value!r}")
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.projection_dim = validation.check_positive_int("projection_dim", projection_dim)
         self.logit_scale_init = validation.check_positive_float(
-            "logit_scale_init", logit_scale_init,
+            "logit_scale_init",
+            logit_scale_init,
             "It is the multiplier exp(s) on cosine similarities (1 / temperature), e.g. 1 / 0.07",
         )
         self.max_logit_scale = validation.check_positive_float("max_logit_scale", max_logit_scale)
         if self.max_logit_scale < 1.0:
-            raise ValueError(
-                f"`max_logit_scale` must be >= 1. Received: max_logit_scale={max_logit_scale!r}"
-            )
+            raise ValueError(f"`max_logit_scale` must be >= 1. Received: max_logit_scale={max_logit_scale!r}")
         if not 1.0 <= self.logit_scale_init <= self.max_logit_scale:
             raise ValueError(
                 "`logit_scale_init` must lie in [1, max_logit_scale] (the scale is clamped to "
@@ -146,14 +152,13 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             )
         self.image_pooling = validation.check_one_of("image_pooling", image_pooling, ("auto", "mean", "first"))
         self.text_pooling = validation.check_one_of(
-            "text_pooling", text_pooling, ("auto", "mean", "first", "argmax_token"))
+            "text_pooling", text_pooling, ("auto", "mean", "first", "argmax_token")
+        )
 
         self.image_pooler = SequencePooling(self.image_pooling, name="image_pooling")
         self.text_pooler = SequencePooling(self.text_pooling, name="text_pooling")
-        self.image_projection = keras.layers.Dense(
-            self.projection_dim, use_bias=False, name="image_projection")
-        self.text_projection = keras.layers.Dense(
-            self.projection_dim, use_bias=False, name="text_projection")
+        self.image_projection = keras.layers.Dense(self.projection_dim, use_bias=False, name="image_projection")
+        self.text_projection = keras.layers.Dense(self.projection_dim, use_bias=False, name="text_projection")
         # The log of the multiplier. Named so that it cannot be taken for the multiplier
         # `clip_loss` wants (`self.logit_scale`); the `.keras` files keep variables by
         # position, so files saved when it was called `logit_scale` load unchanged.
@@ -266,12 +271,12 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
                 "encoders declare no `keras.Input`. Call it once on {'images': ..., 'token_ids': "
                 "...}, fit it, or pass `input_signature=`."
             )
-        return [{
-            "images": keras.InputSpec(shape=(None,) + tuple(image_shape), dtype=image_dtype,
-                                      name="images"),
-            "token_ids": keras.InputSpec(shape=(None,) + tuple(token_shape), dtype=token_dtype,
-                                         name="token_ids"),
-        }]
+        return [
+            {
+                "images": keras.InputSpec(shape=(None,) + tuple(image_shape), dtype=image_dtype, name="images"),
+                "token_ids": keras.InputSpec(shape=(None,) + tuple(token_shape), dtype=token_dtype, name="token_ids"),
+            }
+        ]
 
     def encode_images(self, images, batch_size=256):
         """Unit-norm embeddings of a whole image array, computed in batches.
@@ -307,8 +312,9 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         batch_size = validation.check_positive_int("batch_size", batch_size)
         validation.check_not_empty(data, "data")
         # Eager calls in large batches: no per-call tracing of a fresh tf.function.
-        out = [ops.convert_to_numpy(fn(data[i:i + batch_size], training=False))
-               for i in range(0, len(data), batch_size)]
+        out = [
+            ops.convert_to_numpy(fn(data[i : i + batch_size], training=False)) for i in range(0, len(data), batch_size)
+        ]
         return np.concatenate(out, axis=0)
 
     # ------------------------------------------------------------- training
@@ -334,7 +340,8 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
                 "its negatives from the other pairs. Received: a batch of 1. Use batch_size >= 2."
             )
         tf.debugging.assert_equal(
-            tf.shape(image)[0], tf.shape(text)[0],
+            tf.shape(image)[0],
+            tf.shape(text)[0],
             message="CLIP: the image and text batches must hold the same number of pairs",
         )
         all_image = distributed.all_gather_with_grad(image)
@@ -346,10 +353,12 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         # Metrics: global values, identical on every replica. The argmax of NaN logits is a
         # valid index: NaN hits instead, so no accuracy looks finite while the logits are not.
         finite = all_finite([i2t, t2i])
-        hits_i = nan_unless(finite, ops.sum(ops.cast(
-            ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32")))
-        hits_t = nan_unless(finite, ops.sum(ops.cast(
-            ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32")))
+        hits_i = nan_unless(
+            finite, ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32"))
+        )
+        hits_t = nan_unless(
+            finite, ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32"))
+        )
         count = ops.cast(distributed.global_batch_size(image), "float32")
         stats = {
             "loss": distributed.all_reduce_sum(tf.stop_gradient(loss)),
@@ -374,7 +383,8 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         if tf.as_dtype(images.dtype).is_floating:
             # Datasets are not checked eagerly: fail loudly rather than train on NaN.
             images = tf.debugging.assert_all_finite(
-                images, "CLIP: `images` must contain only finite values (found NaN or Inf in a batch)")
+                images, "CLIP: `images` must contain only finite values (found NaN or Inf in a batch)"
+            )
         return images, token_ids
 
     def _report(self, stats):
@@ -408,13 +418,15 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
     # -------------------------------------------------------- serialisation
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "projection_dim": self.projection_dim,
-            "logit_scale_init": self.logit_scale_init,
-            "max_logit_scale": self.max_logit_scale,
-            "image_pooling": self.image_pooling,
-            "text_pooling": self.text_pooling,
-        })
+        config.update(
+            {
+                "projection_dim": self.projection_dim,
+                "logit_scale_init": self.logit_scale_init,
+                "max_logit_scale": self.max_logit_scale,
+                "image_pooling": self.image_pooling,
+                "text_pooling": self.text_pooling,
+            }
+        )
         return config
 
     # ------------------------------------------------------------ keras-hub

@@ -150,20 +150,14 @@ class DANN(DomainAdaptationModel):
 
     def _adaptation(self, source_features, target_features, source_scores, training):
         features = ops.concatenate([source_features, target_features], axis=0)
-        logits = ops.cast(
-            self.domain_classifier(self.gradient_reversal(features), training=training), "float32"
-        )
+        logits = ops.cast(self.domain_classifier(self.gradient_reversal(features), training=training), "float32")
         n_source = ops.shape(source_features)[0]
         n_target = ops.shape(target_features)[0]
-        domain = ops.concatenate(
-            [ops.zeros((n_source,), "int32"), ops.ones((n_target,), "int32")], axis=0
-        )
+        domain = ops.concatenate([ops.zeros((n_source,), "int32"), ops.ones((n_target,), "int32")], axis=0)
         if logits.shape[-1] == 1:
             logits = ops.squeeze(logits, axis=-1)
             labels = ops.cast(domain, "float32")
-            losses = keras.losses.binary_crossentropy(
-                labels[:, None], logits[:, None], from_logits=True
-            )
+            losses = keras.losses.binary_crossentropy(labels[:, None], logits[:, None], from_logits=True)
             correct = ops.cast(ops.equal(ops.cast(logits > 0, "int32"), domain), "float32")
         else:
             losses = keras.losses.sparse_categorical_crossentropy(domain, logits, from_logits=True)

@@ -58,10 +58,26 @@ class DenoisingAutoencoder(ReconstructionPretext):
     (2, 4)
     """
 
-    def __init__(self, encoder, decoder=None, corruption="gaussian", noise_stddev=0.2, mask_rate=0.25,
-                 decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
-        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
-                         value_range=value_range, seed=seed, **kwargs)
+    def __init__(
+        self,
+        encoder,
+        decoder=None,
+        corruption="gaussian",
+        noise_stddev=0.2,
+        mask_rate=0.25,
+        decoder_hidden_dim=128,
+        value_range=(0, 255),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            encoder,
+            decoder=decoder,
+            decoder_hidden_dim=decoder_hidden_dim,
+            value_range=value_range,
+            seed=seed,
+            **kwargs,
+        )
         self.corruption = check_one_of("corruption", corruption, ("gaussian", "masking"))
         self.noise_stddev = check_non_negative_float("noise_stddev", noise_stddev)
         self.mask_rate = check_fraction("mask_rate", mask_rate)
@@ -79,6 +95,5 @@ class DenoisingAutoencoder(ReconstructionPretext):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"corruption": self.corruption, "noise_stddev": self.noise_stddev,
-                       "mask_rate": self.mask_rate})
+        config.update({"corruption": self.corruption, "noise_stddev": self.noise_stddev, "mask_rate": self.mask_rate})
         return config

@@ -60,10 +60,26 @@ class MaskedImputation(ReconstructionPretext):
     (2, 4, 4, 1)
     """
 
-    def __init__(self, encoder, decoder=None, mask_rate=0.5, patch_size=2, fill_value=0.0,
-                 decoder_hidden_dim=128, value_range=(0, 255), seed=None, **kwargs):
-        super().__init__(encoder, decoder=decoder, decoder_hidden_dim=decoder_hidden_dim,
-                         value_range=value_range, seed=seed, **kwargs)
+    def __init__(
+        self,
+        encoder,
+        decoder=None,
+        mask_rate=0.5,
+        patch_size=2,
+        fill_value=0.0,
+        decoder_hidden_dim=128,
+        value_range=(0, 255),
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            encoder,
+            decoder=decoder,
+            decoder_hidden_dim=decoder_hidden_dim,
+            value_range=value_range,
+            seed=seed,
+            **kwargs,
+        )
         self.mask_rate = check_fraction("mask_rate", mask_rate, inclusive_low=False)
         self.patch_size = check_positive_int("patch_size", patch_size)
         self.fill_value = float(fill_value)
@@ -92,6 +108,5 @@ class MaskedImputation(ReconstructionPretext):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mask_rate": self.mask_rate, "patch_size": self.patch_size,
-                       "fill_value": self.fill_value})
+        config.update({"mask_rate": self.mask_rate, "patch_size": self.patch_size, "fill_value": self.fill_value})
         return config

@@ -108,15 +108,23 @@ class MetaModel(TrainStepModel):
 
     keras_object_args = ("model",)
 
-    def __init__(self, model, inner_steps=1, inner_learning_rate=0.01, first_order=False,
-                 learn_inner_rates=None, adapt_layers=None, vectorize=True, steps_per_batch=1,
-                 inner_rate_bounds=None, **kwargs):
+    def __init__(
+        self,
+        model,
+        inner_steps=1,
+        inner_learning_rate=0.01,
+        first_order=False,
+        learn_inner_rates=None,
+        adapt_layers=None,
+        vectorize=True,
+        steps_per_batch=1,
+        inner_rate_bounds=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         check_model(model)
         self.inner_steps = check_steps("inner_steps", inner_steps)
-        self.inner_learning_rate = validation.check_positive_float(
-            "inner_learning_rate", inner_learning_rate
-        )
+        self.inner_learning_rate = validation.check_positive_float("inner_learning_rate", inner_learning_rate)
         self.first_order = check_bool("first_order", first_order)
         validation.check_one_of("learn_inner_rates", learn_inner_rates, list(_RATE_MODES))
         self.learn_inner_rates = learn_inner_rates
@@ -127,9 +135,7 @@ class MetaModel(TrainStepModel):
         # Exact moments for BatchNorm; batch statistics per task also at evaluation.
         self._has_batch_norm = maml_ops.patch_batch_normalization(model) > 0
         adapted = [model.trainable_variables[i] for i in self._adapted_indices]
-        self.inner_rates = [] if learn_inner_rates is None else [
-            self._add_inner_rate(v) for v in adapted
-        ]
+        self.inner_rates = [] if learn_inner_rates is None else [self._add_inner_rate(v) for v in adapted]
         self.vectorize = check_bool("vectorize", vectorize)
         self.steps_per_batch = validation.check_positive_int("steps_per_batch", steps_per_batch)
         self._plan = maml_ops.dense_chain_plan(model, adapted) if vectorize else None
@@ -174,12 +180,16 @@ class MetaModel(TrainStepModel):
         support_x, support_y = one_task_support(support_x, support_y, keep)
         theta = [v.value for v in self.model.trainable_variables]
         non_trainable = [v.value for v in self.model.non_trainable_variables]
-        forward = maml_tasks.stateless_forward(
-            self.model, theta, non_trainable, self._adapted_indices, training=True
-        )
+        forward = maml_tasks.stateless_forward(self.model, theta, non_trainable, self._adapted_indices, training=True)
         rates = self._rates if learning_rate is None else (lambda step: learning_rate)
         fast = maml_ops.maml_inner_loop(
-            forward, self._inner_loss, self._adapted(theta), support_x, support_y, steps, rates,
+            forward,
+            self._inner_loss,
+            self._adapted(theta),
+            support_x,
+            support_y,
+            steps,
+            rates,
             True,
         )
         values = maml_tasks.with_fast_weights(theta, self._adapted_indices, fast)
@@ -220,13 +230,16 @@ class MetaModel(TrainStepModel):
         theta = [v.value for v in self.model.trainable_variables]
         if self.vectorized:
             num_tasks = ops.shape(support_x)[0]
-            forward = maml_tasks.vectorized_forward(
-                self._plan, theta, self._adapted_indices, training=training
-            )
+            forward = maml_tasks.vectorized_forward(self._plan, theta, self._adapted_indices, training=training)
             fast = maml_ops.maml_inner_loop(
-                forward, maml_tasks.task_summed_loss(self._inner_loss, num_tasks),
-                maml_tasks.tile_per_task(self._adapted(theta), num_tasks), support_x, support_y,
-                steps, self._rates, self.first_order,
+                forward,
+                maml_tasks.task_summed_loss(self._inner_loss, num_tasks),
+                maml_tasks.tile_per_task(self._adapted(theta), num_tasks),
+                support_x,
+                support_y,
+                steps,
+                self._rates,
+                self.first_order,
             )
             return forward(fast, query_x)
         non_trainable = [v.value for v in self.model.non_trainable_variables]
@@ -237,7 +250,13 @@ class MetaModel(TrainStepModel):
         def one_task(args):
             sx, sy, qx = args
             fast = maml_ops.maml_inner_loop(
-                forward, self._inner_loss, self._adapted(theta), sx, sy, steps, self._rates,
+                forward,
+                self._inner_loss,
+                self._adapted(theta),
+                sx,
+                sy,
+                steps,
+                self._rates,
                 self.first_order,
             )
             return forward(fast, qx)
@@ -308,9 +327,9 @@ class MetaModel(TrainStepModel):
         """Plain tensor: the meta-learned model. Task dict/tuple: adapted query predictions."""
         if is_meta_batch(inputs):
             support_x, support_y, query_x = unpack_tasks(inputs)
-            return float32_outputs(self.adapt_and_predict(
-                support_x, support_y, query_x, training=bool(training) or self._has_batch_norm
-            ))
+            return float32_outputs(
+                self.adapt_and_predict(support_x, support_y, query_x, training=bool(training) or self._has_batch_norm)
+            )
         return float32_outputs(self.model(inputs, training=training))
 
     def train_step(self, data):
@@ -354,13 +373,9 @@ class MetaModel(TrainStepModel):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         support_x, support_y, query_x = unpack_tasks(x)
         if y is None:
-            raise ValueError(
-                "`y` must hold the query targets [tasks, queries, ...]. Received: y=None"
-            )
+            raise ValueError("`y` must hold the query targets [tasks, queries, ...]. Received: y=None")
         check_task_shapes(support_x, support_y, query_x, y)
-        pred = self.adapt_and_predict(
-            support_x, support_y, query_x, training=training or self._has_batch_norm
-        )
+        pred = self.adapt_and_predict(support_x, support_y, query_x, training=training or self._has_batch_norm)
         y_flat, pred_flat = merge_tasks(y), merge_tasks(ops.cast(pred, _float_dtype(pred)))
         sw = None if sample_weight is None else merge_tasks(sample_weight)
         loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
@@ -387,8 +402,7 @@ class MetaModel(TrainStepModel):
     def metrics(self):
         return [self.loss_tracker] + [m for m in super().metrics if m.name != "loss"]
 
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None,
-               **kwargs):
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Exports the meta-learned initialisation (the wrapped model's inference path).
 
         Works straight after `fit` and after `.keras` reload, also for a subclassed
@@ -411,8 +425,9 @@ class MetaModel(TrainStepModel):
         if shape is not None:
             return None
         recorded = recorded_input_shapes(self.model)
-        if not (isinstance(recorded, (list, tuple)) and recorded
-                and all(d is None or isinstance(d, int) for d in recorded)):
+        if not (
+            isinstance(recorded, (list, tuple)) and recorded and all(d is None or isinstance(d, int) for d in recorded)
+        ):
             return None  # Keras's own message if it cannot export either
         dtype = self.model.trainable_variables[0].dtype
         return [keras.InputSpec(shape=(None,) + tuple(recorded[1:]), dtype=dtype)]
@@ -429,8 +444,7 @@ class MetaModel(TrainStepModel):
                 "adapt_layers": self.adapt_layers,
                 "vectorize": self.vectorize,
                 "steps_per_batch": self.steps_per_batch,
-                "inner_rate_bounds": None if self.inner_rate_bounds is None
-                else list(self.inner_rate_bounds),
+                "inner_rate_bounds": None if self.inner_rate_bounds is None else list(self.inner_rate_bounds),
             }
         )
         return config

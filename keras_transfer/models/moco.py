@@ -215,8 +215,10 @@ class MoCo(SelfSupervisedModel):
         """Checks the batch of keys (the global batch in training) against the queue."""
         static = view.shape[0] if view.shape.rank is not None else None
         fix = "Lower the batch size or raise `queue_size`."
-        split_fix = ("Lower `bn_splits` or batch the data with `drop_remainder=True` so that no "
-                     "batch is smaller than `bn_splits`.")
+        split_fix = (
+            "Lower `bn_splits` or batch the data with `drop_remainder=True` so that no "
+            "batch is smaller than `bn_splits`."
+        )
         check_splits = training and self.bn_splits > 1
         if static is not None:
             if static > self.queue_size:
@@ -233,14 +235,16 @@ class MoCo(SelfSupervisedModel):
             return []
         checks = [
             tf.debugging.assert_less_equal(
-                tf.shape(view)[0], self.queue_size,
+                tf.shape(view)[0],
+                self.queue_size,
                 message=f"`queue_size` must be >= the batch size (queue_size={self.queue_size}). {fix}",
             )
         ]
         if check_splits:
             checks.append(
                 tf.debugging.assert_greater_equal(
-                    tf.shape(view)[0], self.bn_splits,
+                    tf.shape(view)[0],
+                    self.bn_splits,
                     message=f"`bn_splits` must be <= the batch size (bn_splits={self.bn_splits}). {split_fix}",
                 )
             )
@@ -252,7 +256,8 @@ class MoCo(SelfSupervisedModel):
     def _key_permutation(self, batch_size, step):
         """The random permutation of `range(batch_size)` used at optimizer step `step`."""
         return tf.random.experimental.stateless_shuffle(
-            tf.range(batch_size, dtype="int32"), seed=step_seed(self.seed, step))
+            tf.range(batch_size, dtype="int32"), seed=step_seed(self.seed, step)
+        )
 
     def _split_keys(self, view, permutation):
         """Keys of `view` in training mode, BatchNorm statistics per chunk of `view[permutation]`.
@@ -287,16 +292,14 @@ class MoCo(SelfSupervisedModel):
             all_keys = self._split_keys(key_views, permutation)
             all_keys = tf.stop_gradient(tf.math.l2_normalize(ops.cast(all_keys, "float32"), axis=-1))
             offset = distributed.replica_offset(view_2)
-            k = all_keys[offset:offset + tf.shape(view_2)[0]]
+            k = all_keys[offset : offset + tf.shape(view_2)[0]]
         else:
             # Evaluation: moving statistics, nothing updated, no randomness.
             k = self._key_branch(view_2, training=False)
             k = tf.stop_gradient(tf.math.l2_normalize(ops.cast(k, "float32"), axis=-1))
             all_keys = k
         q = tf.math.l2_normalize(ops.cast(q, "float32"), axis=-1)
-        losses, hits = info_nce_terms(
-            q, k, ops.convert_to_tensor(self.queue), self.temperature, normalize=False
-        )
+        losses, hits = info_nce_terms(q, k, ops.convert_to_tensor(self.queue), self.temperature, normalize=False)
         # In float32; this replica's share of the global-batch mean (the plain mean on
         # one device).
         count = ops.shape(losses)[0]

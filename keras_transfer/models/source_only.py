@@ -24,7 +24,6 @@ included), or, for a feature extractor without one, a float32 input of the featu
 shape the model was built with (by `fit`, `predict` or `build`).
 """
 
-
 import keras
 
 from keras_transfer.models._domain_adaptation import DomainAdaptationModel

@@ -62,8 +62,7 @@ def with_fast_weights(values, indices, fast):
     return values
 
 
-def stateless_forward(model, trainable_values, non_trainable_values, adapted_indices,
-                      training=False):
+def stateless_forward(model, trainable_values, non_trainable_values, adapted_indices, training=False):
     """The forward pass of one task as a function of its fast weights.
 
     Builds `forward(fast, x)`, which runs `model.stateless_call` with the adapted
@@ -111,9 +110,7 @@ def tile_per_task(tensors, num_tasks):
     Returns:
         a list of tensors with a leading task axis.
     """
-    return [
-        tf.broadcast_to(t[None], tf.concat([[num_tasks], tf.shape(t)], 0)) for t in tensors
-    ]
+    return [tf.broadcast_to(t[None], tf.concat([[num_tasks], tf.shape(t)], 0)) for t in tensors]
 
 
 def dense_chain_forward(plan, values, x, training=False):
@@ -239,8 +236,7 @@ def adapted_weight_indices(model, layer_names=None):
         return list(range(len(variables)))
     if isinstance(layer_names, str) or not layer_names:
         raise ValueError(
-            "`adapt_layers` must be None or a non-empty list of layer names. "
-            f"Received: adapt_layers={layer_names!r}"
+            f"`adapt_layers` must be None or a non-empty list of layer names. Received: adapt_layers={layer_names!r}"
         )
     by_name = {layer.name: layer for layer in iter_layers(model)}
     position = {id(v): i for i, v in enumerate(variables)}
@@ -248,14 +244,12 @@ def adapted_weight_indices(model, layer_names=None):
     for name in layer_names:
         if name not in by_name:
             raise ValueError(
-                f"`adapt_layers` must name layers of the model. Received: {name!r}, "
-                f"available: {sorted(by_name)}"
+                f"`adapt_layers` must name layers of the model. Received: {name!r}, available: {sorted(by_name)}"
             )
         owned = [position[id(v)] for v in by_name[name].trainable_weights if id(v) in position]
         if not owned:
             raise ValueError(
-                f"`adapt_layers` must name layers with trainable weights. Received: {name!r}, "
-                "which has none."
+                f"`adapt_layers` must name layers with trainable weights. Received: {name!r}, which has none."
             )
         indices.extend(owned)
     return sorted(set(indices))
@@ -342,9 +336,7 @@ def batch_norm_statistics(model, trainable_values, non_trainable_values, x):
     >>> np.round(np.asarray(mean), 4), np.round(np.asarray(variance), 4)
     (array([1., 3.], dtype=float32), array([1., 4.], dtype=float32))
     """
-    _, updated = model.stateless_call(
-        trainable_values, non_trainable_values, x, **training_kwargs(model, True)
-    )
+    _, updated = model.stateless_call(trainable_values, non_trainable_values, x, **training_kwargs(model, True))
     momenta = {}
     for layer in iter_layers(model):
         if isinstance(layer, keras.layers.BatchNormalization) and layer.momentum < 1:

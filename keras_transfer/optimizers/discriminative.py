@@ -25,8 +25,7 @@ def _check_multipliers(multipliers):
     for item in multipliers:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(
-                "`learning_rate_multipliers` must be a list of (regex, multiplier) pairs. "
-                f"Received an entry {item!r}"
+                f"`learning_rate_multipliers` must be a list of (regex, multiplier) pairs. Received an entry {item!r}"
             )
         pattern, value = item
         try:

@@ -37,9 +37,9 @@ def _refuse(adapter, reason):
 
 def _is_linear(layer):
     activation = getattr(layer, "activation", None)
-    return activation is None or activation is keras.activations.linear or getattr(
-        activation, "__name__", ""
-    ) == "linear"
+    return (
+        activation is None or activation is keras.activations.linear or getattr(activation, "__name__", "") == "linear"
+    )
 
 
 def _check_host(adapter, host, bn=None):
@@ -57,16 +57,22 @@ def _check_host(adapter, host, bn=None):
         _refuse(adapter, f"convolution '{host.name}' is grouped (groups={host.groups})")
     if isinstance(host, keras.layers.DepthwiseConv2D):
         if not adapter.per_channel:
-            _refuse(adapter, f"depthwise convolution '{host.name}' cannot absorb a full C x D alpha "
-                             "(it would mix channels); use per_channel=True")
+            _refuse(
+                adapter,
+                f"depthwise convolution '{host.name}' cannot absorb a full C x D alpha "
+                "(it would mix channels); use per_channel=True",
+            )
         if host.depth_multiplier != 1:
             _refuse(adapter, f"depthwise convolution '{host.name}' has depth_multiplier={host.depth_multiplier}")
     calls = len(model_graph.inbound_nodes(host))
     if calls != 1:
         _refuse(adapter, f"convolution '{host.name}' is shared (called {calls} times)")
     if adapter.use_bias and not getattr(host, "use_bias", False) and not bn:
-        _refuse(adapter, f"its bias needs a bias in convolution '{host.name}', which was built with "
-                         "use_bias=False (use ConvAdapter(use_bias=False) there)")
+        _refuse(
+            adapter,
+            f"its bias needs a bias in convolution '{host.name}', which was built with "
+            "use_bias=False (use ConvAdapter(use_bias=False) there)",
+        )
 
 
 def _plan_folds(model):
@@ -139,8 +145,7 @@ def _plan_parallel(layer, node, only_feeds):
     if not isinstance(producer, _FOLDABLE_HOSTS):
         _refuse(
             layer,
-            f"its second input comes from '{producer.name}' ({type(producer).__name__}), "
-            "not from a convolution",
+            f"its second input comes from '{producer.name}' ({type(producer).__name__}), not from a convolution",
         )
     _check_host(layer, producer)
     if not only_feeds(fx, node):
@@ -246,8 +251,11 @@ def _merged_weights(orig, new):
         merged_name, names = lora_attrs(sub)
         merged[id(model_graph.base_weight(sub))] = keras.ops.convert_to_numpy(getattr(sub, merged_name))
         factors.update(id(getattr(sub, name)) for name in names)
-    values = [merged[id(v)] if id(v) in merged else keras.ops.convert_to_numpy(v)
-              for v in orig.weights if id(v) not in factors]
+    values = [
+        merged[id(v)] if id(v) in merged else keras.ops.convert_to_numpy(v)
+        for v in orig.weights
+        if id(v) not in factors
+    ]
     new.set_weights(values)
 
 

@@ -125,8 +125,13 @@ def add_adapters(
     _check_targets(matched, kind, bottleneck_dim, per_channel)
     target_ids = {id(layer) for _, layer in matched}
     head_ids = _head_layers(model, trainable_layers)
-    options = dict(bottleneck_dim=bottleneck_dim, activation=activation, use_layer_norm=use_layer_norm,
-                   per_channel=per_channel, use_bias=use_bias)
+    options = dict(
+        bottleneck_dim=bottleneck_dim,
+        activation=activation,
+        use_layer_norm=use_layer_norm,
+        per_channel=per_channel,
+        use_bias=use_bias,
+    )
     inserter = _AdapterInserter(model, kind, target_ids, suffix, options)
     clone_layer = clone_with_frozen_batchnorm if train_batchnorm == "affine" else None
     new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_layer, call_layer=inserter.call_layer)

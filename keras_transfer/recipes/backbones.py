@@ -188,9 +188,7 @@ def _offline_guard(backbone_name):
     except Exception as error:
         if "URL fetch failure" in str(error) or "urlopen" in str(error).lower():
             fname = seen.get("fname") or "the weights file"
-            raise OfflineError(
-                _offline_message(backbone_name, fname, seen.get("origin"), keras_cache_dir())
-            ) from error
+            raise OfflineError(_offline_message(backbone_name, fname, seen.get("origin"), keras_cache_dir())) from error
         raise
 
 
@@ -239,9 +237,7 @@ def load_backbone(name, input_shape=None, weights=None, **kwargs):
         input_shape = (spec.default_size, spec.default_size, 3)
     input_shape = tuple(int(v) for v in input_shape)
     if len(input_shape) != 3:
-        raise ValueError(
-            f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
-        )
+        raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}")
     if min(input_shape[:2]) < spec.min_size:
         raise ValueError(
             f"`input_shape` must be at least {spec.min_size}x{spec.min_size} for backbone {name!r}. "

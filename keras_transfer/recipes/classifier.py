@@ -240,7 +240,5 @@ def replace_head(model, num_classes, activation="softmax", copy=True, name=None)
         source = keras.models.clone_model(model)
         source.set_weights(model.get_weights())
     features = get_head(source).input
-    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(
-        features
-    )
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(features)
     return keras.Model(source.inputs, outputs, name=name or f"{model.name}_transfer")

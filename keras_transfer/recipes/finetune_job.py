@@ -195,9 +195,7 @@ def finetune_folder(
     folder = load_image_folder(
         data, image_size=image_size, batch_size=batch_size, validation_split=validation_split, seed=seed
     )
-    model = build_classifier(
-        backbone, len(folder.class_names), (*folder.image_size, 3), weights=weights
-    )
+    model = build_classifier(backbone, len(folder.class_names), (*folder.image_size, 3), weights=weights)
     model, histories = fine_tune(
         model,
         folder.train,
@@ -231,4 +229,3 @@ def finetune_folder(
         write_export(model, export, folder.class_names)
         summary["exported"] = export
     return model, summary
-

@@ -8,9 +8,7 @@ from keras_transfer.utils import model_graph
 
 def is_plain_batchnorm(layer):
     """Whether `layer` is a Keras `BatchNormalization` (not already a `FrozenBatchNormalization`)."""
-    return isinstance(layer, keras.layers.BatchNormalization) and not isinstance(
-        layer, FrozenBatchNormalization
-    )
+    return isinstance(layer, keras.layers.BatchNormalization) and not isinstance(layer, FrozenBatchNormalization)
 
 
 def clone_with_frozen_batchnorm(layer):

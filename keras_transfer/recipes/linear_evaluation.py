@@ -55,9 +55,7 @@ def linear_probe_model(encoder, num_classes):
         raise ValueError(
             f"`encoder` must output (batch, features) vectors. Received: output shape {tuple(features.shape)}"
         )
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_LAYER_NAME)(
-        features
-    )
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=HEAD_LAYER_NAME)(features)
     # The encoder is shared, not copied, and its `trainable` flag is left alone (it may still
     # be pre-training); the convex probe only ever fits the head.
     return keras.Model(inputs, outputs, name="linear_probe")

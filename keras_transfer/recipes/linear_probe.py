@@ -316,9 +316,7 @@ def _cross_validate_C(z, y, num_classes, max_iter, seed):
     return CANDIDATE_C[best]
 
 
-def linear_probe(
-    model, data, y=None, C="auto", batch_size=64, cache_dir=None, use_cache=True, max_iter=2000, seed=0
-):
+def linear_probe(model, data, y=None, C="auto", batch_size=64, cache_dir=None, use_cache=True, max_iter=2000, seed=0):
     """Fits the head of a `build_classifier` model as a convex problem and installs it.
 
     With the backbone frozen, training the head is multinomial logistic regression

@@ -99,8 +99,7 @@ def unmerge_lora(model, factors):
     unknown = sorted(set(factors) - set(layers))
     if unknown:
         raise ValueError(
-            f"`factors` names layers that `model` does not have: {unknown}. Available layers: "
-            f"{', '.join(layers)}"
+            f"`factors` names layers that `model` does not have: {unknown}. Available layers: {', '.join(layers)}"
         )
     targets = {id(layers[path]): factors[path] for path in factors}
     new_model, pairs = model_graph.clone_graph(model)

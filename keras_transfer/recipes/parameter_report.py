@@ -60,8 +60,15 @@ def _lora_rows(model, by_role):
             lora_vars.update(id(v) for v in variables)
             trainable = sum(_size(v) for v in variables if v.trainable)
             by_role["lora"] += trainable
-            rows.append({"name": path, "class": type(layer).__name__, "role": "lora",
-                         "params": sum(_size(v) for v in variables), "trainable": trainable})
+            rows.append(
+                {
+                    "name": path,
+                    "class": type(layer).__name__,
+                    "role": "lora",
+                    "params": sum(_size(v) for v in variables),
+                    "trainable": trainable,
+                }
+            )
     return rows, lora_vars
 
 
@@ -107,8 +114,15 @@ def adapter_parameter_report(model):
         if role == "adapter":
             params = sum(_size(v) for v in layer.weights)
             added += params
-            rows.append({"name": path, "class": type(layer).__name__, "role": role, "params": params,
-                         "trainable": trainable_here})
+            rows.append(
+                {
+                    "name": path,
+                    "class": type(layer).__name__,
+                    "role": role,
+                    "params": params,
+                    "trainable": trainable_here,
+                }
+            )
         if role in ("adapter", "normalization", "head"):
             by_role[role] += trainable_here
         elif layer.trainable and trainable_here:

@@ -24,8 +24,7 @@ def _recall(similarity, query_labels, candidate_labels, ks):
     return {k: float(np.mean(hits[:, :k].any(axis=1))) for k in ks}
 
 
-def retrieval_recall(image_embeddings, text_embeddings, ks=(1, 5, 10), image_labels=None,
-                     text_labels=None):
+def retrieval_recall(image_embeddings, text_embeddings, ks=(1, 5, 10), image_labels=None, text_labels=None):
     """Image -> text and text -> image retrieval recall@k of paired embeddings.
 
     Every query retrieves the k candidates of the other modality with the largest

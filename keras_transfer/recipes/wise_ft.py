@@ -61,7 +61,8 @@ def wise_ft(zero_shot_model, fine_tuned_model, alpha=0.5):
         )
     mixed = [
         ((1.0 - alpha) * a.astype("float64") + alpha * b.astype("float64")).astype(a.dtype)
-        if np.issubdtype(a.dtype, np.floating) else (b if alpha >= 0.5 else a)
+        if np.issubdtype(a.dtype, np.floating)
+        else (b if alpha >= 0.5 else a)
         for a, b in zip(w0, w1)
     ]
     model = keras.models.clone_model(fine_tuned_model)

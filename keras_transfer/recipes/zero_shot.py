@@ -26,9 +26,7 @@ def _check_names(class_names):
         )
     class_names = [str(c) for c in class_names]
     if not class_names:
-        raise ValueError(
-            "`class_names` must contain at least one class name. Received: class_names=[]"
-        )
+        raise ValueError("`class_names` must contain at least one class name. Received: class_names=[]")
     if any(not c.strip() for c in class_names):
         raise ValueError(f"`class_names` must not contain empty names. Received: class_names={class_names}")
     if len(set(class_names)) != len(class_names):
@@ -121,8 +119,16 @@ def class_text_embeddings(clip_model, class_names, templates, tokenizer, batch_s
     return embeddings / np.maximum(np.linalg.norm(embeddings, axis=-1, keepdims=True), 1e-12)
 
 
-def build_zero_shot_classifier(clip_model, class_names, templates, tokenizer, image_shape=None,
-                               logit_scale=None, output="probabilities", name="zero_shot_classifier"):
+def build_zero_shot_classifier(
+    clip_model,
+    class_names,
+    templates,
+    tokenizer,
+    image_shape=None,
+    logit_scale=None,
+    output="probabilities",
+    name="zero_shot_classifier",
+):
     """A `keras.Model` image -> class probabilities from a trained `CLIP`.
 
     Args:
@@ -178,8 +184,13 @@ def build_zero_shot_classifier(clip_model, class_names, templates, tokenizer, im
     features = clip_model.image_pooler(clip_model.image_encoder(images))
     projected = clip_model.image_projection(features)
     outputs = ZeroShotHead(
-        num_classes=len(class_names), embedding_dim=clip_model.projection_dim, logit_scale=scale,
-        class_names=class_names, class_embeddings=embeddings, output=output, name="zero_shot_head",
+        num_classes=len(class_names),
+        embedding_dim=clip_model.projection_dim,
+        logit_scale=scale,
+        class_names=class_names,
+        class_embeddings=embeddings,
+        output=output,
+        name="zero_shot_head",
     )(projected)
     return keras.Model(images, outputs, name=name)
 
@@ -218,8 +229,7 @@ def export_zero_shot_classifier(model, filepath, image_bytes=True, channels=None
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or None in shape:
         raise ValueError(
-            "`model` must take fixed-size images (height, width, channels). "
-            f"Received: input shape {shape}"
+            f"`model` must take fixed-size images (height, width, channels). Received: input shape {shape}"
         )
     height, width, model_channels = shape
     channels = model_channels if channels is None else validation.check_positive_int("channels", channels)
@@ -231,6 +241,7 @@ def export_zero_shot_classifier(model, filepath, image_bytes=True, channels=None
         input_signature=[tf.TensorSpec((None,) + shape, tf.float32)],
     )
     if image_bytes:
+
         def decode(data):
             image = tf.io.decode_image(data, channels=channels, expand_animations=False)
             image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
@@ -241,7 +252,8 @@ def export_zero_shot_classifier(model, filepath, image_bytes=True, channels=None
             return model(images, training=False)
 
         archive.add_endpoint(
-            name="serve_image_bytes", fn=serve_bytes,
+            name="serve_image_bytes",
+            fn=serve_bytes,
             input_signature=[tf.TensorSpec((None,), tf.string)],
         )
     archive.write_out(filepath, verbose=False)

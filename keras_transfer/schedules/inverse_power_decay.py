@@ -42,9 +42,7 @@ class InversePowerDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=10.0, beta=0.75, name=None):
         super().__init__()
-        self.initial_learning_rate = validation.check_positive_float(
-            "initial_learning_rate", initial_learning_rate
-        )
+        self.initial_learning_rate = validation.check_positive_float("initial_learning_rate", initial_learning_rate)
         self.decay_steps = validation.check_positive_int(
             "decay_steps", decay_steps, fix="Use the total number of training steps"
         )

@@ -38,14 +38,13 @@ def decode_images(data, height, width, channels):
     >>> tuple(images.shape), float(images[0, 0, 0, 0])
     ((2, 8, 8, 1), 255.0)
     """
+
     def decode(encoded):
         image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
         image = tf.image.resize(tf.cast(image, tf.float32), (height, width))
         return tf.ensure_shape(image, (height, width, channels))
 
-    return tf.map_fn(
-        decode, data, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32)
-    )
+    return tf.map_fn(decode, data, fn_output_signature=tf.TensorSpec((height, width, channels), tf.float32))
 
 
 def _input_shape(model):
@@ -58,8 +57,7 @@ def _input_shape(model):
         shape = model.input_shape
     except (AttributeError, ValueError):
         return None
-    return tuple(shape) if isinstance(shape, tuple) and all(
-        v is None or isinstance(v, int) for v in shape) else None
+    return tuple(shape) if isinstance(shape, tuple) and all(v is None or isinstance(v, int) for v in shape) else None
 
 
 def _image_shape(model, image_size):
@@ -72,11 +70,13 @@ def _image_shape(model, image_size):
         )
     height, width, channels = shape
     if image_size is not None:
-        if (not isinstance(image_size, (tuple, list)) or len(image_size) != 2
-                or any(not isinstance(v, int) or v < 1 for v in image_size)):
+        if (
+            not isinstance(image_size, (tuple, list))
+            or len(image_size) != 2
+            or any(not isinstance(v, int) or v < 1 for v in image_size)
+        ):
             raise ValueError(
-                "`image_size` must be (height, width) with positive integers. "
-                f"Received: image_size={image_size}"
+                f"`image_size` must be (height, width) with positive integers. Received: image_size={image_size}"
             )
         if (height, width) != (None, None) and (height, width) != tuple(image_size):
             raise ValueError(
@@ -116,9 +116,7 @@ def _check_class_names(class_names, num_classes):
 def _check_target(filepath, overwrite):
     filepath = os.fspath(filepath)
     if os.path.exists(filepath) and not os.path.isdir(filepath):
-        raise ValueError(
-            f"`filepath` must be a folder to create, not a file. Received: filepath={filepath!r}"
-        )
+        raise ValueError(f"`filepath` must be a folder to create, not a file. Received: filepath={filepath!r}")
     if os.path.isdir(filepath) and os.listdir(filepath):
         if not overwrite:
             raise ValueError(
@@ -133,8 +131,7 @@ def _check_target(filepath, overwrite):
     return filepath
 
 
-def export_image_classifier(model, filepath, class_names=None, image_size=None, overwrite=False,
-                            verbose=False):
+def export_image_classifier(model, filepath, class_names=None, image_size=None, overwrite=False, verbose=False):
     """Exports an image classifier for TF Serving, with endpoints for pixels and for encoded images.
 
     Endpoints (both return `{"scores": (batch, classes) float32, "classes": (batch, classes)
@@ -211,7 +208,8 @@ def export_image_classifier(model, filepath, class_names=None, image_size=None, 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
-        name="serve", fn=answer,
+        name="serve",
+        fn=answer,
         input_signature=[tf.TensorSpec((None, height, width, channels), tf.float32, name=IMAGES_INPUT)],
     )
     archive.add_endpoint(

@@ -123,8 +123,6 @@ def assign_identical(variables, values):
         for variable, value in zip(variables, values):
             # The tf.Variable (a MirroredVariable) under a Keras variable.
             variable = model_graph.backend_variable(variable)
-            strategy.extended.update(
-                variable, lambda var, new: var.assign(new), args=(value,), group=False
-            )
+            strategy.extended.update(variable, lambda var, new: var.assign(new), args=(value,), group=False)
 
     context.merge_call(merge, args=(values,))

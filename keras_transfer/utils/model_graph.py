@@ -121,11 +121,7 @@ def paired_sublayers(new, orig):
 
 def batch_norm_layers(model):
     """Every `keras.layers.BatchNormalization` in `model`, nested models included, in order."""
-    return [
-        layer
-        for layer in [model, *iter_layers(model)]
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
+    return [layer for layer in [model, *iter_layers(model)] if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def lora_layers(layer):
@@ -154,9 +150,7 @@ def check_graph_model(model, name="model"):
     Those are the models whose layer graph `clone_graph` can re-run.
     """
     if not isinstance(model, keras.Model):
-        raise ValueError(
-            f"`{name}` must be a keras.Model. Received: {name} of type {type(model).__name__}"
-        )
+        raise ValueError(f"`{name}` must be a keras.Model. Received: {name} of type {type(model).__name__}")
     if isinstance(model, keras.Sequential) or is_functional(model):
         if not model.built or not getattr(model, "inputs", None):
             raise ValueError(

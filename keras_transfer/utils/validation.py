@@ -36,21 +36,14 @@ def check_int_at_least(name, value, minimum, fix=None):
 
 
 def check_positive_float(name, value, fix=None):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         _fail(name, "a positive finite number", value, fix)
     return float(value)
 
 
 def is_non_negative_finite(value):
     """Whether `value` is a real number (not a bool), finite and >= 0."""
-    return (
-        not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0
-    )
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0
 
 
 def check_non_negative_float(name, value, fix=None):
@@ -62,9 +55,7 @@ def check_non_negative_float(name, value, fix=None):
 def check_fraction(name, value, inclusive_low=True, inclusive_high=False, fix=None):
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if ok:
-        ok = (value >= 0 if inclusive_low else value > 0) and (
-            value <= 1 if inclusive_high else value < 1
-        )
+        ok = (value >= 0 if inclusive_low else value > 0) and (value <= 1 if inclusive_high else value < 1)
     if not ok:
         low = "[0" if inclusive_low else "(0"
         high = "1]" if inclusive_high else "1)"
@@ -74,7 +65,9 @@ def check_fraction(name, value, inclusive_low=True, inclusive_high=False, fix=No
 
 def check_one_of(name, value, choices, fix=None):
     if value not in choices:
-        _fail(name, f"one of {sorted(choices) if not isinstance(choices, (list, tuple)) else list(choices)}", value, fix)
+        _fail(
+            name, f"one of {sorted(choices) if not isinstance(choices, (list, tuple)) else list(choices)}", value, fix
+        )
     return value
 
 
@@ -120,7 +113,5 @@ def check_finite(x, name="x"):
 
 def check_not_empty(x, name="x"):
     if len(x) == 0:
-        raise ValueError(
-            f"`{name}` must contain at least one example. Received: an empty {name}."
-        )
+        raise ValueError(f"`{name}` must contain at least one example. Received: an empty {name}.")
     return x

@@ -76,8 +76,9 @@ class ImageOpsTest(TestCase):
         self.assertGreater(scipy.stats.kstest(factors, "uniform", args=(0.6, 0.8)).pvalue, 1e-3)
         # Crop boxes: log aspect ratio ~ U(log 3/4, log 4/3) and area ~ U(scale) where unclipped.
         boxes = image_ops.random_crop_boxes(4000, 20, 20, (0.1, 0.5), (3 / 4, 4 / 3), seed=seed).numpy()
-        self.assertAllClose(boxes, image_ops.random_crop_boxes(4000, 20, 20, (0.1, 0.5), (3 / 4, 4 / 3),
-                                                               seed=seed), atol=0)
+        self.assertAllClose(
+            boxes, image_ops.random_crop_boxes(4000, 20, 20, (0.1, 0.5), (3 / 4, 4 / 3), seed=seed), atol=0
+        )
         h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         low, high = np.log(3 / 4), np.log(4 / 3)
         self.assertGreater(scipy.stats.kstest(np.log(w / h), "uniform", args=(low, high - low)).pvalue, 1e-3)
@@ -98,8 +99,12 @@ class ImageOpsTest(TestCase):
         out = image_ops.random_gaussian_blur(self.images, 5, sigma=(sigma, sigma), probability=1.0)
         for image, blurred in zip(self.images, out.numpy()):
             expected = np.stack(
-                [scipy.ndimage.gaussian_filter(image[..., c], sigma, mode="mirror", truncate=2 / sigma)
-                 for c in range(3)], axis=-1)
+                [
+                    scipy.ndimage.gaussian_filter(image[..., c], sigma, mode="mirror", truncate=2 / sigma)
+                    for c in range(3)
+                ],
+                axis=-1,
+            )
             self.assertAllClose(blurred, expected, atol=1e-5)
         self.assertEqual(image_ops.blur_kernel_size(224), 23)
         self.assertEqual(image_ops.blur_kernel_size(8), 0)
@@ -133,8 +138,12 @@ class SimCLRAugmentationTest(TestCase):
             ds = ds.map(lambda i, x: layer(x, seed=tf.stack([i, i])), num_parallel_calls=8, deterministic=True)
             for i, view in enumerate(ds):
                 self.assertAllClose(view, layer(self.images, seed=tf.constant([i, i])), atol=0)
-        self.assertRaisesValueError(["`seed` must be a shape-(2,) int32 or int64", "float32"],
-                                    SimCLRAugmentation(8), self.images, seed=tf.constant([1.0, 2.0]))
+        self.assertRaisesValueError(
+            ["`seed` must be a shape-(2,) int32 or int64", "float32"],
+            SimCLRAugmentation(8),
+            self.images,
+            seed=tf.constant([1.0, 2.0]),
+        )
         self.assertRaisesValueError("shape (3,)", SimCLRAugmentation(8), self.images, seed=tf.constant([1, 2, 3]))
 
     def test_dataset_is_reproducible_under_set_random_seed(self):
@@ -145,7 +154,7 @@ class SimCLRAugmentationTest(TestCase):
 
         def two_epochs(seed=None):
             ds = simclr_dataset(x, batch_size=8, augmentation=views, seed=seed)
-            return [[np.concatenate([v1, v2]) for (v1, v2), in ds] for _ in range(2)]
+            return [[np.concatenate([v1, v2]) for ((v1, v2),) in ds] for _ in range(2)]
 
         keras.utils.set_random_seed(3)
         first = two_epochs()
@@ -167,8 +176,7 @@ class SimCLRAugmentationTest(TestCase):
         for a, b in zip(fixed[0], two_epochs(seed=7)[0]):
             self.assertAllClose(a, b, atol=0)
         self.assertGreater(max(np.abs(a - b).max() for a, b in zip(fixed[0], moved[0])), 100)
-        self.assertRaisesValueError(["`seed` must be a non-negative integer", "seed=-1"], simclr_dataset, x, 8,
-                                    seed=-1)
+        self.assertRaisesValueError(["`seed` must be a non-negative integer", "seed=-1"], simclr_dataset, x, 8, seed=-1)
 
     def test_inference_only_resizes(self):
         out = SimCLRAugmentation(12)(self.images, training=False)
@@ -185,7 +193,7 @@ class SimCLRAugmentationTest(TestCase):
         x = self.images[..., :1]
         ds = simclr_dataset(x, batch_size=3, drop_remainder=False, shuffle=False)
         sizes = []
-        for (v1, v2), in ds:
+        for ((v1, v2),) in ds:
             self.assertEqual(v1.shape[1:], (24, 24, 1))
             self.assertEqual(v1.shape, v2.shape)
             sizes.append(v1.shape[0])
@@ -200,21 +208,28 @@ class SimCLRAugmentationTest(TestCase):
         self.assertRaisesValueError(["1 or 3 channels", "(8, 24, 24, 2)"], layer, self.images[..., :2])
         self.assertRaisesValueError("`image_size` must be a positive integer", SimCLRAugmentation, 0)
         self.assertRaisesValueError("`image_size` must be an int or a (height, width)", SimCLRAugmentation, (1, 2, 3))
-        self.assertRaisesValueError(["`crop_scale`", "crop_scale=(0.5, 1.5)"], SimCLRAugmentation, 8, crop_scale=(0.5, 1.5))
+        self.assertRaisesValueError(
+            ["`crop_scale`", "crop_scale=(0.5, 1.5)"], SimCLRAugmentation, 8, crop_scale=(0.5, 1.5)
+        )
         self.assertRaisesValueError("`crop_ratio`", SimCLRAugmentation, 8, crop_ratio=(2.0, 1.0))
         self.assertRaisesValueError("`jitter_strength`", SimCLRAugmentation, 8, jitter_strength=-1)
         self.assertRaisesValueError("`blur_probability`", SimCLRAugmentation, 8, blur_probability=1.5)
         self.assertRaisesValueError("`value_range`", SimCLRAugmentation, 8, value_range=(1, 0))
         self.assertRaisesValueError("`crop_method`", SimCLRAugmentation, 8, crop_method="keras_cv")
         self.assertRaisesValueError(["ONE image", "batch_size=7"], simclr_dataset, self.images, 7, drop_remainder=False)
-        self.assertRaisesValueError(["(num_images, height, width, channels)", "x[..., None]"],
-                                    simclr_dataset, self.images[..., 0], 4)
+        self.assertRaisesValueError(
+            ["(num_images, height, width, channels)", "x[..., None]"], simclr_dataset, self.images[..., 0], 4
+        )
         self.assertRaisesValueError("at least one example", simclr_dataset, self.images[:0], 4)
         self.assertRaisesValueError("NumPy array or tensor", simclr_dataset, [1, 2], 4)
         bad = self.images.astype("float32")
         bad[2, 5, 5, 0] = np.nan
         bad[3, 1, 1, 1] = np.inf
-        self.assertRaisesValueError(["`x` must contain only finite values", "x with 2 NaN or infinite",
-                                     "Clean or impute"], simclr_dataset, bad, 4)
+        self.assertRaisesValueError(
+            ["`x` must contain only finite values", "x with 2 NaN or infinite", "Clean or impute"],
+            simclr_dataset,
+            bad,
+            4,
+        )
         self.assertRaisesValueError("x with 2 NaN", simclr_dataset, tf.constant(bad), 4)
         self.assertRaisesValueError("`batch_size` must be a positive", simclr_dataset, self.images, 0)

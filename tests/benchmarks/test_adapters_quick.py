@@ -14,15 +14,22 @@ class AdaptersBenchmarksQuickTest(TestCase):
             self.assertLessEqual(results[method]["accuracy"], 100.0)
             self.assertGreater(results[method]["trainable_percent"], 0.0)
         # Adapters train far fewer parameters than full fine-tuning.
-        self.assertLess(results["conv series, full (project convs)"]["trainable_percent"],
-                        results["full fine-tune"]["trainable_percent"] / 2)
+        self.assertLess(
+            results["conv series, full (project convs)"]["trainable_percent"],
+            results["full fine-tune"]["trainable_percent"] / 2,
+        )
         # BatchNorm affine training adds gamma/beta to the trainable set (statistics stay frozen).
-        self.assertGreater(results["full fine-tune (BN affine, statistics frozen)"]["trainable_percent"],
-                           results["full fine-tune"]["trainable_percent"])
-        self.assertGreater(results["conv series, full (project convs) + BN affine"]["trainable_percent"],
-                           results["conv series, full (project convs)"]["trainable_percent"])
-        self.assertLess(results["BN affine only"]["trainable_percent"],
-                        results["full fine-tune"]["trainable_percent"] / 2)
+        self.assertGreater(
+            results["full fine-tune (BN affine, statistics frozen)"]["trainable_percent"],
+            results["full fine-tune"]["trainable_percent"],
+        )
+        self.assertGreater(
+            results["conv series, full (project convs) + BN affine"]["trainable_percent"],
+            results["conv series, full (project convs)"]["trainable_percent"],
+        )
+        self.assertLess(
+            results["BN affine only"]["trainable_percent"], results["full fine-tune"]["trainable_percent"] / 2
+        )
 
     def test_transfer_quick_strong(self):
         # The default protocol: augmented digits + grey digits-M pretraining, checkpoint and
@@ -31,8 +38,14 @@ class AdaptersBenchmarksQuickTest(TestCase):
         self.assertEqual([epoch for epoch, _ in results["source_checkpoints"]], [1, 2])
         self.assertIn(results["source_epoch"], (1, 2))
         self.assertEqual(set(results["source_accuracy_by_set"]), {"digits", "digits-M (grey)"})
-        for method in ("linear probe", "full fine-tune", "BN affine only", "LoRA r=2 (1x1 convs)",
-                       "bottleneck M=8 (after project convs)", "conv series, full (project convs <= 48 ch)"):
+        for method in (
+            "linear probe",
+            "full fine-tune",
+            "BN affine only",
+            "LoRA r=2 (1x1 convs)",
+            "bottleneck M=8 (after project convs)",
+            "conv series, full (project convs <= 48 ch)",
+        ):
             for key in ("accuracy", "validation_accuracy"):
                 self.assertGreaterEqual(results[method][key], 0.0)
                 self.assertLessEqual(results[method][key], 100.0)
@@ -69,8 +82,9 @@ class AdaptersBenchmarksQuickTest(TestCase):
         (x, y), _ = adapters_transfer.strong_source_data(16)
         x, y = x[::4], y[::4]
         splits = [adapters_transfer.target_split_with_validation(16, 10, seed=0)]
-        models = [adapters_transfer.pretrain_strong(x, y, splits, quick=True, epochs=2, every=1, seed=3)
-                  for _ in range(2)]
+        models = [
+            adapters_transfer.pretrain_strong(x, y, splits, quick=True, epochs=2, every=1, seed=3) for _ in range(2)
+        ]
         self.assertEqual(models[0][1], models[1][1])
         for a, b in zip(models[0][0].get_weights(), models[1][0].get_weights()):
             self.assertAllClose(a, b, atol=0, rtol=0)

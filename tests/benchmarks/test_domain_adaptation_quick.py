@@ -38,9 +38,7 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         flat = np.full((1, 4, 4, 3), 1.0, "float32")
         # |patch - digit|: a dark patch keeps the stroke bright, a bright one inverts it,
         # a mid-grey one hides it.
-        blended = np.concatenate(
-            [np.abs(level * flat - np.repeat(digit, 3, -1)) for level in (40.0, 220.0, 128.0)]
-        )
+        blended = np.concatenate([np.abs(level * flat - np.repeat(digit, 3, -1)) for level in (40.0, 220.0, 128.0)])
         groups = domain_adaptation_digits.stroke_polarity(np.repeat(digit, 3, 0), blended)
         self.assertEqual(list(groups), ["normal", "inverted", "low contrast"])
 

@@ -18,8 +18,9 @@ class MetaBenchmarksQuickTest(TestCase):
             self.assertNotIn("JAX jit+vmap", results)
 
     def test_sinusoid_quick(self):
-        results = meta_sinusoid.main(["--quick", "--iterations", "100", "--eval-tasks", "20",
-                                      "--variants", "maml,pretrained"])
+        results = meta_sinusoid.main(
+            ["--quick", "--iterations", "100", "--eval-tasks", "20", "--variants", "maml,pretrained"]
+        )
         self.assertEqual(set(results), {"MAML (second order)", "pretrained + fine-tune"})
         for scores in results.values():
             # Target variance is E[A^2]/2 ~ 4.2: any sane model is below 10 and finite.
@@ -27,8 +28,9 @@ class MetaBenchmarksQuickTest(TestCase):
 
     def test_digits_fewshot_quick(self):
         # MAML rows are left out here (their tracing is the slow part; MetaModel has its own tests).
-        results = meta_digits_fewshot.main(["--quick", "--iterations", "5", "--episodes", "20",
-                                            "--methods", "proto,blackbox,baselines"])
+        results = meta_digits_fewshot.main(
+            ["--quick", "--iterations", "5", "--episodes", "20", "--methods", "proto,blackbox,baselines"]
+        )
         self.assertEqual(len(results), 5)
         for name, (acc, half_width) in results.items():
             self.assertTrue(0.0 <= acc <= 1.0 and 0.0 <= half_width < 0.5, (name, acc, half_width))

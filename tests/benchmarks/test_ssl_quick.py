@@ -37,5 +37,6 @@ class SSLBenchmarksQuickTest(TestCase):
         for method in ("rotation", "denoising", "supervised"):  # the quick run covers the others
             encoder = _ssl_experiment.pretrain(method, x[:64], y[:64], epochs=1, image_size=8, widths=(4,))
             self.assertEqual(encoder.output_shape, (None, 4))
-        self.assertRaisesValueError(["`method` must be one of", "method='byol'"], _ssl_experiment.pretrain,
-                                    "byol", None, None, epochs=1)
+        self.assertRaisesValueError(
+            ["`method` must be one of", "method='byol'"], _ssl_experiment.pretrain, "byol", None, None, epochs=1
+        )

@@ -66,7 +66,11 @@ class GradientReversalScheduleTest(TestCase):
             model, grl, _ = _model()
             recorder = _Recorder(grl)
             model.fit(
-                self.x, self.y, batch_size=6, epochs=2, verbose=0,
+                self.x,
+                self.y,
+                batch_size=6,
+                epochs=2,
+                verbose=0,
                 callbacks=[GradientReversalSchedule(schedule, max_factor=0.5, total_steps=4), recorder],
             )
             self.assertAllClose(np.array(recorder.values), np.array([reference(s / 4) for s in range(4)]), atol=1e-6)
@@ -74,8 +78,14 @@ class GradientReversalScheduleTest(TestCase):
     def test_progress_is_clipped_at_total_steps(self):
         model, grl, _ = _model()
         recorder = _Recorder(grl)
-        model.fit(self.x, self.y, batch_size=4, epochs=2, verbose=0,
-                  callbacks=[GradientReversalSchedule("linear", total_steps=2), recorder])
+        model.fit(
+            self.x,
+            self.y,
+            batch_size=4,
+            epochs=2,
+            verbose=0,
+            callbacks=[GradientReversalSchedule("linear", total_steps=2), recorder],
+        )
         self.assertAllClose(np.array(recorder.values), [0.0, 0.5, 1.0, 1.0, 1.0, 1.0])
 
     def test_continued_fit_goes_on_from_initial_epoch(self):
@@ -83,10 +93,25 @@ class GradientReversalScheduleTest(TestCase):
         # schedule at step k * steps_per_epoch instead of restarting it at 0.
         model, grl, _ = _model()
         first, second = _Recorder(grl), _Recorder(grl)
-        model.fit(self.x, self.y, batch_size=4, epochs=2, verbose=0, shuffle=False,
-                  callbacks=[GradientReversalSchedule("linear", total_steps=12), first])
-        history = model.fit(self.x, self.y, batch_size=4, epochs=4, initial_epoch=2, verbose=0,
-                            shuffle=False, callbacks=[GradientReversalSchedule("linear"), second])
+        model.fit(
+            self.x,
+            self.y,
+            batch_size=4,
+            epochs=2,
+            verbose=0,
+            shuffle=False,
+            callbacks=[GradientReversalSchedule("linear", total_steps=12), first],
+        )
+        history = model.fit(
+            self.x,
+            self.y,
+            batch_size=4,
+            epochs=4,
+            initial_epoch=2,
+            verbose=0,
+            shuffle=False,
+            callbacks=[GradientReversalSchedule("linear"), second],
+        )
         self.assertAllClose(np.array(first.values), np.arange(6) / 12, atol=1e-6)
         self.assertAllClose(np.array(second.values), np.arange(6, 12) / 12, atol=1e-6)
         self.assertAllClose(history.history["grl_factor"], [8 / 12, 11 / 12], atol=1e-6)
@@ -106,14 +131,19 @@ class GradientReversalScheduleTest(TestCase):
 
         used = _Used()
         ds = tf.data.Dataset.from_tensor_slices((self.x, self.y)).batch(4).filter(lambda a, b: True)
-        model.fit(ds, epochs=2, verbose=0,
-                  callbacks=[GradientReversalSchedule("linear", total_steps=6), used])
+        model.fit(ds, epochs=2, verbose=0, callbacks=[GradientReversalSchedule("linear", total_steps=6), used])
         self.assertAllClose(np.array(used.values), np.arange(6) / 6, atol=1e-6)
 
     def test_selected_layers_only(self):
         model, grl, nested = _model()
-        model.fit(self.x, self.y, batch_size=12, epochs=1, verbose=0,
-                  callbacks=[GradientReversalSchedule("constant", max_factor=0.25, layers=[grl])])
+        model.fit(
+            self.x,
+            self.y,
+            batch_size=12,
+            epochs=1,
+            verbose=0,
+            callbacks=[GradientReversalSchedule("constant", max_factor=0.25, layers=[grl])],
+        )
         self.assertAllClose(grl.factor, 0.25)
         self.assertAllClose(nested.factor, 5.0)
 
@@ -123,25 +153,42 @@ class GradientReversalScheduleTest(TestCase):
         ds = ds.filter(lambda a, b: True)  # unknown cardinality
         self.assertRaisesValueError(
             ["`total_steps`", "Received: total_steps=None"],
-            model.fit, ds, epochs=1, verbose=0, callbacks=[GradientReversalSchedule()],
+            model.fit,
+            ds,
+            epochs=1,
+            verbose=0,
+            callbacks=[GradientReversalSchedule()],
         )
         model.fit(ds, epochs=1, verbose=0, callbacks=[GradientReversalSchedule(total_steps=3)])
 
     def test_errors(self):
         self.assertRaisesValueError(["`schedule`", "'cosine'", "callable"], GradientReversalSchedule, "cosine")
         self.assertRaisesValueError(["`gamma`", "Received: gamma=0"], GradientReversalSchedule, gamma=0)
-        self.assertRaisesValueError(["`max_factor`", "Received: max_factor=-1"], GradientReversalSchedule, max_factor=-1)
-        self.assertRaisesValueError(["`total_steps`", "Received: total_steps=0"], GradientReversalSchedule, total_steps=0)
+        self.assertRaisesValueError(
+            ["`max_factor`", "Received: max_factor=-1"], GradientReversalSchedule, max_factor=-1
+        )
+        self.assertRaisesValueError(
+            ["`total_steps`", "Received: total_steps=0"], GradientReversalSchedule, total_steps=0
+        )
         self.assertRaisesValueError(["`layers`", "Dense"], GradientReversalSchedule, layers=[keras.layers.Dense(1)])
         plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
         plain.compile(optimizer="sgd", loss="mse")
         self.assertRaisesValueError(
             ["`GradientReversal`", "without one"],
-            plain.fit, self.x, self.y, epochs=1, verbose=0, callbacks=[GradientReversalSchedule()],
+            plain.fit,
+            self.x,
+            self.y,
+            epochs=1,
+            verbose=0,
+            callbacks=[GradientReversalSchedule()],
         )
         model, _, _ = _model()
         self.assertRaisesValueError(
             ["`schedule` must return a non-negative", "-1"],
-            model.fit, self.x, self.y, epochs=1, verbose=0,
+            model.fit,
+            self.x,
+            self.y,
+            epochs=1,
+            verbose=0,
             callbacks=[GradientReversalSchedule(lambda p: -1.0)],
         )

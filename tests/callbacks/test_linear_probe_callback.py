@@ -44,5 +44,12 @@ class LinearProbeCallbackTest(TestCase):
         self.assertAllClose(callback.history[-1][1], final)
 
     def test_errors(self):
-        self.assertRaisesValueError(["`every` must be a positive", "every=0"], LinearProbeCallback,
-                                    np.zeros((2, 1)), [0, 1], np.zeros((2, 1)), [0, 1], every=0)
+        self.assertRaisesValueError(
+            ["`every` must be a positive", "every=0"],
+            LinearProbeCallback,
+            np.zeros((2, 1)),
+            [0, 1],
+            np.zeros((2, 1)),
+            [0, 1],
+            every=0,
+        )

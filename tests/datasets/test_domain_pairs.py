@@ -28,7 +28,9 @@ class DomainPairsTest(TestCase):
 
     def test_sample_weights(self):
         weights = np.linspace(0, 1, 10)
-        (x_pair, y, w) = next(iter(domain_pairs(self.xs, self.ys, self.xt, batch_size=4, source_sample_weight=weights, shuffle=False)))
+        (x_pair, y, w) = next(
+            iter(domain_pairs(self.xs, self.ys, self.xt, batch_size=4, source_sample_weight=weights, shuffle=False))
+        )
         np.testing.assert_allclose(w.numpy(), weights[:4].astype("float32"))
         self.assertEqual(x_pair[1].shape, (4, 3))
 
@@ -37,17 +39,37 @@ class DomainPairsTest(TestCase):
             ["same feature shape", "(3,)", "(4,)"], domain_pairs, self.xs, self.ys, np.ones((5, 4), "float32")
         )
         self.assertRaisesValueError(
-            ["`target_x` must contain at least one example", "empty target_x"], domain_pairs, self.xs, self.ys, self.xt[:0]
+            ["`target_x` must contain at least one example", "empty target_x"],
+            domain_pairs,
+            self.xs,
+            self.ys,
+            self.xt[:0],
         )
         self.assertRaisesValueError(
             ["`target_x` must hold the target inputs only", "unlabelled"],
-            domain_pairs, self.xs, self.ys, (self.xt, np.zeros(23)),
+            domain_pairs,
+            self.xs,
+            self.ys,
+            (self.xt, np.zeros(23)),
         )
-        self.assertRaisesValueError(["`source_x` must contain at least one example"], domain_pairs, self.xs[:0], self.ys[:0], self.xt)
+        self.assertRaisesValueError(
+            ["`source_x` must contain at least one example"], domain_pairs, self.xs[:0], self.ys[:0], self.xt
+        )
         self.assertRaisesValueError(["same length", "len(source_y)=9"], domain_pairs, self.xs, self.ys[:9], self.xt)
-        self.assertRaisesValueError(["`source_y`", "[0, 2)", "[0, 5]"], domain_pairs, self.xs, self.ys * 5, self.xt, num_classes=2)
+        self.assertRaisesValueError(
+            ["`source_y`", "[0, 2)", "[0, 5]"], domain_pairs, self.xs, self.ys * 5, self.xt, num_classes=2
+        )
         bad = self.xt.copy()
         bad[0, 0] = np.nan
         self.assertRaisesValueError(["`target_x` must contain only finite values"], domain_pairs, self.xs, self.ys, bad)
-        self.assertRaisesValueError(["`batch_size`", "Received: batch_size=0"], domain_pairs, self.xs, self.ys, self.xt, batch_size=0)
-        self.assertRaisesValueError(["`source_sample_weight`", "3 weights for 10"], domain_pairs, self.xs, self.ys, self.xt, source_sample_weight=[1, 2, 3])
+        self.assertRaisesValueError(
+            ["`batch_size`", "Received: batch_size=0"], domain_pairs, self.xs, self.ys, self.xt, batch_size=0
+        )
+        self.assertRaisesValueError(
+            ["`source_sample_weight`", "3 weights for 10"],
+            domain_pairs,
+            self.xs,
+            self.ys,
+            self.xt,
+            source_sample_weight=[1, 2, 3],
+        )

@@ -61,12 +61,15 @@ class EpisodesTest(TestCase):
 
     def test_errors(self):
         x, y = toy_data(per_class=(6, 6, 3))
-        self.assertRaisesValueError(["n_way", "at most the number of classes available (3)", "n_way=4"],
-                                    sample_episodes, (x, y), 2, n_way=4)
-        self.assertRaisesValueError(["k_shot", "needs 6", "{2: 3}"],
-                                    sample_episodes, (x, y), 2, n_way=2, k_shot=3, q_queries=3)
-        self.assertRaisesValueError("`classes` must be labels present", sample_episodes, (x, y), 2,
-                                    n_way=2, classes=[0, 9])
+        self.assertRaisesValueError(
+            ["n_way", "at most the number of classes available (3)", "n_way=4"], sample_episodes, (x, y), 2, n_way=4
+        )
+        self.assertRaisesValueError(
+            ["k_shot", "needs 6", "{2: 3}"], sample_episodes, (x, y), 2, n_way=2, k_shot=3, q_queries=3
+        )
+        self.assertRaisesValueError(
+            "`classes` must be labels present", sample_episodes, (x, y), 2, n_way=2, classes=[0, 9]
+        )
         self.assertRaisesValueError("k_shot", sample_episodes, (x, y), 2, n_way=2, k_shot=0)
         self.assertRaisesValueError("num_episodes", sample_episodes, (x, y), 0)
         self.assertRaisesValueError("1-D integer class ids", sample_episodes, (x, np.eye(3)[y]), 2)
@@ -88,20 +91,31 @@ class ClassAugmentationTest(TestCase):
     def test_transforms_are_new_classes_and_match_numpy(self):
         x, y = self.images()
         augs = ["rot90", "rot180", "rot270", "transpose", "flip_lr", "flip_ud"]
-        reference = {None: lambda a: a, "rot90": lambda a: np.rot90(a, 1), "rot180": lambda a: np.rot90(a, 2),
-                     "rot270": lambda a: np.rot90(a, 3), "transpose": lambda a: a.transpose(1, 0, 2),
-                     "flip_lr": np.fliplr, "flip_ud": np.flipud}
+        reference = {
+            None: lambda a: a,
+            "rot90": lambda a: np.rot90(a, 1),
+            "rot180": lambda a: np.rot90(a, 2),
+            "rot270": lambda a: np.rot90(a, 3),
+            "transpose": lambda a: a.transpose(1, 0, 2),
+            "flip_lr": np.fliplr,
+            "flip_ud": np.flipud,
+        }
         # 2 original classes x 7 versions = 14 classes: 14-way episodes are possible, 15 are not.
-        (sx, sy, qx), qy = sample_episodes((x, y), 30, n_way=14, k_shot=1, q_queries=2, classes=[0, 1],
-                                           seed=0, class_augmentations=augs)
+        (sx, sy, qx), qy = sample_episodes(
+            (x, y), 30, n_way=14, k_shot=1, q_queries=2, classes=[0, 1], seed=0, class_augmentations=augs
+        )
         originals = {(c, i): x[4 * c + i, :, :, 0] for c in range(2) for i in range(4)}
         for e in range(30):
             label_of = {}
             for xs, ys in ((sx[e], sy[e]), (qx[e], qy[e])):
                 for image, label in zip(xs[..., 0], ys):
                     # Which (class, index, transform) produced this image?
-                    found = [(c, i, name) for (c, i), o in originals.items() for name, f in reference.items()
-                             if np.array_equal(f(o[..., None])[..., 0], image)]
+                    found = [
+                        (c, i, name)
+                        for (c, i), o in originals.items()
+                        for name, f in reference.items()
+                        if np.array_equal(f(o[..., None])[..., 0], image)
+                    ]
                     self.assertEqual(len(found), 1)
                     c, _, name = found[0]
                     label_of.setdefault(int(label), set()).add((c, name))
@@ -110,30 +124,41 @@ class ClassAugmentationTest(TestCase):
             self.assertEqual(len(set.union(*label_of.values())), 14)
             # Class 2 was not in `classes`: none of its images, transformed or not.
             self.assertTrue(np.all(sx[e][:, 1, 1] < 20) and np.all(qx[e][:, 1, 1] < 20))
-        self.assertRaisesValueError(["n_way", "(14)", "class_augmentations"], sample_episodes, (x, y), 2,
-                                    n_way=15, classes=[0, 1], class_augmentations=augs)
+        self.assertRaisesValueError(
+            ["n_way", "(14)", "class_augmentations"],
+            sample_episodes,
+            (x, y),
+            2,
+            n_way=15,
+            classes=[0, 1],
+            class_augmentations=augs,
+        )
 
     def test_untouched_without_augmentations_and_episode_dataset(self):
         x, y = self.images()
         a = sample_episodes((x, y), 4, 3, 1, 2, seed=3)
         b = sample_episodes((x, y), 4, 3, 1, 2, seed=3, class_augmentations=None)
         self.assertAllClose(a[0][0], b[0][0], atol=0)
-        (sx, _, _), _ = next(iter(episode_dataset((x, y), 6, 1, 1, episodes_per_batch=2, seed=0,
-                                                  class_augmentations=["rot180"])))
+        (sx, _, _), _ = next(
+            iter(episode_dataset((x, y), 6, 1, 1, episodes_per_batch=2, seed=0, class_augmentations=["rot180"]))
+        )
         self.assertEqual(tuple(sx.shape), (2, 6, 3, 3, 1))
         self.assertEqual(len({tuple(v) for v in sx.numpy()[0, :, :, :, 0].reshape(6, 9)}), 6)
 
     def test_augmentation_errors(self):
         x, y = self.images()
-        self.assertRaisesValueError(["class_augmentations", "rot90"], sample_episodes, (x, y), 2,
-                                    class_augmentations="rot90")
-        self.assertRaisesValueError(["distinct names", "'spin'"], sample_episodes, (x, y), 2,
-                                    class_augmentations=["spin"])
-        self.assertRaisesValueError("distinct names", sample_episodes, (x, y), 2,
-                                    class_augmentations=["rot90", "rot90"])
-        self.assertRaisesValueError(["[N, H, W]", "(12, 9)"], sample_episodes, (x.reshape(12, 9), y), 2,
-                                    class_augmentations=["rot180"])
-        self.assertRaisesValueError("square images", sample_episodes, (x[:, :2], y), 2,
-                                    class_augmentations=["rot90"])
+        self.assertRaisesValueError(
+            ["class_augmentations", "rot90"], sample_episodes, (x, y), 2, class_augmentations="rot90"
+        )
+        self.assertRaisesValueError(
+            ["distinct names", "'spin'"], sample_episodes, (x, y), 2, class_augmentations=["spin"]
+        )
+        self.assertRaisesValueError(
+            "distinct names", sample_episodes, (x, y), 2, class_augmentations=["rot90", "rot90"]
+        )
+        self.assertRaisesValueError(
+            ["[N, H, W]", "(12, 9)"], sample_episodes, (x.reshape(12, 9), y), 2, class_augmentations=["rot180"]
+        )
+        self.assertRaisesValueError("square images", sample_episodes, (x[:, :2], y), 2, class_augmentations=["rot90"])
         (sx, _, _), _ = sample_episodes((x[:, :2], y), 2, n_way=6, q_queries=2, class_augmentations=["flip_lr"])
         self.assertEqual(sx.shape, (2, 6, 2, 3, 1))

@@ -195,5 +195,4 @@ class ImageFolderDecodeTest(TestCase):
 
     def test_color_mode_error(self):
         root = self.make_folder()
-        self.assertRaisesValueError(["`color_mode`", "color_mode='rgbx'"], load_image_folder, root,
-                                    color_mode="rgbx")
+        self.assertRaisesValueError(["`color_mode`", "color_mode='rgbx'"], load_image_folder, root, color_mode="rgbx")

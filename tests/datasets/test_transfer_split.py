@@ -55,5 +55,10 @@ class TransferSplitTest(TestCase):
         )
         self.assertRaisesValueError(
             ["`labels_per_class`", "at most 5", "labels_per_class=6"],
-            split_source_target, (x, y), (x, y), (0, 3), (1, 2), 6,
+            split_source_target,
+            (x, y),
+            (x, y),
+            (0, 3),
+            (1, 2),
+            6,
         )

@@ -15,7 +15,6 @@ class AdaptersDemoTest(TestCase):
             self.assertTrue(results[f"fold {name}"]["original_architecture"])
         # Each task's adapter file is the better one on its own task.
         self.assertGreater(results["task digits 5-9"]["digits 5-9"], results["task inverted 5-9"]["digits 5-9"])
-        self.assertGreater(results["task inverted 5-9"]["inverted 5-9"],
-                           results["task digits 5-9"]["inverted 5-9"])
+        self.assertGreater(results["task inverted 5-9"]["inverted 5-9"], results["task digits 5-9"]["inverted 5-9"])
         self.assertTrue(os.path.exists(os.path.join(out, "adapters_accuracy.png")))
         self.assertTrue(os.path.exists(os.path.join(out, "digits_5-9.npz")))

@@ -7,8 +7,9 @@ from tests.test_case import TestCase
 class DomainAdaptationDemoTest(TestCase):
     def test_quick_demo(self):
         out = self.get_temp_dir()
-        results = cli._demo(cli.build_parser().parse_args(
-            ["demo", "--quick", "--sections", "domain_adaptation", "--output", out]))
+        results = cli._demo(
+            cli.build_parser().parse_args(["demo", "--quick", "--sections", "domain_adaptation", "--output", out])
+        )
         rows = results["domain_adaptation"]["results"]
         self.assertEqual(sorted(rows), ["DANN", "source-only"])
         # Seeded and deterministic on CPU: DANN beats source-only on the rotated target.

@@ -23,5 +23,6 @@ class SelfSupervisedDemoTest(TestCase):
             self.assertEqual(encoder.output_shape, (None, 4))
 
     def test_unknown_method(self):
-        self.assertRaisesValueError(["`method` must be one of", "method='byol'"], self_supervised.pretrain,
-                                    "byol", None, None, epochs=1)
+        self.assertRaisesValueError(
+            ["`method` must be one of", "method='byol'"], self_supervised.pretrain, "byol", None, None, epochs=1
+        )

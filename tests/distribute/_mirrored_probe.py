@@ -35,18 +35,23 @@ EPOCHS = 2
 
 def _bn_encoder():
     """The zoo's conv encoder with a BatchNormalization layer (batch statistics matter)."""
-    return keras.Sequential([
-        keras.Input((model_zoo.SIZE, model_zoo.SIZE, 1)), keras.layers.Rescaling(1 / 255.0),
-        keras.layers.Conv2D(4, 3), keras.layers.BatchNormalization(), keras.layers.ReLU(),
-        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(6),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((model_zoo.SIZE, model_zoo.SIZE, 1)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3),
+            keras.layers.BatchNormalization(),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(6),
+        ]
+    )
 
 
 def _moco_shuffle_bn():
     # Shuffle-BN stand-in with BatchNorm in the key encoder: 2 chunks of the permuted global batch.
     keras.utils.set_random_seed(0)
-    model = kt.models.MoCo(_bn_encoder(), projection_dim=4, queue_size=16, bn_splits=2, seed=5,
-                           momentum=0.9)
+    model = kt.models.MoCo(_bn_encoder(), projection_dim=4, queue_size=16, bn_splits=2, seed=5, momentum=0.9)
     model.compile(keras.optimizers.SGD(0.5))
     views = model_zoo.images(8)
     return model_zoo.Entry(model, (views, views[::-1] * 0.9), None, 4, None, True)
@@ -61,11 +66,11 @@ def _zoo(name):
         # Plain SGD: the weights then differ by the gradients. (Adam's update is nearly
         # invariant to the gradient's scale and would hide a loss summed over replicas.)
         if name in _EPISODIC:
-            entry.model.compile(keras.optimizers.SGD(0.1),
-                                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            entry.model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         elif name != "DeepCORAL":  # compiled with SGD by the zoo
             entry.model.compile(keras.optimizers.SGD(0.1))
         return entry
+
     return build
 
 
@@ -99,8 +104,16 @@ def _train(name, entry):
         # more pass to build).
         data = kt.datasets.make_dataset(entry.x, entry.y, batch_size=entry.batch_size)
         _, histories = kt.recipes.fine_tune(
-            entry.model, data, probe="fit", probe_epochs=EPOCHS, probe_learning_rate=1e-2,
-            epochs=EPOCHS, learning_rate=1e-2, batch_size=entry.batch_size, verbose=0, seed=0,
+            entry.model,
+            data,
+            probe="fit",
+            probe_epochs=EPOCHS,
+            probe_learning_rate=1e-2,
+            epochs=EPOCHS,
+            learning_rate=1e-2,
+            batch_size=entry.batch_size,
+            verbose=0,
+            seed=0,
         )
         return histories["probe"].history["loss"] + histories["fine_tune"].history["loss"]
     history = model_zoo.fit(entry, EPOCHS)
@@ -159,8 +172,8 @@ def run_case(name, strategy):
         "replica_spread": _replica_spread(entry.model, strategy),
         # MoCo: everything but the query encoder (whose BatchNorm statistics are per replica).
         "replica_spread_outside_query_encoder": _replica_spread(
-            entry.model, strategy, getattr(entry.model, "encoder", None).weights
-            if name.startswith("MoCo") else ()),
+            entry.model, strategy, getattr(entry.model, "encoder", None).weights if name.startswith("MoCo") else ()
+        ),
         "max_weight_change": moved,  # how far training moved the weights: the check is not vacuous
         "seconds": time.time() - started,
     }
@@ -174,6 +187,7 @@ def main():
             results[name] = run_case(name, strategy)
         except Exception:  # reported, so one failing case does not hide the others
             import traceback
+
             results[name] = {"error": traceback.format_exc()[-3000:]}
     print("RESULT " + json.dumps({"replicas": strategy.num_replicas_in_sync, "results": results}))
 

@@ -84,9 +84,7 @@ def dann():
     keras.utils.set_random_seed(0)
     features = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh")])
     labels = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-    domains = keras.Sequential(
-        [keras.Input((6,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(1)]
-    )
+    domains = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(1)])
     model = DANN(features, labels, domains, factor=0.0, domain_loss_weight=1.5)
     model.compile(optimizer=keras.optimizers.SGD(0.2))
     return model

@@ -22,8 +22,17 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # Plain SGD everywhere (weights differ by the gradients); the fine-tune recipe runs
 # Adam, whose update divides by sqrt(v) and magnifies float rounding in small gradients.
 WEIGHT_ATOL = {"fine_tune": 2e-5, "MoCo": 1e-5}
-EXACT = ("MoCo", "MetaModel", "ProtoNet", "BlackBoxLearner", "DeepCORAL", "RotationPrediction",
-         "DenoisingAutoencoder", "MaskedImputation", "fine_tune")
+EXACT = (
+    "MoCo",
+    "MetaModel",
+    "ProtoNet",
+    "BlackBoxLearner",
+    "DeepCORAL",
+    "RotationPrediction",
+    "DenoisingAutoencoder",
+    "MaskedImputation",
+    "fine_tune",
+)
 
 
 class MirroredStrategyTest(TestCase):
@@ -31,12 +40,15 @@ class MirroredStrategyTest(TestCase):
     def setUpClass(cls):
         out = subprocess.run(
             [sys.executable, os.path.join(HERE, "_mirrored_probe.py")],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         if not lines:
             raise AssertionError(out.stdout[-3000:] + out.stderr[-3000:])
-        cls.result = json.loads(lines[-1][len("RESULT "):])
+        cls.result = json.loads(lines[-1][len("RESULT ") :])
 
     def test_two_replicas(self):
         self.assertEqual(self.result["replicas"], 2)

@@ -213,8 +213,9 @@ class MultiWorkerFitTest(TestCase):
                 self.assertAllClose(results[resumed], reference[key], atol=1e-5, rtol=1e-5, msg=key)
         # The chief wrote the checkpoints (max_to_keep=2); the other worker's temporary folder is gone.
         files = sorted(os.listdir(os.path.join(self.work_dir, "checkpoints")))
-        self.assertEqual([f for f in files if f.startswith("ckpt-") and f.endswith(".index")],
-                         ["ckpt-2.index", "ckpt-3.index"])
+        self.assertEqual(
+            [f for f in files if f.startswith("ckpt-") and f.endswith(".index")], ["ckpt-2.index", "ckpt-3.index"]
+        )
         self.assertFalse([f for f in files if f.startswith(".workertemp")])
         self.assertLess(self.seconds, TIMEOUT_S * 3)
 

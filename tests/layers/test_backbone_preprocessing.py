@@ -64,9 +64,7 @@ class BackbonePreprocessingTest(TestCase):
         # "unit" is keras_transfer's own scaling to [0, 1]: Keras' Rescaling layer is the reference.
         from keras.layers import Rescaling
 
-        self.assertAllClose(
-            BackbonePreprocessing("unit")(self.pixels), Rescaling(1.0 / 255)(self.pixels), atol=1e-6
-        )
+        self.assertAllClose(BackbonePreprocessing("unit")(self.pixels), Rescaling(1.0 / 255)(self.pixels), atol=1e-6)
 
     def test_every_registry_family_matches_its_preprocess_input(self):
         for spec in BACKBONES.values():
@@ -79,11 +77,17 @@ class BackbonePreprocessingTest(TestCase):
     def test_value_range(self):
         unit = self.pixels / 255.0
         signed = self.pixels / 127.5 - 1.0
-        for mode, module in (("tf", applications.resnet_v2), ("caffe", applications.resnet50),
-                             ("torch", applications.densenet), ("none", applications.convnext)):
+        for mode, module in (
+            ("tf", applications.resnet_v2),
+            ("caffe", applications.resnet50),
+            ("torch", applications.densenet),
+            ("none", applications.convnext),
+        ):
             expected = self.reference(module)
             self.assertAllClose(BackbonePreprocessing(mode, value_range=(0, 1))(unit), expected, atol=2e-3, rtol=1e-4)
-            self.assertAllClose(BackbonePreprocessing(mode, value_range=(-1, 1))(signed), expected, atol=2e-3, rtol=1e-4)
+            self.assertAllClose(
+                BackbonePreprocessing(mode, value_range=(-1, 1))(signed), expected, atol=2e-3, rtol=1e-4
+            )
 
     def test_harness(self):
         for mode in ("caffe", "torch"):
@@ -105,5 +109,6 @@ class BackbonePreprocessingTest(TestCase):
     def test_bad_arguments(self):
         self.assertRaisesValueError(["`mode`", "mode='bgr'"], BackbonePreprocessing, mode="bgr")
         for bad in ((1, 1), (255, 0), (0,), "0-255", None):
-            self.assertRaisesValueError(["`value_range`", f"value_range={bad!r}"], BackbonePreprocessing,
-                                        value_range=bad)
+            self.assertRaisesValueError(
+                ["`value_range`", f"value_range={bad!r}"], BackbonePreprocessing, value_range=bad
+            )

@@ -102,8 +102,9 @@ class BottleneckAdapterTest(TestCase):
 
     def test_bad_arguments(self):
         for bad in [0, -1, 2.5, "4", True]:
-            self.assertRaisesValueError(["`bottleneck_dim` must be a positive integer", "Received: bottleneck_dim="],
-                                        BottleneckAdapter, bad)
+            self.assertRaisesValueError(
+                ["`bottleneck_dim` must be a positive integer", "Received: bottleneck_dim="], BottleneckAdapter, bad
+            )
         self.assertRaisesValueError("`scale` must be a positive finite number", BottleneckAdapter, 2, scale=0)
         self.assertRaisesValueError("`epsilon`", BottleneckAdapter, 2, epsilon=-1.0)
 
@@ -111,7 +112,8 @@ class BottleneckAdapterTest(TestCase):
         layer = BottleneckAdapter(9)
         self.assertRaisesValueError(
             ["`bottleneck_dim` must be at most the feature size 8", "Received: bottleneck_dim=9"],
-            layer, np.zeros((2, 8), "float32"),
+            layer,
+            np.zeros((2, 8), "float32"),
         )
 
     def test_wrong_rank(self):

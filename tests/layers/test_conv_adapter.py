@@ -21,7 +21,7 @@ def numpy_conv2d(x, w, b, stride, padding, dilation=1):
             out.append(((size - ext) // stride + 1, 0, 0))
     (oh, ph, _), (ow, pw, _) = out
     xp = np.zeros((n, h + 2 * (kh * dilation), wd + 2 * (kw * dilation), c))
-    xp[:, ph:ph + h, pw:pw + wd] = x
+    xp[:, ph : ph + h, pw : pw + wd] = x
     y = np.zeros((n, oh, ow, d))
     for i in range(oh):
         for j in range(ow):
@@ -33,25 +33,38 @@ def numpy_conv2d(x, w, b, stride, padding, dilation=1):
 
 def parallel_model(x_shape, filters, kernel_size, strides, padding, per_channel=False, dilation=1):
     inputs = keras.Input(x_shape)
-    fx = keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                             dilation_rate=dilation, name="conv")(inputs)
+    fx = keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=padding, dilation_rate=dilation, name="conv"
+    )(inputs)
     outputs = ConvAdapter(
-        "parallel", per_channel=per_channel, host_kernel_size=(kernel_size, kernel_size),
-        host_strides=(strides, strides), host_padding=padding,
-        host_dilation_rate=(dilation, dilation), name="adapter",
+        "parallel",
+        per_channel=per_channel,
+        host_kernel_size=(kernel_size, kernel_size),
+        host_strides=(strides, strides),
+        host_padding=padding,
+        host_dilation_rate=(dilation, dilation),
+        name="adapter",
     )([inputs, fx])
     return keras.Model(inputs, outputs)
 
 
 class ConvAdapterSeriesTest(TestCase):
     def test_layer_basics_full(self):
-        self.run_layer_test(ConvAdapter, {"mode": "series"}, input_shape=(2, 4, 4, 3),
-                            expected_output_shape=(2, 4, 4, 3), expected_num_trainable_weights=1)
+        self.run_layer_test(
+            ConvAdapter,
+            {"mode": "series"},
+            input_shape=(2, 4, 4, 3),
+            expected_output_shape=(2, 4, 4, 3),
+            expected_num_trainable_weights=1,
+        )
 
     def test_layer_basics_per_channel_with_bias_rank_3(self):
         layer = self.run_layer_test(
-            ConvAdapter, {"mode": "series", "per_channel": True, "use_bias": True},
-            input_shape=(2, 5, 3), expected_output_shape=(2, 5, 3), expected_num_trainable_weights=2,
+            ConvAdapter,
+            {"mode": "series", "per_channel": True, "use_bias": True},
+            input_shape=(2, 5, 3),
+            expected_output_shape=(2, 5, 3),
+            expected_num_trainable_weights=2,
             run_export=False,
         )
         self.assertEqual(tuple(layer.alpha.shape), (3,))
@@ -128,8 +141,14 @@ class ConvAdapterParallelTest(TestCase):
         # Rebuffi et al. 2018: y = f * x + diag_1(alpha) * x = (f + diag_1(alpha)) * x, checked against a direct
         # NumPy convolution of the perturbed filter, for strided, valid and dilated hosts.
         rng = np.random.default_rng(3)
-        for size, k, s, pad, dil in [(8, 3, 2, "same", 1), (7, 3, 2, "same", 1), (9, 3, 1, "valid", 1),
-                                     (10, 5, 3, "same", 1), (9, 3, 1, "same", 2), (9, 3, 1, "valid", 2)]:
+        for size, k, s, pad, dil in [
+            (8, 3, 2, "same", 1),
+            (7, 3, 2, "same", 1),
+            (9, 3, 1, "valid", 1),
+            (10, 5, 3, "same", 1),
+            (9, 3, 1, "same", 2),
+            (9, 3, 1, "valid", 2),
+        ]:
             x = rng.normal(size=(2, size, size, 3)).astype("float32")
             model = parallel_model((size, size, 3), 4, k, s, pad, dilation=dil)
             conv, adapter = model.get_layer("conv"), model.get_layer("adapter")
@@ -138,14 +157,18 @@ class ConvAdapterParallelTest(TestCase):
             w = conv.kernel.numpy().astype("float64")
             w[(k - 1) // 2, (k - 1) // 2] += alpha
             expected = numpy_conv2d(x, w, conv.bias.numpy(), s, pad, dil)
-            self.assertAllClose(model(x), expected, atol=1e-4, rtol=1e-4,
-                                msg=f"size={size} k={k} s={s} {pad} d={dil}")
+            self.assertAllClose(model(x), expected, atol=1e-4, rtol=1e-4, msg=f"size={size} k={k} s={s} {pad} d={dil}")
 
     def test_dynamic_spatial_size(self):
         inputs = keras.Input((None, None, 3))
         fx = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv")(inputs)
-        out = ConvAdapter("parallel", host_kernel_size=(3, 3), host_strides=(2, 2), host_padding="same",
-                          alpha_initializer="random_normal")([inputs, fx])
+        out = ConvAdapter(
+            "parallel",
+            host_kernel_size=(3, 3),
+            host_strides=(2, 2),
+            host_padding="same",
+            alpha_initializer="random_normal",
+        )([inputs, fx])
         model = keras.Model(inputs, out)
         for size in (6, 7):
             x = np.random.default_rng(size).normal(size=(1, size, size, 3)).astype("float32")
@@ -167,12 +190,19 @@ class ConvAdapterParallelTest(TestCase):
     def test_errors(self):
         self.assertRaisesValueError("takes a list `[x, f_x]`", ConvAdapter("parallel").build, (2, 4, 4, 3))
         self.assertRaisesValueError("same rank", ConvAdapter("parallel").build, [(2, 4, 4, 3), (2, 4, 3)])
-        self.assertRaisesValueError(["per_channel=True", "3 input and 5 output"],
-                                    ConvAdapter("parallel", per_channel=True).build, [(2, 4, 4, 3), (2, 4, 4, 5)])
-        self.assertRaisesValueError(["host geometry does not match", "host_strides"],
-                                    ConvAdapter("parallel").build, [(2, 8, 8, 3), (2, 4, 4, 5)])
-        self.assertRaisesValueError("need spatial axes",
-                                    ConvAdapter("parallel", host_strides=2).build, [(2, 3), (2, 5)])
+        self.assertRaisesValueError(
+            ["per_channel=True", "3 input and 5 output"],
+            ConvAdapter("parallel", per_channel=True).build,
+            [(2, 4, 4, 3), (2, 4, 4, 5)],
+        )
+        self.assertRaisesValueError(
+            ["host geometry does not match", "host_strides"],
+            ConvAdapter("parallel").build,
+            [(2, 8, 8, 3), (2, 4, 4, 5)],
+        )
+        self.assertRaisesValueError(
+            "need spatial axes", ConvAdapter("parallel", host_strides=2).build, [(2, 3), (2, 5)]
+        )
 
     def test_int_geometry_applies_to_every_axis_and_conv1d(self):
         rng = np.random.default_rng(5)

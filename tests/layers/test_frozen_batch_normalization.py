@@ -31,8 +31,11 @@ class FrozenBatchNormalizationTest(TestCase):
         # Harness: config round trip, fit (gamma/beta move), .keras without custom_objects, export,
         # mixed_float16 step.
         layer = self.run_layer_test(
-            FrozenBatchNormalization, {"momentum": 0.9, "epsilon": 1e-2}, input_shape=(4, 3, 3, 2),
-            expected_output_shape=(4, 3, 3, 2), expected_num_trainable_weights=2,
+            FrozenBatchNormalization,
+            {"momentum": 0.9, "epsilon": 1e-2},
+            input_shape=(4, 3, 3, 2),
+            expected_output_shape=(4, 3, 3, 2),
+            expected_num_trainable_weights=2,
             expected_num_non_trainable_weights=2,
         )
         self.assertFalse(layer.get_config().get("renorm", False))  # Keras < 3.14 has no renorm
@@ -45,19 +48,22 @@ class FrozenBatchNormalizationTest(TestCase):
             layer.build(x.shape)
             randomise_statistics(layer, seed=axis + 5)
             before = [w.numpy().copy() for w in layer.weights]
-            weights = [w.numpy().astype("float64") for w in (layer.gamma, layer.beta, layer.moving_mean,
-                                                             layer.moving_variance)]
+            weights = [
+                w.numpy().astype("float64") for w in (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)
+            ]
             expected = numpy_batchnorm(x.astype("float64"), *weights, 1e-3, axis=axis)
             for training in (True, False, None):
-                self.assertAllClose(layer(x, training=training), expected, atol=1e-5, rtol=1e-5,
-                                    msg=f"axis={axis} training={training}")
+                self.assertAllClose(
+                    layer(x, training=training), expected, atol=1e-5, rtol=1e-5, msg=f"axis={axis} training={training}"
+                )
             for w, value in zip(layer.weights, before):
                 self.assertAllClose(w, value, atol=0, rtol=0, msg=f"{w.path} changed in a call")
         # A plain BatchNormalization uses batch statistics with training=True: the frozen layer does not.
         bn = keras.layers.BatchNormalization()
         bn.build(x.shape)
-        self.assertNotAllClose(bn(x, training=True), FrozenBatchNormalization.from_batch_normalization(bn)(
-            x, training=True), atol=1e-3)
+        self.assertNotAllClose(
+            bn(x, training=True), FrozenBatchNormalization.from_batch_normalization(bn)(x, training=True), atol=1e-3
+        )
 
     def test_fit_trains_affine_and_keeps_statistics(self):
         rng = np.random.default_rng(2)
@@ -152,12 +158,17 @@ class FrozenBatchNormalizationTest(TestCase):
         self.assertEqual(y.dtype, "float16")
         self.assertEqual(layer.moving_mean.dtype, "float32")
         weights = [w.numpy() for w in (layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance)]
-        self.assertAllClose(np.asarray(y, "float32"), numpy_batchnorm(x.astype("float64"), *weights, 1e-3),
-                            atol=5e-3, rtol=5e-3)
+        self.assertAllClose(
+            np.asarray(y, "float32"), numpy_batchnorm(x.astype("float64"), *weights, 1e-3), atol=5e-3, rtol=5e-3
+        )
         self.assertAllClose(layer.moving_mean, mean, atol=0, rtol=0)
 
     def test_errors(self):
-        self.assertRaisesValueError(["`renorm` must be False", "Received: renorm=True"],
-                                    FrozenBatchNormalization, renorm=True)
-        self.assertRaisesValueError(["`layer` must be a keras.layers.BatchNormalization", "Dense"],
-                                    FrozenBatchNormalization.from_batch_normalization, keras.layers.Dense(2))
+        self.assertRaisesValueError(
+            ["`renorm` must be False", "Received: renorm=True"], FrozenBatchNormalization, renorm=True
+        )
+        self.assertRaisesValueError(
+            ["`layer` must be a keras.layers.BatchNormalization", "Dense"],
+            FrozenBatchNormalization.from_batch_normalization,
+            keras.layers.Dense(2),
+        )

@@ -144,7 +144,9 @@ class GradientReversalTest(TestCase):
         self.assertEqual(GradientReversal(factor=2.0, name="g").get_config()["factor"], 2.0)
 
     def test_errors(self):
-        self.assertRaisesValueError(["`factor`", "Received: factor=-1.0", "never a negative"], GradientReversal, factor=-1.0)
+        self.assertRaisesValueError(
+            ["`factor`", "Received: factor=-1.0", "never a negative"], GradientReversal, factor=-1.0
+        )
         self.assertRaisesValueError(["`factor`", "Received: factor='a'"], GradientReversal, factor="a")
         self.assertRaisesValueError(["`factor`", "inf"], GradientReversal, factor=float("inf"))
         self.assertRaisesValueError(["`factor`", "nan"], GradientReversal, factor=float("nan"))

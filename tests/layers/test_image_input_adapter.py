@@ -41,7 +41,10 @@ class ImageInputAdapterTest(TestCase):
         x = np.random.default_rng(3).normal(size=(1, 2, 2, 1))
         self.run_gradient_check(
             lambda t: tf.cast(tf.reduce_sum(layer(tf.cast(t, "float32")) ** 2), "float64"),
-            [x], eps=1e-2, atol=2e-3, rtol=2e-3,
+            [x],
+            eps=1e-2,
+            atol=2e-3,
+            rtol=2e-3,
         )
 
     def test_bad_arguments(self):

@@ -17,12 +17,16 @@ class SequencePoolingTest(TestCase):
         self.assertAllClose(SequencePooling("auto")(image), image.mean((1, 2)), atol=1e-6)
         self.assertAllClose(SequencePooling("first")(self.x), self.x[:, 0])
         ids = np.array([[3, 9, 1, 0], [2, 4, 7, 8], [5, 0, 0, 0]])
-        self.assertAllClose(SequencePooling("argmax_token")(self.x, token_ids=ids),
-                            self.x[np.arange(3), ids.argmax(1)])
+        self.assertAllClose(SequencePooling("argmax_token")(self.x, token_ids=ids), self.x[np.arange(3), ids.argmax(1)])
 
     def test_layer_basics(self):
-        self.run_layer_test(SequencePooling, {"mode": "mean"}, input_shape=(3, 4, 5),
-                            expected_output_shape=(3, 5), expected_num_trainable_weights=0)
+        self.run_layer_test(
+            SequencePooling,
+            {"mode": "mean"},
+            input_shape=(3, 4, 5),
+            expected_output_shape=(3, 5),
+            expected_num_trainable_weights=0,
+        )
 
     def test_errors(self):
         self.assertRaisesValueError("`mode` must be one of", SequencePooling, "max")

@@ -74,7 +74,9 @@ class TextTransformerEncoderTest(TestCase):
         self.run_layer_test(
             TextTransformerEncoder,
             {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_layers": 1, "num_heads": 2},
-            input_shape=(4, 7), expected_output_shape=(4, 8), input_data=self.ids.astype("float32"),
+            input_shape=(4, 7),
+            expected_output_shape=(4, 8),
+            input_data=self.ids.astype("float32"),
             expected_num_trainable_weights=2 + 4 + 8 + 4 + 2,
         )
 
@@ -105,8 +107,9 @@ class TextTransformerEncoderTest(TestCase):
         self.run_gradient_check(fn, [values[table], values[position]], eps=1e-5, atol=1e-6, rtol=1e-4)
 
     def test_errors(self):
-        self.assertRaisesValueError("`num_heads` must divide `embedding_dim`", TextTransformerEncoder, 20, 7,
-                                    embedding_dim=6, num_heads=4)
+        self.assertRaisesValueError(
+            "`num_heads` must divide `embedding_dim`", TextTransformerEncoder, 20, 7, embedding_dim=6, num_heads=4
+        )
         self.assertRaisesValueError("`vocabulary_size` must be an integer >= 2", TextTransformerEncoder, 1, 7)
         self.assertRaisesValueError("`sequence_length` must be a positive integer", TextTransformerEncoder, 20, 0)
         self.assertRaisesValueError("`dropout` must be a number in [0, 1)", TextTransformerEncoder, 20, 7, dropout=1.0)
@@ -132,5 +135,6 @@ class WordTokenizerTest(TestCase):
         self.assertRaisesValueError("Exactly one of `texts` and `vocabulary`", word_tokenizer)
         self.assertRaisesValueError("Exactly one of", word_tokenizer, ["a"], vocabulary=["a"])
         self.assertRaisesValueError("`texts` must contain at least one string", word_tokenizer, [])
-        self.assertRaisesValueError("`sequence_length` must be a positive integer", word_tokenizer, ["a"],
-                                    sequence_length=0)
+        self.assertRaisesValueError(
+            "`sequence_length` must be a positive integer", word_tokenizer, ["a"], sequence_length=0
+        )

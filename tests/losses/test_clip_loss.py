@@ -58,8 +58,7 @@ class ClipLossTest(TestCase):
         self.assertAllClose(clip_loss(eye, eye, 3.0), np.log(1 + 3 * np.exp(-3.0)), atol=1e-6)
 
     def test_tensor_scale_and_float16_inputs_stay_float32(self):
-        value = clip_loss(self.image.astype("float16"), self.text.astype("float16"),
-                          tf.constant(100.0))
+        value = clip_loss(self.image.astype("float16"), self.text.astype("float16"), tf.constant(100.0))
         self.assertEqual(keras.backend.standardize_dtype(value.dtype), "float32")
         expected = numpy_clip_loss(self.image.astype("float16"), self.text.astype("float16"), 100.0).mean()
         self.assertAllClose(value, expected, atol=1e-4, rtol=1e-4)
@@ -75,8 +74,9 @@ class ClipLossTest(TestCase):
         self.assertAllClose(loss(self.image, self.text), clip_loss(self.image, self.text, 20.0), atol=1e-6)
         weights = np.array([1, 0, 2, 0, 1, 1], "float32")
         per_pair = numpy_clip_loss(self.image, self.text, 20.0)
-        self.assertAllClose(loss(self.image, self.text, sample_weight=weights),
-                            (per_pair * weights).sum() / 6, atol=1e-5)
+        self.assertAllClose(
+            loss(self.image, self.text, sample_weight=weights), (per_pair * weights).sum() / 6, atol=1e-5
+        )
         clone = keras.losses.deserialize(keras.losses.serialize(loss))
         self.assertIsInstance(clone, CLIPLoss)
         self.assertEqual(clone.get_config(), loss.get_config())
@@ -94,21 +94,23 @@ class ClipLossTest(TestCase):
         self.run_mixed_precision_test(build, self.image, self.text, batch_size=6)
 
     def test_errors(self):
-        self.assertRaisesValueError(["same number of pairs", "6 rows", "4 rows"],
-                                    clip_loss, self.image, self.text[:4], 10.0)
-        self.assertRaisesValueError(["at least 2 pairs", "batch of 1"],
-                                    clip_loss, self.image[:1], self.text[:1], 10.0)
+        self.assertRaisesValueError(
+            ["same number of pairs", "6 rows", "4 rows"], clip_loss, self.image, self.text[:4], 10.0
+        )
+        self.assertRaisesValueError(["at least 2 pairs", "batch of 1"], clip_loss, self.image[:1], self.text[:1], 10.0)
         self.assertRaisesValueError("same embedding size", clip_loss, self.image, self.text[:, :3], 10.0)
         self.assertRaisesValueError("2-D tensor", clip_loss, self.image[None], self.text[None], 10.0)
         for bad in (0.0, -1.0, float("nan")):
-            self.assertRaisesValueError("`logit_scale` must be a positive finite number",
-                                        clip_loss, self.image, self.text, bad)
+            self.assertRaisesValueError(
+                "`logit_scale` must be a positive finite number", clip_loss, self.image, self.text, bad
+            )
             self.assertRaisesValueError("`logit_scale` must be a positive", CLIPLoss, logit_scale=bad)
         self.assertRaisesValueError("`logit_scale` must be a positive", CLIPLoss, logit_scale=tf.constant(2.0))
         # CLIP's log-scale variable is refused: the multiplier is `clip_model.logit_scale`.
         log_scale = keras.Variable(np.log(20.0), dtype="float32", name="log_logit_scale")
-        self.assertRaisesValueError(["not its log", "log_logit_scale", "clip_model.logit_scale"],
-                                    clip_loss, self.image, self.text, log_scale)
+        self.assertRaisesValueError(
+            ["not its log", "log_logit_scale", "clip_model.logit_scale"], clip_loss, self.image, self.text, log_scale
+        )
         bad = self.image.copy()
         bad[0, 0] = np.nan
         self.assertRaisesValueError(["finite", "1 NaN"], clip_loss, bad, self.text, 10.0)

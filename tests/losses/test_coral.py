@@ -53,8 +53,12 @@ class CoralLossTest(TestCase):
         self.assertAllClose(value, _numpy_coral(self.source, self.target), rtol=2e-2)
 
     def test_errors(self):
-        self.assertRaisesValueError(["`source_features`", "at least 2 examples", "(1, 5)"], coral_loss, self.source[:1], self.target)
-        self.assertRaisesValueError(["`target_features`", "at least 2 examples"], coral_loss, self.source, self.target[:1])
+        self.assertRaisesValueError(
+            ["`source_features`", "at least 2 examples", "(1, 5)"], coral_loss, self.source[:1], self.target
+        )
+        self.assertRaisesValueError(
+            ["`target_features`", "at least 2 examples"], coral_loss, self.source, self.target[:1]
+        )
         self.assertRaisesValueError(["same feature size", "5", "4"], coral_loss, self.source, self.target[:, :4])
         self.assertRaisesValueError(["`source_features`", "shape (n, d)"], coral_loss, np.ones(4), self.target)
 

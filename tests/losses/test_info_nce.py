@@ -107,13 +107,20 @@ class InfoNCETest(TestCase):
 
     def test_bad_arguments(self):
         for t in (0, -0.1, float("nan"), "0.1"):
-            self.assertRaisesValueError(["`temperature` must be a positive", f"temperature={t!r}"],
-                                        info_nce, self.q, self.k, self.queue, t)
+            self.assertRaisesValueError(
+                ["`temperature` must be a positive", f"temperature={t!r}"], info_nce, self.q, self.k, self.queue, t
+            )
             self.assertRaisesValueError("`temperature` must be a positive", InfoNCE, t)
-        self.assertRaisesValueError(["`query` and `positive_key` must be 2-D", "(5, 4, 1)"],
-                                    info_nce, self.q[..., None], self.k[..., None], self.queue)
+        self.assertRaisesValueError(
+            ["`query` and `positive_key` must be 2-D", "(5, 4, 1)"],
+            info_nce,
+            self.q[..., None],
+            self.k[..., None],
+            self.queue,
+        )
         self.assertRaisesValueError(["same shape", "(5, 4)", "(4, 4)"], info_nce, self.q, self.k[:4], self.queue)
         self.assertRaisesValueError(["`negative_keys` must be", "(7, 3)"], info_nce, self.q, self.k, self.queue[:, :3])
         self.assertRaisesValueError(["`negative_keys` must be", "(7,)"], info_nce, self.q, self.k, self.queue[:, 0])
-        self.assertRaisesValueError(["(batch, 2 + num_negatives, dim)", "(5, 2, 4)"], InfoNCE(),
-                                    np.zeros(5), np.stack([self.q, self.k], axis=1))
+        self.assertRaisesValueError(
+            ["(batch, 2 + num_negatives, dim)", "(5, 2, 4)"], InfoNCE(), np.zeros(5), np.stack([self.q, self.k], axis=1)
+        )

@@ -21,11 +21,11 @@ def numpy_nt_xent(z1, z2, temperature):
     z[0::2], z[1::2] = z1, z2  # interleaved as in the paper
     s = np.array([[a @ b / (np.linalg.norm(a) * np.linalg.norm(b)) for b in z] for a in z])
 
-    def l(i, j):
+    def loss_of(i, j):
         denominator = sum(np.exp(s[i, k] / temperature) for k in range(2 * n) if k != i)
         return -np.log(np.exp(s[i, j] / temperature) / denominator)
 
-    return sum(l(2 * k, 2 * k + 1) + l(2 * k + 1, 2 * k) for k in range(n)) / (2 * n)
+    return sum(loss_of(2 * k, 2 * k + 1) + loss_of(2 * k + 1, 2 * k) for k in range(n)) / (2 * n)
 
 
 class NTXentTest(TestCase):
@@ -81,9 +81,7 @@ class NTXentTest(TestCase):
     def test_loss_class(self):
         loss = NTXent(temperature=0.2)
         y_pred = np.stack([self.z1, self.z2], axis=1)
-        self.assertAllClose(
-            loss(np.zeros(6), y_pred), numpy_nt_xent(self.z1, self.z2, 0.2), atol=1e-5, rtol=1e-5
-        )
+        self.assertAllClose(loss(np.zeros(6), y_pred), numpy_nt_xent(self.z1, self.z2, 0.2), atol=1e-5, rtol=1e-5)
         # Sample weights weight pairs: weight 1 on the first 3 pairs, 0 elsewhere.
         per_pair = NTXent(0.2, reduction=None)(np.zeros(6), y_pred)
         self.assertEqual(tuple(per_pair.shape), (6,))
@@ -109,11 +107,13 @@ class NTXentTest(TestCase):
 
     def test_bad_arguments(self):
         for t in (0, -0.1, float("nan"), "0.1"):
-            self.assertRaisesValueError(["`temperature` must be a positive", f"temperature={t!r}"],
-                                        nt_xent, self.z1, self.z2, t)
+            self.assertRaisesValueError(
+                ["`temperature` must be a positive", f"temperature={t!r}"], nt_xent, self.z1, self.z2, t
+            )
             self.assertRaisesValueError("`temperature` must be a positive", NTXent, t)
-        self.assertRaisesValueError(["at least 2 pairs", "batch size 1", "drop_remainder"],
-                                    nt_xent, self.z1[:1], self.z2[:1])
+        self.assertRaisesValueError(
+            ["at least 2 pairs", "batch size 1", "drop_remainder"], nt_xent, self.z1[:1], self.z2[:1]
+        )
         self.assertRaisesValueError(["must be 2-D", "(6, 5, 1)"], nt_xent, self.z1[..., None], self.z2[..., None])
         self.assertRaisesValueError(["same shape", "(6, 5)", "(5, 5)"], nt_xent, self.z1, self.z2[:5])
         self.assertRaisesValueError(["(batch, 2, dim)", "(6, 5)"], NTXent(), np.zeros(6), self.z1)

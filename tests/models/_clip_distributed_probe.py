@@ -30,9 +30,9 @@ from keras_transfer.models import CLIP  # noqa: E402
 
 def build():
     keras.utils.set_random_seed(7)
-    image_encoder = keras.Sequential([
-        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D()])
+    image_encoder = keras.Sequential(
+        [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D()]
+    )
     text_encoder = TextTransformerEncoder(12, 5, embedding_dim=8, num_layers=1, num_heads=2)
     model = CLIP(image_encoder, text_encoder, projection_dim=6)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
@@ -57,8 +57,7 @@ def main():
         mirrored(data)
         mirrored.set_weights(initial)
     history_mirrored = mirrored.fit(data, batch_size=8, epochs=1, shuffle=False, verbose=0).history
-    differences = [float(np.max(np.abs(a.numpy() - b.numpy())))
-                   for a, b in zip(single.weights, mirrored.weights)]
+    differences = [float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(single.weights, mirrored.weights)]
     moved = [float(np.max(np.abs(a.numpy() - b))) for a, b in zip(single.weights, initial)]
 
     # Clamp after a step (learning rate 0: only the constraint moves the scale).

@@ -15,6 +15,7 @@ tf.config.set_logical_device_configuration(
 )
 sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
+
 keras.config.disable_traceback_filtering()
 
 from keras_transfer.models import SimCLR  # noqa: E402
@@ -88,16 +89,21 @@ def main():
         "pointer": int(moco.queue_pointer.numpy()),
         "queue_spread": float(np.max(np.abs(queues[1] - queues[0]))),
     }
-    print("RESULT " + json.dumps({
-        "moco": moco_result,
-        "reference_loss": ref_loss,
-        "reference_accuracy": ref_acc,
-        "max_grad": max(float(np.max(np.abs(g))) for g in ref_grads),
-        "z1": h1.tolist(),
-        "z2": h2.tolist(),
-        "distributed": results,
-        "replicas": strategy.num_replicas_in_sync,
-    }))
+    print(
+        "RESULT "
+        + json.dumps(
+            {
+                "moco": moco_result,
+                "reference_loss": ref_loss,
+                "reference_accuracy": ref_acc,
+                "max_grad": max(float(np.max(np.abs(g))) for g in ref_grads),
+                "z1": h1.tolist(),
+                "z2": h2.tolist(),
+                "distributed": results,
+                "replicas": strategy.num_replicas_in_sync,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,7 @@ def assert_terminates_on_nan(test, model, x, y=None, stop_batch=None, **fit_kwar
     """
     recorder = _Recorder()
     fit_kwargs.setdefault("shuffle", False)
-    history = model.fit(x, y, epochs=3, verbose=0,
-                        callbacks=[keras.callbacks.TerminateOnNaN(), recorder], **fit_kwargs)
+    history = model.fit(x, y, epochs=3, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), recorder], **fit_kwargs)
     batches = recorder.batches
     test.assertTrue(batches, "no batch ran")
     last_batch, last_logs, _ = batches[-1]
@@ -42,8 +41,9 @@ def assert_terminates_on_nan(test, model, x, y=None, stop_batch=None, **fit_kwar
     for batch, logs, broken in batches:
         if broken:
             for name, value in logs.items():
-                test.assertFalse(np.isfinite(value),
-                                 f"{name}={value} logged at batch {batch} while the weights are NaN")
+                test.assertFalse(
+                    np.isfinite(value), f"{name}={value} logged at batch {batch} while the weights are NaN"
+                )
     for name, values in history.history.items():
         test.assertFalse(np.isfinite(values[-1]), f"history {name}={values[-1]} is finite")
     return batches

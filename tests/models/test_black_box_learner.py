@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 
 from keras_transfer.datasets import sinusoid_tasks
 from keras_transfer.models import BlackBoxLearner
@@ -66,7 +66,8 @@ class BlackBoxLearnerTest(TestCase):
         reloaded.export(path, verbose=False)
         other, _ = gaussian_episodes(3, k_shot=4, queries=2, seed=5)
         outputs = tf.saved_model.load(path).signatures["serving_default"](
-            support_x=other[0], support_y=other[1], query_x=other[2])
+            support_x=other[0], support_y=other[1], query_x=other[2]
+        )
         self.assertAllClose(next(iter(outputs.values())), reloaded.predict(other, verbose=0), atol=1e-5)
 
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
@@ -116,8 +117,11 @@ class BlackBoxClassificationTest(TestCase):
         super().setUpClass()
         keras.utils.set_random_seed(1)
         cls.model = BlackBoxLearner(3, num_classes=3, context_dim=16, hidden_units=32)
-        cls.model.compile(keras.optimizers.Adam(3e-3),
-                          keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        cls.model.compile(
+            keras.optimizers.Adam(3e-3),
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         cls.train = gaussian_episodes(2048, seed=0)
         cls.test = gaussian_episodes(200, seed=1)
         cls.before = cls.model.evaluate(*cls.test, verbose=0)[1]
@@ -157,8 +161,9 @@ class BlackBoxClassificationTest(TestCase):
             return model
 
         self.run_mixed_precision_test(build, x, y, batch_size=8)
-        self.assertRaisesValueError(["num_classes", "num_outputs=4", 'pooling="mean"'],
-                                    BlackBoxLearner, 4, num_classes=3)
+        self.assertRaisesValueError(
+            ["num_classes", "num_outputs=4", 'pooling="mean"'], BlackBoxLearner, 4, num_classes=3
+        )
         self.assertRaisesValueError("pooling", BlackBoxLearner, 3, num_classes=3, pooling="max")
         # The mean (neural-process) set encoder stays available for classification too.
         mean = BlackBoxLearner(4, num_classes=3, pooling="mean")

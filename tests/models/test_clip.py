@@ -1,6 +1,6 @@
+import json
 import math
 import os
-import json
 import subprocess
 import sys
 
@@ -19,9 +19,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def build_clip(**kwargs):
-    image_encoder = keras.Sequential([
-        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D()], name="image_encoder")
+    image_encoder = keras.Sequential(
+        [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D()],
+        name="image_encoder",
+    )
     text_encoder = TextTransformerEncoder(12, 5, embedding_dim=8, num_layers=1, num_heads=2)
     kwargs.setdefault("projection_dim", 6)
     return CLIP(image_encoder, text_encoder, **kwargs)
@@ -63,14 +64,18 @@ class CLIPTest(TestCase):
         out = model.predict(self.data, verbose=0)
         model.compile(optimizer="sgd")
         logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)
-        self.assertAllClose(clip_loss(out["image_embeddings"], out["text_embeddings"], model.logit_scale),
-                            numpy_clip_loss(out["image_embeddings"], out["text_embeddings"], 20.0).mean(),
-                            atol=1e-5)
-        self.assertAllClose(logs["loss"], clip_loss(out["image_embeddings"], out["text_embeddings"],
-                                                    model.logit_scale), atol=1e-5)
+        self.assertAllClose(
+            clip_loss(out["image_embeddings"], out["text_embeddings"], model.logit_scale),
+            numpy_clip_loss(out["image_embeddings"], out["text_embeddings"], 20.0).mean(),
+            atol=1e-5,
+        )
+        self.assertAllClose(
+            logs["loss"], clip_loss(out["image_embeddings"], out["text_embeddings"], model.logit_scale), atol=1e-5
+        )
         # The log-scale variable itself is refused by clip_loss.
-        self.assertRaisesValueError("not its log", clip_loss, out["image_embeddings"],
-                                    out["text_embeddings"], model.log_logit_scale)
+        self.assertRaisesValueError(
+            "not its log", clip_loss, out["image_embeddings"], out["text_embeddings"], model.log_logit_scale
+        )
         # It is read-only: the log scale is changed through `log_logit_scale`.
         with self.assertRaises(AttributeError):
             model.logit_scale = 3.0
@@ -106,8 +111,11 @@ class CLIPTest(TestCase):
         self.assertEqual(tuple(specs["images"].shape), (None, 6, 6, 1))
         # Towers without a declared Input, never called: the shapes are unknown.
         unknown = CLIP(keras.layers.Dense(4), TextTransformerEncoder(12, 5, 8, 1, 2), projection_dim=6)
-        self.assertRaisesValueError(["`CLIP.export()` needs the input shapes", "input_signature"],
-                                    unknown.export, os.path.join(self.get_temp_dir(), "x"))
+        self.assertRaisesValueError(
+            ["`CLIP.export()` needs the input shapes", "input_signature"],
+            unknown.export,
+            os.path.join(self.get_temp_dir(), "x"),
+        )
 
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
         # Divergence: a huge learning rate.
@@ -133,8 +141,7 @@ class CLIPTest(TestCase):
         self.assertAllClose(out["image_embeddings"], expected, atol=1e-5)
         self.assertAllClose(np.linalg.norm(out["text_embeddings"], axis=1), np.ones(8), atol=1e-5)
         self.assertAllClose(model.encode_images(self.data["images"], batch_size=3), expected, atol=1e-5)
-        self.assertAllClose(model.encode_text(self.data["token_ids"], batch_size=3),
-                            out["text_embeddings"], atol=1e-5)
+        self.assertAllClose(model.encode_text(self.data["token_ids"], batch_size=3), out["text_embeddings"], atol=1e-5)
 
     def test_evaluate_matches_numpy_loss_and_accuracies(self):
         model = self.model
@@ -156,8 +163,10 @@ class CLIPTest(TestCase):
         image, text = out["image_embeddings"].astype("float64"), out["text_embeddings"].astype("float64")
         s0 = float(model.log_logit_scale.numpy())
         eps = 1e-4
-        numeric = (numpy_clip_loss(image, text, math.exp(s0 + eps), False).mean()
-                   - numpy_clip_loss(image, text, math.exp(s0 - eps), False).mean()) / (2 * eps)
+        numeric = (
+            numpy_clip_loss(image, text, math.exp(s0 + eps), False).mean()
+            - numpy_clip_loss(image, text, math.exp(s0 - eps), False).mean()
+        ) / (2 * eps)
         model.fit(self.data, batch_size=8, epochs=1, verbose=0, shuffle=False)
         self.assertAllClose(float(model.log_logit_scale.numpy()), s0 - 0.1 * numeric, atol=1e-5)
 
@@ -166,13 +175,13 @@ class CLIPTest(TestCase):
         model.compile(optimizer="adam")
         model(self.data)
         history = self.run_fit_test(model, self.data, batch_size=8, steps=2)
-        self.assertEqual(set(history.history), {"loss", "image_to_text_accuracy",
-                                                "text_to_image_accuracy", "logit_scale"})
+        self.assertEqual(
+            set(history.history), {"loss", "image_to_text_accuracy", "text_to_image_accuracy", "logit_scale"}
+        )
         self.assertGreater(history.history["loss"][0], 0.0)
         model.fit((self.data["images"], self.data["token_ids"]), batch_size=4, epochs=1, verbose=0)
         model.fit(self.data["images"], self.data["token_ids"], 4, 1, 0)  # positional batch_size, epochs, verbose
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (self.data["images"], self.data["token_ids"])).batch(4)
+        dataset = tf.data.Dataset.from_tensor_slices((self.data["images"], self.data["token_ids"])).batch(4)
         logs = model.evaluate(dataset, verbose=0, return_dict=True)
         self.assertTrue(np.isfinite(logs["loss"]))
 
@@ -182,8 +191,9 @@ class CLIPTest(TestCase):
         out = model.predict(self.data, verbose=0)
         features = image_encoder.predict(self.data["images"], verbose=0).mean(axis=(1, 2))
         expected = features @ model.image_projection.kernel.numpy()
-        self.assertAllClose(out["image_embeddings"], expected / np.linalg.norm(expected, axis=1, keepdims=True),
-                            atol=1e-5)
+        self.assertAllClose(
+            out["image_embeddings"], expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5
+        )
 
     def test_logit_scale_is_clamped_after_each_step(self):
         model = build_clip()
@@ -213,8 +223,7 @@ class CLIPTest(TestCase):
 
         model, history = self.run_mixed_precision_test(build, self.data, batch_size=8)
         self.assertEqual(keras.backend.standardize_dtype(model.log_logit_scale.dtype), "float32")
-        self.assertEqual(keras.backend.standardize_dtype(
-            model.image_projection.compute_dtype), "float16")
+        self.assertEqual(keras.backend.standardize_dtype(model.image_projection.compute_dtype), "float16")
         out = model.predict(self.data, verbose=0)
         self.assertEqual(out["image_embeddings"].dtype, np.float32)
         # A scale at its clamp does not overflow in float16 logits.
@@ -225,11 +234,14 @@ class CLIPTest(TestCase):
     def test_global_batch_under_mirrored_strategy_equals_single_device(self):
         result = subprocess.run(
             [sys.executable, os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py")],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
         self.assertTrue(lines, f"probe failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-        out = json.loads(lines[-1][len("RESULT "):])
+        out = json.loads(lines[-1][len("RESULT ") :])
         self.assertEqual(out["replicas"], 2)
         self.assertLess(out["max_weight_difference"], 2e-5)
         self.assertGreater(out["median_weight_movement"], 1e-3)
@@ -239,19 +251,26 @@ class CLIPTest(TestCase):
 
     def test_bad_arguments(self):
         for bad in (0.0, -1.0):
-            self.assertRaisesValueError(["`logit_scale_init` must be a positive finite number",
-                                         f"logit_scale_init={bad}"], build_clip, logit_scale_init=bad)
+            self.assertRaisesValueError(
+                ["`logit_scale_init` must be a positive finite number", f"logit_scale_init={bad}"],
+                build_clip,
+                logit_scale_init=bad,
+            )
         self.assertRaisesValueError("must lie in [1, max_logit_scale]", build_clip, logit_scale_init=200.0)
         self.assertRaisesValueError("`max_logit_scale` must be >= 1", build_clip, max_logit_scale=0.5)
         self.assertRaisesValueError("`projection_dim` must be a positive integer", build_clip, projection_dim=0)
         self.assertRaisesValueError("`text_pooling` must be one of", build_clip, text_pooling="max")
-        self.assertRaisesValueError("`image_encoder` must be a Keras model or layer",
-                                    CLIP, "resnet", TextTransformerEncoder(12, 5))
+        self.assertRaisesValueError(
+            "`image_encoder` must be a Keras model or layer", CLIP, "resnet", TextTransformerEncoder(12, 5)
+        )
 
     def test_bad_data(self):
         model = self.model
-        self.assertRaisesValueError(["same number of pairs", "8 images and 7 texts"], model.fit,
-                                    {"images": self.data["images"], "token_ids": self.data["token_ids"][:7]})
+        self.assertRaisesValueError(
+            ["same number of pairs", "8 images and 7 texts"],
+            model.fit,
+            {"images": self.data["images"], "token_ids": self.data["token_ids"][:7]},
+        )
         one = {k: v[:1] for k, v in self.data.items()}
         self.assertRaisesValueError("at least 2 (image, text) pairs", model.fit, one)
         self.assertRaisesValueError("`batch_size` must leave at least 2 pairs", model.fit, self.data, batch_size=1)
@@ -263,8 +282,9 @@ class CLIPTest(TestCase):
         bad["images"][0, 0, 0, 0] = np.nan
         self.assertRaisesValueError(["finite", "1 NaN"], model.fit, bad, batch_size=8)
         self.assertRaisesValueError("keys 'images' and 'token_ids'", model.predict, {"images": self.data["images"]})
-        self.assertRaisesValueError("does not support `sample_weight`", model.fit, self.data,
-                                    sample_weight=np.ones(8), batch_size=8)
+        self.assertRaisesValueError(
+            "does not support `sample_weight`", model.fit, self.data, sample_weight=np.ones(8), batch_size=8
+        )
         nan_dataset = tf.data.Dataset.from_tensor_slices(bad).batch(4)
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "`images` must contain only finite values"):
             model.fit(nan_dataset, verbose=0)

@@ -20,10 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def tiny_backbone():
     vision = keras_hub.models.CLIPVisionEncoder(
-        patch_size=4, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16, image_shape=(8, 8, 3))
+        patch_size=4, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16, image_shape=(8, 8, 3)
+    )
     text = keras_hub.models.CLIPTextEncoder(
-        vocabulary_size=20, embedding_dim=8, hidden_dim=8, num_layers=1, num_heads=2, intermediate_dim=16,
-        max_sequence_length=6)
+        vocabulary_size=20,
+        embedding_dim=8,
+        hidden_dim=8,
+        num_layers=1,
+        num_heads=2,
+        intermediate_dim=16,
+        max_sequence_length=6,
+    )
     return keras_hub.models.CLIPBackbone(vision, text, projection_dim=6)
 
 
@@ -34,8 +41,10 @@ class CLIPFromKerasHubTest(TestCase):
         keras.utils.set_random_seed(0)
         rng = np.random.default_rng(0)
         cls.backbone = tiny_backbone()
-        cls.data = {"images": rng.uniform(size=(4, 8, 8, 3)).astype("float32"),
-                    "token_ids": rng.integers(1, 20, size=(4, 6)).astype("int32")}
+        cls.data = {
+            "images": rng.uniform(size=(4, 8, 8, 3)).astype("float32"),
+            "token_ids": rng.integers(1, 20, size=(4, 6)).astype("int32"),
+        }
         cls.model = CLIP.from_keras_hub(cls.backbone)
 
     def test_logits_equal_keras_hub_backbone(self):
@@ -76,8 +85,7 @@ class WithoutKerasHubTest(TestCase):
             "try:\n    CLIP.from_keras_hub('clip_vit_base_patch32')\n"
             "except ValueError as e:\n    print('HUB', 'pip install keras-hub' in str(e))\n"
         )
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
         self.assertIn("OK", result.stdout, result.stderr[-3000:])
         self.assertIn("(2, 2)", result.stdout)
         self.assertIn("HUB True", result.stdout)

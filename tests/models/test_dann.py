@@ -55,9 +55,7 @@ class DANNTest(TestCase):
             fs, ft = fe(self.xs), fe(self.xt)
             logits = lc(fs)
             dlogits = tf.squeeze(dc(tf.concat([fs, ft], 0)), -1)
-            label_loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(self.ys, logits)
-            )
+            label_loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(self.ys, logits))
             domain_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(domain, dlogits))
         g_label = tape.gradient(label_loss, fe.trainable_variables + lc.trainable_variables)
         g_domain_fe = tape.gradient(domain_loss, fe.trainable_variables)
@@ -93,15 +91,19 @@ class DANNTest(TestCase):
         # global batch, so the summed replica gradients equal the one-device gradient.
         out = subprocess.run(
             [sys.executable, os.path.join(HERE, "_dann_distributed_probe.py")],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         self.assertTrue(lines, out.stdout + out.stderr[-3000:])
-        result = json.loads(lines[-1][len("RESULT "):])
+        result = json.loads(lines[-1][len("RESULT ") :])
         self.assertEqual(result["replicas"], 2)
-        for kind, metrics in (("dann", ("loss", "label_loss", "label_accuracy", "domain_loss",
-                                        "domain_accuracy")),
-                              ("source_only", ("loss", "label_loss", "label_accuracy"))):
+        for kind, metrics in (
+            ("dann", ("loss", "label_loss", "label_accuracy", "domain_loss", "domain_accuracy")),
+            ("source_only", ("loss", "label_loss", "label_accuracy")),
+        ):
             r = result["results"][kind]
             for name in metrics:
                 self.assertAllClose(r["logs"][name], r["reference_logs"][name], atol=1e-5, rtol=1e-5)
@@ -122,9 +124,7 @@ class DANNTest(TestCase):
             model.compile(optimizer=keras.optimizers.SGD(0.1))
             return model
 
-        model, reloaded = self.run_fit_then_export_test(
-            build, one_batch(self.xs, self.xt, self.ys), self.xs
-        )
+        model, reloaded = self.run_fit_then_export_test(build, one_batch(self.xs, self.xt, self.ys), self.xs)
         fe, lc = model.feature_extractor, model.label_classifier
         self.assertAllClose(reloaded.predict(self.xs, verbose=0), lc(fe(self.xs)), atol=1e-6)
         self.assertAllClose(reloaded.factor, 0.5)
@@ -137,10 +137,8 @@ class DANNTest(TestCase):
         model.factor = 0.25
         reloaded = self.run_serialization_test(model, self.xs)
         self.assertAllClose(reloaded.factor, 0.25)
-        self.assertAllClose(
-            reloaded.domain_logits(self.xt), model.domain_logits(self.xt), atol=1e-6
-        )
-        self.assertEqual([l.units for l in reloaded.domain_classifier.layers], [100, 1])
+        self.assertAllClose(reloaded.domain_logits(self.xt), model.domain_logits(self.xt), atol=1e-6)
+        self.assertEqual([layer.units for layer in reloaded.domain_classifier.layers], [100, 1])
         # The reloaded model is compiled and keeps training.
         reloaded.fit(one_batch(self.xs, self.xt, self.ys), epochs=1, verbose=0)
 
@@ -153,7 +151,14 @@ class DANNTest(TestCase):
         schedule = GradientReversalSchedule()
         history = self.run_fit_test(model, data, steps=2)
         history = model.fit(data, validation_data=val, epochs=2, verbose=0, callbacks=[schedule]).history
-        for key in ("label_accuracy", "domain_accuracy", "val_label_accuracy", "val_domain_accuracy", "val_loss", "grl_factor"):
+        for key in (
+            "label_accuracy",
+            "domain_accuracy",
+            "val_label_accuracy",
+            "val_domain_accuracy",
+            "val_loss",
+            "grl_factor",
+        ):
             self.assertIn(key, history)
             self.assertTrue(np.all(np.isfinite(history[key])))
         self.assertGreater(model.factor, 0.0)
@@ -216,28 +221,48 @@ class DANNTest(TestCase):
         xt5 = np.ones((6, 5), "float32")
         self.assertRaisesValueError(
             ["`source_x` and `target_x` must have the same feature shape", "feature shape (4,)", "feature shape (5,)"],
-            model.fit, one_batch(self.xs, xt5, self.ys), epochs=1, verbose=0,
+            model.fit,
+            one_batch(self.xs, xt5, self.ys),
+            epochs=1,
+            verbose=0,
         )
         self.assertRaisesValueError(
             ["`target_x` must hold at least one example"],
-            model.fit, one_batch(self.xs, self.xt[:0], self.ys), epochs=1, verbose=0,
+            model.fit,
+            one_batch(self.xs, self.xt[:0], self.ys),
+            epochs=1,
+            verbose=0,
         )
         yt = np.zeros(6, "int64")
         self.assertRaisesValueError(
             ["`y` must hold the source labels only", "target labels?"],
-            model.fit, tf.data.Dataset.from_tensors(((self.xs, self.xt), (self.ys, yt))), epochs=1, verbose=0,
+            model.fit,
+            tf.data.Dataset.from_tensors(((self.xs, self.xt), (self.ys, yt))),
+            epochs=1,
+            verbose=0,
         )
         self.assertRaisesValueError(
             ["`x` must be the pair `(source_x, target_x)`", "3 parts"],
-            model.fit, tf.data.Dataset.from_tensors(((self.xs, self.xt, yt), self.ys)), epochs=1, verbose=0,
+            model.fit,
+            tf.data.Dataset.from_tensors(((self.xs, self.xt, yt), self.ys)),
+            epochs=1,
+            verbose=0,
         )
         self.assertRaisesValueError(
             ["must be trained on `((source_x, target_x), source_y)`", "plain"],
-            model.fit, self.xs, self.ys, epochs=1, verbose=0,
+            model.fit,
+            self.xs,
+            self.ys,
+            epochs=1,
+            verbose=0,
         )
         self.assertRaisesValueError(["`factor`", "Received: factor=-1"], DANN, fe, lc, dc, factor=-1)
-        self.assertRaisesValueError(["`domain_loss_weight`", "Received: domain_loss_weight=-2"], DANN, fe, lc, dc, domain_loss_weight=-2)
+        self.assertRaisesValueError(
+            ["`domain_loss_weight`", "Received: domain_loss_weight=-2"], DANN, fe, lc, dc, domain_loss_weight=-2
+        )
         self.assertRaisesValueError(["`domain_classifier`", "Received: domain_classifier='mlp'"], DANN, fe, lc, "mlp")
         self.assertRaisesValueError(["`feature_extractor`"], DANN, "resnet", lc)
         bad = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-        self.assertRaisesValueError(["`domain_classifier` must output one logit", "(None, 3)", "Dense(1)"], DANN, fe, lc, bad)
+        self.assertRaisesValueError(
+            ["`domain_classifier` must output one logit", "(None, 3)", "Dense(1)"], DANN, fe, lc, bad
+        )

@@ -43,7 +43,9 @@ class DeepCORALTest(TestCase):
                 total = ce + 2.0 * coral_loss(a, b)
             grads = tape.gradient(total, model.trainable_variables)
             expected = [v.numpy() - 0.1 * g.numpy() for v, g in zip(model.trainable_variables, grads)]
-            history = model.fit(tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys)), epochs=1, verbose=0).history
+            history = model.fit(
+                tf.data.Dataset.from_tensors(((self.xs, self.xt), self.ys)), epochs=1, verbose=0
+            ).history
             self.assertAllClose(history["coral_loss"][0], expected_coral, rtol=1e-4)
             self.assertAllClose(history["loss"][0], history["label_loss"][0] + 2.0 * expected_coral, rtol=1e-4)
             for v, e in zip(model.trainable_variables, expected):
@@ -87,5 +89,8 @@ class DeepCORALTest(TestCase):
         model.compile(optimizer="sgd")
         self.assertRaisesValueError(
             ["`target_features` must hold at least 2 examples"],
-            model.fit, tf.data.Dataset.from_tensors(((self.xs, self.xt[:1]), self.ys)), epochs=1, verbose=0,
+            model.fit,
+            tf.data.Dataset.from_tensors(((self.xs, self.xt[:1]), self.ys)),
+            epochs=1,
+            verbose=0,
         )

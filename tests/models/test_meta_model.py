@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transfer.datasets import sinusoid_tasks
@@ -63,8 +63,7 @@ def tiny_net(dtype="float64", seed=0):
     return keras.Sequential(
         [
             keras.Input((1,), dtype=dtype),
-            keras.layers.Dense(3, activation="tanh", dtype=dtype, name="hidden",
-                               bias_initializer="random_normal"),
+            keras.layers.Dense(3, activation="tanh", dtype=dtype, name="hidden", bias_initializer="random_normal"),
             keras.layers.Dense(1, dtype=dtype, name="head", bias_initializer="random_normal"),
         ]
     )
@@ -73,8 +72,9 @@ def tiny_net(dtype="float64", seed=0):
 def tiny_functional_bn(seed=0):
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((1,), dtype="float64")
-    h = keras.layers.Dense(3, activation="tanh", dtype="float64", name="hidden",
-                           bias_initializer="random_normal")(inputs)
+    h = keras.layers.Dense(3, activation="tanh", dtype="float64", name="hidden", bias_initializer="random_normal")(
+        inputs
+    )
     h = keras.layers.BatchNormalization(dtype="float64", name="bn")(h)
     h = keras.layers.Activation("tanh", dtype="float64")(h)
     outputs = keras.layers.Dense(1, dtype="float64", name="head")(h)
@@ -126,8 +126,9 @@ class MetaModelGradientTest(TestCase):
 
     def check_against_numpy(self, vectorize, first_order=False, steps=1):
         net = tiny_net()
-        meta = MetaModel(net, inner_steps=steps, inner_learning_rate=ALPHA,
-                         first_order=first_order, vectorize=vectorize)
+        meta = MetaModel(
+            net, inner_steps=steps, inner_learning_rate=ALPHA, first_order=first_order, vectorize=vectorize
+        )
         meta.compile(optimizer="sgd", loss="mse")
         self.assertEqual(meta.vectorized, vectorize)
         tasks = f64_tasks()
@@ -199,16 +200,15 @@ class MetaModelGradientTest(TestCase):
         theta = [v.numpy().copy() for v in net.trainable_variables]
         rates = [r.numpy().copy() for r in meta.inner_rates]
         _, grads = meta_gradient(meta, tasks)
-        expected_rates = finite_difference(
-            lambda rr: np_meta_objective(theta, tasks, rates=rr), rates
-        )
+        expected_rates = finite_difference(lambda rr: np_meta_objective(theta, tasks, rates=rr), rates)
         for g, e in zip(grads[4:], expected_rates):
             self.assertAllClose(g, e, atol=1e-7, rtol=1e-5)
 
     def test_inner_rate_bounds_clip_rates_in_the_inner_loop(self):
         net = tiny_net()
-        meta = MetaModel(net, inner_learning_rate=ALPHA, learn_inner_rates="per_parameter",
-                         inner_rate_bounds=(0.0, 0.15))
+        meta = MetaModel(
+            net, inner_learning_rate=ALPHA, learn_inner_rates="per_parameter", inner_rate_bounds=(0.0, 0.15)
+        )
         meta.compile(optimizer="sgd", loss="mse")
         rng = np.random.default_rng(1)
         for r in meta.inner_rates:  # some negative, some above the bound, most inside
@@ -238,8 +238,9 @@ class MetaModelGradientTest(TestCase):
 
     def test_per_step_rates_and_anil(self):
         net = tiny_net()
-        meta = MetaModel(net, inner_steps=2, inner_learning_rate=ALPHA,
-                         learn_inner_rates="per_step", adapt_layers=["head"])
+        meta = MetaModel(
+            net, inner_steps=2, inner_learning_rate=ALPHA, learn_inner_rates="per_step", adapt_layers=["head"]
+        )
         meta.compile(optimizer="sgd", loss="mse")
         self.assertLen(meta.inner_rates, 2)  # head kernel and bias
         self.assertEqual(tuple(meta.inner_rates[0].shape), (2,))
@@ -307,11 +308,11 @@ class MetaModelTrainingTest(TestCase):
     def build_mlp(self, jit_compile=False, **kwargs):
         # XLA compilation costs seconds per traced function; one test keeps the default ("auto").
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(16, activation="relu"),
-                                keras.layers.Dense(1, name="head")])
+        net = keras.Sequential(
+            [keras.Input((1,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1, name="head")]
+        )
         meta = MetaModel(net, **kwargs)
-        meta.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", metrics=["mae"],
-                     jit_compile=jit_compile)
+        meta.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", metrics=["mae"], jit_compile=jit_compile)
         return meta
 
     def test_vectorized_equals_loop_path(self):
@@ -320,8 +321,7 @@ class MetaModelTrainingTest(TestCase):
         b = self.build_mlp(inner_steps=2, vectorize=False)
         self.assertTrue(a.vectorized)
         self.assertFalse(b.vectorized)
-        self.assertAllClose(a.adapt_and_predict(sx, sy, qx), b.adapt_and_predict(sx, sy, qx),
-                            atol=1e-5, rtol=1e-5)
+        self.assertAllClose(a.adapt_and_predict(sx, sy, qx), b.adapt_and_predict(sx, sy, qx), atol=1e-5, rtol=1e-5)
 
     def test_fit_evaluate_predict_and_metrics(self):
         meta = self.build_mlp(inner_steps=1, inner_learning_rate=0.01)
@@ -364,8 +364,14 @@ class MetaModelTrainingTest(TestCase):
 
     def test_anil_on_conv_backbone_vectorized_equals_loop(self):
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(3, 3, activation="relu"),
-                                keras.layers.Flatten(), keras.layers.Dense(3, name="head")])
+        net = keras.Sequential(
+            [
+                keras.Input((4, 4, 1)),
+                keras.layers.Conv2D(3, 3, activation="relu"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(3, name="head"),
+            ]
+        )
         rng = np.random.default_rng(0)
         sx, qx = rng.normal(size=(2, 6, 4, 4, 1)).astype("float32"), rng.normal(size=(2, 5, 4, 4, 1)).astype("float32")
         sy = np.tile(np.arange(3).repeat(2), (2, 1))
@@ -397,8 +403,7 @@ class MetaModelTrainingTest(TestCase):
 
     def test_export_straight_after_fit_and_reload(self):
         x, y = self.tasks
-        self.run_fit_then_export_test(lambda: self.build_mlp(inner_steps=1), x, x[2][0], fit_y=y,
-                                      batch_size=4)
+        self.run_fit_then_export_test(lambda: self.build_mlp(inner_steps=1), x, x[2][0], fit_y=y, batch_size=4)
 
         # A subclassed wrapped model: fit never calls it (stateless_call only), a reloaded
         # one is built from its config; export takes the shape it was built with.
@@ -420,16 +425,21 @@ class MetaModelTrainingTest(TestCase):
         assert_terminates_on_nan(self, meta, (sx, sy, qx), qy, stop_batch=0, batch_size=4)
         # Divergence, with an accuracy metric (the accuracy of NaN logits would be finite).
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4),
-                                keras.layers.Dense(3)])  # weights 1e30 in two layers overflow
+        net = keras.Sequential(
+            [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(4), keras.layers.Dense(3)]
+        )  # weights 1e30 in two layers overflow
         rng = np.random.default_rng(0)
         sx = rng.normal(size=(16, 6, 4, 4, 1)).astype("float32")
         sy = np.tile(np.arange(3).repeat(2), (16, 1))
         qx = rng.normal(size=(16, 5, 4, 4, 1)).astype("float32")
         qy = rng.integers(0, 3, size=(16, 5))
         meta = MetaModel(net, inner_steps=1, inner_learning_rate=0.1)
-        meta.compile(optimizer=keras.optimizers.SGD(1e30), metrics=["accuracy"],
-                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+        meta.compile(
+            optimizer=keras.optimizers.SGD(1e30),
+            metrics=["accuracy"],
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=False,
+        )
         assert_terminates_on_nan(self, meta, (sx, sy, qx), qy, batch_size=4)
 
     def test_adapt_returns_plain_model_that_saves_and_exports(self):
@@ -454,8 +464,9 @@ class MetaModelTrainingTest(TestCase):
 
     def test_adapt_batch_norm_uses_support_statistics(self):
         keras.utils.set_random_seed(0)
-        net = keras.Sequential([keras.Input((1,)), keras.layers.Dense(4), keras.layers.BatchNormalization(),
-                                keras.layers.Dense(1)])
+        net = keras.Sequential(
+            [keras.Input((1,)), keras.layers.Dense(4), keras.layers.BatchNormalization(), keras.layers.Dense(1)]
+        )
         meta = MetaModel(net, inner_learning_rate=0.01)
         meta.compile(optimizer="adam", loss="mse")
         (sx, sy, qx), qy = self.tasks
@@ -466,8 +477,9 @@ class MetaModelTrainingTest(TestCase):
         self.assertAllClose(bn.moving_variance, hidden.var(0), atol=1e-5)
 
     def test_save_and_reload_with_optimizer_state(self):
-        meta = self.build_mlp(inner_steps=1, learn_inner_rates="per_parameter", adapt_layers=["head"],
-                              inner_rate_bounds=(0.0, 1.0))
+        meta = self.build_mlp(
+            inner_steps=1, learn_inner_rates="per_parameter", adapt_layers=["head"], inner_rate_bounds=(0.0, 1.0)
+        )
         x, y = self.tasks
         meta.fit(x, y, batch_size=4, epochs=1, verbose=0)
         reloaded = self.run_serialization_test(meta, x[2][0])
@@ -476,8 +488,9 @@ class MetaModelTrainingTest(TestCase):
         self.assertEqual(reloaded.inner_rate_bounds, (0.0, 1.0))
         for a, b in zip(meta.optimizer.variables, reloaded.optimizer.variables):
             self.assertAllClose(b, a, atol=0, rtol=0)
-        self.assertAllClose(reloaded.evaluate(x, y, batch_size=8, verbose=0),
-                            meta.evaluate(x, y, batch_size=8, verbose=0), rtol=1e-5)
+        self.assertAllClose(
+            reloaded.evaluate(x, y, batch_size=8, verbose=0), meta.evaluate(x, y, batch_size=8, verbose=0), rtol=1e-5
+        )
         # Training continues from the restored state.
         reloaded.fit(x, y, batch_size=4, epochs=1, verbose=0)
         # export() serves the meta-learned initialisation, as predict on plain tensors does.
@@ -489,9 +502,16 @@ class MetaModelTrainingTest(TestCase):
 
         def conv_bn():
             keras.utils.set_random_seed(0)
-            net = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3),
-                                    keras.layers.BatchNormalization(), keras.layers.ReLU(),
-                                    keras.layers.Flatten(), keras.layers.Dense(3, dtype="float32")])
+            net = keras.Sequential(
+                [
+                    keras.Input((4, 4, 1)),
+                    keras.layers.Conv2D(2, 3),
+                    keras.layers.BatchNormalization(),
+                    keras.layers.ReLU(),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(3, dtype="float32"),
+                ]
+            )
             meta = MetaModel(net, inner_learning_rate=0.1)
             meta.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             return meta
@@ -513,14 +533,25 @@ class MetaModelErrorTest(TestCase):
         self.assertRaisesValueError(["adapt_layers", "'nope'"], MetaModel, self.net(), adapt_layers=["nope"])
         self.assertRaisesValueError("first_order", MetaModel, self.net(), first_order="yes")
         self.assertRaisesValueError("vectorize", MetaModel, self.net(), vectorize=None)
-        self.assertRaisesValueError(["inner_rate_bounds", "low < high", "(1.0, 0.0)"], MetaModel, self.net(),
-                                    learn_inner_rates="per_parameter", inner_rate_bounds=(1.0, 0.0))
-        self.assertRaisesValueError("inner_rate_bounds", MetaModel, self.net(),
-                                    learn_inner_rates="per_parameter", inner_rate_bounds=0.5)
-        self.assertRaisesValueError("inner_rate_bounds", MetaModel, self.net(),
-                                    learn_inner_rates="per_step", inner_rate_bounds=("a", 1))
-        self.assertRaisesValueError(["only applies to learned inner rates", "learn_inner_rates=None"],
-                                    MetaModel, self.net(), inner_rate_bounds=(0.0, 1.0))
+        self.assertRaisesValueError(
+            ["inner_rate_bounds", "low < high", "(1.0, 0.0)"],
+            MetaModel,
+            self.net(),
+            learn_inner_rates="per_parameter",
+            inner_rate_bounds=(1.0, 0.0),
+        )
+        self.assertRaisesValueError(
+            "inner_rate_bounds", MetaModel, self.net(), learn_inner_rates="per_parameter", inner_rate_bounds=0.5
+        )
+        self.assertRaisesValueError(
+            "inner_rate_bounds", MetaModel, self.net(), learn_inner_rates="per_step", inner_rate_bounds=("a", 1)
+        )
+        self.assertRaisesValueError(
+            ["only applies to learned inner rates", "learn_inner_rates=None"],
+            MetaModel,
+            self.net(),
+            inner_rate_bounds=(0.0, 1.0),
+        )
         self.assertRaisesValueError("must be a keras.Model", MetaModel, keras.layers.Dense(2))
 
     def test_model_without_trainable_weights(self):
@@ -535,12 +566,18 @@ class MetaModelErrorTest(TestCase):
         meta = MetaModel(self.net())
         meta.compile(optimizer="sgd", loss="mse")
         sx, sy = np.zeros((2, 3, 1), "float32"), np.zeros((2, 3, 1), "float32")
-        self.assertRaisesValueError(["same feature shape", "support_x.shape=(2, 3, 1)"],
-                                    meta.adapt_and_predict, sx, sy, np.zeros((2, 3, 2), "float32"))
+        self.assertRaisesValueError(
+            ["same feature shape", "support_x.shape=(2, 3, 1)"],
+            meta.adapt_and_predict,
+            sx,
+            sy,
+            np.zeros((2, 3, 2), "float32"),
+        )
         self.assertRaisesValueError("rank >= 3", meta.adapt_and_predict, sx[0], sy[0], sx[0])
         self.assertRaisesValueError("support_y", meta.adapt_and_predict, sx, sy[:, :2], sx)
-        self.assertRaisesValueError("must be a meta-batch of tasks",
-                                    meta.fit, np.zeros((2, 1)), np.zeros((2, 1)), verbose=0)
+        self.assertRaisesValueError(
+            "must be a meta-batch of tasks", meta.fit, np.zeros((2, 1)), np.zeros((2, 1)), verbose=0
+        )
         self.assertRaisesValueError("query targets", meta.fit, (sx, sy, sx), np.zeros((2, 4, 1)), verbose=0)
         self.assertRaisesValueError(["steps", "Received: steps=0"], meta.adapt, sx[0], sy[0], steps=0)
         self.assertRaisesValueError("same first axis", meta.adapt, sx[0], sy[0, :2])
@@ -571,6 +608,10 @@ class MetaModelErrorTest(TestCase):
                 h = sx[t] @ w1 + b1
                 d = 2.0 * (h @ w2 + b2 - sy[t]) / sy[t].size
                 dh = d @ w2.T
-                w1, b1, w2, b2 = (w1 - 0.1 * sx[t].T @ dh, b1 - 0.1 * dh.sum(0),
-                                  w2 - 0.1 * h.T @ d, b2 - 0.1 * d.sum(0))
+                w1, b1, w2, b2 = (
+                    w1 - 0.1 * sx[t].T @ dh,
+                    b1 - 0.1 * dh.sum(0),
+                    w2 - 0.1 * h.T @ d,
+                    b2 - 0.1 * d.sum(0),
+                )
             self.assertAllClose(out[t], (qx[t] @ w1 + b1) @ w2 + b2, atol=1e-5)

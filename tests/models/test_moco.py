@@ -162,7 +162,7 @@ class MoCoTest(TestCase):
         for k1, q1 in zip(key_1, query_1):
             ema_keys.append(0.9 * k1 + 0.1 * q1)
         model.key_encoder.set_weights(ema_keys[: len(model.key_encoder.weights)])
-        model.key_projection_head.set_weights(ema_keys[len(model.key_encoder.weights):])
+        model.key_projection_head.set_weights(ema_keys[len(model.key_encoder.weights) :])
         keys_2 = normalize(model.key_projection_head(model.key_encoder(v2[4:])).numpy())
         # Wrap-around: the 4 new keys fill rows 4, 5, 0, 1.
         queue = model.queue.numpy()
@@ -181,8 +181,10 @@ class MoCoTest(TestCase):
         self.assertTrue(model.key_encoder.get_layer("bn").trainable)
         key_ids = {id(v) for v in model.key_encoder.weights + model.key_projection_head.weights}
         self.assertFalse(any(id(v) in key_ids for v in model.trainable_variables))
-        self.assertLen(model.trainable_variables,
-                       len(model.encoder.trainable_weights) + len(model.projection_head.trainable_weights))
+        self.assertLen(
+            model.trainable_variables,
+            len(model.encoder.trainable_weights) + len(model.projection_head.trainable_weights),
+        )
         pairs = model._momentum_pairs()
         for step, batch in enumerate((slice(0, 4), slice(4, 8))):
             key_before = [k.numpy() for k, _ in pairs]
@@ -259,15 +261,20 @@ class MoCoTest(TestCase):
 
     def test_export_straight_after_fit_and_after_reload(self):
         v1, v2 = make_pairs(8)
-        self.run_fit_then_export_test(lambda: self.build(encoder=make_bn_encoder(), seed=1),
-                                      pairs_dataset(v1, v2, 4), v1)
+        self.run_fit_then_export_test(
+            lambda: self.build(encoder=make_bn_encoder(), seed=1), pairs_dataset(v1, v2, 4), v1
+        )
 
     def test_nan_is_reported_and_stops_training(self):
         v1, v2 = make_pairs(16)
         bad = v1.copy()
         bad[0, 3, 3, 0] = np.nan
-        assert_nan_is_reported(self, lambda: self.build(encoder=nan_hiding_encoder(), queue_size=16),
-                               pairs_dataset(bad, v2, 4), pairs_dataset(v1, v2, 4))
+        assert_nan_is_reported(
+            self,
+            lambda: self.build(encoder=nan_hiding_encoder(), queue_size=16),
+            pairs_dataset(bad, v2, 4),
+            pairs_dataset(v1, v2, 4),
+        )
 
     def test_mixed_precision_and_augmenter(self):
         v1, v2 = make_pairs(4)
@@ -282,17 +289,23 @@ class MoCoTest(TestCase):
         self.assertRaisesValueError(["`momentum`", "momentum=1.0"], MoCo, encoder, momentum=1.0)
         self.assertRaisesValueError("temperature=0", MoCo, encoder, temperature=0)
         self.assertRaisesValueError("projection_dim=-1", MoCo, encoder, projection_dim=-1)
-        self.assertRaisesValueError("`bn_splits` must be a positive integer. Received: bn_splits=0",
-                                    MoCo, encoder, bn_splits=0)
-        self.assertRaisesValueError(["`bn_splits` must be a positive integer", "bn_splits=2.0"],
-                                    MoCo, encoder, bn_splits=2.0)
+        self.assertRaisesValueError(
+            "`bn_splits` must be a positive integer. Received: bn_splits=0", MoCo, encoder, bn_splits=0
+        )
+        self.assertRaisesValueError(
+            ["`bn_splits` must be a positive integer", "bn_splits=2.0"], MoCo, encoder, bn_splits=2.0
+        )
         self.assertRaisesValueError(["`seed` must be a non-negative integer", "seed=-1"], MoCo, encoder, seed=-1)
         # A batch smaller than bn_splits: no statistics for some chunk -> a clear error.
         v1, v2 = make_pairs(3)
         split = self.build(bn_splits=4)
         static = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(3, drop_remainder=True)
-        self.assertRaisesValueError(["`bn_splits` must be <= the batch size", "bn_splits=4", "batch of 3",
-                                     "drop_remainder=True"], split.fit, static, verbose=0)
+        self.assertRaisesValueError(
+            ["`bn_splits` must be <= the batch size", "bn_splits=4", "batch of 3", "drop_remainder=True"],
+            split.fit,
+            static,
+            verbose=0,
+        )
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "`bn_splits` must be <= the batch size"):
             split.fit(pairs_dataset(v1, v2, 3), verbose=0)
         # evaluate does not split the batch: it works on any batch size.
@@ -300,8 +313,11 @@ class MoCoTest(TestCase):
         model = self.build(queue_size=3)
         v1, v2 = make_pairs(4)
         static = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(4, drop_remainder=True)
-        self.assertRaisesValueError(["`queue_size` must be >= the batch size", "queue_size=3", "batch of 4"],
-                                    model.fit, static, verbose=0)
+        self.assertRaisesValueError(
+            ["`queue_size` must be >= the batch size", "queue_size=3", "batch of 4"], model.fit, static, verbose=0
+        )
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "queue_size` must be >= the batch size"):
             model.fit(pairs_dataset(v1, v2, 4), verbose=0)
-        self.assertRaisesValueError(["rank 4", "x[..., None]"], self.build().fit, pairs_dataset(v1[..., 0], v2[..., 0], 2), verbose=0)
+        self.assertRaisesValueError(
+            ["rank 4", "x[..., None]"], self.build().fit, pairs_dataset(v1[..., 0], v2[..., 0], 2), verbose=0
+        )

@@ -68,6 +68,7 @@ class PretextCommonTest(TestCase):
             lambda: DenoisingAutoencoder(nan_hiding_encoder(), noise_stddev=0.1, seed=0),
             lambda: MaskedImputation(nan_hiding_encoder(), mask_rate=0.5, seed=0),
         ):
+
             def build(make=make):
                 model = make()
                 model.compile(optimizer=keras.optimizers.Adam(1e-2))
@@ -97,7 +98,9 @@ class RotationPredictionTest(TestCase):
         self.assertAllClose(rotated[3:], np.rot90(x, 2, axes=(1, 2)), atol=0)
 
     def test_errors(self):
-        self.assertRaisesValueError(["`num_rotations`", "num_rotations=3"], RotationPrediction, make_encoder(), num_rotations=3)
+        self.assertRaisesValueError(
+            ["`num_rotations`", "num_rotations=3"], RotationPrediction, make_encoder(), num_rotations=3
+        )
         self.assertRaisesValueError(["square images", "(None, 8, 6, 1)"], RotationPrediction, make_encoder((8, 6, 1)))
         model = RotationPrediction(make_encoder())
         model.compile(optimizer="adam")
@@ -134,7 +137,9 @@ class DenoisingAutoencoderTest(TestCase):
         self.assertRaisesValueError("`decoder_hidden_dim`", DenoisingAutoencoder, enc, decoder_hidden_dim=0)
         model = DenoisingAutoencoder(enc)
         model.compile(optimizer="adam")
-        self.assertRaisesValueError(["rank 4", "x.shape=(4, 8, 8)"], model.fit, images()[..., 0], batch_size=4, verbose=0)
+        self.assertRaisesValueError(
+            ["rank 4", "x.shape=(4, 8, 8)"], model.fit, images()[..., 0], batch_size=4, verbose=0
+        )
 
 
 class MaskedImputationTest(TestCase):
@@ -154,8 +159,9 @@ class MaskedImputationTest(TestCase):
         model.compile(optimizer="adam")
         x = images(4)
         recon = model.decoder(model.encoder(np.full_like(x, 127.5))).numpy()
-        self.assertAllClose(model.evaluate(x, batch_size=4, verbose=0), np.mean((recon - x / 255.0) ** 2),
-                            atol=1e-6, rtol=1e-5)
+        self.assertAllClose(
+            model.evaluate(x, batch_size=4, verbose=0), np.mean((recon - x / 255.0) ** 2), atol=1e-6, rtol=1e-5
+        )
 
     def test_vectors(self):
         encoder = keras.Sequential([keras.Input((10,)), keras.layers.Dense(4, activation="tanh")])

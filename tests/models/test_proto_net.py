@@ -1,5 +1,5 @@
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_transfer.models import ProtoNet
@@ -24,8 +24,9 @@ class ProtoNetTest(TestCase):
     def build(self, **kwargs):
         keras.utils.set_random_seed(0)
         model = ProtoNet(encoder(), n_way=3, **kwargs)
-        model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+        )
         return model
 
     def test_logits_match_numpy(self):
@@ -71,13 +72,15 @@ class ProtoNetTest(TestCase):
         outputs = restored.signatures["serving_default"](support_x=sx, support_y=sy, query_x=qx)
         self.assertAllClose(next(iter(outputs.values())), reloaded.predict((sx, sy, qx), verbose=0), atol=1e-5)
         as_dict = self.build()
-        as_dict.fit({"support_x": x[0], "support_y": x[1], "query_x": x[2]}, y, batch_size=2, epochs=1,
-                    verbose=0)
+        as_dict.fit({"support_x": x[0], "support_y": x[1], "query_x": x[2]}, y, batch_size=2, epochs=1, verbose=0)
         path = os.path.join(self.get_temp_dir(), "dict")
         as_dict.export(path, verbose=False)
         restored = tf.saved_model.load(path)
-        self.assertAllClose(restored.serve({"support_x": sx, "support_y": sy, "query_x": qx}),
-                            as_dict.predict((sx, sy, qx), verbose=0), atol=1e-5)
+        self.assertAllClose(
+            restored.serve({"support_x": sx, "support_y": sy, "query_x": qx}),
+            as_dict.predict((sx, sy, qx), verbose=0),
+            atol=1e-5,
+        )
 
     def test_export_of_a_model_never_called_on_episodes(self):
         import os
@@ -89,8 +92,11 @@ class ProtoNetTest(TestCase):
         self.assertEqual([s.dtype for s in sig], ["float32", "int64", "float32"])
         # A subclassed/plain encoder layer without an Input: the shape is unknown.
         unknown = ProtoNet(keras.layers.Dense(4), n_way=3)
-        self.assertRaisesValueError(["`ProtoNet.export()` needs the shape of the episodes", "input_signature"],
-                                    unknown.export, os.path.join(self.get_temp_dir(), "x"))
+        self.assertRaisesValueError(
+            ["`ProtoNet.export()` needs the shape of the episodes", "input_signature"],
+            unknown.export,
+            os.path.join(self.get_temp_dir(), "x"),
+        )
 
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
         x, y = episodes(e=4)
@@ -99,8 +105,11 @@ class ProtoNetTest(TestCase):
         assert_terminates_on_nan(self, self.build(), bad, y, stop_batch=0, batch_size=2)
         # Divergence (a linear encoder: tanh would saturate instead of overflowing).
         model = ProtoNet(keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)]), n_way=3)
-        model.compile(optimizer=keras.optimizers.SGD(1e30), metrics=["accuracy"],
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=keras.optimizers.SGD(1e30),
+            metrics=["accuracy"],
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
         assert_terminates_on_nan(self, model, *episodes(e=16), batch_size=2)
         # Evaluate with NaN weights: NaN accuracy, not the accuracy of argmax 0.
         logs = model.evaluate(x, y, verbose=0, return_dict=True)

@@ -180,7 +180,7 @@ class SimCLRTest(TestCase):
             model = self.build()
             views = SimCLRAugmentation(8, crop_scale=(0.3, 1.0), flip=False, blur_probability=0.0)
             data = simclr_dataset(x, batch_size=16, augmentation=views)
-            batches = [np.concatenate(pair) for pair, in data]
+            batches = [np.concatenate(pair) for (pair,) in data]
             history = model.fit(data, epochs=2, verbose=0)
             return batches, [w.numpy() for w in model.weights], history.history["loss"]
 
@@ -221,16 +221,18 @@ class SimCLRTest(TestCase):
 
     def test_mixed_precision(self):
         v1, v2 = make_pairs(8)
-        model, history = self.run_mixed_precision_test(
-            lambda: self.build(temperature=0.05), pairs_dataset(v1, v2, 8)
-        )
+        model, history = self.run_mixed_precision_test(lambda: self.build(temperature=0.05), pairs_dataset(v1, v2, 8))
         self.assertEqual(model.encoder.compute_dtype, "float16")
 
     def test_bad_arguments(self):
         encoder = make_encoder()
-        self.assertRaisesValueError(["`temperature` must be a positive", "temperature=0"], SimCLR, encoder, temperature=0)
+        self.assertRaisesValueError(
+            ["`temperature` must be a positive", "temperature=0"], SimCLR, encoder, temperature=0
+        )
         self.assertRaisesValueError("temperature=-1", SimCLR, encoder, temperature=-1)
-        self.assertRaisesValueError(["`projection_dim` must be a positive", "projection_dim=0"], SimCLR, encoder, projection_dim=0)
+        self.assertRaisesValueError(
+            ["`projection_dim` must be a positive", "projection_dim=0"], SimCLR, encoder, projection_dim=0
+        )
         self.assertRaisesValueError("`projection_hidden_dim`", SimCLR, encoder, projection_hidden_dim=-2)
         self.assertRaisesValueError("must be a Keras model or layer", SimCLR, "resnet")
         self.assertRaisesValueError("`projection_head` must be a Keras", SimCLR, encoder, projection_head=3)
@@ -241,8 +243,12 @@ class SimCLRTest(TestCase):
     def test_bad_data(self):
         model = self.build()
         v1, v2 = make_pairs(4)
-        self.assertRaisesValueError(["rank 4", "view_1.shape=(None, 8, 8)", "x[..., None]"], model.fit,
-                                    pairs_dataset(v1[..., 0], v2[..., 0], 4), verbose=0)
+        self.assertRaisesValueError(
+            ["rank 4", "view_1.shape=(None, 8, 8)", "x[..., None]"],
+            model.fit,
+            pairs_dataset(v1[..., 0], v2[..., 0], 4),
+            verbose=0,
+        )
         self.assertRaisesValueError(["no `augmenter`", "simclr_dataset"], model.fit, v1, batch_size=4, verbose=0)
         three = tf.data.Dataset.from_tensor_slices(((v1, v2, v1),)).batch(4)
         self.assertRaisesValueError("tuple of 3", model.fit, three, verbose=0)
@@ -257,11 +263,14 @@ class SimCLRDistributedTest(TestCase):
         # Global batches of 8 then a partial 7 (split 4 + 3 over the replicas).
         out = subprocess.run(
             [sys.executable, os.path.join(HERE, "_simclr_distributed_probe.py"), "8,7"],
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
         self.assertTrue(lines, out.stdout + out.stderr[-3000:])
-        result = json.loads(lines[-1][len("RESULT "):])
+        result = json.loads(lines[-1][len("RESULT ") :])
         self.assertEqual(result["replicas"], 2)
         distributed = result["distributed"]["True"]
         self.assertAllClose(distributed["loss"], result["reference_loss"], atol=1e-5, rtol=1e-5)

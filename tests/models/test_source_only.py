@@ -26,7 +26,11 @@ class SourceOnlyTest(TestCase):
         # Reference: keras.Sequential([fe, lc]) trained with Keras's own loss on the source batch.
         fe, lc = parts()
         reference = keras.Sequential([keras.Input((4,)), fe, lc])
-        reference.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        reference.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         expected_before = reference.evaluate(self.xs, self.ys, verbose=0, return_dict=True)
         reference.fit(self.xs, self.ys, batch_size=8, epochs=1, shuffle=False, verbose=0)
         expected_weights = [v.numpy() for v in reference.trainable_variables]
@@ -120,16 +124,20 @@ class SourceOnlyTest(TestCase):
         unbuilt = SourceOnly(keras.layers.Dense(6), keras.layers.Dense(3))
         self.assertRaisesValueError(
             ["must be built before `export()`", "model.build(input_shape)"],
-            unbuilt.export, self.get_temp_dir(),
+            unbuilt.export,
+            self.get_temp_dir(),
         )
 
     def test_export_declares_integer_inputs(self):
         # Token ids stay int32 in the serving signature (clients send the tokenizer's ids).
         keras.utils.set_random_seed(0)
-        fe = keras.Sequential([
-            keras.Input((5,), dtype="int32"), keras.layers.Embedding(20, 4),
-            keras.layers.GlobalAveragePooling1D(),
-        ])
+        fe = keras.Sequential(
+            [
+                keras.Input((5,), dtype="int32"),
+                keras.layers.Embedding(20, 4),
+                keras.layers.GlobalAveragePooling1D(),
+            ]
+        )
         lc = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
         ids_s = np.arange(40).reshape(8, 5).astype("int32") % 20
         ids_t = (ids_s[:5] + 3) % 20
@@ -145,16 +153,28 @@ class SourceOnlyTest(TestCase):
     def test_errors(self):
         fe, lc = parts()
         self.assertRaisesValueError(["`label_classifier`", "Received: label_classifier=3"], SourceOnly, fe, 3)
-        self.assertRaisesValueError(["`from_logits`", "Received: from_logits='yes'"], SourceOnly, fe, lc, from_logits="yes")
+        self.assertRaisesValueError(
+            ["`from_logits`", "Received: from_logits='yes'"], SourceOnly, fe, lc, from_logits="yes"
+        )
         model = SourceOnly(fe, lc)
-        self.assertRaisesValueError(["`loss` must be None", "Received: loss='mse'"], model.compile, optimizer="sgd", loss="mse")
-        self.assertRaisesValueError(["`metrics` must be None", "['accuracy']"], model.compile, optimizer="sgd", metrics=["accuracy"])
+        self.assertRaisesValueError(
+            ["`loss` must be None", "Received: loss='mse'"], model.compile, optimizer="sgd", loss="mse"
+        )
+        self.assertRaisesValueError(
+            ["`metrics` must be None", "['accuracy']"], model.compile, optimizer="sgd", metrics=["accuracy"]
+        )
         model.compile(optimizer="sgd")
         self.assertRaisesValueError(
             ["`y` must hold the source labels only"],
-            model.fit, tf.data.Dataset.from_tensors(((self.xs, self.xt), (self.ys, self.ys[:5]))), epochs=1, verbose=0,
+            model.fit,
+            tf.data.Dataset.from_tensors(((self.xs, self.xt), (self.ys, self.ys[:5]))),
+            epochs=1,
+            verbose=0,
         )
         self.assertRaisesValueError(
             ["trains on labelled source batches", "without labels"],
-            model.fit, tf.data.Dataset.from_tensors(((self.xs, self.xt),)), epochs=1, verbose=0,
+            model.fit,
+            tf.data.Dataset.from_tensors(((self.xs, self.xt),)),
+            epochs=1,
+            verbose=0,
         )

@@ -51,9 +51,16 @@ class MamlOpsTest(TestCase):
         theta = tf.Variable(2.0)
         with tf.GradientTape() as tape:
             t = tf.convert_to_tensor(theta)
-            phi = maml_ops.maml_inner_loop(lambda w, x: w[0] * x, lambda y, p: (p - y) ** 2, [t],
-                                           tf.constant(1.0), tf.constant(0.0), steps=1,
-                                           learning_rates=0.1, first_order=True)
+            phi = maml_ops.maml_inner_loop(
+                lambda w, x: w[0] * x,
+                lambda y, p: (p - y) ** 2,
+                [t],
+                tf.constant(1.0),
+                tf.constant(0.0),
+                steps=1,
+                learning_rates=0.1,
+                first_order=True,
+            )
             loss = phi[0] ** 2
         # phi = theta - 0.1 * 2 theta = 0.8 theta; first-order: dL/dtheta = 2 phi = 3.2.
         self.assertAllClose(tape.gradient(loss, theta), 3.2, atol=1e-6)
@@ -72,13 +79,18 @@ class MamlOpsTest(TestCase):
         self.assertAllClose(out[0], p - 0.3 * g, atol=1e-6)
 
     def test_dense_chain_plan_qualification(self):
-        dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.ReLU(),
-                                  keras.layers.Dense(2)])
+        dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.ReLU(), keras.layers.Dense(2)])
         self.assertIsNotNone(maml_ops.dense_chain_plan(dense, dense.trainable_variables))
         bn = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization()])
         self.assertIsNone(maml_ops.dense_chain_plan(bn, bn.trainable_variables))
-        conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(),
-                                 keras.layers.Dense(2, name="head")])
+        conv = keras.Sequential(
+            [
+                keras.Input((4, 4, 1)),
+                keras.layers.Conv2D(2, 3),
+                keras.layers.Flatten(),
+                keras.layers.Dense(2, name="head"),
+            ]
+        )
         self.assertIsNone(maml_ops.dense_chain_plan(conv, conv.trainable_variables))
         # ANIL on a conv backbone: only the head is per task, the backbone runs shared.
         head = conv.get_layer("head").trainable_variables

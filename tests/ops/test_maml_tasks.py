@@ -9,13 +9,15 @@ from tests.test_case import TestCase
 
 def tanh_net(seed=0, name_prefix=""):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((2,), dtype="float64"),
-        keras.layers.Dense(3, activation="tanh", dtype="float64", name=name_prefix + "hidden",
-                           bias_initializer="random_normal"),
-        keras.layers.Dense(1, dtype="float64", name=name_prefix + "head",
-                           bias_initializer="random_normal"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((2,), dtype="float64"),
+            keras.layers.Dense(
+                3, activation="tanh", dtype="float64", name=name_prefix + "hidden", bias_initializer="random_normal"
+            ),
+            keras.layers.Dense(1, dtype="float64", name=name_prefix + "head", bias_initializer="random_normal"),
+        ]
+    )
 
 
 def np_tanh_net(p, x):
@@ -51,8 +53,7 @@ class OneTaskTest(TestCase):
         theta = [v.numpy() for v in net.trainable_variables]
         x = np.random.default_rng(0).normal(size=(5, 2))
         # ANIL-style: only the head (indices 2, 3) is replaced.
-        forward = maml_tasks.stateless_forward(
-            net, [tf.constant(t) for t in theta], [], [2, 3], training=True)
+        forward = maml_tasks.stateless_forward(net, [tf.constant(t) for t in theta], [], [2, 3], training=True)
         fast = [theta[2] + 0.5, theta[3] - 1.0]
         out = forward([tf.constant(f) for f in fast], tf.constant(x))
         self.assertAllClose(out, np_tanh_net([theta[0], theta[1]] + fast, x), atol=1e-12)
@@ -68,8 +69,7 @@ class OneTaskTest(TestCase):
         def loss(kernel, bias):
             return tf.reduce_sum(forward([kernel, bias], x) ** 2)
 
-        self.run_gradient_check(loss, [theta[0].numpy(), theta[1].numpy()], eps=1e-6,
-                                atol=1e-7, rtol=1e-6)
+        self.run_gradient_check(loss, [theta[0].numpy(), theta[1].numpy()], eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
 class MetaBatchTest(TestCase):
@@ -86,8 +86,7 @@ class MetaBatchTest(TestCase):
         rng = np.random.default_rng(2)
         num_tasks, x = 3, rng.normal(size=(3, 5, 2))
         plan = maml_ops.dense_chain_plan(net, net.trainable_variables)
-        forward = maml_tasks.vectorized_forward(
-            plan, [tf.constant(t) for t in theta], [0, 1, 2, 3])
+        forward = maml_tasks.vectorized_forward(plan, [tf.constant(t) for t in theta], [0, 1, 2, 3])
         per_task = [[t + rng.normal(size=t.shape) for t in theta] for _ in range(num_tasks)]
         fast = [tf.constant(np.stack([p[i] for p in per_task])) for i in range(4)]
         out = forward(fast, tf.constant(x))
@@ -105,8 +104,7 @@ class MetaBatchTest(TestCase):
         x = rng.normal(size=(2, 4, 2))
         kernels, biases = rng.normal(size=(2, 3, 1)), rng.normal(size=(2, 1))
         out = forward([tf.constant(kernels), tf.constant(biases)], tf.constant(x))
-        expected = np.stack([np_tanh_net([theta[0], theta[1], kernels[t], biases[t]], x[t])
-                             for t in range(2)])
+        expected = np.stack([np_tanh_net([theta[0], theta[1], kernels[t], biases[t]], x[t]) for t in range(2)])
         self.assertAllClose(out, expected, atol=1e-12)
 
     def test_task_summed_loss_value_and_per_task_gradients(self):
@@ -137,10 +135,10 @@ class InnerLoopSetUpTest(TestCase):
         self.assertEqual(maml_tasks.adapted_weight_indices(net), [0, 1, 2, 3])
         self.assertEqual(maml_tasks.adapted_weight_indices(net, ["head"]), [2, 3])
         self.assertEqual(maml_tasks.adapted_weight_indices(net, ["head", "hidden"]), [0, 1, 2, 3])
-        self.assertRaisesValueError(["adapt_layers", "'nope'", "available"],
-                                    maml_tasks.adapted_weight_indices, net, ["nope"])
-        self.assertRaisesValueError(["adapt_layers", "non-empty list"],
-                                    maml_tasks.adapted_weight_indices, net, "head")
+        self.assertRaisesValueError(
+            ["adapt_layers", "'nope'", "available"], maml_tasks.adapted_weight_indices, net, ["nope"]
+        )
+        self.assertRaisesValueError(["adapt_layers", "non-empty list"], maml_tasks.adapted_weight_indices, net, "head")
 
     def test_inner_rates_at_step(self):
         per_parameter = [tf.constant([[0.5, -0.2]]), tf.constant(2.0)]
@@ -161,8 +159,7 @@ class BatchNormStatisticsTest(TestCase):
     def test_moving_statistic_to_batch(self):
         before, batch, m = np.array([1.0, -2.0]), np.array([0.3, 4.0]), 0.9
         after = m * before + (1 - m) * batch
-        self.assertAllClose(maml_tasks.moving_statistic_to_batch(before, after, m), batch,
-                            atol=1e-12)
+        self.assertAllClose(maml_tasks.moving_statistic_to_batch(before, after, m), batch, atol=1e-12)
 
     def test_batch_norm_statistics_against_numpy(self):
         keras.utils.set_random_seed(6)
@@ -175,8 +172,7 @@ class BatchNormStatisticsTest(TestCase):
         x = np.random.default_rng(6).normal(size=(8, 2))
         theta = [v.numpy() + 0.1 for v in net.trainable_variables]  # e.g. fast weights
         non_trainable = [v.value for v in net.non_trainable_variables]
-        stats = maml_tasks.batch_norm_statistics(
-            net, [tf.constant(t) for t in theta], non_trainable, tf.constant(x))
+        stats = maml_tasks.batch_norm_statistics(net, [tf.constant(t) for t in theta], non_trainable, tf.constant(x))
         by_path = {v.path: s for v, s in zip(net.non_trainable_variables, stats)}
         hidden = x @ theta[0] + theta[1]  # hidden kernel, bias are the first two weights
         self.assertAllClose(by_path[bn.moving_mean.path], hidden.mean(0), atol=1e-10)
@@ -194,10 +190,22 @@ class PackageExportsTest(TestCase):
     def test_ops_exports_the_maml_maths_not_the_vectorisation_internals(self):
         import keras_transfer.ops as kt_ops
 
-        for name in ("maml_inner_update", "maml_inner_loop", "exact_moments",
-                     "patch_batch_normalization", "stateless_forward", "batch_norm_statistics",
-                     "inner_rates_at_step", "adapted_weight_indices"):
+        for name in (
+            "maml_inner_update",
+            "maml_inner_loop",
+            "exact_moments",
+            "patch_batch_normalization",
+            "stateless_forward",
+            "batch_norm_statistics",
+            "inner_rates_at_step",
+            "adapted_weight_indices",
+        ):
             self.assertTrue(callable(getattr(kt_ops, name, None)), name)
-        for name in ("dense_chain_plan", "dense_chain_forward", "vectorized_forward",
-                     "tile_per_task", "task_summed_loss"):
+        for name in (
+            "dense_chain_plan",
+            "dense_chain_forward",
+            "vectorized_forward",
+            "tile_per_task",
+            "task_summed_loss",
+        ):
             self.assertFalse(hasattr(kt_ops, name), name)

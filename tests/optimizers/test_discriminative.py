@@ -52,8 +52,9 @@ class DiscriminativeStepTest(TestCase):
         self.assertAllClose(slow, ref_slow, atol=1e-6)
         self.assertAllClose(fast, ref_fast, atol=1e-6)
         # Written out (Kingma & Ba, one step): the first Adam step moves each weight by ~lr * m * sign(g).
-        first = _run(DiscriminativeAdam(learning_rate=lr, learning_rate_multipliers=[("^slow", m)]),
-                     _variables(), steps=1)[0]
+        first = _run(
+            DiscriminativeAdam(learning_rate=lr, learning_rate_multipliers=[("^slow", m)]), _variables(), steps=1
+        )[0]
         g = GRADS[0][0]
         eps = 1e-7
         self.assertAllClose(first, W_SLOW - lr * m * g / (np.abs(g) + eps * np.sqrt(1 - 0.999)), atol=1e-6)
@@ -89,14 +90,18 @@ class DiscriminativeStepTest(TestCase):
         self.assertEqual(DiscriminativeAdam.from_config(config).learning_rate_multipliers, [("^a", 0.5)])
 
     def test_errors(self):
-        self.assertRaisesValueError(["regular expressions", "'('"], DiscriminativeSGD,
-                                    learning_rate_multipliers=[("(", 0.1)])
-        self.assertRaisesValueError(["`multiplier`", "multiplier=-0.5"], DiscriminativeSGD,
-                                    learning_rate_multipliers=[("a", -0.5)])
-        self.assertRaisesValueError(["`multiplier`", "nan"], DiscriminativeSGD,
-                                    learning_rate_multipliers=[("a", float("nan"))])
-        self.assertRaisesValueError(["(regex, multiplier) pairs", "'a'"], DiscriminativeSGD,
-                                    learning_rate_multipliers=["a"])
+        self.assertRaisesValueError(
+            ["regular expressions", "'('"], DiscriminativeSGD, learning_rate_multipliers=[("(", 0.1)]
+        )
+        self.assertRaisesValueError(
+            ["`multiplier`", "multiplier=-0.5"], DiscriminativeSGD, learning_rate_multipliers=[("a", -0.5)]
+        )
+        self.assertRaisesValueError(
+            ["`multiplier`", "nan"], DiscriminativeSGD, learning_rate_multipliers=[("a", float("nan"))]
+        )
+        self.assertRaisesValueError(
+            ["(regex, multiplier) pairs", "'a'"], DiscriminativeSGD, learning_rate_multipliers=["a"]
+        )
 
         class Custom(keras.optimizers.SGD):
             pass
@@ -135,7 +140,6 @@ class DiscriminativeModelTest(TestCase):
         self.assertAllClose(reloaded.get_layer("body").kernel.numpy(), before, atol=0, rtol=0)
 
     def test_mixed_precision(self):
-        model, _ = self.run_mixed_precision_test(lambda: self.build([("^body/", 0.5)]), self.x, self.y,
-                                                 batch_size=8)
+        model, _ = self.run_mixed_precision_test(lambda: self.build([("^body/", 0.5)]), self.x, self.y, batch_size=8)
         self.assertIsInstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         self.assertIsInstance(model.optimizer.inner_optimizer, DiscriminativeAdam)

@@ -91,15 +91,21 @@ def assert_head_at_optimum(test, features, y, kernel, bias, C):
     f_ref, g_ref = objective(z, y, reference.coef_, reference.intercept_, C)
     # scikit-learn stops on its gtol (or a relative decrease of 64 eps); 10x margin for the latter.
     ref_bound = 10 * REFERENCE_TOL
-    test.assertLessEqual(np.abs(g_ref).max(), ref_bound,
-                         "the NumPy objective is not the one scikit-learn minimises")
+    test.assertLessEqual(np.abs(g_ref).max(), ref_bound, "the NumPy objective is not the one scikit-learn minimises")
 
     head_bound = SOLVER_TOL + gradient_lipschitz_bound(z, C) * rounding
-    test.assertLessEqual(np.abs(g_head).max(), head_bound,
-                         f"the head is not at the optimum (tolerance {SOLVER_TOL}, rounding {rounding:.2e})")
+    test.assertLessEqual(
+        np.abs(g_head).max(),
+        head_bound,
+        f"the head is not at the optimum (tolerance {SOLVER_TOL}, rounding {rounding:.2e})",
+    )
 
     distance = np.abs(np.concatenate([(W - reference.coef_).ravel(), b - reference.intercept_])).sum()
     test.assertLessEqual(f_head - f_ref, head_bound * distance + OBJECTIVE_ROUNDING)
     test.assertLessEqual(f_ref - f_head, ref_bound * distance + OBJECTIVE_ROUNDING)
-    return {"objective": f_head, "reference_objective": f_ref, "gradient": np.abs(g_head).max(),
-            "gradient_bound": head_bound}
+    return {
+        "objective": f_head,
+        "reference_objective": f_ref,
+        "gradient": np.abs(g_head).max(),
+        "gradient_bound": head_bound,
+    }

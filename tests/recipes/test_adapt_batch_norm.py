@@ -69,7 +69,9 @@ class AdaptBatchNormTest(TestCase):
         # The one-pass default at the same batch size is only approximate for the second layer.
         adapt_batch_norm(model, self.x, batch_size=7)
         self.assertNotAllClose(model.layers[3].moving_variance, v2, atol=1e-3, rtol=1e-3)
-        self.assertRaisesValueError(["`layerwise`", "Received: layerwise='yes'"], adapt_batch_norm, model, self.x, layerwise="yes")
+        self.assertRaisesValueError(
+            ["`layerwise`", "Received: layerwise='yes'"], adapt_batch_norm, model, self.x, layerwise="yes"
+        )
 
     def test_frozen_model_and_errors(self):
         model, inner = _model()
@@ -77,9 +79,13 @@ class AdaptBatchNormTest(TestCase):
         adapt_batch_norm(model, self.x)
         self.assertNotAllClose(inner.layers[1].moving_mean, np.zeros(4))
         plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-        self.assertRaisesValueError(["`model` must contain at least one `BatchNormalization`"], adapt_batch_norm, plain, self.x)
+        self.assertRaisesValueError(
+            ["`model` must contain at least one `BatchNormalization`"], adapt_batch_norm, plain, self.x
+        )
         self.assertRaisesValueError(["`x` must contain at least one example"], adapt_batch_norm, model, self.x[:0])
-        self.assertRaisesValueError(["`batch_size`", "Received: batch_size=0"], adapt_batch_norm, model, self.x, batch_size=0)
+        self.assertRaisesValueError(
+            ["`batch_size`", "Received: batch_size=0"], adapt_batch_norm, model, self.x, batch_size=0
+        )
         bad = self.x.copy()
         bad[1, 1] = np.inf
         self.assertRaisesValueError(["`x` must contain only finite values"], adapt_batch_norm, model, bad)

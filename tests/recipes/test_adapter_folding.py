@@ -23,8 +23,9 @@ def randomise(model, scale=0.3, seed=0):
 
 
 def architecture(model):
-    return [(path, type(layer).__name__, [tuple(w.shape) for w in layer.weights])
-            for path, layer in iter_leaf_layers(model)]
+    return [
+        (path, type(layer).__name__, [tuple(w.shape) for w in layer.weights]) for path, layer in iter_leaf_layers(model)
+    ]
 
 
 class FoldTest(TestCase):
@@ -36,10 +37,10 @@ class FoldTest(TestCase):
     def check_fold(self, adapted, atol=1e-5):
         folded = fold_adapters(adapted)
         self.assertEqual(architecture(folded), architecture(self.base))
-        self.assertFalse(any(isinstance(layer, (ConvAdapter, BottleneckAdapter))
-                             for _, layer in iter_leaf_layers(folded)))
-        self.assertAllClose(folded.predict(self.x, verbose=0), adapted.predict(self.x, verbose=0),
-                            atol=atol, rtol=1e-4)
+        self.assertFalse(
+            any(isinstance(layer, (ConvAdapter, BottleneckAdapter)) for _, layer in iter_leaf_layers(folded))
+        )
+        self.assertAllClose(folded.predict(self.x, verbose=0), adapted.predict(self.x, verbose=0), atol=atol, rtol=1e-4)
         return folded
 
     def test_series_after_conv_matches_seed_formula(self):
@@ -99,8 +100,7 @@ class FoldTest(TestCase):
             bn = adapted.get_layer("backbone").get_layer("bn1")
             self.assertIs(type(bn), FrozenBatchNormalization)
             bn.gamma.assign(np.random.default_rng(10).uniform(0.5, 1.5, size=8))  # away from 0: foldable
-            self.assertNotAllClose(adapted.predict(self.x, verbose=0), self.base.predict(self.x, verbose=0),
-                                   atol=1e-3)
+            self.assertNotAllClose(adapted.predict(self.x, verbose=0), self.base.predict(self.x, verbose=0), atol=1e-3)
             folded = self.check_fold(adapted)  # same layer classes as the base, outputs equal
             new_bn = folded.get_layer("backbone").get_layer("bn1")
             self.assertIs(type(new_bn), keras.layers.BatchNormalization)
@@ -112,14 +112,17 @@ class FoldTest(TestCase):
 
     def test_refuses_non_foldable_placements(self):
         after_relu = add_adapters(self.base, "relu1", "conv_series")
-        self.assertRaisesValueError(["ConvAdapter 'relu1_adapter' cannot be folded exactly",
-                                     "'relu1' (ReLU)"], fold_adapters, after_relu)
+        self.assertRaisesValueError(
+            ["ConvAdapter 'relu1_adapter' cannot be folded exactly", "'relu1' (ReLU)"], fold_adapters, after_relu
+        )
         bottleneck = add_adapters(self.base, "conv2", "bottleneck", bottleneck_dim=2)
-        self.assertRaisesValueError(["BottleneckAdapter 'conv2_adapter' cannot be folded", "relu"],
-                                    fold_adapters, bottleneck)
+        self.assertRaisesValueError(
+            ["BottleneckAdapter 'conv2_adapter' cannot be folded", "relu"], fold_adapters, bottleneck
+        )
         full_depthwise = add_adapters(self.base, "dw", "conv_series")
-        self.assertRaisesValueError(["'dw_adapter'", "depthwise convolution 'dw'", "per_channel=True"],
-                                    fold_adapters, full_depthwise)
+        self.assertRaisesValueError(
+            ["'dw_adapter'", "depthwise convolution 'dw'", "per_channel=True"], fold_adapters, full_depthwise
+        )
         no_bias = add_adapters(self.base, "conv1", "conv_parallel", use_bias=True)
         self.assertRaisesValueError(["'conv1_adapter'", "use_bias=False"], fold_adapters, no_bias)
 
@@ -184,8 +187,11 @@ class LoraMergeTest(TestCase):
         self.assertAllClose(merged.get_layer("head").kernel, head_base + 1.5 * a @ b, atol=1e-5)
         conv_base = base.get_layer("backbone").get_layer("conv2").kernel.numpy()
         fa, fb = factors["backbone/conv2"]["a"], factors["backbone/conv2"]["b"]
-        self.assertAllClose(merged.get_layer("backbone").get_layer("conv2").kernel,
-                            conv_base + 1.5 * np.einsum("hwcr,rd->hwcd", fa, fb), atol=1e-5)
+        self.assertAllClose(
+            merged.get_layer("backbone").get_layer("conv2").kernel,
+            conv_base + 1.5 * np.einsum("hwcr,rd->hwcd", fa, fb),
+            atol=1e-5,
+        )
         self.assertAllClose(merged.predict(x, verbose=0), lora.predict(x, verbose=0), atol=1e-5)
 
         restored = unmerge_lora(merged, factors)
@@ -198,14 +204,16 @@ class LoraMergeTest(TestCase):
         base = tiny_cnn()
         self.assertRaisesValueError("must have LoRA-enabled layers to merge", merge_lora, base)
         self.assertRaisesValueError("must have LoRA-enabled layers", get_lora_factors, base)
-        self.assertRaisesValueError(["names layers that `model` does not have", "'nope'"], unmerge_lora, base,
-                                    {"nope": {}})
+        self.assertRaisesValueError(
+            ["names layers that `model` does not have", "'nope'"], unmerge_lora, base, {"nope": {}}
+        )
         self.assertRaisesValueError("non-empty dict", unmerge_lora, base, {})
         lora = add_adapters(base, "head", "lora", rank=2)
         factors = get_lora_factors(lora)
         factors["head"]["a"] = np.zeros((3, 2))
-        self.assertRaisesValueError(["LoRA factors for layer 'head' must have shapes", "(3, 2)"],
-                                    unmerge_lora, merge_lora(lora), factors)
+        self.assertRaisesValueError(
+            ["LoRA factors for layer 'head' must have shapes", "(3, 2)"], unmerge_lora, merge_lora(lora), factors
+        )
 
 
 class LoraAttentionMergeTest(TestCase):
@@ -229,6 +237,7 @@ class LoraAttentionMergeTest(TestCase):
         restored = unmerge_lora(merged, factors)
         self.assertAllClose(restored.predict(x, verbose=0), lora.predict(x, verbose=0), atol=1e-5)
         self.assertAllClose(restored.get_layer("mha_0")._query_dense._kernel, base_query, atol=1e-5)
-        self.assertEqual(sorted(v.path.split("/")[-2] + "/" + v.name for v in restored.trainable_weights
-                                if "lora" in v.name),
-                         sorted(f"{n}/lora_kernel_{ab}" for n in ("query", "value", "ffn_in_0") for ab in "ab"))
+        self.assertEqual(
+            sorted(v.path.split("/")[-2] + "/" + v.name for v in restored.trainable_weights if "lora" in v.name),
+            sorted(f"{n}/lora_kernel_{ab}" for n in ("query", "value", "ffn_in_0") for ab in "ab"),
+        )

@@ -35,8 +35,12 @@ class InsertionTest(TestCase):
     def test_identity_at_insertion_and_original_untouched(self):
         base_weights = [w.copy() for w in self.cnn.get_weights()]
         base_ids = {id(v) for v in self.cnn.weights}
-        for kind, extra in [("bottleneck", {"bottleneck_dim": 4}), ("conv_series", {}),
-                            ("conv_parallel", {}), ("lora", {"rank": 2})]:
+        for kind, extra in [
+            ("bottleneck", {"bottleneck_dim": 4}),
+            ("conv_series", {}),
+            ("conv_parallel", {}),
+            ("lora", {"rank": 2}),
+        ]:
             adapted = add_adapters(self.cnn, keras.layers.Conv2D, kind, **extra)
             self.assertAllClose(adapted.predict(self.x, verbose=0), self.cnn_out, atol=1e-6, msg=kind)
             self.assertFalse(base_ids & {id(v) for v in adapted.weights}, f"{kind} shares variables")
@@ -79,8 +83,16 @@ class InsertionTest(TestCase):
         lora = add_adapters(self.cnn, ["conv1", "conv2"], "lora", rank=2)
         self.assertEqual(
             sorted(v.path for v in lora.trainable_weights),
-            sorted(["conv1/lora_kernel_a", "conv1/lora_kernel_b", "conv2/lora_kernel_a",
-                    "conv2/lora_kernel_b", "head/kernel", "head/bias"]),
+            sorted(
+                [
+                    "conv1/lora_kernel_a",
+                    "conv1/lora_kernel_b",
+                    "conv2/lora_kernel_a",
+                    "conv2/lora_kernel_b",
+                    "head/kernel",
+                    "head/bias",
+                ]
+            ),
         )
 
     def test_harness_steps_on_adapted_model(self):
@@ -103,10 +115,16 @@ class InsertionTest(TestCase):
         self.assertEqual(adapter.compute_dtype, "float16")
 
     def test_transformer_stack_houlsby_placement(self):
-        adapted = add_adapters(self.encoder, [keras.layers.MultiHeadAttention, r"ffn_out_\d"],
-                               "bottleneck", bottleneck_dim=4, use_layer_norm=False)
-        self.assertAllClose(adapted.predict(self.tokens, verbose=0), self.encoder.predict(self.tokens, verbose=0),
-                            atol=1e-6)
+        adapted = add_adapters(
+            self.encoder,
+            [keras.layers.MultiHeadAttention, r"ffn_out_\d"],
+            "bottleneck",
+            bottleneck_dim=4,
+            use_layer_norm=False,
+        )
+        self.assertAllClose(
+            adapted.predict(self.tokens, verbose=0), self.encoder.predict(self.tokens, verbose=0), atol=1e-6
+        )
         for i in range(2):
             for host, residual in ((f"mha_{i}", f"res_attn_{i}"), (f"ffn_out_{i}", f"res_ffn_{i}")):
                 adapter = adapted.get_layer(f"{host}_adapter")
@@ -116,7 +134,8 @@ class InsertionTest(TestCase):
         self.assertEqual(
             trainable_layer_names(adapted),
             {f"{h}_adapter" for i in range(2) for h in (f"mha_{i}", f"ffn_out_{i}")}
-            | {f"ln_{k}_{i}" for i in range(2) for k in ("attn", "ffn")} | {"head"},
+            | {f"ln_{k}_{i}" for i in range(2) for k in ("attn", "ffn")}
+            | {"head"},
         )
         report = adapter_parameter_report(adapted)
         per_adapter = 2 * 16 * 4 + 16 + 4  # Houlsby: 2DM + D + M
@@ -138,25 +157,27 @@ class InsertionTest(TestCase):
         outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x))
         model = keras.Model(inputs, outputs)
         adapted = add_adapters(model, keras_hub.layers.TransformerEncoder, "bottleneck", bottleneck_dim=4)
-        self.assertAllClose(adapted.predict(self.tokens, verbose=0), model.predict(self.tokens, verbose=0),
-                            atol=1e-6)
+        self.assertAllClose(adapted.predict(self.tokens, verbose=0), model.predict(self.tokens, verbose=0), atol=1e-6)
         self.assertEqual(trainable_layer_names(adapted), {"encoder_0_adapter", "encoder_1_adapter", "head"})
         # LoRA reaches the projections inside the subclassed encoder blocks by name.
         lora = add_adapters(model, r"query|value", "lora", rank=2)
         rows = [row["name"] for row in adapter_parameter_report(lora)["adapters"]]
-        self.assertEqual(sorted(rows), sorted(f"encoder_{i}/self_attention_layer/{p}" for i in range(2)
-                                              for p in ("query", "value")))
+        self.assertEqual(
+            sorted(rows), sorted(f"encoder_{i}/self_attention_layer/{p}" for i in range(2) for p in ("query", "value"))
+        )
         from keras_transfer.recipes import merge_lora
 
         for variable in lora.trainable_weights:
             variable.assign(np.random.default_rng(0).normal(size=variable.shape) * 0.1)
-        self.assertAllClose(merge_lora(lora).predict(self.tokens, verbose=0), lora.predict(self.tokens, verbose=0),
-                            atol=1e-5)
+        self.assertAllClose(
+            merge_lora(lora).predict(self.tokens, verbose=0), lora.predict(self.tokens, verbose=0), atol=1e-5
+        )
 
     def test_sequential_model_and_user_model(self):
         keras.utils.set_random_seed(0)
-        seq = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, name="d1"),
-                                keras.layers.Dense(3, name="head")])
+        seq = keras.Sequential(
+            [keras.Input((5,)), keras.layers.Dense(8, name="d1"), keras.layers.Dense(3, name="head")]
+        )
         x = np.random.default_rng(1).normal(size=(4, 5)).astype("float32")
         adapted = add_adapters(seq, "d1", "conv_parallel")
         self.assertAllClose(adapted.predict(x, verbose=0), seq.predict(x, verbose=0), atol=1e-6)
@@ -176,8 +197,9 @@ class InsertionTest(TestCase):
         self.assertEqual(len(lora_sizes), 2 * (4 * 2 + 2 * 2))  # 2 blocks x (4 projections + 2 dense) x (A, B)
         self.assertEqual(report["by_role"]["lora"], sum(lora_sizes))
         self.assertEqual(report["trainable_params"], sum(lora_sizes) + 4 * 2 * 16 + 16 * 3 + 3)
-        self.assertAllClose(adapted.predict(self.tokens, verbose=0), self.encoder.predict(self.tokens, verbose=0),
-                            atol=1e-6)
+        self.assertAllClose(
+            adapted.predict(self.tokens, verbose=0), self.encoder.predict(self.tokens, verbose=0), atol=1e-6
+        )
 
 
 class InsertionErrorTest(TestCase):
@@ -188,34 +210,47 @@ class InsertionErrorTest(TestCase):
     def test_no_layer_matches_lists_names(self):
         self.assertRaisesValueError(
             ["`targets` matches no layer", "'block_conv'", "available layers:", "backbone/conv1", "head"],
-            add_adapters, self.cnn, "block_conv",
+            add_adapters,
+            self.cnn,
+            "block_conv",
         )
         self.assertRaisesValueError("matches no layer", add_adapters, self.cnn, keras.layers.LSTM)
 
     def test_bad_arguments(self):
-        self.assertRaisesValueError(["`kind` must be one of", "kind='houlsby'"], add_adapters, self.cnn, "conv1",
-                                    "houlsby")
-        self.assertRaisesValueError("`bottleneck_dim` must be a positive integer", add_adapters, self.cnn, "conv1",
-                                    bottleneck_dim=0)
-        self.assertRaisesValueError(["`bottleneck_dim` must be at most", "'backbone/conv1' with 8 features"],
-                                    add_adapters, self.cnn, "conv1", bottleneck_dim=9)
-        self.assertRaisesValueError("`rank` must be a positive integer", add_adapters, self.cnn, "conv1", "lora",
-                                    rank=0)
+        self.assertRaisesValueError(
+            ["`kind` must be one of", "kind='houlsby'"], add_adapters, self.cnn, "conv1", "houlsby"
+        )
+        self.assertRaisesValueError(
+            "`bottleneck_dim` must be a positive integer", add_adapters, self.cnn, "conv1", bottleneck_dim=0
+        )
+        self.assertRaisesValueError(
+            ["`bottleneck_dim` must be at most", "'backbone/conv1' with 8 features"],
+            add_adapters,
+            self.cnn,
+            "conv1",
+            bottleneck_dim=9,
+        )
+        self.assertRaisesValueError(
+            "`rank` must be a positive integer", add_adapters, self.cnn, "conv1", "lora", rank=0
+        )
         self.assertRaisesValueError("invalid regular expression", add_adapters, self.cnn, "conv(")
         self.assertRaisesValueError("at least one", add_adapters, self.cnn, [])
         self.assertRaisesValueError("layer-name regexes, keras Layer classes", add_adapters, self.cnn, 3)
 
     def test_kind_specific_errors(self):
         self.assertRaisesValueError(["support LoRA", "'backbone/bn1'"], add_adapters, self.cnn, "bn1", "lora")
-        self.assertRaisesValueError(["conv_parallel", "'backbone/relu1'"], add_adapters, self.cnn, "relu1",
-                                    "conv_parallel")
-        self.assertRaisesValueError(["per_channel=True", "maps 3 to 8"], add_adapters, self.cnn, "conv1",
-                                    "conv_parallel", per_channel=True)
+        self.assertRaisesValueError(
+            ["conv_parallel", "'backbone/relu1'"], add_adapters, self.cnn, "relu1", "conv_parallel"
+        )
+        self.assertRaisesValueError(
+            ["per_channel=True", "maps 3 to 8"], add_adapters, self.cnn, "conv1", "conv_parallel", per_channel=True
+        )
         inputs = keras.Input((4,))
         scalar = keras.layers.Reshape((), name="squeeze")(keras.layers.Dense(1)(inputs))
         model = keras.Model(inputs, scalar)
-        self.assertRaisesValueError(["rank >= 2", "'squeeze' with output shape (None,)"], add_adapters, model,
-                                    "squeeze", bottleneck_dim=1)
+        self.assertRaisesValueError(
+            ["rank >= 2", "'squeeze' with output shape (None,)"], add_adapters, model, "squeeze", bottleneck_dim=1
+        )
 
     def test_model_errors(self):
         class Subclassed(keras.Model):
@@ -224,8 +259,7 @@ class InsertionErrorTest(TestCase):
 
         self.assertRaisesValueError(["Functional or Sequential", "Subclassed"], add_adapters, Subclassed(), "x")
         self.assertRaisesValueError("must be a keras.Model", add_adapters, keras.layers.Dense(2), "x")
-        self.assertRaisesValueError("must be built", add_adapters,
-                                    keras.Sequential([keras.layers.Dense(2)]), "x")
+        self.assertRaisesValueError("must be built", add_adapters, keras.Sequential([keras.layers.Dense(2)]), "x")
 
     def test_shared_target_gets_one_adapter_per_call(self):
         inputs = keras.Input((4,))
@@ -245,8 +279,16 @@ class RepeatedInsertionTest(TestCase):
         second = add_adapters(lora, "dw", "conv_parallel", per_channel=True)
         self.assertEqual(
             sorted(v.path for v in second.trainable_weights),
-            sorted(["conv2_adapter/alpha", "dw_adapter/alpha", "conv1/lora_kernel_a", "conv1/lora_kernel_b",
-                    "head/kernel", "head/bias"]),
+            sorted(
+                [
+                    "conv2_adapter/alpha",
+                    "dw_adapter/alpha",
+                    "conv1/lora_kernel_a",
+                    "conv1/lora_kernel_b",
+                    "head/kernel",
+                    "head/bias",
+                ]
+            ),
         )
 
 
@@ -268,16 +310,14 @@ class BatchNormAffineTest(TestCase):
         self.assertIs(type(self.cnn.get_layer("backbone").get_layer("bn1")), keras.layers.BatchNormalization)
         self.assertEqual(
             sorted(v.path for v in adapted.trainable_weights),
-            sorted(["conv1_adapter/alpha", "conv2_adapter/alpha", "bn1/gamma", "bn1/beta", "head/kernel",
-                    "head/bias"]),
+            sorted(["conv1_adapter/alpha", "conv2_adapter/alpha", "bn1/gamma", "bn1/beta", "head/kernel", "head/bias"]),
         )
         original_bn = self.cnn.get_layer("backbone").get_layer("bn1")
         for a, b in zip(bn.weights, original_bn.weights):
             self.assertAllClose(a, b, atol=0, rtol=0, msg=a.path)
         self.assertAllClose(adapted.predict(self.x, verbose=0), self.cnn.predict(self.x, verbose=0), atol=1e-6)
         report = adapter_parameter_report(adapted)
-        self.assertEqual(report["by_role"], {"adapter": 128, "lora": 0, "normalization": 16, "head": 27,
-                                             "other": 0})
+        self.assertEqual(report["by_role"], {"adapter": 128, "lora": 0, "normalization": 16, "head": 27, "other": 0})
         self.assertEqual(report["trainable_params"], 128 + 16 + 27)
         statistics = [bn.moving_mean, bn.moving_variance]
         gamma, beta = bn.gamma.numpy().copy(), bn.beta.numpy().copy()
@@ -299,6 +339,10 @@ class BatchNormAffineTest(TestCase):
 
     def test_bad_value(self):
         for value in ("yes", 1, None):
-            self.assertRaisesValueError(["`train_batchnorm` must be False", "'affine'",
-                                         f"Received: train_batchnorm={value!r}"],
-                                        add_adapters, self.cnn, "conv1", train_batchnorm=value)
+            self.assertRaisesValueError(
+                ["`train_batchnorm` must be False", "'affine'", f"Received: train_batchnorm={value!r}"],
+                add_adapters,
+                self.cnn,
+                "conv1",
+                train_batchnorm=value,
+            )

@@ -18,9 +18,19 @@ from tests.test_case import TestCase
 class RegistryTest(TestCase):
     def test_families_covered(self):
         names = available_backbones()
-        for required in ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "efficientnet_v2_b0",
-                         "resnet50", "resnet50_v2", "convnext_tiny", "densenet121", "xception", "vgg16",
-                         "simple_cnn"):
+        for required in (
+            "mobilenet_v2",
+            "mobilenet_v3_small",
+            "efficientnet_b0",
+            "efficientnet_v2_b0",
+            "resnet50",
+            "resnet50_v2",
+            "convnext_tiny",
+            "densenet121",
+            "xception",
+            "vgg16",
+            "simple_cnn",
+        ):
             self.assertIn(required, names)
         for spec in BACKBONES.values():
             if spec.constructor != "simple_cnn":
@@ -31,7 +41,8 @@ class RegistryTest(TestCase):
     def test_unknown_name_suggests(self):
         self.assertRaisesValueError(
             ["`backbone`", "Received: backbone='resnet5'", "Did you mean", "'resnet50'", "Available:"],
-            get_spec, "resnet5",
+            get_spec,
+            "resnet5",
         )
         message = self.assertRaisesValueError(["backbone=42"], load_backbone, 42)
         self.assertNotIn("Did you mean", message)
@@ -78,17 +89,21 @@ class LoadBackboneTest(TestCase):
         self.assertIsInstance(ctx.exception, OSError)
 
     def test_bad_arguments(self):
-        self.assertRaisesValueError(["at least 32x32", "'mobilenet_v3_small'", "(16, 16, 3)"],
-                                    load_backbone, "mobilenet_v3_small", (16, 16, 3))
+        self.assertRaisesValueError(
+            ["at least 32x32", "'mobilenet_v3_small'", "(16, 16, 3)"], load_backbone, "mobilenet_v3_small", (16, 16, 3)
+        )
         self.assertRaisesValueError(["at least 71x71", "(64, 64, 3)"], load_backbone, "xception", (64, 64, 3))
         self.assertRaisesValueError(["`input_shape`", "(32, 32)"], load_backbone, "simple_cnn", (32, 32))
-        self.assertRaisesValueError(["`weights`", "/no/such/file.h5"], load_backbone, "simple_cnn", (16, 16, 3),
-                                    weights="/no/such/file.h5")
+        self.assertRaisesValueError(
+            ["`weights`", "/no/such/file.h5"], load_backbone, "simple_cnn", (16, 16, 3), weights="/no/such/file.h5"
+        )
         self.assertRaisesValueError(["`weights`", "weights=3"], load_backbone, "simple_cnn", (16, 16, 3), weights=3)
-        self.assertRaisesValueError(["no ImageNet weights", "'simple_cnn'"], load_backbone, "simple_cnn",
-                                    (16, 16, 3), weights="imagenet")
-        self.assertRaisesValueError(["3 channels", "(32, 32, 1)"], load_backbone, "mobilenet_v3_small",
-                                    (32, 32, 1), weights="imagenet")
+        self.assertRaisesValueError(
+            ["no ImageNet weights", "'simple_cnn'"], load_backbone, "simple_cnn", (16, 16, 3), weights="imagenet"
+        )
+        self.assertRaisesValueError(
+            ["3 channels", "(32, 32, 1)"], load_backbone, "mobilenet_v3_small", (32, 32, 1), weights="imagenet"
+        )
 
 
 class BackboneBlocksTest(TestCase):
@@ -102,8 +117,9 @@ class BackboneBlocksTest(TestCase):
         model = load_backbone("simple_cnn", (16, 16, 3))
         blocks = backbone_blocks(model)
         self.assertEqual(list(blocks), ["block1", "block2", "block3"])
-        self.assertEqual([layer.name for layer in blocks["block1"]],
-                         ["block1_conv", "block1_bn", "block1_relu", "block1_pool"])
+        self.assertEqual(
+            [layer.name for layer in blocks["block1"]], ["block1_conv", "block1_bn", "block1_relu", "block1_pool"]
+        )
         self.check_partition(model, blocks)
 
     def test_keras_families(self):
@@ -135,8 +151,10 @@ class BackboneBlocksTest(TestCase):
         x = keras.layers.GlobalAveragePooling2D(name="avg")(x)
         model = keras.Model(inputs, x)
         blocks = backbone_blocks(model, get_spec("inception_v3"))
-        self.assertEqual({k: [layer.name for layer in v] for k, v in blocks.items()},
-                         {"block0": ["conv_a", "mixed0"], "block1": ["conv_b", "mixed1"], "top": ["avg"]})
+        self.assertEqual(
+            {k: [layer.name for layer in v] for k, v in blocks.items()},
+            {"block0": ["conv_a", "mixed0"], "block1": ["conv_b", "mixed1"], "top": ["avg"]},
+        )
 
     def test_custom_model_without_blocks(self):
         inputs = keras.Input((4,))

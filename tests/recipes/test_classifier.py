@@ -56,12 +56,22 @@ class BuildClassifierTest(TestCase):
         rgb_model.set_weights(self.model.get_weights())
         self.assertAllClose(
             rgb_model.predict(np.repeat(self.x, 3, axis=-1), verbose=0),
-            self.model.predict(self.x, verbose=0), atol=1e-6,
+            self.model.predict(self.x, verbose=0),
+            atol=1e-6,
         )
 
     def test_value_range_and_image_size(self):
-        model = build_classifier("simple_cnn", 2, (8, 8, 3), image_size=12, value_range=(0, 1), pooling="max",
-                                 dropout=0, activation=None, name="mine")
+        model = build_classifier(
+            "simple_cnn",
+            2,
+            (8, 8, 3),
+            image_size=12,
+            value_range=(0, 1),
+            pooling="max",
+            dropout=0,
+            activation=None,
+            name="mine",
+        )
         self.assertEqual(model.name, "mine")
         self.assertEqual(get_backbone(model).input_shape, (None, 12, 12, 3))
         self.assertEqual(model.get_layer("preprocessing").value_range, (0.0, 1.0))
@@ -84,8 +94,9 @@ class BuildClassifierTest(TestCase):
         model = build_classifier(base, 2, (8, 8, 1), dropout=0)
         self.assertIs(get_backbone(model), base)
         self.assertEqual(model.get_layer("preprocessing").mode, "none")
-        self.assertRaisesValueError(["`weights`", "weights='imagenet'"], build_classifier, base, 2, (8, 8, 3),
-                                    weights="imagenet")
+        self.assertRaisesValueError(
+            ["`weights`", "weights='imagenet'"], build_classifier, base, 2, (8, 8, 3), weights="imagenet"
+        )
 
     def test_serialization_and_export(self):
         self.run_serialization_test(self.model, self.x)
@@ -127,15 +138,23 @@ class BuildClassifierTest(TestCase):
 
     def test_bad_arguments(self):
         for bad in (1, 0, 2.0, True):
-            self.assertRaisesValueError(["`num_classes`", f"num_classes={bad!r}", "two classes"],
-                                        build_classifier, "simple_cnn", bad, (16, 16, 3))
+            self.assertRaisesValueError(
+                ["`num_classes`", f"num_classes={bad!r}", "two classes"],
+                build_classifier,
+                "simple_cnn",
+                bad,
+                (16, 16, 3),
+            )
         for bad in ((16, 16), (16, 16, 2), (0, 16, 3), "16x16"):
-            self.assertRaisesValueError(["`input_shape`", f"input_shape={bad!r}"], build_classifier,
-                                        "simple_cnn", 3, bad)
-        self.assertRaisesValueError(["`pooling`", "pooling='sum'"], build_classifier, "simple_cnn", 3,
-                                    (16, 16, 3), pooling="sum")
-        self.assertRaisesValueError(["`dropout`", "dropout=1.0"], build_classifier, "simple_cnn", 3,
-                                    (16, 16, 3), dropout=1.0)
+            self.assertRaisesValueError(
+                ["`input_shape`", f"input_shape={bad!r}"], build_classifier, "simple_cnn", 3, bad
+            )
+        self.assertRaisesValueError(
+            ["`pooling`", "pooling='sum'"], build_classifier, "simple_cnn", 3, (16, 16, 3), pooling="sum"
+        )
+        self.assertRaisesValueError(
+            ["`dropout`", "dropout=1.0"], build_classifier, "simple_cnn", 3, (16, 16, 3), dropout=1.0
+        )
         self.assertRaisesValueError(["`backbone`", "'simple'"], build_classifier, "simple", 3, (16, 16, 3))
 
     def test_get_errors_on_other_models(self):
@@ -169,8 +188,11 @@ class ReplaceHeadTest(TestCase):
         self.assertEqual(model.name, "target")
         self.assertEqual(get_head(model).units, 3)
         # Same features as the source before any training.
-        self.assertAllClose(feature_extractor(model).predict(self.x, verbose=0),
-                            feature_extractor(self.source).predict(self.x, verbose=0), atol=1e-6)
+        self.assertAllClose(
+            feature_extractor(model).predict(self.x, verbose=0),
+            feature_extractor(self.source).predict(self.x, verbose=0),
+            atol=1e-6,
+        )
         source_ids = {id(v) for v in get_backbone(self.source).weights}
         self.assertFalse(source_ids & {id(v) for v in model.weights})
         before = [w.copy() for w in get_backbone(self.source).get_weights()]

@@ -42,8 +42,17 @@ class FineTuneTest(TestCase):
         frozen += [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
         before = {id(v): v.numpy().copy() for layer in frozen for v in layer.weights}
         tuned_before = backbone.get_layer("block3_conv").kernel.numpy().copy()
-        model, histories = fine_tune(self.model, self.x, self.y, validation_data=(self.x_val, self.y_val),
-                                     probe="convex", epochs=2, blocks="last", learning_rate=1e-3, verbose=0)
+        model, histories = fine_tune(
+            self.model,
+            self.x,
+            self.y,
+            validation_data=(self.x_val, self.y_val),
+            probe="convex",
+            epochs=2,
+            blocks="last",
+            learning_rate=1e-3,
+            verbose=0,
+        )
         self.assertIs(model, self.model)
         probe = histories["probe"]
         self.assertIn(probe["C"], CANDIDATE_C)
@@ -122,8 +131,9 @@ class FineTuneTest(TestCase):
             np.testing.assert_array_equal(a, b)
 
     def test_plain_fine_tune_with_discriminative_rates(self):
-        _, histories = fine_tune(self.model, self.x, self.y, probe=None, epochs=1, backbone_multiplier=0.1,
-                                 layer_decay=0.5, verbose=0)
+        _, histories = fine_tune(
+            self.model, self.x, self.y, probe=None, epochs=1, backbone_multiplier=0.1, layer_decay=0.5, verbose=0
+        )
         self.assertIsNone(histories["probe"])
         self.assertIsInstance(self.model.optimizer, DiscriminativeAdam)
 
@@ -174,16 +184,21 @@ class FineTuneTest(TestCase):
         model, x, y = self.model, self.x, self.y
         self.assertRaisesValueError(["`probe`", "probe='linear'"], fine_tune, model, x, y, probe="linear")
         self.assertRaisesValueError(["`epochs`", "epochs=-1"], fine_tune, model, x, y, epochs=-1)
-        self.assertRaisesValueError(["`probe_epochs`", "probe_epochs=0"], fine_tune, model, x, y, probe="fit",
-                                    probe_epochs=0, verbose=0)
+        self.assertRaisesValueError(
+            ["`probe_epochs`", "probe_epochs=0"], fine_tune, model, x, y, probe="fit", probe_epochs=0, verbose=0
+        )
         self.assertRaisesValueError(["`train_data labels`", "[0, 3)"], fine_tune, model, x, y + 1)
-        self.assertRaisesValueError(["`validation_data labels`", "[0, 3)"], fine_tune, model, x, y,
-                                    validation_data=(self.x_val, self.y_val + 5))
+        self.assertRaisesValueError(
+            ["`validation_data labels`", "[0, 3)"], fine_tune, model, x, y, validation_data=(self.x_val, self.y_val + 5)
+        )
         self.assertRaisesValueError(["`train_data`", "at least one example"], fine_tune, model, x[:0], y[:0])
-        self.assertRaisesValueError(["`blocks`", "blocks='top'"], fine_tune, model, x, y, probe=None,
-                                    blocks="top", verbose=0)
-        self.assertRaisesValueError(["`learning_rate`", "learning_rate=0"], compile_for_fine_tuning, model,
-                                    learning_rate=0)
-        self.assertRaisesValueError(["`backbone_multiplier`", "backbone_multiplier=-1"],
-                                    learning_rate_multipliers, model, -1)
+        self.assertRaisesValueError(
+            ["`blocks`", "blocks='top'"], fine_tune, model, x, y, probe=None, blocks="top", verbose=0
+        )
+        self.assertRaisesValueError(
+            ["`learning_rate`", "learning_rate=0"], compile_for_fine_tuning, model, learning_rate=0
+        )
+        self.assertRaisesValueError(
+            ["`backbone_multiplier`", "backbone_multiplier=-1"], learning_rate_multipliers, model, -1
+        )
         self.assertRaisesValueError(["`layer_decay`", "layer_decay=0"], learning_rate_multipliers, model, 1.0, 0)

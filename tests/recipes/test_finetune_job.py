@@ -43,8 +43,9 @@ class FinetuneJobTest(TestCase):
         self.assertRaisesValueError(["`backbone`", "resnet5"], finetune_folder, folder, backbone="resnet5")
         self.assertRaisesValueError(["`epochs`", "epochs=-1"], finetune_folder, folder, epochs=-1)
         self.assertRaisesValueError(["`batch_size`", "batch_size=0"], finetune_folder, folder, batch_size=0)
-        self.assertRaisesValueError(["`validation_split`", "validation_split=1"], finetune_folder, folder,
-                                    validation_split=1)
+        self.assertRaisesValueError(
+            ["`validation_split`", "validation_split=1"], finetune_folder, folder, validation_split=1
+        )
         self.assertRaisesValueError(["`image_size`", "image_size=0"], finetune_folder, folder, image_size=0)
         self.assertRaisesValueError(["`data`", "no images"], finetune_folder, folder, backbone="simple_cnn")
 
@@ -75,22 +76,26 @@ class OutputPathTest(TestCase):
         super().tearDown()
 
     def test_usable_paths_pass(self):
-        check_output_paths(export=os.path.join(self.root, "new", "deep", "export"),
-                           save=os.path.join(self.root, "new", "model.keras"))
+        check_output_paths(
+            export=os.path.join(self.root, "new", "deep", "export"), save=os.path.join(self.root, "new", "model.keras")
+        )
         empty = os.path.join(self.root, "photos", "..", "old_export", "..")
         check_output_paths(save=os.path.join(empty, "m.h5"))
         check_output_paths(export=self.old_export, save=self.a_file[:-4] + ".keras", overwrite=True)
 
     def test_save_errors(self):
-        self.assertRaisesValueError(["`save`", "ending in .keras", "'m.keras'"], check_output_paths,
-                                    save="m.pb")
-        self.assertRaisesValueError(["`save`", "folders can be created", "is a file"], check_output_paths,
-                                    save=os.path.join(self.a_file, "m.keras"))
+        self.assertRaisesValueError(["`save`", "ending in .keras", "'m.keras'"], check_output_paths, save="m.pb")
+        self.assertRaisesValueError(
+            ["`save`", "folders can be created", "is a file"],
+            check_output_paths,
+            save=os.path.join(self.a_file, "m.keras"),
+        )
         existing_dir = os.path.join(self.root, "dir.keras")
         os.makedirs(existing_dir)
         try:
-            self.assertRaisesValueError(["`save`", "not a folder"], check_output_paths, save=existing_dir,
-                                        overwrite=True)
+            self.assertRaisesValueError(
+                ["`save`", "not a folder"], check_output_paths, save=existing_dir, overwrite=True
+            )
         finally:
             os.rmdir(existing_dir)
         existing = os.path.join(self.root, "notes.keras")
@@ -103,31 +108,52 @@ class OutputPathTest(TestCase):
             os.remove(existing)
 
     def test_export_errors(self):
-        self.assertRaisesValueError(["`export`", "existing file"], check_output_paths, export=self.a_file,
-                                    overwrite=True)
-        self.assertRaisesValueError(["`export`", "folders can be created"], check_output_paths,
-                                    export=os.path.join(self.a_file, "export"))
-        self.assertRaisesValueError(["`export`", "new or empty", "saved_model.pb", "--overwrite"],
-                                    check_output_paths, export=self.old_export)
+        self.assertRaisesValueError(
+            ["`export`", "existing file"], check_output_paths, export=self.a_file, overwrite=True
+        )
+        self.assertRaisesValueError(
+            ["`export`", "folders can be created"], check_output_paths, export=os.path.join(self.a_file, "export")
+        )
+        self.assertRaisesValueError(
+            ["`export`", "new or empty", "saved_model.pb", "--overwrite"], check_output_paths, export=self.old_export
+        )
         # --overwrite replaces a previous export only, never a folder of other files.
-        self.assertRaisesValueError(["`export`", "not an export", "Nothing was deleted"], check_output_paths,
-                                    export=self.photos, overwrite=True)
-        self.assertRaisesValueError(["`export`", "outside the training data"], check_output_paths,
-                                    export=os.path.join(self.photos, "model"), data=self.photos)
-        self.assertRaisesValueError(["`export`", "outside the training data"], check_output_paths,
-                                    export=self.root, data=self.photos, overwrite=True)
-        self.assertRaisesValueError(["`save`", "outside the `export`"], check_output_paths,
-                                    export=os.path.join(self.root, "e"), save=os.path.join(self.root, "e", "m.keras"))
+        self.assertRaisesValueError(
+            ["`export`", "not an export", "Nothing was deleted"], check_output_paths, export=self.photos, overwrite=True
+        )
+        self.assertRaisesValueError(
+            ["`export`", "outside the training data"],
+            check_output_paths,
+            export=os.path.join(self.photos, "model"),
+            data=self.photos,
+        )
+        self.assertRaisesValueError(
+            ["`export`", "outside the training data"],
+            check_output_paths,
+            export=self.root,
+            data=self.photos,
+            overwrite=True,
+        )
+        self.assertRaisesValueError(
+            ["`save`", "outside the `export`"],
+            check_output_paths,
+            export=os.path.join(self.root, "e"),
+            save=os.path.join(self.root, "e", "m.keras"),
+        )
 
     def test_unwritable_location(self):
         if os.path.isdir("/proc/self"):  # a folder that even root cannot create files in
-            self.assertRaisesValueError(["`export`", "not writable"], check_output_paths,
-                                        export="/proc/keras_transfer_export")
+            self.assertRaisesValueError(
+                ["`export`", "not writable"], check_output_paths, export="/proc/keras_transfer_export"
+            )
         # Any other unwritable place (read-only mount, no permission): the probe file fails.
         denied = PermissionError(13, "Permission denied")
         with mock.patch.object(finetune_job.tempfile, "TemporaryFile", side_effect=denied):
-            self.assertRaisesValueError(["`save`", "not writable", "Permission denied"], check_output_paths,
-                                        save=os.path.join(self.root, "new", "m.keras"))
+            self.assertRaisesValueError(
+                ["`save`", "not writable", "Permission denied"],
+                check_output_paths,
+                save=os.path.join(self.root, "new", "m.keras"),
+            )
 
 
 class FinetuneFolderOutputTest(TestCase):
@@ -146,8 +172,10 @@ class FinetuneFolderOutputTest(TestCase):
             (dict(export=old_export), ["`export`", "--overwrite"]),
         ]
         for kwargs, fragments in cases:
-            with mock.patch.object(finetune_job, "fine_tune") as train, \
-                    mock.patch.object(finetune_job, "load_image_folder") as read:
+            with (
+                mock.patch.object(finetune_job, "fine_tune") as train,
+                mock.patch.object(finetune_job, "load_image_folder") as read,
+            ):
                 self.assertRaisesValueError(fragments, finetune_folder, data, backbone="simple_cnn", **kwargs)
                 train.assert_not_called()
                 read.assert_not_called()
@@ -162,12 +190,22 @@ class FinetuneFolderOutputTest(TestCase):
                 handle.write("old")
         with open(save, "w") as handle:
             handle.write("old model")
-        model, summary = finetune_folder(data, backbone="simple_cnn", image_size=8, epochs=1, batch_size=4,
-                                         validation_split=0, export=export, save=save, overwrite=True,
-                                         verbose=0)
+        model, summary = finetune_folder(
+            data,
+            backbone="simple_cnn",
+            image_size=8,
+            epochs=1,
+            batch_size=4,
+            validation_split=0,
+            export=export,
+            save=save,
+            overwrite=True,
+            verbose=0,
+        )
         self.assertEqual(sorted(os.listdir(out)), ["export", "model.keras"])  # no temporary left over
-        self.assertEqual(sorted(os.listdir(export)),
-                         ["assets", "class_names.txt", "fingerprint.pb", "saved_model.pb", "variables"])
+        self.assertEqual(
+            sorted(os.listdir(export)), ["assets", "class_names.txt", "fingerprint.pb", "saved_model.pb", "variables"]
+        )
         self.assertEqual(os.listdir(os.path.join(export, "assets")), [])
         with open(os.path.join(export, "class_names.txt")) as handle:
             self.assertEqual(handle.read().split(), ["class0", "class1"])

@@ -33,8 +33,10 @@ class FreezeBatchNormStatisticsTest(TestCase):
 
     def test_nested_classifier_copy(self):
         frozen = freeze_batchnorm_statistics(self.model)
-        expected = [(path, FrozenBatchNormalization if cls is keras.layers.BatchNormalization else cls)
-                    for path, cls in classes(self.model)]
+        expected = [
+            (path, FrozenBatchNormalization if cls is keras.layers.BatchNormalization else cls)
+            for path, cls in classes(self.model)
+        ]
         self.assertEqual(classes(frozen), expected)
         self.assertEqual(sum(cls is FrozenBatchNormalization for _, cls in classes(frozen)), 2)
         self.assertAllClose(frozen.predict(self.x, verbose=0), self.model.predict(self.x, verbose=0), atol=1e-6)
@@ -66,8 +68,11 @@ class FreezeBatchNormStatisticsTest(TestCase):
     def test_errors(self):
         inputs = keras.Input((4,))
         no_bn = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="dense_only")
-        self.assertRaisesValueError(["`model` must contain a keras.layers.BatchNormalization",
-                                     "'dense_only'"], freeze_batchnorm_statistics, no_bn)
+        self.assertRaisesValueError(
+            ["`model` must contain a keras.layers.BatchNormalization", "'dense_only'"],
+            freeze_batchnorm_statistics,
+            no_bn,
+        )
         already = freeze_batchnorm_statistics(self.model)
         self.assertRaisesValueError("only FrozenBatchNormalization", freeze_batchnorm_statistics, already)
 
@@ -75,5 +80,6 @@ class FreezeBatchNormStatisticsTest(TestCase):
             def call(self, x):
                 return x
 
-        self.assertRaisesValueError(["Functional or Sequential", "Subclassed"], freeze_batchnorm_statistics,
-                                    Subclassed())
+        self.assertRaisesValueError(
+            ["Functional or Sequential", "Subclassed"], freeze_batchnorm_statistics, Subclassed()
+        )

@@ -39,9 +39,13 @@ class FreezingTest(TestCase):
         self.assertEqual(select_blocks(backbone, "middle"), ["block2"])
         self.assertEqual(select_blocks(backbone, "last"), ["block3"])
         self.assertEqual(select_blocks(backbone, ["block3", "block1"]), ["block3", "block1"])
-        for blocks, expected in (("first", {"block1_conv"}), ("middle", {"block2_conv"}),
-                                 ("last", {"block3_conv"}), (["block1", "block3"], {"block1_conv", "block3_conv"}),
-                                 ("all", {"block1_conv", "block2_conv", "block3_conv"})):
+        for blocks, expected in (
+            ("first", {"block1_conv"}),
+            ("middle", {"block2_conv"}),
+            ("last", {"block3_conv"}),
+            (["block1", "block3"], {"block1_conv", "block3_conv"}),
+            ("all", {"block1_conv", "block2_conv", "block3_conv"}),
+        ):
             unfreeze_backbone(self.model, blocks=blocks)
             self.assertEqual(_trainable_names(self.model), expected, blocks)
 
@@ -86,15 +90,17 @@ class FreezingTest(TestCase):
 
     def test_errors(self):
         backbone = get_backbone(self.model)
-        self.assertRaisesValueError(["`blocks`", "blocks='top'", "block1, block2, block3"], select_blocks,
-                                    backbone, "top")
-        self.assertRaisesValueError(["`blocks`", "['block9']", "Available: block1"], select_blocks, backbone,
-                                    ["block1", "block9"])
+        self.assertRaisesValueError(
+            ["`blocks`", "blocks='top'", "block1, block2, block3"], select_blocks, backbone, "top"
+        )
+        self.assertRaisesValueError(
+            ["`blocks`", "['block9']", "Available: block1"], select_blocks, backbone, ["block1", "block9"]
+        )
         self.assertRaisesValueError(["`blocks`"], select_blocks, backbone, [])
-        self.assertRaisesValueError(["`top_n_layers`", "top_n_layers=0"], unfreeze_backbone, self.model,
-                                    top_n_layers=0)
-        self.assertRaisesValueError(["`top_n_layers`", "at most 6", "top_n_layers=7"], unfreeze_backbone,
-                                    self.model, top_n_layers=7)
+        self.assertRaisesValueError(["`top_n_layers`", "top_n_layers=0"], unfreeze_backbone, self.model, top_n_layers=0)
+        self.assertRaisesValueError(
+            ["`top_n_layers`", "at most 6", "top_n_layers=7"], unfreeze_backbone, self.model, top_n_layers=7
+        )
         inputs = keras.Input((4,))
         plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
         self.assertRaisesValueError(["'backbone'"], freeze_backbone, plain)

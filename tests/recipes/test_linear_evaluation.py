@@ -39,8 +39,14 @@ class LinearEvaluationTest(TestCase):
         expected = np.mean(clf.predict((f_test - mean) / std) == self.y_test)
         self.assertAllClose(result["test_accuracy"], expected, atol=1 / 60 + 1e-9)
         head = get_head(result["model"])
-        assert_head_at_optimum(self, extract_features(result["model"], self.x_train), self.y_train,
-                               head.kernel.numpy(), head.bias.numpy(), C=1.0)
+        assert_head_at_optimum(
+            self,
+            extract_features(result["model"], self.x_train),
+            self.y_train,
+            head.kernel.numpy(),
+            head.bias.numpy(),
+            C=1.0,
+        )
         self.assertGreater(result["test_accuracy"], 0.8)
         self.assertEqual(result["num_features"], 6)
         for a, b in zip(before, self.encoder.weights):  # the encoder is untouched
@@ -60,14 +66,37 @@ class LinearEvaluationTest(TestCase):
 
     def test_errors(self):
         args = (self.x_train, self.y_train, self.x_test, self.y_test)
-        self.assertRaisesValueError("`x_train` must contain at least one", linear_evaluation, self.encoder,
-                                    self.x_train[:0], self.y_train[:0], self.x_test, self.y_test)
-        self.assertRaisesValueError(["class ids in [0, 3)", "[7, 7]"], linear_evaluation, self.encoder,
-                                    self.x_train, self.y_train, self.x_test, np.full(60, 7))
-        self.assertRaisesValueError("same lengths", linear_evaluation, self.encoder,
-                                    self.x_train, self.y_train[:10], self.x_test, self.y_test, num_classes=3)
+        self.assertRaisesValueError(
+            "`x_train` must contain at least one",
+            linear_evaluation,
+            self.encoder,
+            self.x_train[:0],
+            self.y_train[:0],
+            self.x_test,
+            self.y_test,
+        )
+        self.assertRaisesValueError(
+            ["class ids in [0, 3)", "[7, 7]"],
+            linear_evaluation,
+            self.encoder,
+            self.x_train,
+            self.y_train,
+            self.x_test,
+            np.full(60, 7),
+        )
+        self.assertRaisesValueError(
+            "same lengths",
+            linear_evaluation,
+            self.encoder,
+            self.x_train,
+            self.y_train[:10],
+            self.x_test,
+            self.y_test,
+            num_classes=3,
+        )
         self.assertRaisesValueError("`num_classes`", linear_evaluation, self.encoder, *args, num_classes=1)
-        self.assertRaisesValueError("must contain only finite", linear_evaluation, self.encoder,
-                                    np.full_like(self.x_train, np.nan), *args[1:])
+        self.assertRaisesValueError(
+            "must contain only finite", linear_evaluation, self.encoder, np.full_like(self.x_train, np.nan), *args[1:]
+        )
         conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
         self.assertRaisesValueError("(batch, features)", linear_probe_model, conv, 3)

@@ -38,8 +38,9 @@ class FitLogisticRegressionTest(TestCase):
         rng = np.random.default_rng(0)
         cls.features = (rng.normal(size=(120, 6)) * [1, 10, 0.1, 5, 1, 2] + [0, 3, -1, 0, 50, 0]).astype("float32")
         w = rng.normal(size=(6, 3))
-        cls.y = np.argmax((cls.features - cls.features.mean(0)) / cls.features.std(0) @ w
-                          + rng.normal(size=(120, 3)), axis=1)
+        cls.y = np.argmax(
+            (cls.features - cls.features.mean(0)) / cls.features.std(0) @ w + rng.normal(size=(120, 3)), axis=1
+        )
 
     # Compared on what L-BFGS guarantees (the gradient at the solution, the objective), not on
     # probabilities from a second solver: those differ beyond its tolerance from release to
@@ -116,8 +117,9 @@ class LinearProbeTest(TestCase):
         features = extract_features(self.model, self.x_test).astype("float64")
         expected = _softmax(features @ kernel + bias)
         self.assertAllClose(self.model.predict(self.x_test, verbose=0), expected, atol=1e-5, rtol=0)
-        self.assertAllClose(result["train_accuracy"],
-                            evaluate_accuracy(self.model, self.x_train, self.y_train), atol=1e-6)
+        self.assertAllClose(
+            result["train_accuracy"], evaluate_accuracy(self.model, self.x_train, self.y_train), atol=1e-6
+        )
 
     def test_probe_matches_fit_with_frozen_backbone(self):
         linear_probe(self.model, (self.x_train, self.y_train))
@@ -162,14 +164,17 @@ class LinearProbeTest(TestCase):
     def test_predict_in_batches_matches_predict(self):
         expected = self.model.predict(self.x_test[:50], verbose=0)
         for batch_size in (1, 7, 64):
-            self.assertAllClose(predict_in_batches(self.model, self.x_test[:50], batch_size=batch_size), expected,
-                                atol=1e-6)
+            self.assertAllClose(
+                predict_in_batches(self.model, self.x_test[:50], batch_size=batch_size), expected, atol=1e-6
+            )
         # uint8 images are cast to the model's input dtype batch by batch.
         images = np.round(self.x_test[:10] * 0 + np.arange(10)[:, None, None, None]).astype("uint8")
-        self.assertAllClose(predict_in_batches(self.model, images), self.model.predict(images.astype("float32"),
-                                                                                      verbose=0), atol=1e-6)
-        self.assertRaisesValueError(["`batch_size`", "batch_size=0"], predict_in_batches, self.model,
-                                    self.x_test, batch_size=0)
+        self.assertAllClose(
+            predict_in_batches(self.model, images), self.model.predict(images.astype("float32"), verbose=0), atol=1e-6
+        )
+        self.assertRaisesValueError(
+            ["`batch_size`", "batch_size=0"], predict_in_batches, self.model, self.x_test, batch_size=0
+        )
 
     def test_compiled_extractors_do_not_keep_models_alive(self):
         refs = []
@@ -216,18 +221,20 @@ class LinearProbeTest(TestCase):
         one_hot = np.eye(10)[y]
         self.assertRaisesValueError(["`y`", "(30, 10)", "one-hot"], linear_probe, model, x, one_hot)
         self.assertRaisesValueError(["integer class ids"], linear_probe, model, x, y + 0.5)
-        self.assertRaisesValueError(["`data`", "at least one example"], linear_probe, model,
-                                    x[:0], y[:0])
+        self.assertRaisesValueError(["`data`", "at least one example"], linear_probe, model, x[:0], y[:0])
         self.assertRaisesValueError(["len(x)=30", "len(y)=29"], linear_probe, model, x, y[:29])
         bad = x.astype("float32")
         bad[0, 0, 0, 0] = np.nan
         self.assertRaisesValueError(["`x`", "NaN"], linear_probe, model, bad, y)
-        self.assertRaisesValueError(["`data`", "(x, y) batches"], linear_probe, model,
-                                    tf.data.Dataset.from_tensor_slices(x).batch(8))
-        self.assertRaisesValueError(["`data`", "empty dataset"], linear_probe, model,
-                                    make_dataset(x, y, batch_size=8).take(0))
-        self.assertRaisesValueError(["`x`", "NaN"], linear_probe, model,
-                                    tf.data.Dataset.from_tensor_slices((bad, y)).batch(8))
+        self.assertRaisesValueError(
+            ["`data`", "(x, y) batches"], linear_probe, model, tf.data.Dataset.from_tensor_slices(x).batch(8)
+        )
+        self.assertRaisesValueError(
+            ["`data`", "empty dataset"], linear_probe, model, make_dataset(x, y, batch_size=8).take(0)
+        )
+        self.assertRaisesValueError(
+            ["`x`", "NaN"], linear_probe, model, tf.data.Dataset.from_tensor_slices((bad, y)).batch(8)
+        )
         self.assertRaisesValueError(["`x`", "NaN"], extract_features, model, bad)
         inputs = keras.Input((4,))
         plain = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="plain")
@@ -265,10 +272,12 @@ class FeatureExtractionMemoryTest(TestCase):
         # ~7 MiB per image (measured: +1,397 MiB from 64 to 256 images; at 224 px ~87 MiB per
         # image); compiled batches measured +22 MiB, the 256 x 1280 features included.
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                   TF_CPP_MIN_LOG_LEVEL="3")
-        out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD], capture_output=True, text=True, env=env,
-                             cwd=root, timeout=300)
+        env = dict(
+            os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), TF_CPP_MIN_LOG_LEVEL="3"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_CHILD], capture_output=True, text=True, env=env, cwd=root, timeout=300
+        )
         self.assertEqual(out.returncode, 0, out.stderr[-3000:])
         peaks = json.loads(out.stdout.strip().splitlines()[-1])
         self.assertEqual(peaks["features"], 1280)

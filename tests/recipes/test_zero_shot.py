@@ -20,11 +20,11 @@ TEMPLATES = ["a photo of a {}", "a {} drawing", "{}"]
 def build(seed=0):
     keras.utils.set_random_seed(seed)
     tokenizer = word_tokenizer(vocabulary=["a", "photo", "of", "drawing"] + NAMES, sequence_length=5)
-    image_encoder = keras.Sequential([
-        keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
-        keras.layers.GlobalAveragePooling2D()], name="image_encoder")
-    text_encoder = TextTransformerEncoder(tokenizer.vocabulary_size(), 5, embedding_dim=8, num_layers=1,
-                                          num_heads=2)
+    image_encoder = keras.Sequential(
+        [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D()],
+        name="image_encoder",
+    )
+    text_encoder = TextTransformerEncoder(tokenizer.vocabulary_size(), 5, embedding_dim=8, num_layers=1, num_heads=2)
     clip = CLIP(image_encoder, text_encoder, projection_dim=6)
     return clip, tokenizer
 
@@ -84,8 +84,9 @@ class ZeroShotTest(TestCase):
         for alpha in (0.0, 1.0):
             mixed = wise_ft(zero_shot, fine_tuned, alpha=alpha)
             reference = zero_shot if alpha == 0.0 else fine_tuned
-            self.assertAllClose(mixed.predict(self.images, verbose=0),
-                                reference.predict(self.images, verbose=0), atol=1e-6)
+            self.assertAllClose(
+                mixed.predict(self.images, verbose=0), reference.predict(self.images, verbose=0), atol=1e-6
+            )
         mixed = wise_ft(zero_shot, fine_tuned, alpha=0.3)
         for got, a, b in zip(mixed.get_weights(), zero_shot.get_weights(), fine_tuned.get_weights()):
             self.assertAllClose(got, 0.7 * a + 0.3 * b, atol=1e-6)
@@ -102,24 +103,34 @@ class ZeroShotTest(TestCase):
 
     def test_errors(self):
         build_fn = build_zero_shot_classifier
-        self.assertRaisesValueError("`class_names` must contain at least one class name",
-                                    build_fn, self.clip, [], TEMPLATES, self.tokenizer)
-        self.assertRaisesValueError("`class_names` must be a list of strings", build_fn, self.clip, "cat",
-                                    TEMPLATES, self.tokenizer)
-        self.assertRaisesValueError("`class_names` must be unique", build_fn, self.clip, ["cat", "cat"],
-                                    TEMPLATES, self.tokenizer)
-        self.assertRaisesValueError("must not contain empty names", build_fn, self.clip, ["cat", " "],
-                                    TEMPLATES, self.tokenizer)
+        self.assertRaisesValueError(
+            "`class_names` must contain at least one class name", build_fn, self.clip, [], TEMPLATES, self.tokenizer
+        )
+        self.assertRaisesValueError(
+            "`class_names` must be a list of strings", build_fn, self.clip, "cat", TEMPLATES, self.tokenizer
+        )
+        self.assertRaisesValueError(
+            "`class_names` must be unique", build_fn, self.clip, ["cat", "cat"], TEMPLATES, self.tokenizer
+        )
+        self.assertRaisesValueError(
+            "must not contain empty names", build_fn, self.clip, ["cat", " "], TEMPLATES, self.tokenizer
+        )
         for bad in ("a photo of a cat", "a {} and a {}", "{name}"):
-            self.assertRaisesValueError(["exactly one '{}'", repr(bad)], build_fn, self.clip, NAMES, [bad],
-                                        self.tokenizer)
+            self.assertRaisesValueError(
+                ["exactly one '{}'", repr(bad)], build_fn, self.clip, NAMES, [bad], self.tokenizer
+            )
         self.assertRaisesValueError("escape other braces", build_fn, self.clip, NAMES, ["a {} }"], self.tokenizer)
-        self.assertRaisesValueError("`templates` must contain at least one", build_fn, self.clip, NAMES, [],
-                                    self.tokenizer)
+        self.assertRaisesValueError(
+            "`templates` must contain at least one", build_fn, self.clip, NAMES, [], self.tokenizer
+        )
         self.assertRaisesValueError("`tokenizer` must be callable", build_fn, self.clip, NAMES, TEMPLATES, None)
         self.assertRaisesValueError("`alpha` must be a number in [0, 1]", wise_ft, self.model, self.model, 1.5)
         other = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
         self.assertRaisesValueError("must have the same architecture", wise_ft, self.model, other)
         self.assertRaisesValueError("`fine_tuned_model` must be a keras.Model", wise_ft, self.model, "x")
-        self.assertRaisesValueError("must take fixed-size images", export_zero_shot_classifier,
-                                    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]), "/tmp/x")
+        self.assertRaisesValueError(
+            "must take fixed-size images",
+            export_zero_shot_classifier,
+            keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]),
+            "/tmp/x",
+        )

@@ -26,6 +26,7 @@ class BadInputsTest(TestCase):
 
     def test_readme_table_is_generated_from_these_cases(self):
         self.assertEqual(
-            bad_inputs.readme_table(), bad_inputs.table(),
+            bad_inputs.readme_table(),
+            bad_inputs.table(),
             "README's bad-input table is stale: run `python -m tests.reliability.bad_inputs --write`",
         )

@@ -70,8 +70,9 @@ class DANNFaultsTest(TestCase):
             with self.subTest(model=name):
                 model = self.build(cls, learning_rate=1e12)
                 watch = _Watch()
-                history = model.fit(self.data(), epochs=5, verbose=0,
-                                    callbacks=[keras.callbacks.TerminateOnNaN(), watch])
+                history = model.fit(
+                    self.data(), epochs=5, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), watch]
+                )
                 self.assertLess(len(watch.logs), 5 * 4, f"{name} trained on after diverging")
                 self.assertFalse(np.isfinite(watch.logs[-1]["loss"]))
                 self.assertFalse(np.isfinite(history.history["loss"][-1]))
@@ -85,8 +86,7 @@ class DANNFaultsTest(TestCase):
             with self.subTest(model=name):
                 model = self.build(cls)
                 watch = _Watch()
-                model.fit(self.data(xs), epochs=3, verbose=0,
-                          callbacks=[keras.callbacks.TerminateOnNaN(), watch])
+                model.fit(self.data(xs), epochs=3, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN(), watch])
                 self.assertLen(watch.logs, 1)
                 self.assertFalse(np.isfinite(watch.logs[0]["loss"]))
         # `domain_pairs` refuses such data before training, naming the array.

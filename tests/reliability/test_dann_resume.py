@@ -57,8 +57,7 @@ class DANNResumeTest(TestCase):
         keras.utils.set_random_seed(3)
         fe = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="tanh")])
         lc = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-        dc = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"),
-                               keras.layers.Dense(1)])
+        dc = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dense(1)])
         model = DANN(fe, lc, dc, factor=0.0)
         # Adam: its moments are optimizer state that a resume must restore too.
         model.compile(optimizer=keras.optimizers.Adam(0.05))
@@ -71,8 +70,7 @@ class DANNResumeTest(TestCase):
     def fit(self, model, callbacks, **kwargs):
         recorder = _FactorRecorder()
         schedule = GradientReversalSchedule("ganin", gamma=GAMMA)
-        model.fit(self.data(), epochs=EPOCHS, verbose=0, callbacks=[schedule, recorder] + callbacks,
-                  **kwargs)
+        model.fit(self.data(), epochs=EPOCHS, verbose=0, callbacks=[schedule, recorder] + callbacks, **kwargs)
         return recorder.values
 
     def assertSameState(self, actual, expected, msg):
@@ -93,15 +91,18 @@ class DANNResumeTest(TestCase):
                 backup = os.path.join(self.get_temp_dir(), "backup")
                 recorder = _FactorRecorder()
                 with self.assertRaises(Interrupt):
-                    self.fit(self.build(), [keras.callbacks.BackupAndRestore(backup),
-                                            DieAfterEpoch(died_after), recorder])
+                    self.fit(
+                        self.build(), [keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(died_after), recorder]
+                    )
                 done = (died_after + 1) * STEPS
                 self.assertAllClose(np.array(recorder.values), _expected_factors(done), atol=1e-6)
                 # A fresh process would build a fresh model: the backup restores it.
                 model = self.build()
                 resumed = self.fit(model, [keras.callbacks.BackupAndRestore(backup)])
                 self.assertAllClose(
-                    np.array(resumed), _expected_factors(EPOCHS * STEPS)[done:], atol=1e-6,
+                    np.array(resumed),
+                    _expected_factors(EPOCHS * STEPS)[done:],
+                    atol=1e-6,
                     msg="the resumed run restarted the reversal schedule",
                 )
                 self.assertSameState(_state(model), expected_state, "resumed DANN differs")
@@ -111,8 +112,12 @@ class DANNResumeTest(TestCase):
         model = self.build()
         recorder = _FactorRecorder()
         # The first 2 of EPOCHS epochs (the schedule spans all of them), then a save.
-        model.fit(self.data(), epochs=2, verbose=0, callbacks=[
-            GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS), recorder])
+        model.fit(
+            self.data(),
+            epochs=2,
+            verbose=0,
+            callbacks=[GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS), recorder],
+        )
         self.assertAllClose(np.array(recorder.values), _expected_factors(2 * STEPS), atol=1e-6)
         path = os.path.join(self.get_temp_dir(), "dann.keras")
         model.save(path)
@@ -121,7 +126,7 @@ class DANNResumeTest(TestCase):
 
         in_memory = self.fit(model, [], initial_epoch=2)
         after_reload = self.fit(reloaded, [], initial_epoch=2)
-        tail = _expected_factors(EPOCHS * STEPS)[2 * STEPS:]
+        tail = _expected_factors(EPOCHS * STEPS)[2 * STEPS :]
         self.assertAllClose(np.array(in_memory), tail, atol=1e-6)
         self.assertAllClose(np.array(after_reload), tail, atol=1e-6)
         self.assertSameState(_state(reloaded), _state(model), "reloaded DANN differs from in memory")
@@ -142,12 +147,12 @@ class DANNResumeTest(TestCase):
         expected_state = _state(model)
         backup = os.path.join(self.get_temp_dir(), "backup")
         with self.assertRaises(Interrupt):
-            self._unknown_length_fit(self.build(), [keras.callbacks.BackupAndRestore(backup),
-                                                    DieAfterEpoch(1)], steps_per_epoch=STEPS)
+            self._unknown_length_fit(
+                self.build(), [keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(1)], steps_per_epoch=STEPS
+            )
         model = self.build()
-        resumed = self._unknown_length_fit(model, [keras.callbacks.BackupAndRestore(backup)],
-                                           steps_per_epoch=STEPS)
-        self.assertAllClose(np.array(resumed), _expected_factors(EPOCHS * STEPS)[2 * STEPS:], atol=1e-6)
+        resumed = self._unknown_length_fit(model, [keras.callbacks.BackupAndRestore(backup)], steps_per_epoch=STEPS)
+        self.assertAllClose(np.array(resumed), _expected_factors(EPOCHS * STEPS)[2 * STEPS :], atol=1e-6)
         self.assertSameState(_state(model), expected_state, "resumed DANN differs")
 
     def test_unknown_epoch_length_resumes_from_the_optimizer_iterations(self):
@@ -160,8 +165,12 @@ class DANNResumeTest(TestCase):
         recorder = _FactorRecorder()
         schedule = GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS)
         with self.assertRaises(Interrupt):
-            self.build().fit(data, epochs=EPOCHS, verbose=0, callbacks=[
-                schedule, recorder, keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(1)])
+            self.build().fit(
+                data,
+                epochs=EPOCHS,
+                verbose=0,
+                callbacks=[schedule, recorder, keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(1)],
+            )
         self.assertAllClose(np.array(recorder.values), _expected_factors(2 * STEPS), atol=1e-6)
 
         class _IterationsAtStart(keras.callbacks.Callback):
@@ -170,9 +179,17 @@ class DANNResumeTest(TestCase):
                     self.iterations = int(self.model.optimizer.iterations)
 
         model, start, resumed = self.build(), _IterationsAtStart(), _FactorRecorder()
-        model.fit(data, epochs=EPOCHS, verbose=0, callbacks=[
-            keras.callbacks.BackupAndRestore(backup), start,
-            GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS), resumed])
+        model.fit(
+            data,
+            epochs=EPOCHS,
+            verbose=0,
+            callbacks=[
+                keras.callbacks.BackupAndRestore(backup),
+                start,
+                GradientReversalSchedule("ganin", gamma=GAMMA, total_steps=EPOCHS * STEPS),
+                resumed,
+            ],
+        )
         self.assertGreaterEqual(start.iterations, 2 * STEPS)
         steps = start.iterations + np.arange(2 * STEPS)
         expected = 2.0 / (1.0 + np.exp(-GAMMA * np.minimum(steps / (EPOCHS * STEPS), 1.0))) - 1.0

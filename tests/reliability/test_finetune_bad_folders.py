@@ -90,8 +90,16 @@ CASES = {
     "overwrite_not_export": ["--data", "good", "--export", "holiday_photos", "--overwrite"],
     "unwritable_export": ["--data", "good", "--export", os.path.join("model.keras", "export")],
     "unknown_backbone": ["--data", "good", "--backbone", "resnet5"],
-    "imagenet_offline": ["--data", "good", "--backbone", "mobilenet_v3_small", "--weights", "imagenet",
-                         "--image-size", "224"],
+    "imagenet_offline": [
+        "--data",
+        "good",
+        "--backbone",
+        "mobilenet_v3_small",
+        "--weights",
+        "imagenet",
+        "--image-size",
+        "224",
+    ],
 }
 
 
@@ -145,8 +153,9 @@ class FinetuneBadFoldersTest(unittest.TestCase):
         self.assertOneLineError("one_class", "at least 2 classes", "['cat']", "Add a folder per class")
 
     def test_corrupted_image(self):
-        self.assertOneLineError("corrupt", os.path.join("corrupt", "dog", "cut.jpg"), "truncated",
-                                "Remove or re-encode")
+        self.assertOneLineError(
+            "corrupt", os.path.join("corrupt", "dog", "cut.jpg"), "truncated", "Remove or re-encode"
+        )
 
     def test_non_image_file_with_image_name(self):
         self.assertOneLineError("web_page", os.path.join("web_page", "cat", "download.jpg"), "not an image")
@@ -160,8 +169,11 @@ class FinetuneBadFoldersTest(unittest.TestCase):
         self.assertNotIn("Traceback", result.stderr)
         self.assertIn("Classes: cat, dog", result.stdout)
         self.assertIn("Examples: train 8", result.stdout)
-        self.assertIn(f"Ignored 1 file(s) that are not .png/.jpg/.jpeg/.bmp/.gif images: "
-                      f"{os.path.join('alpha_palette', 'dog', 'notes.txt')}", result.stdout)
+        self.assertIn(
+            f"Ignored 1 file(s) that are not .png/.jpg/.jpeg/.bmp/.gif images: "
+            f"{os.path.join('alpha_palette', 'dog', 'notes.txt')}",
+            result.stdout,
+        )
 
     def test_missing_path(self):
         self.assertOneLineError("missing", "`data` must be an existing folder", "no_such_folder")

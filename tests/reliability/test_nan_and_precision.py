@@ -24,8 +24,7 @@ class _CountBatches(keras.callbacks.Callback):
 
 
 def _all_finite(model):
-    return all(np.all(np.isfinite(v.numpy())) for v in model.weights
-               if np.issubdtype(np.dtype(v.dtype), np.floating))
+    return all(np.all(np.isfinite(v.numpy())) for v in model.weights if np.issubdtype(np.dtype(v.dtype), np.floating))
 
 
 class NaNTest(TestCase):
@@ -35,15 +34,21 @@ class NaNTest(TestCase):
                 entry = model_zoo.build(name)
                 counter = _CountBatches()
                 try:
-                    history = model_zoo.fit(entry, epochs=3, x=model_zoo.with_nan(entry.x),
-                                            callbacks=[keras.callbacks.TerminateOnNaN(), counter])
+                    history = model_zoo.fit(
+                        entry,
+                        epochs=3,
+                        x=model_zoo.with_nan(entry.x),
+                        callbacks=[keras.callbacks.TerminateOnNaN(), counter],
+                    )
                 except ValueError as error:  # refused up front: the message must say why
                     self.assertIn("finite", str(error))
                     self.assertEqual(counter.batches, 0)
                     continue
                 self.assertEqual(counter.batches, 1, f"{name} trained on after a NaN loss")
-                self.assertTrue(np.isnan(history.history["loss"][-1]),
-                                f"{name} logged loss {history.history['loss']} for NaN inputs")
+                self.assertTrue(
+                    np.isnan(history.history["loss"][-1]),
+                    f"{name} logged loss {history.history['loss']} for NaN inputs",
+                )
 
     def test_no_finite_loss_while_weights_are_nan(self):
         for name in model_zoo.NAMES:
@@ -58,8 +63,9 @@ class NaNTest(TestCase):
                 if not _all_finite(entry.model):
                     for key, values in history.history.items():
                         if "loss" in key:
-                            self.assertFalse(np.isfinite(values[-1]),
-                                             f"{name} logs {key}={values[-1]} with NaN weights")
+                            self.assertFalse(
+                                np.isfinite(values[-1]), f"{name} logs {key}={values[-1]} with NaN weights"
+                            )
 
 
 class MixedPrecisionTest(TestCase):
@@ -77,5 +83,8 @@ class MixedPrecisionTest(TestCase):
                     for key, values in history.history.items():
                         self.assertTrue(np.all(np.isfinite(values)), f"{name} {policy}: {key}={values}")
                     for output in tf.nest.flatten(outputs):
-                        self.assertEqual(np.asarray(output).dtype, np.float32,
-                                         f"{name} {policy}: output dtype {np.asarray(output).dtype}")
+                        self.assertEqual(
+                            np.asarray(output).dtype,
+                            np.float32,
+                            f"{name} {policy}: output dtype {np.asarray(output).dtype}",
+                        )

@@ -62,8 +62,7 @@ class ResumeTest(TestCase):
                 backup = os.path.join(self.get_temp_dir(), "backup")
                 entry = _build(name)
                 with self.assertRaises(Interrupt):
-                    model_zoo.fit(entry, EPOCHS, callbacks=[
-                        keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(0)])
+                    model_zoo.fit(entry, EPOCHS, callbacks=[keras.callbacks.BackupAndRestore(backup), DieAfterEpoch(0)])
                 entry = _build(name)
                 model_zoo.fit(entry, EPOCHS, callbacks=[keras.callbacks.BackupAndRestore(backup)])
                 self.assertSameState(_state(entry.model), uninterrupted, f"{name}: resumed run differs")
@@ -78,5 +77,4 @@ class ResumeTest(TestCase):
                 reloaded = entry._replace(model=keras.saving.load_model(path))
                 model_zoo.fit(entry, 2, initial_epoch=1)
                 model_zoo.fit(reloaded, 2, initial_epoch=1)
-                self.assertSameState(_state(reloaded.model), _state(entry.model),
-                                     f"{name}: reloaded run differs")
+                self.assertSameState(_state(reloaded.model), _state(entry.model), f"{name}: reloaded run differs")

@@ -15,8 +15,7 @@ PROBE = os.path.join(ROOT, "tests", "reliability", "_seeded_runs_probe.py")
 
 class SeededRunsTest(TestCase):
     def test_same_seed_same_weights_for_every_model(self):
-        result = subprocess.run([sys.executable, PROBE], cwd=ROOT, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run([sys.executable, PROBE], cwd=ROOT, capture_output=True, text=True, timeout=600)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         digests = json.loads(result.stdout.strip().splitlines()[-1])
         self.assertEqual(sorted(digests), sorted(model_zoo.NAMES))

@@ -33,7 +33,11 @@ class InversePowerDecayTest(TestCase):
         self.assertIn("InversePowerDecay", str(config))
 
     def test_errors(self):
-        self.assertRaisesValueError(["`initial_learning_rate`", "Received: initial_learning_rate=0"], InversePowerDecay, 0, 10)
-        self.assertRaisesValueError(["`decay_steps`", "Received: decay_steps=0", "total number"], InversePowerDecay, 0.1, 0)
+        self.assertRaisesValueError(
+            ["`initial_learning_rate`", "Received: initial_learning_rate=0"], InversePowerDecay, 0, 10
+        )
+        self.assertRaisesValueError(
+            ["`decay_steps`", "Received: decay_steps=0", "total number"], InversePowerDecay, 0.1, 0
+        )
         self.assertRaisesValueError(["`alpha`", "Received: alpha=-1"], InversePowerDecay, 0.1, 10, alpha=-1)
         self.assertRaisesValueError(["`beta`", "Received: beta=-0.5"], InversePowerDecay, 0.1, 10, beta=-0.5)

@@ -71,14 +71,26 @@ class FreshProcessExportTest(TestCase):
                 inputs = os.path.join(directory, f"{key}_inputs.npz")
                 np.savez(inputs, **_flat_inputs(x))
                 expected[key] = model.predict(x, verbose=0)
-                manifest.append({"name": key, "export": export, "inputs": inputs,
-                                 "outputs": os.path.join(directory, f"{key}_outputs.npz")})
+                manifest.append(
+                    {
+                        "name": key,
+                        "export": export,
+                        "inputs": inputs,
+                        "outputs": os.path.join(directory, f"{key}_outputs.npz"),
+                    }
+                )
         manifest_path = os.path.join(directory, "manifest.json")
         with open(manifest_path, "w") as f:
             json.dump(manifest, f)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        result = subprocess.run([sys.executable, "-c", LOADER, manifest_path], capture_output=True,
-                                text=True, env=env, timeout=600, cwd=directory)
+        result = subprocess.run(
+            [sys.executable, "-c", LOADER, manifest_path],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            cwd=directory,
+        )
         self.assertEqual(result.returncode, 0, result.stderr[-4000:])
         for entry in manifest:
             outputs = np.load(entry["outputs"])

@@ -22,7 +22,7 @@ def rest_predict(signature, body):
     into the input tensor, and writes one `{output: value}` object per example.
     """
     request = json.loads(body)
-    (name, spec), = signature.structured_input_signature[1].items()
+    ((name, spec),) = signature.structured_input_signature[1].items()
     values = [base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in request["instances"]]
     outputs = signature(**{name: tf.constant(values, dtype=spec.dtype)})
     rows = []
@@ -55,6 +55,7 @@ class ExportImageClassifierTest(TestCase):
     @classmethod
     def tearDownClass(cls):
         import shutil
+
         shutil.rmtree(cls.directory, ignore_errors=True)
         super().tearDownClass()
 
@@ -68,8 +69,7 @@ class ExportImageClassifierTest(TestCase):
     def test_png_bytes_equal_predict_on_the_pixels(self):
         data = tf.stack([tf.io.encode_png(image) for image in self.x])
         out = self.served.signatures["serve_image_bytes"](image_bytes=data)
-        self.assertAllClose(out["scores"], self.model.predict(self.x.astype("float32"), verbose=0),
-                            atol=1e-5)
+        self.assertAllClose(out["scores"], self.model.predict(self.x.astype("float32"), verbose=0), atol=1e-5)
 
     def test_jpeg_any_size_alpha_and_grey(self):
         jpeg = tf.io.encode_jpeg(self.x[0], quality=90)
@@ -77,18 +77,25 @@ class ExportImageClassifierTest(TestCase):
         rgba = tf.io.encode_png(np.concatenate([self.x[2], np.full((16, 16, 1), 7, "uint8")], -1))
         grey = tf.io.encode_png(self.x[3][..., :1])
         out = self.served.signatures["serve_image_bytes"](image_bytes=tf.stack([jpeg, big, rgba, grey]))
-        expected_pixels = np.stack([
-            tf.io.decode_jpeg(jpeg, channels=3).numpy(),
-            tf.image.resize(tf.cast(tf.io.decode_png(big), "float32"), (16, 16)).numpy(),
-            self.x[2],
-            np.repeat(self.x[3][..., :1], 3, axis=-1),
-        ]).astype("float32")
+        expected_pixels = np.stack(
+            [
+                tf.io.decode_jpeg(jpeg, channels=3).numpy(),
+                tf.image.resize(tf.cast(tf.io.decode_png(big), "float32"), (16, 16)).numpy(),
+                self.x[2],
+                np.repeat(self.x[3][..., :1], 3, axis=-1),
+            ]
+        ).astype("float32")
         self.assertAllClose(out["scores"], self.model.predict(expected_pixels, verbose=0), atol=1e-5)
 
     def test_rest_body_with_b64_images(self):
-        body = json.dumps({"signature_name": "serve_image_bytes", "instances": [
-            {"b64": base64.b64encode(tf.io.encode_png(image).numpy()).decode()} for image in self.x[:2]
-        ]})
+        body = json.dumps(
+            {
+                "signature_name": "serve_image_bytes",
+                "instances": [
+                    {"b64": base64.b64encode(tf.io.encode_png(image).numpy()).decode()} for image in self.x[:2]
+                ],
+            }
+        )
         response = json.loads(rest_predict(self.served.signatures["serve_image_bytes"], body))
         expected = self.model.predict(self.x[:2].astype("float32"), verbose=0)
         self.assertLen(response["predictions"], 2)
@@ -101,10 +108,10 @@ class ExportImageClassifierTest(TestCase):
         os.makedirs(folder)
         with open(os.path.join(folder, "notes.txt"), "w") as f:
             f.write("mine")
-        self.assertRaisesValueError(["already holds files", "overwrite=True"],
-                                    export_image_classifier, self.model, folder)
-        self.assertRaisesValueError(["not a SavedModel"],
-                                    export_image_classifier, self.model, folder, overwrite=True)
+        self.assertRaisesValueError(
+            ["already holds files", "overwrite=True"], export_image_classifier, self.model, folder
+        )
+        self.assertRaisesValueError(["not a SavedModel"], export_image_classifier, self.model, folder, overwrite=True)
         self.assertEqual(os.listdir(folder), ["notes.txt"])
 
     def test_overwrite_replaces_an_export_without_stale_files(self):
@@ -120,14 +127,26 @@ class ExportImageClassifierTest(TestCase):
 
     def test_argument_errors(self):
         folder = os.path.join(self.get_temp_dir(), "e")
-        self.assertRaisesValueError(["`class_names` must hold 3 distinct names", "['a', 'b']"],
-                                    export_image_classifier, self.model, folder, class_names=["a", "b"])
-        self.assertRaisesValueError("`class_names` must hold 3 distinct",
-                                    export_image_classifier, self.model, folder, class_names=["a", "a", "b"])
-        self.assertRaisesValueError("`image_size` must match",
-                                    export_image_classifier, self.model, folder, image_size=(8, 8))
-        dynamic = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(),
-                                    keras.layers.Dense(2)])
+        self.assertRaisesValueError(
+            ["`class_names` must hold 3 distinct names", "['a', 'b']"],
+            export_image_classifier,
+            self.model,
+            folder,
+            class_names=["a", "b"],
+        )
+        self.assertRaisesValueError(
+            "`class_names` must hold 3 distinct",
+            export_image_classifier,
+            self.model,
+            folder,
+            class_names=["a", "a", "b"],
+        )
+        self.assertRaisesValueError(
+            "`image_size` must match", export_image_classifier, self.model, folder, image_size=(8, 8)
+        )
+        dynamic = keras.Sequential(
+            [keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+        )
         self.assertRaisesValueError("`image_size` must be given", export_image_classifier, dynamic, folder)
         export_image_classifier(dynamic, folder, image_size=(5, 6))
         served = tf.saved_model.load(folder)
@@ -135,12 +154,10 @@ class ExportImageClassifierTest(TestCase):
         resized = tf.image.resize(self.x[:1].astype("float32"), (5, 6))
         self.assertAllClose(out["scores"], dynamic.predict(resized, verbose=0), atol=1e-5)
         vector = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-        self.assertRaisesValueError("`model` must take one batch of images", export_image_classifier,
-                                    vector, folder)
+        self.assertRaisesValueError("`model` must take one batch of images", export_image_classifier, vector, folder)
         file_path = os.path.join(self.get_temp_dir(), "file")
         open(file_path, "w").close()
-        self.assertRaisesValueError("must be a folder to create", export_image_classifier,
-                                    self.model, file_path)
+        self.assertRaisesValueError("must be a folder to create", export_image_classifier, self.model, file_path)
 
 
 class ExportDANNLabelPathTest(TestCase):
@@ -149,17 +166,26 @@ class ExportDANNLabelPathTest(TestCase):
         from keras_transfer.models import DANN
 
         keras.utils.set_random_seed(1)
-        features = keras.Sequential([keras.Input((12, 12, 3)), keras.layers.Rescaling(1 / 255),
-                                     keras.layers.Conv2D(4, 3, activation="relu"),
-                                     keras.layers.GlobalAveragePooling2D()])
+        features = keras.Sequential(
+            [
+                keras.Input((12, 12, 3)),
+                keras.layers.Rescaling(1 / 255),
+                keras.layers.Conv2D(4, 3, activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+            ]
+        )
         classifier = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # logits, as DANN expects
         model = DANN(features, classifier)
         model.compile(keras.optimizers.SGD(0.1))
         rng = np.random.default_rng(2)
         source = rng.integers(0, 256, (8, 12, 12, 3)).astype("uint8")
         target = rng.integers(0, 256, (8, 12, 12, 3)).astype("uint8")
-        model.fit(domain_pairs(source.astype("float32"), np.arange(8) % 2, target.astype("float32"),
-                               batch_size=4, seed=0), epochs=1, verbose=0, shuffle=False)
+        model.fit(
+            domain_pairs(source.astype("float32"), np.arange(8) % 2, target.astype("float32"), batch_size=4, seed=0),
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+        )
         path = os.path.join(self.get_temp_dir(), "dann")
         export_image_classifier(model, path, class_names=["cat", "dog"])
         served = tf.saved_model.load(path)

@@ -62,8 +62,15 @@ def probe(strategy, split):
             labels = distributed.global_batch_labels(z)
             loss = distributed.global_mean(tf.reduce_sum(loss_terms(z, z_all, labels)), tf.shape(z)[0])
         grad = tape.gradient(loss, wd)
-        return (loss, grad, labels, distributed.replica_offset(z), distributed.num_replicas(),
-                distributed.global_batch_size(z), z_all)
+        return (
+            loss,
+            grad,
+            labels,
+            distributed.replica_offset(z),
+            distributed.num_replicas(),
+            distributed.global_batch_size(z),
+            z_all,
+        )
 
     loss, grad, labels, offset, replicas, gsize, z_all = strategy.run(step, args=(xs,))
     local = strategy.experimental_local_results
@@ -76,9 +83,7 @@ def probe(strategy, split):
         "offsets": [int(v) for v in local(offset)],
         "num_replicas": [int(v) for v in local(replicas)],
         "global_size": [int(v) for v in local(gsize)],
-        "gathered_equal_reference": bool(
-            all(np.allclose(v.numpy(), x @ w0, atol=1e-6) for v in local(z_all))
-        ),
+        "gathered_equal_reference": bool(all(np.allclose(v.numpy(), x @ w0, atol=1e-6) for v in local(z_all))),
         "default_offset": int(distributed.replica_offset(tf.zeros((4, 2)))),
         "default_replicas": distributed.num_replicas(),
     }

@@ -56,9 +56,7 @@ class DistributedMirroredTest(TestCase):
         self.assertEqual(result["offsets"], expected_offsets)
         self.assertTrue(result["gathered_equal_reference"])
         self.assertAllClose(result["loss_sum"], result["reference_loss"], atol=1e-5, rtol=1e-5)
-        self.assertAllClose(
-            np.array(result["grad_sum"]), np.array(result["reference_grad"]), atol=1e-5, rtol=1e-5
-        )
+        self.assertAllClose(np.array(result["grad_sum"]), np.array(result["reference_grad"]), atol=1e-5, rtol=1e-5)
         self.assertEqual(result["default_offset"], 0)
         self.assertEqual(result["default_replicas"], 1)
 

@@ -58,8 +58,11 @@ class PrivateKerasApiTest(TestCase):
                     return x
 
             sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-            return (isinstance(chain(), Functional) and not isinstance(sequential, Functional)
-                    and not isinstance(Subclassed(), Functional))
+            return (
+                isinstance(chain(), Functional)
+                and not isinstance(sequential, Functional)
+                and not isinstance(Subclassed(), Functional)
+            )
 
         self.assertPinned("keras.src.models.functional.Functional", check)
 
@@ -74,18 +77,22 @@ class PrivateKerasApiTest(TestCase):
 
     def test_node_operation(self):
         model = chain()
-        self.assertPinned("Node.operation", lambda: model.get_layer("d2")._inbound_nodes[0].operation
-                          is model.get_layer("d2"))
+        self.assertPinned(
+            "Node.operation", lambda: model.get_layer("d2")._inbound_nodes[0].operation is model.get_layer("d2")
+        )
 
     def test_node_input_tensors(self):
         model = chain()
-        self.assertPinned("Node.input_tensors", lambda: list(model.get_layer("d2")._inbound_nodes[0].input_tensors)
-                          == [model.get_layer("d1").output])
+        self.assertPinned(
+            "Node.input_tensors",
+            lambda: list(model.get_layer("d2")._inbound_nodes[0].input_tensors) == [model.get_layer("d1").output],
+        )
 
     def test_node_outputs(self):
         model = chain()
-        self.assertPinned("Node.outputs", lambda: list(model.get_layer("d2")._inbound_nodes[0].outputs)
-                          == [model.outputs[0]])
+        self.assertPinned(
+            "Node.outputs", lambda: list(model.get_layer("d2")._inbound_nodes[0].outputs) == [model.outputs[0]]
+        )
 
     def test_node_parent_nodes(self):
         model = chain()
@@ -133,24 +140,41 @@ class PrivateKerasApiTest(TestCase):
         layer.enable_lora(2)
         getattr(layer, f"lora_{public}_b").assign(np.ones(getattr(layer, f"lora_{public}_b").shape))
         merged = keras.ops.convert_to_numpy(getattr(layer, public))
-        return (getattr(layer, attribute) is base and any(base is v for v in layer.weights)
-                and not np.allclose(merged, keras.ops.convert_to_numpy(base)))
+        return (
+            getattr(layer, attribute) is base
+            and any(base is v for v in layer.weights)
+            and not np.allclose(merged, keras.ops.convert_to_numpy(base))
+        )
 
     def test_dense_kernel(self):
-        self.assertPinned("Dense._kernel", lambda: self._check_base_variable(
-            keras.layers.Dense(3), "_kernel", "kernel", np.ones((1, 4), "float32")))
+        self.assertPinned(
+            "Dense._kernel",
+            lambda: self._check_base_variable(keras.layers.Dense(3), "_kernel", "kernel", np.ones((1, 4), "float32")),
+        )
 
     def test_einsum_dense_kernel(self):
-        self.assertPinned("EinsumDense._kernel", lambda: self._check_base_variable(
-            keras.layers.EinsumDense("ab,bc->ac", output_shape=3), "_kernel", "kernel", np.ones((1, 4), "float32")))
+        self.assertPinned(
+            "EinsumDense._kernel",
+            lambda: self._check_base_variable(
+                keras.layers.EinsumDense("ab,bc->ac", output_shape=3), "_kernel", "kernel", np.ones((1, 4), "float32")
+            ),
+        )
 
     def test_conv_kernel(self):
-        self.assertPinned("Conv2D._kernel", lambda: self._check_base_variable(
-            keras.layers.Conv2D(3, 1), "_kernel", "kernel", np.ones((1, 2, 2, 4), "float32")))
+        self.assertPinned(
+            "Conv2D._kernel",
+            lambda: self._check_base_variable(
+                keras.layers.Conv2D(3, 1), "_kernel", "kernel", np.ones((1, 2, 2, 4), "float32")
+            ),
+        )
 
     def test_embedding_embeddings(self):
-        self.assertPinned("Embedding._embeddings", lambda: self._check_base_variable(
-            keras.layers.Embedding(5, 3), "_embeddings", "embeddings", np.array([[1, 2]])))
+        self.assertPinned(
+            "Embedding._embeddings",
+            lambda: self._check_base_variable(
+                keras.layers.Embedding(5, 3), "_embeddings", "embeddings", np.array([[1, 2]])
+            ),
+        )
 
     def test_variable_value(self):
         variable = keras.Variable(np.ones(2, "float32"))
@@ -320,11 +344,16 @@ class MatcherTest(TestCase):
         self.assertFalse(model_graph.is_functional(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])))
         self.assertFalse(model_graph.is_functional(Subclassed()))
         model_graph.check_graph_model(chain())
-        self.assertRaisesValueError(["`net` must be a Functional or Sequential", "Subclassed"],
-                                    model_graph.check_graph_model, Subclassed(), "net")
+        self.assertRaisesValueError(
+            ["`net` must be a Functional or Sequential", "Subclassed"],
+            model_graph.check_graph_model,
+            Subclassed(),
+            "net",
+        )
         self.assertRaisesValueError("must be a keras.Model", model_graph.check_graph_model, keras.layers.Dense(2))
-        self.assertRaisesValueError("must be built", model_graph.check_graph_model,
-                                    keras.Sequential([keras.layers.Dense(2)]))
+        self.assertRaisesValueError(
+            "must be built", model_graph.check_graph_model, keras.Sequential([keras.layers.Dense(2)])
+        )
 
     def test_layer_matcher_and_find_layers(self):
         model = nested()
@@ -334,8 +363,13 @@ class MatcherTest(TestCase):
         found = model_graph.find_layers(model, [keras.layers.BatchNormalization, "pool"])
         self.assertEqual([path for path, _ in found], ["backbone/bn", "pool"])
         self.assertEqual([path for path, _ in model_graph.find_layers(model, "query", sublayers=True)], ["mha/query"])
-        self.assertRaisesValueError(["`layers` matches no layer", "available layers: backbone/conv"],
-                                    model_graph.find_layers, model, "query", "layers")
+        self.assertRaisesValueError(
+            ["`layers` matches no layer", "available layers: backbone/conv"],
+            model_graph.find_layers,
+            model,
+            "query",
+            "layers",
+        )
 
 
 class CloneTest(TestCase):
@@ -360,10 +394,12 @@ class CloneTest(TestCase):
         seq = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="a")], name="seq")
         self.assertTrue(model_graph.is_functional(model_graph.as_functional(seq)))
         clone, pairs = model_graph.clone_graph(
-            seq, clone_layer=lambda layer: keras.layers.Dense(2, use_bias=False, name=layer.name))
+            seq, clone_layer=lambda layer: keras.layers.Dense(2, use_bias=False, name=layer.name)
+        )
         self.assertEqual(len(clone.get_layer("a").weights), 1)
-        self.assertEqual(model_graph.clone_layer_from_config(seq.get_layer("a")).get_config(),
-                         seq.get_layer("a").get_config())
+        self.assertEqual(
+            model_graph.clone_layer_from_config(seq.get_layer("a")).get_config(), seq.get_layer("a").get_config()
+        )
 
 
 class VariableAndTrainingTest(TestCase):
