@@ -94,3 +94,14 @@ def clip_from_keras_hub(cls, backbone, **kwargs):
     model.image_projection.kernel.assign(backbone.vision_projection.kernel)
     model.text_projection.kernel.assign(backbone.text_projection.kernel)
     return model
+
+
+class ClampValue(keras.constraints.Constraint):
+    """Clips a weight's values into `[min_value, max_value]` after every optimizer step."""
+
+    # Keras has no value-clipping constraint (MinMaxNorm clips norms); written here.
+    def __init__(self, min_value, max_value):
+        self.min_value, self.max_value = min_value, max_value
+
+    def __call__(self, w):
+        return keras.ops.clip(w, self.min_value, self.max_value)

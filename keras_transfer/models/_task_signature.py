@@ -68,3 +68,22 @@ def declared_input(layer, default_dtype="float32"):
     if not inputs or len(inputs) != 1:
         return None, default_dtype
     return tuple(inputs[0].shape[1:]), keras.backend.standardize_dtype(inputs[0].dtype)
+
+
+def built_input_signature(model):
+    """An export signature for a model built by a call, or None.
+
+    None for a model with a declared `Input` (Keras exports it as is) or whose
+    recorded input shape is unusable (Keras's own message then); otherwise one
+    `keras.InputSpec` from the shape the model was built with (any batch size).
+    """
+    shape, _ = declared_input(model)
+    if shape is not None:
+        return None
+    recorded = recorded_input_shapes(model)
+    if not (
+        isinstance(recorded, (list, tuple)) and recorded and all(d is None or isinstance(d, int) for d in recorded)
+    ):
+        return None
+    dtype = model.trainable_variables[0].dtype
+    return [keras.InputSpec(shape=(None,) + tuple(recorded[1:]), dtype=dtype)]

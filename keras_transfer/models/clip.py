@@ -6,8 +6,7 @@ learned logit scale: `logits = exp(s) * I @ T^T`, trained with the symmetric
 cross-entropy (`keras_transfer.losses.clip_loss`). The variable holds the log `s`
 (`model.log_logit_scale`); `model.logit_scale` is the multiplier `exp(s)`, the value
 `clip_loss` takes (`get_logit_scale()`: the same as a Python float, for `ZeroShotHead`).
-`s` starts at ln(1 / 0.07)
-and is clamped to [0, ln 100] after every optimizer step (as open_clip does),
+`s` starts at ln(1 / 0.07) and is clamped to [0, ln 100] after every optimizer step (as open_clip does),
 so `exp(s)` never overflows, also under `mixed_float16` (the scale is a float32
 variable and the logits and loss are float32).
 
@@ -29,6 +28,7 @@ from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.losses.clip_loss import clip_loss_terms
+from keras_transfer.models._clip_support import ClampValue
 from keras_transfer.models._clip_support import batch_error
 from keras_transfer.models._clip_support import check_clip_data
 from keras_transfer.models._clip_support import clip_from_keras_hub
@@ -41,15 +41,6 @@ from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.ops.numerics import l2_normalize
 from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
-
-
-class _ClampLogScale(keras.constraints.Constraint):
-    # Keras has no value-clipping constraint (MinMaxNorm clips norms); written here.
-    def __init__(self, min_value, max_value):
-        self.min_value, self.max_value = min_value, max_value
-
-    def __call__(self, w):
-        return ops.clip(w, self.min_value, self.max_value)
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -167,7 +158,7 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             initializer=keras.initializers.Constant(math.log(self.logit_scale_init)),
             dtype="float32",
             autocast=False,
-            constraint=_ClampLogScale(0.0, math.log(self.max_logit_scale)),
+            constraint=ClampValue(0.0, math.log(self.max_logit_scale)),
             name="log_logit_scale",
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")

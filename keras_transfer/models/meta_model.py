@@ -16,13 +16,14 @@ from keras_transfer.models._meta_model_args import check_rate_bounds
 from keras_transfer.models._meta_model_args import check_steps
 from keras_transfer.models._meta_model_args import exact_constant
 from keras_transfer.models._serving import float32_outputs
-from keras_transfer.models._task_signature import declared_input
-from keras_transfer.models._task_signature import recorded_input_shapes
+from keras_transfer.models._task_signature import built_input_signature
 from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.ops import maml as maml_ops
 from keras_transfer.ops import maml_tasks
+from keras_transfer.ops.numerics import compute_dtype
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
+from keras_transfer.utils.distributed import keras_loss_replicas
 
 _RATE_MODES = (None, "per_parameter", "per_step")
 
@@ -268,8 +269,8 @@ class MetaModel(TrainStepModel):
         num_tasks = support_x.shape[0]
         if num_tasks is not None and num_tasks <= 32:  # unrolled: fastest for small meta-batches
             outputs = [one_task((support_x[t], support_y[t], query_x[t])) for t in range(num_tasks)]
-            return ops.stack([ops.cast(o, _float_dtype(o)) for o in outputs], axis=0)
-        dtype = _float_dtype(query_x) if self.model.variable_dtype == "float64" else "float32"
+            return ops.stack([ops.cast(o, compute_dtype(o)) for o in outputs], axis=0)
+        dtype = compute_dtype(query_x) if self.model.variable_dtype == "float64" else "float32"
         try:
             out_shape = self.model.compute_output_shape((query_x.shape[1],) + tuple(query_x.shape[2:]))
             spec = tf.TensorSpec(tuple(out_shape), dtype)
@@ -307,11 +308,11 @@ class MetaModel(TrainStepModel):
                 "`MetaModel` must be compiled with a `loss` (the inner and outer loss). "
                 "Received: loss=None. Call compile(optimizer=..., loss=...)."
             )
-        dtype = _float_dtype(y_pred)
+        dtype = compute_dtype(y_pred)
         loss = ops.cast(loss_fn(y_true, ops.cast(y_pred, dtype)), dtype)
         # Keras losses divide by the replica count under tf.distribute (for the outer,
         # summed gradient); a task's inner step must not depend on it.
-        return loss * ops.cast(_keras_loss_replicas(getattr(owner, "loss", None)), dtype)
+        return loss * ops.cast(keras_loss_replicas(getattr(owner, "loss", None)), dtype)
 
     def _rates(self, step):
         if not self.inner_rates:
@@ -351,7 +352,7 @@ class MetaModel(TrainStepModel):
         support_x, support_y, query_x = unpack_tasks(x)
         pred = self.adapt_and_predict(support_x, support_y, query_x, training=True)
         sw = None if sample_weight is None else merge_tasks(sample_weight)
-        return self.compute_metrics(None, merge_tasks(y), merge_tasks(ops.cast(pred, _float_dtype(pred))), sw)
+        return self.compute_metrics(None, merge_tasks(y), merge_tasks(ops.cast(pred, compute_dtype(pred))), sw)
 
     def _one_meta_step(self, data):
         with tf.GradientTape() as tape:
@@ -361,12 +362,12 @@ class MetaModel(TrainStepModel):
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         # The compiled loss is this replica's share (divided by the replica count).
-        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
+        self.loss_tracker.update_state(loss * ops.cast(keras_loss_replicas(self.loss), loss.dtype))
         return y, pred, sw
 
     def test_step(self, data):
         loss, y, pred, sw = self._query_step(data, training=False)
-        self.loss_tracker.update_state(loss * ops.cast(_keras_loss_replicas(self.loss), loss.dtype))
+        self.loss_tracker.update_state(loss * ops.cast(keras_loss_replicas(self.loss), loss.dtype))
         return self.compute_metrics(None, y, pred, sw)
 
     def _query_step(self, data, training):
@@ -376,7 +377,7 @@ class MetaModel(TrainStepModel):
             raise ValueError("`y` must hold the query targets [tasks, queries, ...]. Received: y=None")
         check_task_shapes(support_x, support_y, query_x, y)
         pred = self.adapt_and_predict(support_x, support_y, query_x, training=training or self._has_batch_norm)
-        y_flat, pred_flat = merge_tasks(y), merge_tasks(ops.cast(pred, _float_dtype(pred)))
+        y_flat, pred_flat = merge_tasks(y), merge_tasks(ops.cast(pred, compute_dtype(pred)))
         sw = None if sample_weight is None else merge_tasks(sample_weight)
         loss = self.compute_loss(x=None, y=y_flat, y_pred=pred_flat, sample_weight=sw)
         return loss, y_flat, pred_flat, sw
@@ -413,24 +414,10 @@ class MetaModel(TrainStepModel):
         if verbose is not None:
             kwargs["verbose"] = verbose
         if input_signature is None:
-            input_signature = self._wrapped_input_signature()
+            input_signature = built_input_signature(self.model)
         if input_signature is not None:
             kwargs["input_signature"] = input_signature
         return self.model.export(filepath, format=format, **kwargs)
-
-    def _wrapped_input_signature(self):
-        """None for a model with a declared `Input` (Keras exports it as is); otherwise a
-        spec from the shape the wrapped model was built with."""
-        shape, _ = declared_input(self.model)
-        if shape is not None:
-            return None
-        recorded = recorded_input_shapes(self.model)
-        if not (
-            isinstance(recorded, (list, tuple)) and recorded and all(d is None or isinstance(d, int) for d in recorded)
-        ):
-            return None  # Keras's own message if it cannot export either
-        dtype = self.model.trainable_variables[0].dtype
-        return [keras.InputSpec(shape=(None,) + tuple(recorded[1:]), dtype=dtype)]
 
     # ---------------------------------------------------------- serialisation
     def get_config(self):
@@ -448,17 +435,3 @@ class MetaModel(TrainStepModel):
             }
         )
         return config
-
-
-def _float_dtype(t):
-    """float64 stays float64 (gradient checks); everything else computes losses in float32."""
-    return "float64" if t.dtype == tf.float64 else "float32"
-
-
-def _keras_loss_replicas(loss):
-    """What a compiled Keras loss divides by under tf.distribute: the replica count for the
-    mean reductions (`keras.losses.Loss`), 1 for "sum"."""
-    reduction = getattr(loss, "reduction", "sum_over_batch_size")
-    if reduction not in ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None):
-        return 1
-    return tf.distribute.get_strategy().num_replicas_in_sync

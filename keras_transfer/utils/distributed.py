@@ -126,3 +126,19 @@ def assign_identical(variables, values):
             strategy.extended.update(variable, lambda var, new: var.assign(new), args=(value,), group=False)
 
     context.merge_call(merge, args=(values,))
+
+
+def keras_loss_replicas(loss):
+    """What a compiled Keras loss divides by under `tf.distribute`.
+
+    Args:
+        loss: the compiled loss object (or None).
+
+    Returns:
+        The number of replicas in sync for the mean reductions of
+        `keras.losses.Loss` (and for None), 1 for the other reductions ("sum").
+    """
+    reduction = getattr(loss, "reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "mean", "mean_with_sample_weight", "auto", None):
+        return 1
+    return tf.distribute.get_strategy().num_replicas_in_sync
