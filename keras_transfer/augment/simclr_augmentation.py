@@ -8,6 +8,7 @@ from keras_transfer.utils.validation import check_fraction
 from keras_transfer.utils.validation import check_non_negative_float
 from keras_transfer.utils.validation import check_one_of
 from keras_transfer.utils.validation import check_positive_int
+from keras_transfer.utils.validation import check_value_range
 
 
 def _check_range(name, value, low, high=None):
@@ -127,16 +128,7 @@ class SimCLRAugmentation(keras.layers.Layer):
         self.grayscale_probability = check_fraction("grayscale_probability", grayscale_probability, inclusive_high=True)
         self.blur_probability = check_fraction("blur_probability", blur_probability, inclusive_high=True)
         self.blur_sigma = _check_range("blur_sigma", blur_sigma, 0.0)
-        if not (
-            isinstance(value_range, (tuple, list))
-            and len(value_range) == 2
-            and float(value_range[0]) < float(value_range[1])
-        ):
-            raise ValueError(
-                "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
-                f"Received: value_range={value_range!r}"
-            )
-        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.value_range = check_value_range(value_range)
         self.crop_method = check_one_of("crop_method", crop_method, ("crop_and_resize", "bounding_box"))
 
     @classmethod

@@ -13,6 +13,7 @@ from keras_transfer.models._self_supervised import resolve_seed
 from keras_transfer.models._self_supervised import step_seed
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_int
+from keras_transfer.utils.validation import check_value_range
 
 
 def default_decoder(feature_dim, output_shape, hidden_dim, name="decoder"):
@@ -26,19 +27,6 @@ def default_decoder(feature_dim, output_shape, hidden_dim, name="decoder"):
     out = keras.layers.Dense(size, name="reconstruction")(h)
     out = keras.layers.Reshape(tuple(int(d) for d in output_shape))(out)
     return keras.Model(inputs, out, name=name)
-
-
-def check_value_range(value_range):
-    if not (
-        isinstance(value_range, (tuple, list))
-        and len(value_range) == 2
-        and float(value_range[0]) < float(value_range[1])
-    ):
-        raise ValueError(
-            "`value_range` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
-            f"Received: value_range={value_range!r}"
-        )
-    return (float(value_range[0]), float(value_range[1]))
 
 
 class ReconstructionPretext(SelfSupervisedModel):

@@ -71,6 +71,20 @@ def check_one_of(name, value, choices, fix=None):
     return value
 
 
+def check_value_range(value_range, name="value_range"):
+    """`(low, high)` as floats; raises unless a pair with low < high."""
+    if not (
+        isinstance(value_range, (tuple, list))
+        and len(value_range) == 2
+        and float(value_range[0]) < float(value_range[1])
+    ):
+        raise ValueError(
+            f"`{name}` must be a pair (low, high) with low < high, e.g. (0, 255) or (0, 1). "
+            f"Received: {name}={value_range!r}"
+        )
+    return (float(value_range[0]), float(value_range[1]))
+
+
 def check_labels(y, num_classes, name="y"):
     """Checks integer class labels lie in [0, num_classes)."""
     y = np.asarray(y)
