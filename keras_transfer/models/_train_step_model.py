@@ -1,6 +1,6 @@
 """Private base of the models that write their own `train_step`.
 
-What every such model repeats otherwise (DESIGN.md §3):
+What every such model repeats otherwise:
 
 - `compile` builds the optimizer at once when the model is built. Keras otherwise
   creates the optimizer variables inside the first traced step, so a `fit` that

@@ -386,7 +386,7 @@ class MetaModel(TrainStepModel):
     def compile(self, optimizer="adam", loss=None, jit_compile="auto", **kwargs):
         if jit_compile == "auto":
             # XLA pays off for the vectorised Dense path on CPU (3-4x); for conv models
-            # it is much slower on CPU (DESIGN.md §4), so "auto" keeps Keras's choice.
+            # it is much slower on CPU (measured), so "auto" keeps Keras's choice.
             self.loss = loss
             dense_only = self._plan is not None and all(
                 kind == "dense" or isinstance(layer, keras.layers.Dense) or not layer.weights

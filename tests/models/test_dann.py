@@ -210,7 +210,7 @@ class DANNTest(TestCase):
             return model
 
         model, _ = self.run_mixed_precision_test(build, one_batch(self.xs, self.xt, self.ys))
-        # Computed in float16, served as float32 (issue 15 §4: float32 outputs).
+        # Computed in float16, served as float32 (mixed precision: float32 outputs).
         self.assertEqual(model.label_classifier.compute_dtype, "float16")
         self.assertEqual(model.predict(self.xs, verbose=0).dtype, np.float32)
 
