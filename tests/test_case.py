@@ -26,6 +26,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+# The public subpackages of keras_transfer (what `keras_transfer.<name>` users import).
+PUBLIC_SUBPACKAGES = (
+    "augment",
+    "callbacks",
+    "datasets",
+    "distribute",
+    "layers",
+    "losses",
+    "models",
+    "ops",
+    "optimizers",
+    "recipes",
+    "schedules",
+    "serving",
+)
+
 
 def snapshot_files(root):
     """{relative path: bytes} of every file under root: to show that nothing was touched."""

@@ -22,21 +22,8 @@ import numpy as np
 import pytest
 
 import keras_transfer
+from tests.test_case import PUBLIC_SUBPACKAGES as SUBPACKAGES
 
-SUBPACKAGES = (
-    "augment",
-    "callbacks",
-    "datasets",
-    "distribute",
-    "layers",
-    "losses",
-    "models",
-    "ops",
-    "optimizers",
-    "recipes",
-    "schedules",
-    "serving",
-)
 # Modules whose public functions are documented like the subpackages' (the console entry point).
 MODULES = ("cli",)
 

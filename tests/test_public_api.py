@@ -5,22 +5,9 @@ import inspect
 
 import keras
 
+from tests.test_case import PUBLIC_SUBPACKAGES as SUBPACKAGES
 from tests.test_case import TestCase
 
-SUBPACKAGES = (
-    "augment",
-    "callbacks",
-    "datasets",
-    "distribute",
-    "layers",
-    "losses",
-    "models",
-    "ops",
-    "optimizers",
-    "recipes",
-    "schedules",
-    "serving",
-)
 # What `.keras` files serialize by registered name.
 SERIALIZABLE = (
     keras.layers.Layer,
