@@ -42,7 +42,7 @@ def sinusoid_tasks(num_tasks, k_shot=10, k_query=10, seed=0, return_parameters=F
         amplitude and phase `(num_tasks,)`.
 
     Raises:
-        ValueError: if a count is not a positive int.
+        ValueError: if `num_tasks`, `k_shot` or `k_query` is not a positive int.
 
     Reference:
         Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
@@ -92,7 +92,7 @@ def sinusoid_task_dataset(meta_batch_size=25, k_shot=10, k_query=10, seed=0):
         axis, ready for `MetaModel.fit(dataset, steps_per_epoch=...)`.
 
     Raises:
-        ValueError: if a count is not a positive int.
+        ValueError: if `meta_batch_size`, `k_shot` or `k_query` is not a positive int.
 
     Reference:
         Finn et al., "Model-Agnostic Meta-Learning for Fast Adaptation of Deep

@@ -1,8 +1,12 @@
-"""Private helpers of the contrastive models (SimCLR, MoCo): two views, a projection head."""
+"""Private base and helpers of the contrastive models (SimCLR, MoCo): two views, a projection head."""
 
 import keras
 
+from keras_transfer.models._self_supervised import SelfSupervisedModel
+from keras_transfer.models._self_supervised import check_encoder
 from keras_transfer.models._self_supervised import check_input_rank
+from keras_transfer.models._self_supervised import encoder_output_shape
+from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
 
@@ -52,3 +56,48 @@ def resolve_projection_head(projection_head, feature_dim, hidden_dim, output_dim
             f"Received: projection_head of type {type(projection_head).__name__}"
         )
     return projection_head
+
+
+class ContrastivePretext(SelfSupervisedModel):
+    """An encoder, a projection head on its features, a temperature, two views per example.
+
+    Sets `encoder`, `projection_head` (the default MLP for None, built on the encoder's
+    output), `augmenter`, `projection_dim`, `projection_hidden_dim`, `temperature`, and
+    the `loss` / `contrastive_accuracy` trackers that `metrics` lists; serialises them.
+    Subclasses add their own state and implement `step_loss` (views from `split_views`).
+    """
+
+    keras_object_args = ("encoder", "projection_head", "augmenter")
+
+    def __init__(
+        self, encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
+    ):
+        super().__init__(**kwargs)
+        feature_dim = check_encoder(encoder, type(self).__name__)
+        self.projection_dim = check_positive_int("projection_dim", projection_dim)
+        self.projection_hidden_dim = projection_hidden_dim
+        self.temperature = check_positive_float("temperature", temperature)
+        self.encoder = encoder
+        self.projection_head = resolve_projection_head(
+            projection_head, feature_dim, projection_hidden_dim, self.projection_dim
+        )
+        if not self.projection_head.built:
+            self.projection_head.build(encoder_output_shape(encoder))
+        self.augmenter = augmenter
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.accuracy_tracker]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "projection_dim": self.projection_dim,
+                "projection_hidden_dim": self.projection_hidden_dim,
+                "temperature": self.temperature,
+            }
+        )
+        return config

@@ -70,14 +70,7 @@ class DenoisingAutoencoder(ReconstructionPretext):
         seed=None,
         **kwargs,
     ):
-        super().__init__(
-            encoder,
-            decoder=decoder,
-            decoder_hidden_dim=decoder_hidden_dim,
-            value_range=value_range,
-            seed=seed,
-            **kwargs,
-        )
+        super().__init__(encoder, decoder, decoder_hidden_dim, value_range, seed, **kwargs)
         self.corruption = check_one_of("corruption", corruption, ("gaussian", "masking"))
         self.noise_stddev = check_non_negative_float("noise_stddev", noise_stddev)
         self.mask_rate = check_fraction("mask_rate", mask_rate)

@@ -72,14 +72,7 @@ class MaskedImputation(ReconstructionPretext):
         seed=None,
         **kwargs,
     ):
-        super().__init__(
-            encoder,
-            decoder=decoder,
-            decoder_hidden_dim=decoder_hidden_dim,
-            value_range=value_range,
-            seed=seed,
-            **kwargs,
-        )
+        super().__init__(encoder, decoder, decoder_hidden_dim, value_range, seed, **kwargs)
         self.mask_rate = check_fraction("mask_rate", mask_rate, inclusive_low=False)
         self.patch_size = check_positive_int("patch_size", patch_size)
         self.fill_value = float(fill_value)

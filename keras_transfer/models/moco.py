@@ -5,18 +5,15 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.losses.info_nce import info_nce_terms
-from keras_transfer.models._contrastive_utils import resolve_projection_head
+from keras_transfer.models._contrastive_utils import ContrastivePretext
 from keras_transfer.models._contrastive_utils import split_views
 from keras_transfer.models._finite_logs import all_finite
-from keras_transfer.models._self_supervised import SelfSupervisedModel
-from keras_transfer.models._self_supervised import check_encoder
 from keras_transfer.models._self_supervised import encoder_output_shape
 from keras_transfer.models._self_supervised import float32_sum
 from keras_transfer.models._self_supervised import resolve_seed
 from keras_transfer.models._self_supervised import step_seed
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
-from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
 
@@ -37,7 +34,7 @@ def _freeze_variables(model):
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class MoCo(SelfSupervisedModel):
+class MoCo(ContrastivePretext):
     """Momentum contrast: a query encoder trained by InfoNCE against a momentum key encoder.
 
     For each pair of views, the query `q = g(f(view_1))` must pick its key
@@ -143,15 +140,15 @@ class MoCo(SelfSupervisedModel):
     >>> encoder = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)])
     >>> model = keras_transfer.models.MoCo(encoder, projection_dim=4, queue_size=8, bn_splits=1)
     >>> model.compile(optimizer="adam")
-    >>> views = (np.ones((4, 4), "float32"), np.ones((4, 4), "float32"))
-    >>> history = model.fit(views, batch_size=4, epochs=1, verbose=0)
+    >>> view_1, view_2 = np.random.default_rng(0).normal(size=(2, 4, 4)).astype("float32")
+    >>> history = model.fit((view_1, view_2), batch_size=4, epochs=1, verbose=0)
     >>> sorted(history.history)
     ['contrastive_accuracy', 'loss']
+    >>> int(model.queue_pointer.numpy())  # the batch's 4 keys are now in the queue
+    4
     >>> tuple(model(np.ones((2, 4))).shape)  # the query encoder's representation f(x)
     (2, 8)
     """
-
-    keras_object_args = ("encoder", "projection_head", "augmenter")
 
     def __init__(
         self,
@@ -167,30 +164,20 @@ class MoCo(SelfSupervisedModel):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        feature_dim = check_encoder(encoder, "MoCo")
-        self.projection_dim = check_positive_int("projection_dim", projection_dim)
-        self.projection_hidden_dim = projection_hidden_dim
+        super().__init__(
+            encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
+        )
         self.queue_size = check_positive_int("queue_size", queue_size)
         self.momentum = check_fraction("momentum", momentum)
-        self.temperature = check_positive_float("temperature", temperature)
         self.bn_splits = check_positive_int("bn_splits", bn_splits)
         # The permutation is a stateless function of (seed, optimizer step): a reloaded
         # model continues the same stream. A drawn seed is kept in the config for that.
         self.seed = resolve_seed(seed)
-        projection_head = resolve_projection_head(
-            projection_head, feature_dim, projection_hidden_dim, self.projection_dim
-        )
-        self.encoder = encoder
-        self.projection_head = projection_head
-        if not projection_head.built:
-            projection_head.build(encoder_output_shape(encoder))
-        key_dim = int(projection_head.compute_output_shape(encoder_output_shape(encoder))[-1])
+        key_dim = int(self.projection_head.compute_output_shape(encoder_output_shape(encoder))[-1])
         self.key_encoder = _clone(encoder)
-        self.key_projection_head = _clone(projection_head)
+        self.key_projection_head = _clone(self.projection_head)
         _freeze_variables(self.key_encoder)
         _freeze_variables(self.key_projection_head)
-        self.augmenter = augmenter
         initial = keras.random.normal((self.queue_size, key_dim), seed=0)
         initial = initial / ops.norm(initial, axis=1, keepdims=True)
         self.queue = self.add_weight(
@@ -203,13 +190,7 @@ class MoCo(SelfSupervisedModel):
         self.queue_pointer = self.add_weight(
             shape=(), initializer="zeros", trainable=False, dtype="int32", name="queue_pointer"
         )
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
         self.build(tuple(encoder.inputs[0].shape))
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
 
     def _check_batch(self, view, training):
         """Checks the batch of keys (the global batch in training) against the queue."""
@@ -357,11 +338,8 @@ class MoCo(SelfSupervisedModel):
         config = super().get_config()
         config.update(
             {
-                "projection_dim": self.projection_dim,
-                "projection_hidden_dim": self.projection_hidden_dim,
                 "queue_size": self.queue_size,
                 "momentum": self.momentum,
-                "temperature": self.temperature,
                 "bn_splits": self.bn_splits,
                 "seed": self.seed,
             }

@@ -4,20 +4,15 @@ import keras
 from keras import ops
 
 from keras_transfer.losses.nt_xent import nt_xent_terms
-from keras_transfer.models._contrastive_utils import resolve_projection_head
+from keras_transfer.models._contrastive_utils import ContrastivePretext
 from keras_transfer.models._contrastive_utils import split_views
 from keras_transfer.models._finite_logs import all_finite
-from keras_transfer.models._self_supervised import SelfSupervisedModel
-from keras_transfer.models._self_supervised import check_encoder
-from keras_transfer.models._self_supervised import encoder_output_shape
 from keras_transfer.models._self_supervised import float32_sum
 from keras_transfer.utils import distributed
-from keras_transfer.utils.validation import check_positive_float
-from keras_transfer.utils.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
-class SimCLR(SelfSupervisedModel):
+class SimCLR(ContrastivePretext):
     """SimCLR: encoder f, projection head g, NT-Xent between two views of each image.
 
     Train with `fit` on pairs of views (`keras_transfer.augment.simclr_dataset(x)`
@@ -76,9 +71,9 @@ class SimCLR(SelfSupervisedModel):
     ['contrastive_accuracy', 'loss']
     >>> tuple(model(np.ones((2, 4))).shape)  # the representation h = f(x)
     (2, 8)
+    >>> tuple(model.projection_head(model(np.ones((2, 4)))).shape)  # z = g(h), where the loss is taken
+    (2, 4)
     """
-
-    keras_object_args = ("encoder", "projection_head", "augmenter")
 
     def __init__(
         self,
@@ -91,30 +86,11 @@ class SimCLR(SelfSupervisedModel):
         cross_replica=True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        feature_dim = check_encoder(encoder, "SimCLR")
-        self.temperature = check_positive_float("temperature", temperature)
-        self.projection_dim = check_positive_int("projection_dim", projection_dim)
-        self.projection_hidden_dim = projection_hidden_dim
-        projection_head = resolve_projection_head(
-            projection_head, feature_dim, projection_hidden_dim, self.projection_dim
+        super().__init__(
+            encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
         )
-        self.encoder = encoder
-        self.projection_head = projection_head
-        self.augmenter = augmenter
         self.cross_replica = bool(cross_replica)
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
         self.build(tuple(encoder.inputs[0].shape))
-
-    def build(self, input_shape):
-        if not self.projection_head.built:
-            self.projection_head.build(encoder_output_shape(self.encoder))
-        self.built = True
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker, self.accuracy_tracker]
 
     def step_loss(self, x, training):
         view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
@@ -137,9 +113,6 @@ class SimCLR(SelfSupervisedModel):
         config = super().get_config()
         config.update(
             {
-                "projection_dim": self.projection_dim,
-                "projection_hidden_dim": self.projection_hidden_dim,
-                "temperature": self.temperature,
                 "cross_replica": self.cross_replica,
             }
         )

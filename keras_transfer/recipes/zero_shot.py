@@ -157,17 +157,18 @@ def build_zero_shot_classifier(
     Example:
 
     >>> tokenizer = keras_transfer.layers.word_tokenizer(
-    ...     vocabulary=["a", "photo", "of", "cat", "dog"], sequence_length=4)
-    >>> image_encoder = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten()])
+    ...     vocabulary=["a", "photo", "of", "the", "cat", "dog", "bird"], sequence_length=5)
+    >>> image_encoder = keras.Sequential(
+    ...     [keras.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D()])
     >>> text_encoder = keras_transfer.layers.TextTransformerEncoder(
-    ...     tokenizer.vocabulary_size(), 4, embedding_dim=8, num_layers=1, num_heads=2)
-    >>> clip = keras_transfer.models.CLIP(image_encoder, text_encoder, projection_dim=4)
+    ...     tokenizer.vocabulary_size(), 5, embedding_dim=8, num_layers=1, num_heads=2)
+    >>> clip = keras_transfer.models.CLIP(image_encoder, text_encoder, projection_dim=8)
     >>> classifier = keras_transfer.recipes.build_zero_shot_classifier(
-    ...     clip, ["cat", "dog"], ["a photo of a {}"], tokenizer)
-    >>> tuple(classifier.predict(np.zeros((3, 4, 4, 1)), verbose=0).shape)
-    (3, 2)
+    ...     clip, ["cat", "dog", "bird"], ["a photo of a {}", "a photo of the {}"], tokenizer)
+    >>> tuple(classifier.predict(np.zeros((3, 8, 8, 3)), verbose=0).shape)
+    (3, 3)
     >>> classifier.get_layer("zero_shot_head").class_names
-    ['cat', 'dog']
+    ['cat', 'dog', 'bird']
     """
     class_names = _check_names(class_names)
     embeddings = class_text_embeddings(clip_model, class_names, templates, tokenizer)
