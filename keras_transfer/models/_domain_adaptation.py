@@ -7,6 +7,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._finite_logs import nan_unless
+from keras_transfer.models._finite_logs import weights_finite
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
@@ -306,7 +309,7 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
-        return self._update_trackers(loss, label_loss, correct, batch.sample_weight, adaptation_logs)
+        return self._update_trackers(batch, loss, label_loss, correct, adaptation_logs)
 
     def test_step(self, data):
         batch = self._unpack(data, for_training=False)
@@ -315,19 +318,24 @@ class DomainAdaptationModel(ExportsDeclaredInputs, TrainStepModel):
         losses, correct = self._label_loss_and_correct(batch.source_y, scores)
         label_loss = self._weighted_mean(losses, batch.sample_weight)
         loss = label_loss if adaptation_loss is None else label_loss + adaptation_loss
-        return self._update_trackers(loss, label_loss, correct, batch.sample_weight, adaptation_logs)
+        return self._update_trackers(batch, loss, label_loss, correct, adaptation_logs)
 
-    def _update_trackers(self, loss, label_loss, correct, sample_weight, adaptation_logs):
-        self.loss_tracker.update_state(loss)
-        self.label_loss_tracker.update_state(label_loss)
+    def _update_trackers(self, batch, loss, label_loss, correct, adaptation_logs):
+        # NaN logs unless the batch's inputs and the (updated) weights are finite: NaN does
+        # not always reach the outputs (oneDNN's fused MatMul+ReLU maps NaN to 0 on some CPUs).
+        inputs = [t for t in tf.nest.flatten((batch.source_x, batch.target_x)) if t is not None]
+        finite = ops.logical_and(all_finite(inputs), weights_finite(self))
+        sample_weight = batch.sample_weight
+        self.loss_tracker.update_state(nan_unless(finite, loss))
+        self.label_loss_tracker.update_state(nan_unless(finite, label_loss))
         if sample_weight is not None:
             sample_weight = ops.reshape(ops.cast(sample_weight, "float32"), ops.shape(correct))
-        self.label_accuracy_tracker.update_state(correct, sample_weight=sample_weight)
+        self.label_accuracy_tracker.update_state(nan_unless(finite, correct), sample_weight=sample_weight)
         trackers = [self.loss_tracker, self.label_loss_tracker, self.label_accuracy_tracker]
         for tracker in self._adaptation_trackers():
             if tracker.name in adaptation_logs:
                 value, weight = adaptation_logs[tracker.name]
-                tracker.update_state(value, sample_weight=weight)
+                tracker.update_state(nan_unless(finite, value), sample_weight=weight)
                 trackers.append(tracker)
         return {tracker.name: tracker.result() for tracker in trackers}
 

@@ -54,13 +54,15 @@ def poison_metrics(metrics, finite):
 
 def compute_metrics_nan_unless_finite(model, compute_metrics, x, y, y_pred, sample_weight=None):
     """`compute_metrics(x, y, y_pred, sample_weight)`, then every metric of `model` reads
-    NaN (for the rest of the epoch) once its predictions or weights are not finite.
+    NaN (for the rest of the epoch) once its inputs, predictions or weights are not finite.
 
     The metric states are poisoned rather than the inputs: Keras applies `sample_weight`
     to `weighted_metrics` only, and the accuracy of NaN logits is a finite number.
     Returns `model.get_metrics_result()`.
     """
-    finite = model_state_is_finite(model, y_pred)
+    # The inputs too: NaN does not always reach the outputs (oneDNN's fused MatMul+ReLU maps it to 0).
+    inputs = [t for t in tf.nest.flatten(x) if t is not None]
+    finite = ops.logical_and(model_state_is_finite(model, y_pred), all_finite(inputs))
     compute_metrics(x, y, y_pred, sample_weight)
     poison_metrics(model.metrics, finite)
     return model.get_metrics_result()
