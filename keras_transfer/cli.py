@@ -180,6 +180,9 @@ def _finetune(args):
         print(f"Ignored {len(summary['ignored'])} file(s) that are not .png/.jpg/.jpeg/.bmp/.gif images: {shown}")
     print(f"Classes: {', '.join(summary['class_names'])}")
     print(f"Examples: train {summary['num_train']}, validation {summary['num_validation']}, test {summary['num_test']}")
+    if "blocks" in summary:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in summary["blocks"]["val_accuracy"].items())
+        print(f"Fine-tuned blocks: {summary['blocks']['chosen']} (validation accuracy: {scores})")
     for part in ("validation", "test"):
         if part in summary:
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in summary[part].items())
@@ -226,7 +229,11 @@ def build_parser():
     ft.add_argument("--probe-epochs", type=int, default=0, help="0 uses the convex linear probe.")
     ft.add_argument("--batch-size", type=int, default=32)
     ft.add_argument("--learning-rate", type=float, default=1e-4)
-    ft.add_argument("--blocks", default=None, help="'all', 'first', 'middle', 'last' or block names.")
+    ft.add_argument(
+        "--blocks",
+        default=None,
+        help="'all', 'first', 'middle', 'last', 'auto' (best of those on the validation split) or block names.",
+    )
     ft.add_argument("--validation-split", type=float, default=0.2)
     ft.add_argument("--export", default=None, help="Where to write the SavedModel.")
     ft.add_argument("--save", default=None, help="Where to write the .keras file.")

@@ -1,5 +1,6 @@
 """The `keras-transfer` entry point: demo section and finetune job, with their errors."""
 
+import contextlib
 import io
 import os
 import shutil
@@ -43,24 +44,31 @@ class CliTest(TestCase):
     def test_finetune_folder_exports(self):
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
         out = self.get_temp_dir()
-        code = cli.main(
-            [
-                "finetune",
-                "--data",
-                root,
-                "--backbone",
-                "simple_cnn",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "8",
-                "--export",
-                os.path.join(out, "exp"),
-                "--save",
-                os.path.join(out, "m.keras"),
-            ]
-        )
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = cli.main(
+                [
+                    "finetune",
+                    "--data",
+                    root,
+                    "--backbone",
+                    "simple_cnn",
+                    "--epochs",
+                    "1",
+                    "--batch-size",
+                    "8",
+                    "--blocks",
+                    "auto",
+                    "--export",
+                    os.path.join(out, "exp"),
+                    "--save",
+                    os.path.join(out, "m.keras"),
+                ]
+            )
         self.assertEqual(code, 0)
+        self.assertRegex(
+            printed.getvalue(), r"Fine-tuned blocks: (first|middle|last|all) \(validation accuracy: first "
+        )
         self.assertTrue(os.path.exists(os.path.join(out, "exp", "saved_model.pb")))
         with open(os.path.join(out, "exp", "class_names.txt")) as handle:
             self.assertEqual(handle.read().split(), ["class0", "class1", "class2"])

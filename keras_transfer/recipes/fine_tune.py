@@ -10,6 +10,7 @@ from keras_transfer.optimizers.discriminative import discriminative_optimizer
 from keras_transfer.recipes import backbones as backbones_lib
 from keras_transfer.recipes.classifier import get_backbone
 from keras_transfer.recipes.classifier import get_head
+from keras_transfer.recipes.freezing import SURGICAL_CHOICES
 from keras_transfer.recipes.freezing import freeze_backbone
 from keras_transfer.recipes.freezing import unfreeze_backbone
 from keras_transfer.recipes.linear_probe import linear_probe
@@ -173,7 +174,10 @@ def fine_tune(
     (`linear_probe`), `probe="fit"` trains it with `fit` for `probe_epochs`, `probe=None`
     skips it (plain fine-tuning). Phase 2 unfreezes `blocks` ("all", "first", "middle",
     "last" or block names), recompiles at `learning_rate` (with `backbone_multiplier` and
-    `layer_decay` for discriminative rates) and trains for `epochs`.
+    `layer_decay` for discriminative rates) and trains for `epochs`. `blocks="auto"`
+    runs phase 2 from the same probed weights once for each of "first", "middle",
+    "last" and "all" and keeps the one with the best validation accuracy (surgical
+    fine-tuning: which block should move depends on the shift).
 
     Under `tf.distribute`: build `model` inside `strategy.scope()`; the optimizers are
     then made in that scope (a fresh copy for each `fit`; only the compile that follows
@@ -193,7 +197,9 @@ def fine_tune(
             the convex probe).
         epochs: fine-tuning epochs (0 stops after the probe).
         learning_rate: base learning rate of the fine-tuning phase.
-        blocks: what phase 2 unfreezes (see `keras_transfer.recipes.select_blocks`).
+        blocks: what phase 2 unfreezes (see `keras_transfer.recipes.select_blocks`),
+            or "auto" (needs `validation_data`; ties go to the choice with fewer blocks,
+            in the order first, middle, last, all).
         backbone_multiplier: factor on the backbone's learning rate.
         layer_decay: None or per-block decay of the backbone's rate.
         optimizer: an optimizer name or instance (copied for each `fit`).
@@ -204,12 +210,15 @@ def fine_tune(
             cross-validation.
 
     Returns:
-        `(model, {"probe": dict or History or None, "fine_tune": History or None})`.
+        `(model, {"probe": dict or History or None, "fine_tune": History or None})`;
+        with `blocks="auto"` also `"blocks": {"chosen": name, "val_accuracy": {name: accuracy}}`,
+        "fine_tune" being the chosen run's History.
 
     Raises:
         ValueError: if `probe` is not "convex", "fit" or None, `epochs` is negative,
             `probe_epochs` is not positive with `probe="fit"`, the labels are not
-            class ids of the head, or `blocks` names no block of the backbone.
+            class ids of the head, `blocks` names no block of the backbone, or
+            `blocks="auto"` comes without `validation_data`.
 
     Reference:
         Kumar et al., "Fine-Tuning can Distort Pretrained Features and Underperform
@@ -229,6 +238,13 @@ def fine_tune(
     (['C', 'num_features', 'seconds', 'train_accuracy'], 1)
     """
     validation.check_one_of("probe", probe, ("convex", "fit", None))
+    if isinstance(blocks, str):
+        validation.check_one_of("blocks", blocks, SURGICAL_CHOICES + ("auto",), "Or pass a list of block names")
+        if blocks == "auto" and validation_data is None:
+            raise ValueError(
+                "`validation_data` must be given with blocks='auto' (the choice among first, middle, last "
+                "and all blocks is made by validation accuracy). Received: validation_data=None"
+            )
     validation.check_non_negative_int("epochs", epochs)
     num_classes = get_head(model).units
     histories = {"probe": None, "fine_tune": None}
@@ -256,19 +272,44 @@ def fine_tune(
         )
 
     if epochs:
-        unfreeze_backbone(model, blocks=blocks)
-        opt = _fresh_optimizer(model, optimizer)
-        compile_for_fine_tuning(
-            model,
-            learning_rate=learning_rate,
-            optimizer=opt,
-            backbone_multiplier=backbone_multiplier,
-            layer_decay=layer_decay,
-        )
-        histories["fine_tune"] = model.fit(
-            train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
-        )
+
+        def prepare(chosen):
+            unfreeze_backbone(model, blocks=chosen)
+            compile_for_fine_tuning(
+                model,
+                learning_rate=learning_rate,
+                optimizer=_fresh_optimizer(model, optimizer),
+                backbone_multiplier=backbone_multiplier,
+                layer_decay=layer_decay,
+            )
+
+        def phase_2(chosen):
+            prepare(chosen)
+            return model.fit(
+                train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+            )
+
+        if isinstance(blocks, str) and blocks == "auto":
+            histories["fine_tune"], histories["blocks"] = _choose_blocks(model, val_ds, phase_2, prepare)
+        else:
+            histories["fine_tune"] = phase_2(blocks)
     return model, histories
+
+
+def _choose_blocks(model, val_ds, phase_2, prepare):
+    """`blocks="auto"`: phase 2 from the same start for each surgical choice; the best on validation is kept."""
+    start = [np.array(w) for w in model.get_weights()]
+    accuracy, best = {}, None
+    for choice in ("first", "middle", "last", "all"):
+        model.set_weights(start)
+        history = phase_2(choice)
+        accuracy[choice] = float(model.evaluate(val_ds, verbose=0, return_dict=True)["accuracy"])
+        if best is None or accuracy[choice] > accuracy[best[0]]:  # ties: the earlier (fewer blocks) choice
+            best = (choice, [np.array(w) for w in model.get_weights()], history)
+    choice, weights, history = best
+    model.set_weights(weights)
+    prepare(choice)  # the winner's trainable set, compiled afresh for further training
+    return history, {"chosen": choice, "val_accuracy": accuracy}
 
 
 def evaluate_accuracy(model, x, y, batch_size=128):

@@ -13,11 +13,11 @@ from keras_transfer.utils import validation
 
 
 def parse_blocks(text):
-    """'all' / 'first' / 'middle' / 'last', or comma-separated block names."""
+    """'all' / 'first' / 'middle' / 'last' / 'auto', or comma-separated block names."""
     if text is None:
         return "all"
     text = text.strip()
-    if text in ("all", "first", "middle", "last"):
+    if text in ("all", "first", "middle", "last", "auto"):
         return text
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -189,6 +189,11 @@ def finetune_folder(
     validation.check_non_negative_int("probe_epochs", probe_epochs)
     validation.check_positive_int("batch_size", batch_size)
     validation.check_fraction("validation_split", validation_split)
+    if blocks == "auto" and not validation_split:
+        raise ValueError(
+            "`validation_split` must be positive with blocks='auto' (the blocks are chosen by validation "
+            f"accuracy). Received: validation_split={validation_split}"
+        )
     if image_size is not None and not isinstance(image_size, (tuple, list)):
         validation.check_positive_int("image_size", image_size, "Pass the side in pixels, such as 224.")
     check_output_paths(export=export, save=save, overwrite=overwrite, data=data)
@@ -216,6 +221,8 @@ def finetune_folder(
         "num_test": folder.num_test,
         "ignored": folder.ignored,
     }
+    if "blocks" in histories:  # blocks="auto": the choice and each choice's validation accuracy
+        summary["blocks"] = histories["blocks"]
     if folder.validation is not None:
         summary["validation"] = model.evaluate(folder.validation, verbose=0, return_dict=True)
     if folder.test is not None:

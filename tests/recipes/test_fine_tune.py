@@ -180,6 +180,31 @@ class FineTuneTest(TestCase):
         logits = build_classifier("simple_cnn", 2, (8, 8, 1), activation=None)
         self.assertTrue(classification_loss(logits).from_logits)
 
+    def test_auto_blocks_keeps_the_best_on_validation(self):
+        model, histories = fine_tune(
+            self.model,
+            self.x,
+            self.y,
+            validation_data=(self.x_val, self.y_val),
+            probe="convex",
+            epochs=1,
+            blocks="auto",
+            learning_rate=1e-3,
+            verbose=0,
+        )
+        probed = histories["probe"]
+        chosen, accuracy = histories["blocks"]["chosen"], histories["blocks"]["val_accuracy"]
+        self.assertEqual(list(accuracy), ["first", "middle", "last", "all"])
+        best = max(accuracy.values())
+        self.assertEqual(chosen, next(name for name, value in accuracy.items() if value == best))
+        self.assertGreaterEqual(best, probed["val"]["accuracy"] - 0.1)
+        # The model holds the chosen run: its validation accuracy, its trainable set.
+        self.assertAlmostEqual(evaluate_accuracy(model, self.x_val, self.y_val), accuracy[chosen], places=6)
+        reference = build_classifier("simple_cnn", 3, (16, 16, 1), dropout=0)
+        unfreeze_backbone(reference, blocks=chosen)
+        self.assertEqual([w.path for w in model.trainable_weights], [w.path for w in reference.trainable_weights])
+        self.assertLen(histories["fine_tune"].history["loss"], 1)
+
     def test_errors(self):
         model, x, y = self.model, self.x, self.y
         self.assertRaisesValueError(["`probe`", "probe='linear'"], fine_tune, model, x, y, probe="linear")
@@ -193,7 +218,10 @@ class FineTuneTest(TestCase):
         )
         self.assertRaisesValueError(["`train_data`", "at least one example"], fine_tune, model, x[:0], y[:0])
         self.assertRaisesValueError(
-            ["`blocks`", "blocks='top'"], fine_tune, model, x, y, probe=None, blocks="top", verbose=0
+            ["`blocks`", "blocks='top'", "'auto'"], fine_tune, model, x, y, probe=None, blocks="top", verbose=0
+        )
+        self.assertRaisesValueError(
+            ["`validation_data`", "blocks='auto'"], fine_tune, model, x, y, probe=None, blocks="auto", verbose=0
         )
         self.assertRaisesValueError(
             ["`learning_rate`", "learning_rate=0"], compile_for_fine_tuning, model, learning_rate=0

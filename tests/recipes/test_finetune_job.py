@@ -34,7 +34,7 @@ def _tiny_model():
 class FinetuneJobTest(TestCase):
     def test_parse_blocks(self):
         self.assertEqual(parse_blocks(None), "all")
-        for choice in ("all", "first", "middle", "last"):
+        for choice in ("all", "first", "middle", "last", "auto"):
             self.assertEqual(parse_blocks(f" {choice} "), choice)
         self.assertEqual(parse_blocks("block1, block3,"), ["block1", "block3"])
 
@@ -43,6 +43,13 @@ class FinetuneJobTest(TestCase):
         self.assertRaisesValueError(["`backbone`", "resnet5"], finetune_folder, folder, backbone="resnet5")
         self.assertRaisesValueError(["`epochs`", "epochs=-1"], finetune_folder, folder, epochs=-1)
         self.assertRaisesValueError(["`batch_size`", "batch_size=0"], finetune_folder, folder, batch_size=0)
+        self.assertRaisesValueError(
+            ["`validation_split`", "blocks='auto'", "validation_split=0"],
+            finetune_folder,
+            folder,
+            blocks="auto",
+            validation_split=0,
+        )
         self.assertRaisesValueError(
             ["`validation_split`", "validation_split=1"], finetune_folder, folder, validation_split=1
         )
