@@ -4,9 +4,15 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_transfer.models import _multi_task as args_lib
 from keras_transfer.models._finite_logs import model_state_is_finite
 from keras_transfer.models._finite_logs import poison_metrics
+from keras_transfer.models._multi_task import INPUT_KEYS
+from keras_transfer.models._multi_task import build_heads
+from keras_transfer.models._multi_task import check_arrays
+from keras_transfer.models._multi_task import check_head_output
+from keras_transfer.models._multi_task import check_trunk
+from keras_transfer.models._multi_task import parse_loss_weights
+from keras_transfer.models._multi_task import split_inputs
 from keras_transfer.models._serving import ExportsDeclaredInputs
 from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
@@ -88,22 +94,22 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
     >>> history = model.fit({"inputs": x, "task": task}, y, epochs=1, verbose=0)
     >>> sorted(history.history)
     ['digit_accuracy', 'digit_loss', 'loss', 'parity_accuracy', 'parity_loss']
-    >>> {name: p.shape for name, p in model.predict(x, verbose=0).items()}
-    {'digit': (6, 5), 'parity': (6, 2)}
+    >>> [(name, p.shape) for name, p in model.predict(x, verbose=0).items()]
+    [('parity', (6, 2)), ('digit', (6, 5))]
     """
 
     keras_object_args = ("trunk",)
 
     def __init__(self, trunk, heads, loss_weights="uniform", from_logits=False, **kwargs):
         super().__init__(**kwargs)
-        self._trunk_input = args_lib.check_trunk(trunk)
+        self._trunk_input = check_trunk(trunk)
         if not isinstance(from_logits, bool):
             raise ValueError(f"`from_logits` must be True or False. Received: from_logits={from_logits!r}")
         self.trunk = trunk
-        self.heads = args_lib.build_heads(heads)
+        self.heads = build_heads(heads)
         self.task_names = tuple(self.heads)
         self.from_logits = from_logits
-        self.loss_weight_mode, self.fixed_loss_weights = args_lib.parse_loss_weights(loss_weights, self.task_names)
+        self.loss_weight_mode, self.fixed_loss_weights = parse_loss_weights(loss_weights, self.task_names)
         self.log_variances = None
         if self.loss_weight_mode == "uncertainty":
             self.log_variances = self.add_weight(
@@ -117,7 +123,7 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
     def build(self, input_shape):
         inputs = tf.nest.map_structure(lambda t: keras.KerasTensor(tuple(t.shape), dtype=t.dtype), self._trunk_input)
         features = self.trunk(inputs)
-        self.num_classes = tuple(args_lib.check_head_output(name, head(features)) for name, head in self.heads.items())
+        self.num_classes = tuple(check_head_output(name, head(features)) for name, head in self.heads.items())
         self.built = True
 
     @property
@@ -133,7 +139,7 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
         return {name: head(features, training=training) for name, head in self.heads.items()}
 
     def call(self, inputs, training=None):
-        if isinstance(inputs, dict) and "inputs" in inputs and set(inputs) <= set(args_lib.INPUT_KEYS):
+        if isinstance(inputs, dict) and "inputs" in inputs and set(inputs) <= set(INPUT_KEYS):
             inputs = inputs["inputs"]
         outputs = float32_outputs(self._head_outputs(inputs, training))
         if self.from_logits:
@@ -227,7 +233,7 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
 
     def _unpack(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        inputs, task = args_lib.split_inputs(x, type(self).__name__)
+        inputs, task = split_inputs(x, type(self).__name__)
         if y is None:
             raise ValueError(
                 f"`{type(self).__name__}` trains on labelled batches. Received: a batch without labels. "
@@ -250,9 +256,9 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
             if self.losses:
                 loss = loss + ops.cast(ops.sum(self.losses), "float32")
             scaled = self.optimizer.scale_loss(loss / replicas)
-        before = [[ops.convert_to_tensor(v) for v in group] for group in self._head_variables()]
+        before = [[tf.identity(v.value) for v in group] for group in self._head_variables()]
         if self.log_variances is not None:
-            before_s = ops.convert_to_tensor(self.log_variances)
+            before_s = tf.identity(self.log_variances.value)
         variables = self.trainable_variables
         self.optimizer.apply(tape.gradient(scaled, variables), variables)
         # An absent task's head and log-variance stay put (momentum would move them otherwise).
@@ -308,11 +314,11 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
         super().compile(optimizer=optimizer, **kwargs)
 
     def fit(self, x=None, y=None, *args, **kwargs):
-        args_lib.check_arrays(x, y, self.num_classes, self.task_names)
+        check_arrays(x, y, self.num_classes, self.task_names)
         return super().fit(x, y, *args, **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        args_lib.check_arrays(x, y, self.num_classes, self.task_names)
+        check_arrays(x, y, self.num_classes, self.task_names)
         return super().evaluate(x, y, *args, **kwargs)
 
     # ---------------------------------------------------------- serialisation
