@@ -154,6 +154,46 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
         """
         return [tf.nest.map_structure(input_spec_like, self._trunk_input)]
 
+    def export_per_task(self, filepath, verbose=False):
+        """Exports a SavedModel with one serving signature per task, plus `serve` (all heads).
+
+        The endpoint named after each task takes the trunk's input and returns
+        `{task: class probabilities (batch, classes)}` of that task alone (the
+        signature's output is named after the task); `serve` (also
+        `serving_default`) returns the dict of all heads, as `export()` does.
+
+        Args:
+            filepath: the folder to write the SavedModel to.
+            verbose: whether to print the exported variables.
+
+        Returns:
+            The `keras.export.ExportArchive` that was written.
+
+        Example:
+
+        >>> import tensorflow as tf
+        >>> trunk = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4)])
+        >>> model = keras_transfer.models.MultiTaskModel(trunk, {"a": 2, "b": 5})
+        >>> _ = model.export_per_task("per_task")
+        >>> restored = tf.saved_model.load("per_task")
+        >>> {name: tuple(p.shape) for name, p in restored.b(np.zeros((2, 3), "float32")).items()}
+        {'b': (2, 5)}
+        """
+        specs = tf.nest.map_structure(
+            lambda spec: tf.TensorSpec(spec.shape, spec.dtype), self.serving_input_signature()
+        )
+        archive = keras.export.ExportArchive()
+        archive.track(self)
+        archive.add_endpoint("serve", lambda inputs: self(inputs, training=False), input_signature=specs)
+        for name in self.task_names:
+            archive.add_endpoint(
+                name,
+                lambda inputs, name=name: {name: self(inputs, training=False)[name]},
+                input_signature=specs,
+            )
+        archive.write_out(filepath, verbose=verbose)
+        return archive
+
     # ------------------------------------------------------------------- loss
     def total_loss(self, task_losses, present=None, log_variances=None):
         """The weighted total `Σ_i w_i L_i` of per-task mean losses.

@@ -183,16 +183,22 @@ class MultiTaskModelTest(TestCase):
             model.compile(optimizer=keras.optimizers.SGD(0.1))
             return model
 
-        model, _ = self.run_fit_then_export_test(build, one_batch(x, task, y), x)
-        signature = tf.saved_model.load(self.export_path(model)).signatures["serving_default"]
-        outputs = signature(**{next(iter(signature.structured_input_signature[1])): tf.constant(x)})
-        self.assertEqual(sorted(outputs), sorted(CLASSES))
-        self.assertEqual(outputs["beta"].shape, (len(x), 4))
+        model, reloaded = self.run_fit_then_export_test(build, one_batch(x, task, y), x)
+        expected = model.predict(x, verbose=0)
+        for source in (model, reloaded):  # one signature per task, right after fit and after reload
+            path = self.get_temp_dir() + "/per_task"
+            source.export_per_task(path)
+            restored = tf.saved_model.load(path)
+            for name in CLASSES:
+                outputs = restored.signatures[name](**{self.input_name(restored, name): tf.constant(x)})
+                self.assertEqual(list(outputs), [name])
+                self.assertAllClose(outputs[name], expected[name], atol=1e-6)
+            self.assertEqual(sorted(restored.signatures["serving_default"].structured_outputs), sorted(CLASSES))
 
-    def export_path(self, model):
-        path = self.get_temp_dir() + "/exported"
-        model.export(path, verbose=False)
-        return path
+    @staticmethod
+    def input_name(restored, signature):
+        (name,) = restored.signatures[signature].structured_input_signature[1]
+        return name
 
     def test_logit_heads(self):
         heads = {"a": keras.layers.Dense(3, name="a_logits"), "b": keras.Sequential([keras.layers.Dense(2)])}
