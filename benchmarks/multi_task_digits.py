@@ -1,6 +1,6 @@
 """Multi-task learning vs sequential transfer vs single-task on two digit tasks.
 
-Task A: digits 0-4, every training label (~670 images). Task B: digits 5-9 with few
+Task A: digits 0-4, every training label (675 images). Task B: digits 5-9 with few
 labels per class. simple_cnn at 16 px (the network of transfer_vs_scratch.py).
 
 - single-task B: the network trained on B's labels only, from scratch;
@@ -10,7 +10,7 @@ labels per class. simple_cnn at 16 px (the network of transfer_vs_scratch.py).
   (`multi_task_dataset`, uniform task sampling so B's few examples are not drowned),
   with uniform loss weights or Kendall et al.'s uncertainty weights.
 
-python benchmarks/multi_task_digits.py            # 3 seeds, 10 and 50 labels per class of B
+python benchmarks/multi_task_digits.py            # 3 seeds, 3, 10 and 50 labels per class of B
 python benchmarks/multi_task_digits.py --quick    # CI: 1 seed, tiny network, 1 epoch, no uniform-weights row
 """
 
@@ -99,7 +99,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--labels", default="10,50", help="labelled examples per class of task B")
+    parser.add_argument("--labels", default="3,10,50", help="labelled examples per class of task B")
     args = parser.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
     labels = [5] if args.quick else [int(v) for v in args.labels.split(",")]
