@@ -34,6 +34,9 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
     - A task absent from a batch contributes 0 to the loss, and its head's weights
       (and its log-variance) are left exactly as they were, whatever the optimizer's
       momentum.
+    - Task ids and labels are checked: NumPy arrays in `fit` / `evaluate` at once
+      (ValueError), dataset batches in the graph (InvalidArgumentError; XLA, i.e.
+      `jit_compile=True`, drops these graph checks).
     - Each head runs on the whole batch (static shapes); the loss and metrics read
       only the rows of its task. A head with batch statistics (BatchNormalization)
       would see the other tasks' rows: keep such layers in the trunk.
