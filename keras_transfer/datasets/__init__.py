@@ -12,6 +12,8 @@ from keras_transfer.datasets.episodes import sample_episodes
 from keras_transfer.datasets.image_folder import load_image_folder
 from keras_transfer.datasets.moons import MoonsDomains
 from keras_transfer.datasets.moons import load_moons
+from keras_transfer.datasets.multi_task_dataset import multi_task_dataset
+from keras_transfer.datasets.multi_task_dataset import sampling_ratios
 from keras_transfer.datasets.pipeline import make_dataset
 from keras_transfer.datasets.sinusoid import sinusoid_task_dataset
 from keras_transfer.datasets.sinusoid import sinusoid_tasks

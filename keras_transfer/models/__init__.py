@@ -8,6 +8,7 @@ from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
 from keras_transfer.models.masked_imputation import MaskedImputation
 from keras_transfer.models.meta_model import MetaModel
 from keras_transfer.models.moco import MoCo
+from keras_transfer.models.multi_task_model import MultiTaskModel
 from keras_transfer.models.proto_net import ProtoNet
 from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
