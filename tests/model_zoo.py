@@ -119,6 +119,18 @@ def _black_box():
     return Entry(model, x, y, 2, task_inputs)
 
 
+def _multi_task():
+    trunk = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="tanh")])
+    model = kt.models.MultiTaskModel(trunk, {"a": 3, "b": 2}, loss_weights="uncertainty")
+    model.compile(keras.optimizers.Adam(1e-3))
+    x = {
+        "inputs": np.random.default_rng(0).normal(size=(8, 5)).astype("float32"),
+        "task": np.tile([0, 1], 4).astype("int64"),
+    }
+    y = (np.arange(8) % 2).astype("int64")
+    return Entry(model, x, y, 4, lambda n: np.random.default_rng(1).normal(size=(n, 5)).astype("float32"))
+
+
 BUILDERS = {
     "classifier": _classifier,
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
@@ -133,6 +145,7 @@ BUILDERS = {
     "ProtoNet": _proto_net,
     "MetaModel": _meta_model,
     "BlackBoxLearner": _black_box,
+    "MultiTaskModel": _multi_task,
 }
 
 NAMES = tuple(BUILDERS)
