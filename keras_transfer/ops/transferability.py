@@ -117,8 +117,9 @@ def h_score(features, labels, rcond=H_SCORE_RCOND):
     weighted by their frequency); both divide by `n`. `cov(f)^+` is the Moore-Penrose
     pseudo-inverse with eigenvalues below `rcond` times the largest treated as zero:
     the only regularisation. The score lies in `[0, min(K - 1, D)]`; higher is better.
-    With many features per example the covariance is poorly estimated: compare
-    candidates of similar dimension, or prefer `log_me`.
+    With many features per example the covariance is poorly estimated, and with
+    `n <= D` (fewer examples than features) the score saturates at `K - 1` for any
+    features: score on more examples than features, or prefer `log_me`.
 
     Args:
         features: `(num_examples, num_features)` array, e.g. pooled backbone outputs.

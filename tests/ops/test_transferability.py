@@ -280,6 +280,11 @@ class HScoreTest(TestCase):
         redundant = np.c_[features, features[:, 0] - 2 * features[:, 1], np.ones(80)]
         self.assertAllClose(h_score(redundant, labels), h_score(features, labels), atol=1e-8)
 
+    def test_saturates_at_num_classes_minus_one_with_fewer_examples_than_features(self):
+        # n <= D: the features interpolate any class indicator, so even noise scores K - 1.
+        noise = np.random.default_rng(5).normal(size=(12, 20))
+        self.assertAllClose(h_score(noise, np.arange(12) % 3), 2.0, atol=1e-8)
+
     def test_rcond_errors(self):
         for bad in (-0.1, 1.0, "1e-3", True):
             self.assertRaisesValueError("`rcond` must be a number in [0, 1)", h_score, np.eye(4), [0, 1, 0, 1], bad)
