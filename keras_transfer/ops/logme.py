@@ -10,7 +10,7 @@ TOLERANCE = 1e-12
 MAX_ITERATIONS = 10_000
 _EPS = np.finfo("float64").eps
 _TINY = np.finfo("float64").tiny
-# alpha / beta and beta are kept in [_LOWEST, _HIGHEST]: beyond, the boundary limits take over.
+# u = beta / alpha and beta are kept in [_LOWEST, _HIGHEST]; the boundary limits take over beyond.
 _LOWEST, _HIGHEST = 1e-250, 1e250
 # Once every s u exceeds this, an iterate heading for beta = inf is in its asymptotic regime.
 _ASYMPTOTIC = 1e8
