@@ -1,10 +1,13 @@
 """keras_transfer.ops: composable functions behind the models.
 
-The MAML maths for users who write their own inner loop. The vectorisation
-internals `MetaModel` uses (`dense_chain_plan`, `vectorized_forward`, ...) stay in
-`keras_transfer.ops.maml` and `keras_transfer.ops.maml_tasks`.
+The MAML maths for users who write their own inner loop, and the transferability
+scores (LogME, LEEP, NCE, H-score) that rank source models for a target dataset
+without fine-tuning. The vectorisation internals `MetaModel` uses
+(`dense_chain_plan`, `vectorized_forward`, ...) stay in `keras_transfer.ops.maml`
+and `keras_transfer.ops.maml_tasks`.
 """
 
+from keras_transfer.ops.logme import log_me
 from keras_transfer.ops.maml import exact_moments
 from keras_transfer.ops.maml import maml_inner_loop
 from keras_transfer.ops.maml import maml_inner_update
@@ -13,3 +16,6 @@ from keras_transfer.ops.maml_tasks import adapted_weight_indices
 from keras_transfer.ops.maml_tasks import batch_norm_statistics
 from keras_transfer.ops.maml_tasks import inner_rates_at_step
 from keras_transfer.ops.maml_tasks import stateless_forward
+from keras_transfer.ops.transferability import h_score
+from keras_transfer.ops.transferability import leep
+from keras_transfer.ops.transferability import nce

@@ -37,7 +37,9 @@ from keras_transfer.recipes.lora_factors import unmerge_lora
 from keras_transfer.recipes.parameter_report import adapter_parameter_report
 from keras_transfer.recipes.parameter_report import format_parameter_report
 from keras_transfer.recipes.parameter_report import trainable_report
+from keras_transfer.recipes.rank_transferability import rank_transferability
 from keras_transfer.recipes.retrieval import retrieval_recall
+from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
 from keras_transfer.recipes.wise_ft import wise_ft
 from keras_transfer.recipes.zero_shot import build_zero_shot_classifier
 from keras_transfer.recipes.zero_shot import class_text_embeddings
