@@ -22,6 +22,7 @@ def curriculum_dataset(
     seed=0,
     initial_step=0,
     steps=None,
+    balance_classes=False,
 ):
     """A `tf.data.Dataset` of curriculum batches: step `i` samples from the easiest `pacing(i)` examples.
 
@@ -62,6 +63,9 @@ def curriculum_dataset(
         initial_step: the step of the first batch (to resume a run).
         steps: the number of batches, None for `pacing.total_steps - initial_step`
             (endless when `pacing.total_steps` is None).
+        balance_classes: order the examples class-balanced by the labels `y` (see
+            `difficulty_order`): every prefix holds each class in proportion. For a
+            `CurriculumOrder`, give it the labels instead.
 
     Returns:
         A prefetched `tf.data.Dataset` of `(x, y)` batches (or `x` batches), of known
@@ -70,8 +74,9 @@ def curriculum_dataset(
     Raises:
         ValueError: if `x` is empty or not finite, `y` or `difficulty` do not have one
             row per example, `difficulty` holds NaN, `pacing` is not a
-            `PacingFunction`, `batch_size` is larger than the first prefix, or
-            `initial_step` / `steps` are not valid step counts.
+            `PacingFunction`, `batch_size` is larger than the first prefix,
+            `initial_step` / `steps` are not valid step counts, or `balance_classes`
+            has no labels to use.
 
     Reference:
         Hacohen & Weinshall, "On the Power of Curriculum Learning in Training Deep
@@ -97,7 +102,7 @@ def curriculum_dataset(
         y = np.asarray(y)
         if len(y) != n:
             raise ValueError(f"`x` and `y` must have the same length. Received: len(x)={n}, len(y)={len(y)}")
-    order = _order_variable(difficulty, n)
+    order = _order_variable(difficulty, n, y if balance_classes else None, balance_classes)
     if not isinstance(pacing, PacingFunction):
         raise ValueError(
             "`pacing` must be a keras_transfer.schedules.PacingFunction (e.g. FixedExponentialPacing). "
@@ -121,15 +126,24 @@ def curriculum_dataset(
     return _build(x, y, order, pacing, n, batch_size, int(seed), initial_step, steps)
 
 
-def _order_variable(difficulty, n):
+def _order_variable(difficulty, n, labels, balance_classes):
+    if not isinstance(balance_classes, bool):
+        raise ValueError(f"`balance_classes` must be True or False. Received: balance_classes={balance_classes!r}")
     if isinstance(difficulty, CurriculumOrder):
         if difficulty.num_examples != n:
             raise ValueError(
                 f"`difficulty` must order the {n} examples of `x`. Received: a CurriculumOrder of "
                 f"{difficulty.num_examples} examples."
             )
+        if balance_classes:
+            raise ValueError(
+                "`balance_classes` must be False with a CurriculumOrder. Received: balance_classes=True. "
+                "Build the order with labels instead: CurriculumOrder(difficulty, labels=y)."
+            )
         return difficulty.order
-    return tf.constant(difficulty_order(difficulty, n))
+    if balance_classes and labels is None:
+        raise ValueError("`balance_classes` needs the labels `y`. Received: balance_classes=True with y=None.")
+    return tf.constant(difficulty_order(difficulty, n, labels=labels))
 
 
 def _build(x, y, order, pacing, n, batch_size, seed, initial_step, steps):

@@ -4,22 +4,30 @@ import numpy as np
 import tensorflow as tf
 
 
-def difficulty_order(difficulty, num_examples=None):
+def difficulty_order(difficulty, num_examples=None, labels=None):
     """The indices of the examples from easiest to hardest: a stable sort of `difficulty`.
 
     A lower score is easier (a loss, say; pass `-confidence` for a confidence). Ties
     keep the order of the examples, so equal scores give the identity order.
 
+    With `labels`, the order is class-balanced: each example is placed by its quantile
+    within its own class (the easiest 10 % of every class come before the next 10 % of
+    any class; ties by score, then index), so every prefix holds each class in
+    proportion to its size. A plain sort can leave whole classes out of the first
+    prefixes when one class is easier than the others, and a curriculum then trains
+    early on a subset of the classes.
+
     Args:
         difficulty: one finite score per example (a 1-D array-like).
         num_examples: None, or the number of examples `difficulty` must cover.
+        labels: None, or one class label per example for a class-balanced order.
 
     Returns:
         An int64 array: `order[0]` is the easiest example.
 
     Raises:
         ValueError: if `difficulty` is empty, not 1-D, of the wrong length, or holds
-            NaN or infinite scores.
+            NaN or infinite scores, or `labels` are not one per example.
 
     Reference:
         Hacohen & Weinshall, "On the Power of Curriculum Learning in Training Deep
@@ -29,8 +37,31 @@ def difficulty_order(difficulty, num_examples=None):
 
     >>> keras_transfer.datasets.difficulty_order([0.5, 0.1, 0.9, 0.1])
     array([1, 3, 0, 2])
+    >>> keras_transfer.datasets.difficulty_order([0.1, 0.2, 0.3, 0.9], labels=[0, 0, 1, 1])
+    array([0, 2, 1, 3])
     """
-    return np.argsort(check_difficulty(difficulty, num_examples), kind="stable").astype("int64")
+    scores = check_difficulty(difficulty, num_examples)
+    order = np.argsort(scores, kind="stable")
+    if labels is None:
+        return order.astype("int64")
+    labels = _check_labels(labels, len(scores))
+    quantile = np.empty(len(scores), dtype="float64")
+    for label in np.unique(labels):
+        members = order[labels[order] == label]  # this class, easiest first
+        quantile[members] = np.arange(1, len(members) + 1) / len(members)
+    return np.lexsort((np.arange(len(scores)), scores, quantile)).astype("int64")
+
+
+def _check_labels(labels, num_examples):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[-1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or len(labels) != num_examples:
+        raise ValueError(
+            f"`labels` must hold one class label per example ({num_examples}). Received: labels with shape "
+            f"{labels.shape}. Pass integer class ids (argmax of one-hot labels)."
+        )
+    return labels
 
 
 def check_difficulty(difficulty, num_examples=None, name="difficulty"):
@@ -74,15 +105,19 @@ class CurriculumOrder:
 
     Args:
         difficulty: one finite score per example, lower is easier.
+        labels: None, or one class label per example: every order (the first and each
+            update) is then class-balanced (see `difficulty_order`).
 
     Attributes:
         order: an int64 `tf.Variable` of the example indices, easiest first.
         difficulty: the float64 scores of the last update (a NumPy array).
+        labels: the class labels of a class-balanced order, or None.
         num_examples: the number of examples.
         updates: how many times `update` was called.
 
     Raises:
-        ValueError: as `difficulty_order` for empty, non-finite or non-1-D scores.
+        ValueError: as `difficulty_order` for empty, non-finite or non-1-D scores, or
+            labels that are not one per example.
 
     Reference:
         Kumar, Packer & Koller, "Self-Paced Learning for Latent Variable Models",
@@ -98,10 +133,12 @@ class CurriculumOrder:
     (array([0, 2, 1]), 1)
     """
 
-    def __init__(self, difficulty):
+    def __init__(self, difficulty, labels=None):
         self.difficulty = check_difficulty(difficulty)
         self.num_examples = len(self.difficulty)
-        self.order = tf.Variable(difficulty_order(self.difficulty), trainable=False, name="curriculum_order")
+        self.labels = None if labels is None else _check_labels(labels, self.num_examples)
+        order = difficulty_order(self.difficulty, labels=self.labels)
+        self.order = tf.Variable(order, trainable=False, name="curriculum_order")
         self.updates = 0
 
     def update(self, difficulty):
@@ -114,6 +151,6 @@ class CurriculumOrder:
             ValueError: if the scores are not finite or not one per example.
         """
         scores = check_difficulty(difficulty, self.num_examples)
-        self.order.assign(difficulty_order(scores))
+        self.order.assign(difficulty_order(scores, labels=self.labels))
         self.difficulty = scores
         self.updates += 1

@@ -93,7 +93,7 @@ class FixedExponentialPacing(PacingFunction):
             A float64 tensor of the shape of `step`.
         """
         stage = ops.floor(ops.cast(step, "float64") / float(self.step_length))
-        return self.starting_fraction * ops.power(ops.cast(self.increase, "float64"), stage)
+        return self.starting_fraction * ops.power(ops.convert_to_tensor(self.increase, dtype="float64"), stage)
 
     def get_config(self):
         return {**super().get_config(), "increase": self.increase, "step_length": self.step_length}
