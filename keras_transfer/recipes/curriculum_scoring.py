@@ -147,8 +147,10 @@ def transfer_difficulty(model, x, y, num_classes=None, C=1.0, folds=None, batch_
     [0, 5]
     """
     x, y = as_numpy_xy((x, y), "x")
-    if num_classes is None:
-        num_classes = max(int(np.max(y)) + 1, 2) if np.issubdtype(np.asarray(y).dtype, np.number) else 2
+    if num_classes is None and np.issubdtype(y.dtype, np.number):
+        num_classes = max(int(np.max(y)) + 1, 2)
+    elif num_classes is None:
+        num_classes = 2  # check_labels then reports the labels that are not class ids
     num_classes = validation.check_int_at_least("num_classes", num_classes, 2)
     y = validation.check_labels(y, num_classes, "y")
     features = extract_features(model, x, batch_size=batch_size)

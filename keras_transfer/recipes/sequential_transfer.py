@@ -32,7 +32,9 @@ def _unpack_task(task, index):
             + (f" of {len(task)} parts" if isinstance(task, (tuple, list)) else "")
         )
     x, y = as_numpy_xy((task[0], task[1]), f"tasks[{index}]")
-    y = np.asarray(y).reshape(len(y), -1)[:, 0] if np.ndim(y) == 2 and np.shape(y)[1] == 1 else np.asarray(y)
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
     if not np.issubdtype(y.dtype, np.number):
         raise ValueError(f"`tasks[{index}]` must have integer class ids as labels. Received: labels of dtype {y.dtype}")
     num_classes = max(int(np.max(y)) + 1, 2)

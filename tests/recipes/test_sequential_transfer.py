@@ -88,6 +88,11 @@ class SequentialTransferTest(TestCase):
         self.assertEqual(get_head(final).activation.__name__, "linear")  # the new head keeps logits
         _, always = sequential_transfer(model_fn, tasks[:2], epochs=0, probe=None, new_head="always")
         self.assertEqual([s["new_head"] for s in always], [True, True])
+        # A given model whose head does not fit the first task gets a new one.
+        given = build_classifier("simple_cnn", 4, (8, 8, 1), widths=(4, 4, 4))
+        first, stages = sequential_transfer(given, tasks[:1], epochs=0, probe=None)
+        self.assertEqual((stages[0]["new_head"], first.output_shape), (True, (None, 3)))
+        self.assertIs(get_backbone(first), get_backbone(given))
 
     def test_errors(self):
         x = np.zeros((6, 8, 8, 1), "float32")
