@@ -1,5 +1,8 @@
 """Embedded datasets (digits, digits-M), splits, image folders and tfds, as arrays and tf.data."""
 
+from keras_transfer.datasets.curriculum_dataset import curriculum_dataset
+from keras_transfer.datasets.curriculum_order import CurriculumOrder
+from keras_transfer.datasets.curriculum_order import difficulty_order
 from keras_transfer.datasets.digit_captions import HELDOUT_TEMPLATES
 from keras_transfer.datasets.digit_captions import TRAIN_TEMPLATES
 from keras_transfer.datasets.digit_captions import digit_class_names

@@ -19,6 +19,8 @@ from keras_transfer.recipes.classifier import feature_extractor
 from keras_transfer.recipes.classifier import get_backbone
 from keras_transfer.recipes.classifier import get_head
 from keras_transfer.recipes.classifier import replace_head
+from keras_transfer.recipes.curriculum_scoring import loss_difficulty
+from keras_transfer.recipes.curriculum_scoring import transfer_difficulty
 from keras_transfer.recipes.fine_tune import compile_for_fine_tuning
 from keras_transfer.recipes.fine_tune import evaluate_accuracy
 from keras_transfer.recipes.fine_tune import fine_tune
@@ -39,6 +41,7 @@ from keras_transfer.recipes.parameter_report import format_parameter_report
 from keras_transfer.recipes.parameter_report import trainable_report
 from keras_transfer.recipes.rank_transferability import rank_transferability
 from keras_transfer.recipes.retrieval import retrieval_recall
+from keras_transfer.recipes.sequential_transfer import sequential_transfer
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
 from keras_transfer.recipes.wise_ft import wise_ft
 from keras_transfer.recipes.zero_shot import build_zero_shot_classifier
