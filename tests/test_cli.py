@@ -47,23 +47,8 @@ class CliTest(TestCase):
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             code = cli.main(
-                [
-                    "finetune",
-                    "--data",
-                    root,
-                    "--backbone",
-                    "simple_cnn",
-                    "--epochs",
-                    "1",
-                    "--batch-size",
-                    "8",
-                    "--blocks",
-                    "auto",
-                    "--export",
-                    os.path.join(out, "exp"),
-                    "--save",
-                    os.path.join(out, "m.keras"),
-                ]
+                ["finetune", "--data", root, *"--backbone simple_cnn --epochs 1 --batch-size 8 --blocks auto".split()]
+                + ["--export", os.path.join(out, "exp"), "--save", os.path.join(out, "m.keras")]
             )
         self.assertEqual(code, 0)
         self.assertRegex(
@@ -176,20 +161,8 @@ class CliStderrTest(TestCase):
                 )
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4, size=8)
         result = subprocess.run(
-            [
-                _console_script(),
-                "finetune",
-                "--data",
-                root,
-                "--backbone",
-                "simple_cnn",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "4",
-                "--validation-split",
-                "0",
-            ],
+            [_console_script(), "finetune", "--data", root]
+            + "--backbone simple_cnn --epochs 1 --batch-size 4 --validation-split 0".split(),
             capture_output=True,
             text=True,
             timeout=300,

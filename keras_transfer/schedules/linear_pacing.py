@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from keras_transfer.schedules.pacing_function import PacingFunction
-from keras_transfer.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -42,16 +41,7 @@ class LinearPacing(PacingFunction):
 
     def __init__(self, starting_fraction=0.1, ramp_steps=1000, total_steps=None, name=None):
         super().__init__(starting_fraction, total_steps=total_steps, name=name)
-        self.ramp_steps = validation.check_positive_int("ramp_steps", ramp_steps)
-        largest = None if self.total_steps is None else max(self.total_steps - 1, 1)
-        self._check_reaches_full_data(
-            "ramp_steps", ramp_steps, largest, "Lower `ramp_steps` or train for more `total_steps`."
-        )
-
-    @property
-    def full_data_step(self):
-        """The first step at which the whole dataset is available: `ramp_steps` (0 if it starts full)."""
-        return 0 if self.starting_fraction >= 1.0 else self.ramp_steps
+        self._set_full_data_steps("ramp_steps", ramp_steps)
 
     def fraction(self, step):
         """`starting_fraction + (1 - starting_fraction) * step / ramp_steps`, before clipping at 1.

@@ -68,8 +68,11 @@ class PacingFunction:
 
     @property
     def full_data_step(self):
-        """The first step at which the whole dataset is available (an int)."""
-        raise NotImplementedError
+        """The first step at which the whole dataset is available (an int): 0 if it starts
+        full, else the argument that `_set_full_data_steps` set (subclasses may override)."""
+        if self.starting_fraction >= 1.0:
+            return 0
+        return getattr(self, self._full_data_argument)
 
     # --------------------------------------------------------------- public
     def __call__(self, step):
@@ -107,6 +110,13 @@ class PacingFunction:
         close = ops.abs(product - nearest) <= _INTEGER_TOLERANCE * ops.maximum(product, 1.0)
         count = ops.where(close, nearest, ops.ceil(product))
         return ops.cast(ops.clip(count, 1.0, float(num_examples)), "int64")
+
+    def _set_full_data_steps(self, argument, value):
+        """Sets the positive int `argument` (steps until all data is used), checked against `total_steps`."""
+        setattr(self, argument, validation.check_positive_int(argument, value))
+        self._full_data_argument = argument
+        largest = None if self.total_steps is None else max(self.total_steps - 1, 1)
+        self._check_reaches_full_data(argument, value, largest, f"Lower `{argument}` or train for more `total_steps`.")
 
     def _check_reaches_full_data(self, argument, value, largest_value, fix):
         """Raises unless the whole dataset is used from a step before `total_steps`."""

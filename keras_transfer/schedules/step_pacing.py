@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from keras_transfer.schedules.pacing_function import PacingFunction
-from keras_transfer.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -40,16 +39,7 @@ class StepPacing(PacingFunction):
 
     def __init__(self, starting_fraction=0.1, step_length=100, total_steps=None, name=None):
         super().__init__(starting_fraction, total_steps=total_steps, name=name)
-        self.step_length = validation.check_positive_int("step_length", step_length)
-        largest = None if self.total_steps is None else max(self.total_steps - 1, 1)
-        self._check_reaches_full_data(
-            "step_length", step_length, largest, "Lower `step_length` or train for more `total_steps`."
-        )
-
-    @property
-    def full_data_step(self):
-        """The first step at which the whole dataset is available: `step_length` (0 if it starts full)."""
-        return 0 if self.starting_fraction >= 1.0 else self.step_length
+        self._set_full_data_steps("step_length", step_length)
 
     def fraction(self, step):
         """`starting_fraction` before `step_length`, 1 from it on.

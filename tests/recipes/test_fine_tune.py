@@ -36,23 +36,26 @@ class FineTuneTest(TestCase):
         super().setUp()
         self.model.set_weights(self.initial)
 
+    def probe_then_fine_tune(self, epochs, blocks):
+        return fine_tune(
+            self.model,
+            self.x,
+            self.y,
+            validation_data=(self.x_val, self.y_val),
+            probe="convex",
+            epochs=epochs,
+            blocks=blocks,
+            learning_rate=1e-3,
+            verbose=0,
+        )
+
     def test_convex_probe_then_fine_tune_last_block(self):
         backbone = get_backbone(self.model)
         frozen = [backbone.get_layer(n) for n in ("block1_conv", "block2_conv")]
         frozen += [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
         before = {id(v): v.numpy().copy() for layer in frozen for v in layer.weights}
         tuned_before = backbone.get_layer("block3_conv").kernel.numpy().copy()
-        model, histories = fine_tune(
-            self.model,
-            self.x,
-            self.y,
-            validation_data=(self.x_val, self.y_val),
-            probe="convex",
-            epochs=2,
-            blocks="last",
-            learning_rate=1e-3,
-            verbose=0,
-        )
+        model, histories = self.probe_then_fine_tune(epochs=2, blocks="last")
         self.assertIs(model, self.model)
         probe = histories["probe"]
         self.assertIn(probe["C"], CANDIDATE_C)
@@ -181,17 +184,7 @@ class FineTuneTest(TestCase):
         self.assertTrue(classification_loss(logits).from_logits)
 
     def test_auto_blocks_keeps_the_best_on_validation(self):
-        model, histories = fine_tune(
-            self.model,
-            self.x,
-            self.y,
-            validation_data=(self.x_val, self.y_val),
-            probe="convex",
-            epochs=1,
-            blocks="auto",
-            learning_rate=1e-3,
-            verbose=0,
-        )
+        model, histories = self.probe_then_fine_tune(epochs=1, blocks="auto")
         probed = histories["probe"]
         chosen, accuracy = histories["blocks"]["chosen"], histories["blocks"]["val_accuracy"]
         self.assertEqual(list(accuracy), ["first", "middle", "last", "all"])
