@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._finite_logs import model_state_is_finite
 from keras_transfer.models._finite_logs import poison_metrics
 from keras_transfer.models._multi_task import INPUT_KEYS
@@ -310,22 +311,24 @@ class MultiTaskModel(ExportsDeclaredInputs, TrainStepModel):
                 variable.assign(ops.where(present[index], variable.value, old))
         if self.log_variances is not None:
             self.log_variances.assign(ops.where(present, self.log_variances.value, before_s))
-        return self._report(loss, task_losses, counts, accuracy, outputs)
+        return self._report(inputs, loss, task_losses, counts, accuracy, outputs)
 
     def test_step(self, data):
         inputs, task, y, sample_weight = self._unpack(data)
         outputs = self._head_outputs(inputs, training=False)
         task_losses, counts, accuracy = self._task_terms(outputs, task, y, sample_weight)
         loss = self.total_loss(task_losses, ops.greater(counts, 0.0))
-        return self._report(loss, task_losses, counts, accuracy, outputs)
+        return self._report(inputs, loss, task_losses, counts, accuracy, outputs)
 
-    def _report(self, loss, task_losses, counts, accuracy, outputs):
+    def _report(self, inputs, loss, task_losses, counts, accuracy, outputs):
         self.loss_tracker.update_state(loss)
         for index in range(len(self.task_names)):
             self.task_loss_trackers[index].update_state(task_losses[index], sample_weight=counts[index])
             correct, weight = accuracy[index]
             self.task_accuracy_trackers[index].update_state(correct, sample_weight=weight)
-        poison_metrics(self.metrics, model_state_is_finite(self, outputs))
+        # The inputs too: NaN does not always reach the outputs (oneDNN's fused MatMul+ReLU maps it to 0).
+        finite = ops.logical_and(model_state_is_finite(self, outputs), all_finite(tf.nest.flatten(inputs)))
+        poison_metrics(self.metrics, finite)
         return self.get_metrics_result()
 
     @property
