@@ -22,6 +22,7 @@ def build_classifier(
     dropout=0.2,
     activation="softmax",
     name=None,
+    grey_to_rgb="replicate",
     **backbone_kwargs,
 ):
     """A registry backbone with a new classification head: the first step of every recipe.
@@ -48,6 +49,8 @@ def build_classifier(
         dropout: dropout rate before the head, in [0, 1).
         activation: head activation ("softmax", or None for logits).
         name: the model's name; default `"<backbone>_classifier"`.
+        grey_to_rgb: how grey inputs become RGB: "replicate", "learned" (a trainable 1x1
+            colour map) or "jet" (a fixed pseudo-colour map); see `ImageInputAdapter`.
         **backbone_kwargs: passed to `load_backbone` (registry names only).
 
     Returns:
@@ -78,7 +81,9 @@ def build_classifier(
     base.name = BACKBONE_LAYER_NAME
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = ImageInputAdapter(target_size=target, channels=3, name="input_adapter")(inputs)
+    x = ImageInputAdapter(
+        target_size=target, channels=3, grey_to_rgb=grey_to_rgb, value_range=value_range, name="input_adapter"
+    )(inputs)
     x = BackbonePreprocessing(preprocess_mode, value_range, name="preprocessing")(x)
     x = base(x, training=False)
     if pooling == "avg":

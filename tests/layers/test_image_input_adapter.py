@@ -47,7 +47,53 @@ class ImageInputAdapterTest(TestCase):
             rtol=2e-3,
         )
 
+    def test_jet_pseudo_colour_matches_the_piecewise_linear_colormap(self):
+        x = np.linspace(0, 255, 101, dtype="float32").reshape(1, 1, 101, 1)
+        out = ImageInputAdapter(channels=3, grey_to_rgb="jet")(x).numpy()[0, 0] / 255.0
+        v = np.linspace(0, 1, 101)
+        # MATLAB's jet as breakpoints (red, green, blue), interpolated linearly.
+        red = np.interp(v, [0, 0.375, 0.625, 0.875, 1], [0, 0, 1, 1, 0.5])
+        green = np.interp(v, [0, 0.125, 0.375, 0.625, 0.875, 1], [0, 0, 1, 1, 0, 0])
+        blue = np.interp(v, [0, 0.125, 0.375, 0.625, 1], [0.5, 1, 1, 0, 0])
+        self.assertAllClose(out, np.stack([red, green, blue], axis=-1), atol=1e-5)
+        # Distinct grey levels get distinct colours (replication keeps them on the grey axis).
+        self.assertEqual(len(np.unique(np.round(out, 4), axis=0)), 101)
+
+    def test_learned_colour_map_starts_as_replication_and_trains(self):
+        x = np.random.default_rng(4).uniform(0, 255, size=(4, 6, 6, 1)).astype("float32")
+        layer = ImageInputAdapter(target_size=8, channels=3, grey_to_rgb="learned")
+        replicate = ImageInputAdapter(target_size=8, channels=3)
+        self.assertAllClose(layer(x), replicate(x), atol=1e-3)
+        self.assertEqual([w.name for w in layer.trainable_weights], ["colour_scale", "colour_shift"])
+        self.run_layer_test(
+            ImageInputAdapter,
+            {"target_size": (6, 6), "channels": 3, "grey_to_rgb": "learned", "value_range": (0, 1)},
+            input_shape=(2, 4, 4, 1),
+            expected_output_shape=(2, 6, 6, 3),
+            expected_num_trainable_weights=2,
+        )
+        # d/d scale_c sum(out_c) = sum(resized grey); d/d shift_c = number of output pixels.
+        layer = ImageInputAdapter(channels=3, grey_to_rgb="learned")
+        layer.build((None, 6, 6, 1))
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(layer(x) * np.array([1.0, 2.0, 3.0], "float32"))
+        d_scale, d_shift = tape.gradient(total, [layer.colour_scale, layer.colour_shift])
+        self.assertAllClose(d_scale, x.sum() * np.array([1.0, 2.0, 3.0]), rtol=1e-5)
+        self.assertAllClose(d_shift, x.size * np.array([1.0, 2.0, 3.0]), rtol=1e-6)
+
     def test_bad_arguments(self):
+        self.assertRaisesValueError(["`grey_to_rgb`", "'viridis'"], ImageInputAdapter, grey_to_rgb="viridis")
+        self.assertRaisesValueError(
+            ["`grey_to_rgb`", "channels=1", "'replicate'"], ImageInputAdapter, channels=1, grey_to_rgb="jet"
+        )
+        self.assertRaisesValueError(
+            ["`inputs`", "grey_to_rgb='learned'", "(1, 4, 4, 3)", "'replicate'"],
+            ImageInputAdapter(grey_to_rgb="learned"),
+            np.zeros((1, 4, 4, 3), "float32"),
+        )
+        self.assertRaisesValueError(
+            ["`value_range`", "(1, 0)"], ImageInputAdapter, grey_to_rgb="jet", value_range=(1, 0)
+        )
         self.assertRaisesValueError(["`target_size`", "(0, 4)"], ImageInputAdapter, target_size=(0, 4))
         self.assertRaisesValueError(["`target_size`", "(4, 4, 4)"], ImageInputAdapter, target_size=(4, 4, 4))
         self.assertRaisesValueError(["`channels`", "channels=2"], ImageInputAdapter, channels=2)

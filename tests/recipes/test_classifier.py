@@ -60,6 +60,21 @@ class BuildClassifierTest(TestCase):
             atol=1e-6,
         )
 
+    def test_pseudo_colour_input_mapping(self):
+        jet = build_classifier("simple_cnn", 3, (16, 16, 1), dropout=0.2, grey_to_rgb="jet")
+        jet.set_weights(self.model.get_weights())  # no new weights: the colormap is fixed
+        coloured = jet.get_layer("input_adapter")(self.x)
+        self.assertEqual(tuple(coloured.shape), (4, 16, 16, 3))
+        self.assertNotAllClose(coloured[..., 0], coloured[..., 2])  # not replication
+        learned = build_classifier("simple_cnn", 3, (16, 16, 1), grey_to_rgb="learned", dropout=0.2)
+        self.assertEqual(len(learned.weights), len(self.model.weights) + 2)
+        freeze_backbone(learned)  # the colour map trains with the head
+        self.assertIn("input_adapter/colour_scale", [w.path for w in learned.trainable_weights])
+        self.run_serialization_test(learned, self.x)
+        self.assertRaisesValueError(
+            ["`inputs`", "grey_to_rgb='jet'"], build_classifier, "simple_cnn", 3, (16, 16, 3), grey_to_rgb="jet"
+        )
+
     def test_value_range_and_image_size(self):
         model = build_classifier(
             "simple_cnn",
