@@ -44,6 +44,7 @@ from keras_transfer.recipes.retrieval import retrieval_recall
 from keras_transfer.recipes.sequential_transfer import sequential_transfer
 from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
+from keras_transfer.recipes.vocabulary import extend_vocabulary
 from keras_transfer.recipes.wise_ft import wise_ft
 from keras_transfer.recipes.zero_shot import build_zero_shot_classifier
 from keras_transfer.recipes.zero_shot import class_text_embeddings
