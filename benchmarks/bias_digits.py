@@ -101,18 +101,22 @@ def main(argv=None):
             summary[key].append(report)
     rows = []
     for (source_name, method), reports in summary.items():
+        flagged_classes = sum(row["kind"] == "class" and row["harmed"] for r in reports for row in r)
+        num_classes = sum(row["kind"] == "class" for r in reports for row in r)
         for group in ("normal", "inverted"):
             rows.append(
                 [source_name, method, group]
                 + [_common.mean_std([r[group][k] for r in reports]) for k in ("transferred", "baseline", "difference")]
-                + [f"{sum(group in r.harmed for r in reports)}/{len(reports)}"]
+                + [f"{sum(group in r.harmed for r in reports)}/{len(reports)}", f"{flagged_classes}/{num_classes}"]
             )
     print(
         f"\nDigits 0-9, source pretraining -> {labels} target labels/class (half inverted), "
         f"simple_cnn at {image_size} px, {seeds} seed(s), "
-        "mean ± std; harmed: seeds where the 95% paired interval of transferred - scratch lies below 0"
+        "mean ± std; harmed: seeds where the 95% paired interval of transferred - scratch lies below 0; "
+        "classes harmed: class rows flagged over all seeds"
     )
-    _common.print_table(["source", "transfer", "group", "transferred", "scratch", "difference", "harmed"], rows)
+    header = ["source", "transfer", "group", "transferred", "scratch", "difference", "harmed", "classes harmed"]
+    _common.print_table(header, rows)
     return {"runs": runs, "rows": rows}
 
 

@@ -34,7 +34,10 @@ def _outputs(name, model, x, batch_size, num_examples):
     if outputs.ndim == 2:
         return np.argmax(outputs, axis=1), outputs
     if not np.all(np.equal(np.mod(outputs, 1), 0)):
-        raise ValueError(f"`{name}` as a 1-D array must hold integer class ids. Received: {outputs[:5].tolist()}")
+        raise ValueError(
+            f"`{name}` as a 1-D array must hold integer class ids. Received: {name} with values such as "
+            f"{outputs[:5].tolist()}. Pass the predicted class ids, or the outputs (n, num_classes)."
+        )
     return outputs.astype("int64"), None
 
 

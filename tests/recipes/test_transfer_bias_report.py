@@ -43,7 +43,7 @@ class TransferBiasReportTest(TestCase):
         transferred = y.copy()
         group = np.array(["big"] * 100 + ["tiny"] * 4 + ["fine"] * 116)
         transferred[:40] = 1 - y[:40]  # 40 of 100 wrong in "big"
-        transferred[100:102] = 1 - y[100:102]  # 2 of 4 wrong in "tiny": the same -0.5 gap as... larger, n tiny
+        transferred[100:102] = 1 - y[100:102]  # 2 of 4 wrong in "tiny": a larger gap, but on 4 examples
         report = recipes.transfer_bias_report(transferred, None, y, baseline=baseline, groups=group)
         self.assertAlmostEqual(report["big"]["difference"], -0.4)
         self.assertAlmostEqual(report["tiny"]["difference"], -0.5)
@@ -161,3 +161,5 @@ class TransferBiasReportTest(TestCase):
         self.assertRaisesValueError(["`y`", "[0, 2)", "[0, 5]"], report, one_hot(y, 2), None, [0, 1, 5, 1])
         self.assertRaisesValueError(["`source_mode`", "'entropy'"], report, y, None, y, source_mode="entropy")
         self.assertRaisesValueError(["`x` must be the target inputs"], report, identity_model(2), None, y)
+        self.assertRaisesValueError(["`transferred`", "integer class ids", "0.5"], report, [0, 0.5, 1, 1], None, y)
+        self.assertRaisesValueError(["`y`", "at least one example"], report, [], None, [])
