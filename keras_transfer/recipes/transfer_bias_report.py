@@ -226,6 +226,7 @@ def transfer_bias_report(
                 f"`x` must hold one example per label in `y` ({len(y)}). Received: x with {len(x)} examples. "
                 "Pass the inputs and labels of the same test examples."
             )
+    group_masks = _group_masks(groups, len(y))  # checked before any model runs
     predicted = {"transferred": _outputs("transferred", transferred, x, batch_size, len(y))}
     for name, model in (("baseline", baseline), ("source", source)):
         if model is not None:
@@ -256,7 +257,7 @@ def transfer_bias_report(
     names = list(class_names) if class_names is not None else [f"class {k}" for k in range(num_classes)]
     masks = [("all", "all", np.ones(len(y), dtype=bool))]
     masks += [("class", names[k], y == k) for k in range(num_classes) if np.any(y == k)]
-    masks += [("group", name, mask) for name, mask in _group_masks(groups, len(y))]
+    masks += [("group", name, mask) for name, mask in group_masks]
     rows = tuple(_row(kind, name, mask, correct, reference, confidence, uncertainty) for kind, name, mask in masks)
     return BiasReport(rows, reference, float(confidence))
 
@@ -269,6 +270,12 @@ def _num_classes(class_names, predicted, y):
         return len(class_names)
     outputs = predicted["transferred"][1]
     if outputs is not None:
+        if outputs.shape[1] < 2:
+            raise ValueError(
+                "`transferred` must output one score per target class (at least 2). Received: transferred with "
+                f"{outputs.shape[1]} output. For a sigmoid model pass its outputs as "
+                "np.concatenate([1 - p, p], axis=1), or its class ids (p > 0.5)."
+            )
         return outputs.shape[1]
     ids = [y] + [ids for name, (ids, _) in predicted.items() if name != "source"]
     return int(max(int(np.max(v)) for v in ids)) + 1

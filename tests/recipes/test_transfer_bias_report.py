@@ -163,3 +163,5 @@ class TransferBiasReportTest(TestCase):
         self.assertRaisesValueError(["`x` must be the target inputs"], report, identity_model(2), None, y)
         self.assertRaisesValueError(["`transferred`", "integer class ids", "0.5"], report, [0, 0.5, 1, 1], None, y)
         self.assertRaisesValueError(["`y`", "at least one example"], report, [], None, [])
+        self.assertRaisesValueError(["`transferred`", "at least 2", "1 - p"], report, np.ones((4, 1)), None, y)
+        self.assertRaisesValueError(["`class_names`", "['a']"], report, y, None, y, class_names=["a"])
