@@ -14,6 +14,7 @@ from keras_transfer.recipes.backbones import available_backbones
 from keras_transfer.recipes.backbones import backbone_blocks
 from keras_transfer.recipes.backbones import get_spec
 from keras_transfer.recipes.backbones import load_backbone
+from keras_transfer.recipes.bias_report import BiasReport
 from keras_transfer.recipes.classifier import build_classifier
 from keras_transfer.recipes.classifier import feature_extractor
 from keras_transfer.recipes.classifier import get_backbone
@@ -39,10 +40,16 @@ from keras_transfer.recipes.lora_factors import unmerge_lora
 from keras_transfer.recipes.parameter_report import adapter_parameter_report
 from keras_transfer.recipes.parameter_report import format_parameter_report
 from keras_transfer.recipes.parameter_report import trainable_report
+from keras_transfer.recipes.proportion_intervals import paired_difference_interval
+from keras_transfer.recipes.proportion_intervals import wilson_interval
 from keras_transfer.recipes.rank_transferability import rank_transferability
 from keras_transfer.recipes.retrieval import retrieval_recall
 from keras_transfer.recipes.sequential_transfer import sequential_transfer
+<<<<<<< HEAD
 from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
+=======
+from keras_transfer.recipes.transfer_bias_report import transfer_bias_report
+>>>>>>> bias
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
 from keras_transfer.recipes.vocabulary import extend_vocabulary
 from keras_transfer.recipes.wise_ft import wise_ft
