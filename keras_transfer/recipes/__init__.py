@@ -45,11 +45,8 @@ from keras_transfer.recipes.proportion_intervals import wilson_interval
 from keras_transfer.recipes.rank_transferability import rank_transferability
 from keras_transfer.recipes.retrieval import retrieval_recall
 from keras_transfer.recipes.sequential_transfer import sequential_transfer
-<<<<<<< HEAD
 from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
-=======
 from keras_transfer.recipes.transfer_bias_report import transfer_bias_report
->>>>>>> bias
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
 from keras_transfer.recipes.vocabulary import extend_vocabulary
 from keras_transfer.recipes.wise_ft import wise_ft
