@@ -6,5 +6,7 @@ from keras_transfer.losses.coral import CORALLoss
 from keras_transfer.losses.coral import coral_loss
 from keras_transfer.losses.info_nce import InfoNCE
 from keras_transfer.losses.info_nce import info_nce
+from keras_transfer.losses.masked_token_loss import MaskedTokenLoss
+from keras_transfer.losses.masked_token_loss import masked_token_loss
 from keras_transfer.losses.nt_xent import NTXent
 from keras_transfer.losses.nt_xent import nt_xent
