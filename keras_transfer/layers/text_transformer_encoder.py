@@ -34,6 +34,9 @@ class TextTransformerEncoder(keras.layers.Layer):
         num_heads: attention heads; must divide `embedding_dim`.
         intermediate_dim: hidden width of the MLP (default `4 * embedding_dim`).
         dropout: dropout rate in attention and MLP, in [0, 1).
+        pooling: "mean" (the mean over the non-padding positions: one vector per
+            text) or None (one vector per token, `(batch, length, embedding_dim)`,
+            for token-level heads such as a masked language model).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -68,9 +71,16 @@ class TextTransformerEncoder(keras.layers.Layer):
         num_heads=4,
         intermediate_dim=None,
         dropout=0.0,
+        pooling="mean",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if pooling not in ("mean", None):
+            raise ValueError(
+                "`pooling` must be 'mean' (one vector per text) or None (one vector per token). "
+                f"Received: pooling={pooling!r}"
+            )
+        self.pooling = pooling
         self.vocabulary_size = validation.check_int_at_least("vocabulary_size", vocabulary_size, 2)
         self.sequence_length = validation.check_positive_int("sequence_length", sequence_length)
         self.embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
@@ -159,11 +169,15 @@ class TextTransformerEncoder(keras.layers.Layer):
             h = self.mlp_outs[i](self.mlp_ins[i](self.mlp_norms[i](x)))
             x = x + self.dropout_layer(h, training=training)
         x = self.final_norm(x)
+        if self.pooling is None:
+            return x
         weights = ops.cast(padding, x.dtype)[:, :, None]
         count = ops.maximum(ops.sum(weights, axis=1), ops.cast(1.0, x.dtype))
         return ops.sum(x * weights, axis=1) / count
 
     def compute_output_shape(self, input_shape):
+        if self.pooling is None:
+            return (input_shape[0], input_shape[1], self.embedding_dim)
         return (input_shape[0], self.embedding_dim)
 
     def get_config(self):
@@ -177,6 +191,7 @@ class TextTransformerEncoder(keras.layers.Layer):
                 "num_heads": self.num_heads,
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,
+                "pooling": self.pooling,
             }
         )
         return config

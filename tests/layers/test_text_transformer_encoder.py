@@ -70,6 +70,33 @@ class TextTransformerEncoderTest(TestCase):
         padded = np.concatenate([self.ids, np.zeros((4, 5), "int32")], axis=1)
         self.assertAllClose(layer(self.ids), layer(padded), atol=1e-5)
 
+    def test_token_outputs_without_pooling(self):
+        pooled = TextTransformerEncoder(20, 8, embedding_dim=8, num_layers=1, num_heads=2)
+        tokens = TextTransformerEncoder(20, 8, embedding_dim=8, num_layers=1, num_heads=2, pooling=None)
+        pooled(self.ids), tokens(self.ids)
+        tokens.set_weights(pooled.get_weights())
+        per_token = tokens(self.ids).numpy()
+        self.assertEqual(per_token.shape, (4, 7, 8))
+        keep = (self.ids != 0)[:, :, None]
+        mean = (per_token * keep).sum(1) / keep.sum(1)  # the pooled output is their mean over real tokens
+        self.assertAllClose(pooled(self.ids), mean, atol=1e-5)
+        self.run_layer_test(
+            TextTransformerEncoder,
+            {
+                "vocabulary_size": 20,
+                "sequence_length": 7,
+                "embedding_dim": 8,
+                "num_layers": 1,
+                "num_heads": 2,
+                "pooling": None,
+            },
+            input_shape=(4, 7),
+            expected_output_shape=(4, 7, 8),
+            input_data=self.ids.astype("float32"),
+            expected_num_trainable_weights=2 + 4 + 8 + 4 + 2,
+        )
+        self.assertRaisesValueError(["`pooling`", "'max'"], TextTransformerEncoder, 20, 8, pooling="max")
+
     def test_layer_basics(self):
         self.run_layer_test(
             TextTransformerEncoder,
