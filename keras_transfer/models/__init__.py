@@ -6,6 +6,7 @@ from keras_transfer.models.dann import DANN
 from keras_transfer.models.deep_coral import DeepCORAL
 from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
 from keras_transfer.models.masked_imputation import MaskedImputation
+from keras_transfer.models.masked_language_model import MaskedLanguageModel
 from keras_transfer.models.meta_model import MetaModel
 from keras_transfer.models.moco import MoCo
 from keras_transfer.models.multi_task_model import MultiTaskModel
