@@ -131,6 +131,14 @@ def _multi_task():
     return Entry(model, x, y, 4, lambda n: np.random.default_rng(1).normal(size=(n, 5)).astype("float32"))
 
 
+def _masked_language_model():
+    encoder = kt.layers.TextTransformerEncoder(12, 6, embedding_dim=8, num_layers=1, num_heads=2, pooling=None)
+    model = kt.models.MaskedLanguageModel(encoder, 12, mask_rate=0.5, seed=3)
+    model.compile(keras.optimizers.Adam(1e-3))
+    x = np.random.default_rng(0).integers(2, 12, size=(8, 6)).astype("int32")
+    return Entry(model, x, None, 4, lambda n: np.random.default_rng(1).integers(2, 12, size=(n, 6)).astype("int32"))
+
+
 BUILDERS = {
     "classifier": _classifier,
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
@@ -146,6 +154,7 @@ BUILDERS = {
     "MetaModel": _meta_model,
     "BlackBoxLearner": _black_box,
     "MultiTaskModel": _multi_task,
+    "MaskedLanguageModel": _masked_language_model,
 }
 
 NAMES = tuple(BUILDERS)
@@ -168,6 +177,15 @@ def fit(entry, epochs=1, steps_per_epoch=None, x=None, **kwargs):
     return entry.model.fit(
         x, entry.y, batch_size=entry.batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, **kwargs
     )
+
+
+def has_float_inputs(x):
+    """Whether the `fit` arrays hold a float array (token ids alone cannot carry a NaN)."""
+    if isinstance(x, dict):
+        return any(has_float_inputs(v) for v in x.values())
+    if isinstance(x, (tuple, list)):
+        return any(has_float_inputs(v) for v in x)
+    return isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating)
 
 
 def with_nan(x):

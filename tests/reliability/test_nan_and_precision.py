@@ -32,6 +32,8 @@ class NaNTest(TestCase):
         for name in model_zoo.NAMES:
             with self.subTest(model=name):
                 entry = model_zoo.build(name)
+                if not model_zoo.has_float_inputs(entry.x):  # token ids only: no NaN to feed
+                    continue
                 counter = _CountBatches()
                 try:
                     history = model_zoo.fit(
@@ -54,6 +56,8 @@ class NaNTest(TestCase):
         for name in model_zoo.NAMES:
             with self.subTest(model=name):
                 entry = model_zoo.build(name)
+                if not model_zoo.has_float_inputs(entry.x):  # token ids only: no NaN to feed
+                    continue
                 try:
                     model_zoo.fit(entry, epochs=1, steps_per_epoch=1, x=model_zoo.with_nan(entry.x))
                 except ValueError:  # refused up front (checked above): weights untouched
