@@ -17,6 +17,7 @@ DEMO_SECTIONS = [
     ("clip", "keras_transfer.demos.clip"),
     ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
     ("meta_learning", "keras_transfer.demos.meta_learning"),
+    ("choosing", "keras_transfer.demos.choosing"),
 ]
 
 
