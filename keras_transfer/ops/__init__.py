@@ -2,7 +2,8 @@
 
 The MAML maths for users who write their own inner loop, and the transferability
 scores (LogME, LEEP, NCE, H-score) that rank source models for a target dataset
-without fine-tuning. The vectorisation internals `MetaModel` uses
+without fine-tuning, and the permutation sets of the jigsaw pretext task
+(`max_hamming_permutations`). The vectorisation internals `MetaModel` uses
 (`dense_chain_plan`, `vectorized_forward`, ...) stay in `keras_transfer.ops.maml`
 and `keras_transfer.ops.maml_tasks`.
 """
@@ -16,6 +17,7 @@ from keras_transfer.ops.maml_tasks import adapted_weight_indices
 from keras_transfer.ops.maml_tasks import batch_norm_statistics
 from keras_transfer.ops.maml_tasks import inner_rates_at_step
 from keras_transfer.ops.maml_tasks import stateless_forward
+from keras_transfer.ops.permutations import max_hamming_permutations
 from keras_transfer.ops.transferability import h_score
 from keras_transfer.ops.transferability import leep
 from keras_transfer.ops.transferability import nce
