@@ -1,7 +1,6 @@
 """Permutation sets for the jigsaw pretext task (Noroozi & Favaro, 2016)."""
 
 import functools
-import itertools
 import math
 
 import numpy as np
@@ -16,7 +15,15 @@ _POOL_SIZE = 100_000
 
 @functools.lru_cache(maxsize=4)
 def _all_permutations(num_tiles):
-    return np.array(list(itertools.permutations(range(num_tiles))), dtype="int8")
+    """All permutations in lexicographic order (as `itertools.permutations`), built in NumPy."""
+    perms = np.zeros((1, 0), dtype="int8")
+    for size in range(1, num_tiles + 1):
+        blocks = []
+        for first in range(size):
+            rest = np.array([j for j in range(size) if j != first], dtype="int8")
+            blocks.append(np.concatenate([np.full((len(perms), 1), first, "int8"), rest[perms]], axis=1))
+        perms = np.concatenate(blocks, axis=0)
+    return perms
 
 
 def max_hamming_permutations(num_tiles, count, seed=0):
