@@ -1,9 +1,9 @@
 """The self-supervised digits experiment of `ssl_digits_probe.py`.
 
-SimCLR, MoCo, rotation prediction and a denoising autoencoder each pre-train the same
-small CNN on the digits training images WITHOUT labels; the frozen encoder is then
-evaluated with the convex linear probe on few labels (and all labels), against a
-random-init encoder and a supervised one.
+SimCLR, MoCo, rotation prediction, a denoising autoencoder, relative patch position
+and jigsaw puzzles each pre-train the same small CNN on the digits training images
+WITHOUT labels; the frozen encoder is then evaluated with the convex linear probe on
+few labels (and all labels), against a random-init encoder and a supervised one.
 """
 
 import keras
@@ -12,19 +12,25 @@ import numpy as np
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.augment import simclr_dataset
 from keras_transfer.models import DenoisingAutoencoder
+from keras_transfer.models import JigsawPuzzle
 from keras_transfer.models import MoCo
+from keras_transfer.models import RelativePatchPosition
 from keras_transfer.models import RotationPrediction
 from keras_transfer.models import SimCLR
 from keras_transfer.recipes import linear_evaluation
 
-METHODS = ("random init", "simclr", "moco", "rotation", "denoising", "supervised")
+METHODS = ("random init", "simclr", "moco", "rotation", "denoising", "relative_position", "jigsaw", "supervised")
+
+# The patch tasks encode patches: their encoder takes any size (same weights as the others).
+PATCH_METHODS = ("relative_position", "jigsaw")
 
 # Final-epoch training metrics of the last `pretrain` call ({} for random init), for reports.
 LAST_METRICS = {}
 
 
 def digits_encoder(image_size=16, widths=(32, 64, 128), name="encoder"):
-    """Conv-BN-ReLU blocks + global average pooling: raw [0, 255] pixels -> features."""
+    """Conv-BN-ReLU blocks + global average pooling: raw [0, 255] pixels -> features
+    (`image_size=None`: any image size)."""
     inputs = keras.Input((image_size, image_size, 1))
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     for i, width in enumerate(widths):
@@ -56,9 +62,12 @@ def pretrain(
     """The encoder after `epochs` of `method` on the training images (labels only for "supervised")."""
     LAST_METRICS.clear()
     keras.utils.set_random_seed(seed)
-    encoder = digits_encoder(image_size, widths)
+    encoder = digits_encoder(None if method in PATCH_METHODS else image_size, widths)
     if method == "random init" or epochs == 0:
         return encoder
+    # A 3x3 grid with a 1-pixel gap (and 1-pixel jitter from 16 px): 4 px patches at 16 px, 2 px at 8 px.
+    jitter = 1 if image_size >= 16 else 0
+    patch_size = (image_size - 2 - 2 * jitter) // 3
     optimizer = keras.optimizers.Adam(2e-3)
     if method == "simclr":
         model = SimCLR(encoder, projection_dim=64, temperature=simclr_temperature)
@@ -81,6 +90,14 @@ def pretrain(
         model = DenoisingAutoencoder(encoder, corruption="masking", mask_rate=0.3, seed=seed)
         model.compile(optimizer=optimizer)
         model.fit(x_train, batch_size=128, epochs=epochs, verbose=0)
+    elif method == "relative_position":
+        model = RelativePatchPosition(encoder, patch_size=patch_size, gap=1, jitter=jitter, seed=seed)
+        model.compile(optimizer=optimizer)
+        LAST_METRICS.update(_last(model.fit(x_train, batch_size=128, epochs=epochs, verbose=0)))
+    elif method == "jigsaw":
+        model = JigsawPuzzle(encoder, tile_size=patch_size, permutations=100, gap=1, jitter=jitter, seed=seed)
+        model.compile(optimizer=optimizer)
+        LAST_METRICS.update(_last(model.fit(x_train, batch_size=128, epochs=epochs, verbose=0)))
     elif method == "supervised":
         inputs = keras.Input(encoder.inputs[0].shape[1:])
         outputs = keras.layers.Dense(int(np.max(y_train)) + 1, activation="softmax")(encoder(inputs))

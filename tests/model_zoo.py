@@ -64,6 +64,13 @@ def _pretext(cls, **kwargs):
     return Entry(model, images(8), None, 4, lambda n: images(n, seed=1))
 
 
+def _patch_pretext(cls, size, **kwargs):
+    # The encoder takes any image size: patches in training, whole images when served.
+    model = cls(conv_encoder(size=None), seed=3, **kwargs)
+    model.compile(keras.optimizers.Adam(1e-3))
+    return Entry(model, images(8, size=size), None, 4, lambda n: images(n, seed=1, size=size))
+
+
 def _classifier():
     # No dropout: Keras does not checkpoint a Dropout layer's random state, so a resumed run would
     # draw other masks (the one difference BackupAndRestore leaves; see README "Reliability").
@@ -146,6 +153,12 @@ BUILDERS = {
     "RotationPrediction": lambda: _pretext(kt.models.RotationPrediction),
     "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8, seed=3),
     "MaskedImputation": lambda: _pretext(kt.models.MaskedImputation, decoder_hidden_dim=8, seed=3),
+    "RelativePatchPosition": lambda: _patch_pretext(
+        kt.models.RelativePatchPosition, 12, patch_size=3, gap=1, head_hidden_dim=8
+    ),
+    "JigsawPuzzle": lambda: _patch_pretext(
+        kt.models.JigsawPuzzle, SIZE, tile_size=4, grid_size=2, permutations=6, gap=0, head_hidden_dim=8
+    ),
     "CLIP": _clip,
     "DANN": lambda: _domain(kt.models.DANN),
     "SourceOnly": lambda: _domain(kt.models.SourceOnly),

@@ -5,12 +5,14 @@ from keras_transfer.models.clip import CLIP
 from keras_transfer.models.dann import DANN
 from keras_transfer.models.deep_coral import DeepCORAL
 from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
+from keras_transfer.models.jigsaw_puzzle import JigsawPuzzle
 from keras_transfer.models.masked_imputation import MaskedImputation
 from keras_transfer.models.masked_language_model import MaskedLanguageModel
 from keras_transfer.models.meta_model import MetaModel
 from keras_transfer.models.moco import MoCo
 from keras_transfer.models.multi_task_model import MultiTaskModel
 from keras_transfer.models.proto_net import ProtoNet
+from keras_transfer.models.relative_patch_position import RelativePatchPosition
 from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
 from keras_transfer.models.source_only import SourceOnly

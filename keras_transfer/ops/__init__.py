@@ -2,7 +2,9 @@
 
 The MAML maths for users who write their own inner loop, and the transferability
 scores (LogME, LEEP, NCE, H-score) that rank source models for a target dataset
-without fine-tuning, and BERT's token masking for cloze pre-training. The vectorisation internals `MetaModel` uses
+without fine-tuning, BERT's token masking for cloze pre-training, and the permutation
+sets of the jigsaw pretext task (`max_hamming_permutations`). The vectorisation
+internals `MetaModel` uses
 (`dense_chain_plan`, `vectorized_forward`, ...) stay in `keras_transfer.ops.maml`
 and `keras_transfer.ops.maml_tasks`.
 """
@@ -17,6 +19,7 @@ from keras_transfer.ops.maml_tasks import batch_norm_statistics
 from keras_transfer.ops.maml_tasks import inner_rates_at_step
 from keras_transfer.ops.maml_tasks import stateless_forward
 from keras_transfer.ops.masked_tokens import mask_tokens
+from keras_transfer.ops.permutations import max_hamming_permutations
 from keras_transfer.ops.transferability import h_score
 from keras_transfer.ops.transferability import leep
 from keras_transfer.ops.transferability import nce

@@ -34,7 +34,8 @@ class SSLBenchmarksQuickTest(TestCase):
         from keras_transfer.datasets import load_digits
 
         (x, y), _ = load_digits(image_size=8, channels=1, seed=0)
-        for method in ("rotation", "denoising", "supervised"):  # the quick run covers the others
+        # The quick run covers the others; the patch tasks use 2 px patches at 8 px.
+        for method in ("rotation", "denoising", "relative_position", "jigsaw", "supervised"):
             encoder = _ssl_experiment.pretrain(method, x[:64], y[:64], epochs=1, image_size=8, widths=(4,))
             self.assertEqual(encoder.output_shape, (None, 4))
         self.assertRaisesValueError(
