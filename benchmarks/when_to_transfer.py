@@ -35,7 +35,6 @@ import collections
 import statistics
 import time
 
-import keras
 import numpy as np
 
 from benchmarks import _common
@@ -79,20 +78,9 @@ def target_split(similarity, labels_per_class, seed):
     return (x.astype("float32"), y), (x_test.astype("float32"), y_test)
 
 
-def layer_features(source, layer):
-    """The source classifier's input mapped to the output of one of its backbone's layers."""
-    backbone = recipes.get_backbone(source)
-    part = keras.Model(backbone.inputs, backbone.get_layer(layer).output)
-    inputs = keras.Input(source.input_shape[1:])
-    x = inputs
-    for name in ("input_adapter", "preprocessing"):
-        x = source.get_layer(name)(x)
-    return keras.Model(inputs, part(x), name=f"{layer}_features")
-
-
 def layer_probe(source, layer, x, y, x_test, y_test, seed):
     """Test accuracy of a logistic regression on a backbone layer's flattened (unpooled) output."""
-    extractor = layer_features(source, layer)
+    extractor = recipes.feature_extractor(source, layer=layer)
     kernel, bias, _ = recipes.fit_logistic_regression(
         recipes.extract_features(extractor, x, use_cache=False), y, 5, seed=seed
     )

@@ -202,20 +202,9 @@ def choose_blocks(report, cfg, source, split):
     return {"chosen": chosen, "val_accuracy": scores, "test_accuracy": test_accuracy}
 
 
-def block_features(source, layer="block2_pool"):
-    """The source classifier's input mapped to one backbone layer's output (unpooled)."""
-    backbone = recipes.get_backbone(source)
-    part = keras.Model(backbone.inputs, backbone.get_layer(layer).output)
-    inputs = keras.Input(source.input_shape[1:])
-    x = inputs
-    for name in ("input_adapter", "preprocessing"):
-        x = source.get_layer(name)(x)
-    return keras.Model(inputs, part(x), name=f"{layer}_features")
-
-
 def _block_probe_accuracy(source, train, test):
     """A logistic regression on the flattened output of the source's second block."""
-    extractor = block_features(source)
+    extractor = recipes.feature_extractor(source, layer="block2_pool")
     features = recipes.extract_features(extractor, train[0], use_cache=False)
     kernel, bias, _ = recipes.fit_logistic_regression(features, train[1], 5, C=1.0)
     logits = recipes.extract_features(extractor, test[0], use_cache=False) @ kernel + bias

@@ -2,6 +2,9 @@
 
 import dataclasses
 
+from keras_transfer.recipes._row_table import RowTable
+from keras_transfer.recipes._row_table import markdown_table
+
 _COLUMNS = (
     ("kind", "kind"),
     ("name", "name"),
@@ -21,7 +24,7 @@ def _cell(value, digits):
 
 
 @dataclasses.dataclass(frozen=True)
-class BiasReport:
+class BiasReport(RowTable):
     """Accuracy of a transferred model per class and per group, against a reference.
 
     Each row is a dict with the keys `kind` ("all", "class" or "group"), `name`, `n`
@@ -65,11 +68,6 @@ class BiasReport:
         """Names of the rows where transfer is significantly worse than the reference."""
         return [row["name"] for row in self.rows if row.get("harmed")]
 
-    @property
-    def names(self):
-        """Row names, in table order."""
-        return [row["name"] for row in self.rows]
-
     def to_markdown(self, digits=3):
         """The report as a markdown table.
 
@@ -90,10 +88,7 @@ class BiasReport:
                 line.append(f"{row['difference']:+.{digits}f} [{row['low']:+.{digits}f}, {row['high']:+.{digits}f}]")
                 line.append("yes" if row["harmed"] else "")
             cells.append(line)
-        widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-        lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in cells]
-        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(lines)
+        return markdown_table(cells)
 
     def plot(self, path, title=None):
         """Writes a forest plot of the differences and their intervals to `path`.
@@ -139,20 +134,3 @@ class BiasReport:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
-
-    def __str__(self):
-        return self.to_markdown()
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            for row in self.rows:
-                if row["name"] == key:
-                    return row
-            raise KeyError(f"No row named {key!r}. Rows: {self.names}")
-        return self.rows[key]

@@ -186,19 +186,25 @@ def get_head(model):
         ) from error
 
 
-def feature_extractor(model):
-    """A model from the classifier's input to the pooled features that feed the head.
+def feature_extractor(model, layer=None):
+    """A model from the classifier's input to its pooled features, or to one backbone layer's output.
 
-    The new model shares the classifier's layers and weights.
+    The new model shares the classifier's layers and weights. With `layer`, the
+    classifier's input layers before the backbone (input adapter, preprocessing) are
+    applied, then the backbone up to that layer (unpooled features, e.g. to probe an
+    early block).
 
     Args:
-        model: a model with a `Dense` layer named "head".
+        model: a model with a `Dense` layer named "head" (and, with `layer`, a nested
+            "backbone" as `build_classifier` makes).
+        layer: None (the features that feed the head), or the name of a backbone layer.
 
     Returns:
-        A `keras.Model` named `"<model name>_features"`.
+        A `keras.Model` named `"<model name>_features"` (or `"<model name>_<layer>_features"`).
 
     Raises:
-        ValueError: if `model` has no layer named "head".
+        ValueError: if `model` has no layer named "head", or `layer` names no layer of
+            the backbone.
 
     Example:
 
@@ -206,9 +212,25 @@ def feature_extractor(model):
     ...     "simple_cnn", num_classes=3, input_shape=(16, 16, 1))
     >>> keras_transfer.recipes.feature_extractor(model).output_shape
     (None, 64)
+    >>> keras_transfer.recipes.feature_extractor(model, layer="block2_pool").output_shape
+    (None, 4, 4, 32)
     """
     head = get_head(model)
-    return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+    if layer is None:
+        return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+    backbone = get_backbone(model)
+    names = [sublayer.name for sublayer in backbone.layers]
+    if layer not in names:
+        raise ValueError(
+            f"`layer` must name a layer of the backbone {backbone.name!r}. Received: layer={layer!r}. Layers: {names}"
+        )
+    part = keras.Model(backbone.inputs, backbone.get_layer(layer).output)
+    inputs = keras.Input(model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+    x = inputs
+    for sublayer in model.layers[: model.layers.index(backbone)]:
+        if not isinstance(sublayer, keras.layers.InputLayer):
+            x = sublayer(x)
+    return keras.Model(inputs, part(x), name=f"{model.name}_{layer}_features")
 
 
 def replace_head(model, num_classes, activation="softmax", copy=True, name=None):

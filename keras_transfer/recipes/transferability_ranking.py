@@ -2,9 +2,12 @@
 
 import dataclasses
 
+from keras_transfer.recipes._row_table import RowTable
+from keras_transfer.recipes._row_table import markdown_table
+
 
 @dataclasses.dataclass(frozen=True)
-class TransferabilityRanking:
+class TransferabilityRanking(RowTable):
     """Candidate models ranked by a transferability score, best first.
 
     Each row is a dict with the keys `rank` (1 is best), `name`, `score` (higher is
@@ -33,16 +36,12 @@ class TransferabilityRanking:
 
     metric: str
     rows: tuple
+    row_kind = "candidate"
 
     @property
     def best(self):
         """The name of the best-scoring candidate."""
         return self.rows[0]["name"]
-
-    @property
-    def names(self):
-        """Candidate names, best first."""
-        return [row["name"] for row in self.rows]
 
     @property
     def scores(self):
@@ -64,24 +63,4 @@ class TransferabilityRanking:
             + [f"{row['seconds']:.2f}"]
             for row in self.rows
         ]
-        widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-        lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths)) + " |" for line in cells]
-        lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-        return "\n".join(lines)
-
-    def __str__(self):
-        return self.to_markdown()
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            for row in self.rows:
-                if row["name"] == key:
-                    return row
-            raise KeyError(f"No candidate named {key!r}. Candidates: {self.names}")
-        return self.rows[key]
+        return markdown_table(cells)

@@ -3,10 +3,7 @@ import io
 import math
 import os
 
-import keras
-
 from keras_transfer import cli
-from keras_transfer import recipes
 from keras_transfer.demos import choosing
 from tests.test_case import TestCase
 
@@ -66,12 +63,3 @@ class ChoosingDemoTest(TestCase):
         for step in range(1, 6):
             self.assertIn(f"## [{step}/5]", report)
         self.assertIn("| LogME rank | candidate", report)
-
-    def test_block_features(self):
-        model = recipes.build_classifier("simple_cnn", 5, (8, 8, 3), widths=(4, 6, 8))
-        features = choosing.block_features(model)
-        # simple_cnn halves the image in block1 and block2: 8 px -> 2 x 2 with block2's 6 channels.
-        self.assertEqual(features.output_shape, (None, 2, 2, 6))
-        # The features share the classifier's weights.
-        self.assertTrue({id(v) for v in features.weights} <= {id(v) for v in model.weights})
-        self.assertIsInstance(features, keras.Model)

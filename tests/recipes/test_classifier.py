@@ -51,6 +51,18 @@ class BuildClassifierTest(TestCase):
         pooled = feature_extractor(self.model).predict(self.x, verbose=0)
         self.assertAllClose(pooled, features, atol=1e-5, rtol=1e-4)
 
+    def test_feature_extractor_at_a_backbone_layer(self):
+        # Reference: grey -> RGB by repetition, /255, the backbone up to block2_pool (unpooled).
+        backbone = get_backbone(self.model)
+        part = keras.Model(backbone.inputs, backbone.get_layer("block2_pool").output)
+        expected = part.predict(np.repeat(self.x, 3, axis=-1) / 255.0, verbose=0)
+        features = feature_extractor(self.model, layer="block2_pool")
+        self.assertEqual(features.output_shape, (None, 4, 4, 32))
+        self.assertAllClose(features.predict(self.x, verbose=0), expected, atol=1e-5, rtol=1e-4)
+        # The features share the classifier's weights.
+        self.assertTrue({id(v) for v in features.weights} <= {id(v) for v in self.model.weights})
+        self.assertRaisesValueError(["`layer`", "'block9'", "block2_pool"], feature_extractor, self.model, "block9")
+
     def test_grey_matches_rgb_model_with_same_weights(self):
         rgb_model = build_classifier("simple_cnn", 3, (16, 16, 3), dropout=0.2)
         rgb_model.set_weights(self.model.get_weights())
