@@ -1,5 +1,6 @@
 """Shared pieces of the foundation benchmarks."""
 
+import argparse
 import os
 import statistics
 import time
@@ -19,6 +20,22 @@ def print_table(header, rows):
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     print("\n".join(lines))
+
+
+def digits_transfer_arguments(doc, argv, seeds=5, labels=10):
+    """Parses `--quick`, `--seeds` and `--labels` (labelled target examples per class, an int) of a digits benchmark."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true", help="one seed, one epoch, narrow network (the CI run)")
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--labels", type=int, default=labels, help="labelled target examples per class")
+    return parser.parse_args(argv)
+
+
+def run_settings(args, source_epochs, target_epochs):
+    """(seeds, source epochs, target epochs, simple_cnn widths): the full run's, or one of each with --quick."""
+    if args.quick:
+        return 1, 1, 1, (8, 16, 32)
+    return args.seeds, source_epochs, target_epochs, (16, 32, 64)
 
 
 def pretrain_source(x, y, num_classes, epochs, widths=(16, 32, 64), seed=0, learning_rate=2e-3):

@@ -14,7 +14,6 @@ import sys
 # `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse
 import collections
 
 import numpy as np
@@ -38,14 +37,8 @@ def _split(seed, labels_per_class):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--labels", type=int, default=10)
-    args = parser.parse_args(argv)
-    seeds = 1 if args.quick else args.seeds
-    source_epochs, target_epochs = (1, 1) if args.quick else (20, 30)
-    widths = (8, 16, 32) if args.quick else (16, 32, 64)
+    args = _common.digits_transfer_arguments(__doc__, argv)
+    seeds, source_epochs, target_epochs, widths = _common.run_settings(args, 20, 30)
 
     scores = collections.defaultdict(list)
     for seed in range(seeds):

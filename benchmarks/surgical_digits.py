@@ -23,7 +23,6 @@ import sys
 # `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import argparse
 import collections
 
 import keras
@@ -79,16 +78,10 @@ def _surgical(source, train, validation, blocks, epochs, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--labels", type=int, default=10, help="labelled target examples per class")
-    args = parser.parse_args(argv)
-    seeds = 1 if args.quick else args.seeds
+    args = _common.digits_transfer_arguments(__doc__, argv)
+    seeds, source_epochs, target_epochs, widths = _common.run_settings(args, 15, 20)
     shifts = SHIFTS[2:] if args.quick else SHIFTS
     methods = ("last", "auto") if args.quick else CHOICES + ("auto",)
-    source_epochs, target_epochs = (1, 1) if args.quick else (15, 20)
-    widths = (8, 16, 32) if args.quick else (16, 32, 64)
 
     scores = collections.defaultdict(list)
     picks = collections.defaultdict(collections.Counter)
