@@ -8,7 +8,9 @@ from keras_transfer.models._contrastive_utils import ContrastivePretext
 from keras_transfer.models._contrastive_utils import split_views
 from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._self_supervised import float32_sum
+from keras_transfer.ops.gradient_cache import gradient_cache
 from keras_transfer.utils import distributed
+from keras_transfer.utils import validation
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -46,6 +48,13 @@ class SimCLR(ContrastivePretext):
         augmenter: optional layer that makes a view from a batch (e.g.
             `SimCLRAugmentation`), used when `x` is one batch instead of a pair.
         cross_replica: global-batch negatives under `tf.distribute`.
+        chunk_size: None, or gradient caching (`keras_transfer.ops.gradient_cache`):
+            `fit` embeds the 2N views `chunk_size` at a time without their graphs,
+            takes the loss's gradient with respect to the projections, then
+            back-propagates chunk by chunk, so activation memory is one chunk's and
+            the batch (the number of negatives) can grow several-fold. Same loss and
+            gradients as the plain step when the encoder has no BatchNorm (its batch
+            statistics become chunk statistics); about one extra forward pass.
         **kwargs: base `keras.Model` arguments (`name`, ...).
 
     Call arguments:
@@ -58,7 +67,9 @@ class SimCLR(ContrastivePretext):
 
     Reference:
         Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive
-        Learning of Visual Representations", ICML 2020.
+        Learning of Visual Representations", ICML 2020; Gao, Zhang, Han & Callan,
+        "Scaling Deep Contrastive Learning Batch Size under Memory Limited Setup",
+        RepL4NLP 2021 (gradient caching).
 
     Example:
 
@@ -84,20 +95,39 @@ class SimCLR(ContrastivePretext):
         temperature=0.1,
         augmenter=None,
         cross_replica=True,
+        chunk_size=None,
         **kwargs,
     ):
         super().__init__(
             encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
         )
         self.cross_replica = bool(cross_replica)
+        self.chunk_size = None if chunk_size is None else validation.check_positive_int("chunk_size", chunk_size)
         self.build(tuple(encoder.inputs[0].shape))
 
-    def step_loss(self, x, training):
-        view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
-        batch = ops.shape(view_1)[0]
-        # One encoder pass over both views (BatchNorm sees the 2N images, as in SimCLR).
-        h = self.encoder(ops.concatenate([view_1, view_2], axis=0), training=training)
-        z = self.projection_head(h, training=training)
+    def embed(self, images, training):
+        """Projections `z = g(f(images))`, where the loss is taken.
+
+        Args:
+            images: a batch of the encoder's inputs.
+            training: whether the encoder and head run in training mode.
+
+        Returns:
+            float32 projections `(batch, projection_dim)`.
+        """
+        return ops.cast(self.projection_head(self.encoder(images, training=training), training=training), "float32")
+
+    def projection_loss(self, z, batch):
+        """NT-Xent on the projections of both views.
+
+        Args:
+            z: projections `(2 * batch, dim)`: the first views' rows, then the second views'.
+            batch: the number of pairs on this replica.
+
+        Returns:
+            `(loss, shares)`: this replica's share of the global-batch loss
+            (regularisation included), and the shares `report_global_means` logs.
+        """
         losses, hits = nt_xent_terms(
             z[:batch], z[batch:], temperature=self.temperature, cross_replica=self.cross_replica
         )
@@ -106,14 +136,44 @@ class SimCLR(ContrastivePretext):
         # logged loss includes the regularisation losses.
         loss = self.with_regularization(distributed.global_mean(float32_sum(losses), count))
         accuracy = distributed.global_mean(float32_sum(hits), count)
-        shares = {"loss": loss, "contrastive_accuracy": accuracy}
-        return loss, shares, count, all_finite([view_1, view_2])
+        return loss, {"loss": loss, "contrastive_accuracy": accuracy}
+
+    def step_loss(self, x, training):
+        view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
+        batch = ops.shape(view_1)[0]
+        # One encoder pass over both views (BatchNorm sees the 2N images, as in SimCLR).
+        loss, shares = self.projection_loss(self.embed(ops.concatenate([view_1, view_2], axis=0), training), batch)
+        return loss, shares, 2 * batch, all_finite([view_1, view_2])
+
+    def train_step(self, data):
+        if self.chunk_size is None:
+            return super().train_step(data)
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        view_1, view_2 = split_views(x, self.augmenter, self.encoder, "SimCLR")
+        batch = ops.shape(view_1)[0]
+
+        def loss_fn(z):
+            loss, shares = self.projection_loss(z, batch)
+            return self.optimizer.scale_loss(loss), shares
+
+        trainable = self.trainable_variables
+        _, shares, grads = gradient_cache(
+            lambda images: self.embed(images, training=True),
+            loss_fn,
+            ops.concatenate([view_1, view_2], axis=0),
+            self.chunk_size,
+            trainable,
+            self.encoder.non_trainable_variables + self.projection_head.non_trainable_variables,
+        )
+        self.optimizer.apply(grads, trainable)
+        return self.report_global_means(shares, 2 * batch, all_finite([view_1, view_2]))
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
                 "cross_replica": self.cross_replica,
+                "chunk_size": self.chunk_size,
             }
         )
         return config

@@ -21,12 +21,12 @@ keras.config.disable_traceback_filtering()
 from keras_transfer.models import SimCLR  # noqa: E402
 
 
-def build(cross_replica=True):
+def build(cross_replica=True, chunk_size=None):
     keras.utils.set_random_seed(0)
     encoder = keras.Sequential(
         [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6, activation="tanh")]
     )
-    model = SimCLR(encoder, projection_dim=3, temperature=0.5, cross_replica=cross_replica)
+    model = SimCLR(encoder, projection_dim=3, temperature=0.5, cross_replica=cross_replica, chunk_size=chunk_size)
     model.compile(optimizer=keras.optimizers.SGD(1.0))
     return model
 
@@ -64,11 +64,12 @@ def main():
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
-    for cross_replica in (True, False):
+    # Gradient caching (chunks of 3 of each replica's views) under the strategy: same numbers.
+    for key, cross_replica, chunk_size in (("True", True, None), ("False", False, None), ("chunked", True, 3)):
         with strategy.scope():
-            model = build(cross_replica)
+            model = build(cross_replica, chunk_size)
         loss, acc, grads = run(model, v1, v2, sizes)
-        results[str(cross_replica)] = {
+        results[key] = {
             "loss": loss,
             "accuracy": acc,
             "max_grad_diff": max(float(np.max(np.abs(a - b))) for a, b in zip(grads, ref_grads)),

@@ -257,6 +257,42 @@ class SimCLRTest(TestCase):
             model.fit(pairs_dataset(v1[:1], v2[:1], 4), verbose=0)
 
 
+class SimCLRGradientCacheTest(TestCase):
+    def one_step(self, chunk_size, v1, v2, batch_size):
+        keras.utils.set_random_seed(0)
+        # No batch-coupled layer (BatchNorm) in the encoder: chunking must not change the step.
+        encoder = keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(6, activation="tanh")]
+        )
+        model = SimCLR(encoder, projection_dim=4, temperature=0.5, chunk_size=chunk_size)
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+        before = [w.numpy() for w in model.trainable_weights]
+        history = model.fit(pairs_dataset(v1, v2, batch_size), epochs=1, verbose=0).history
+        return history, [b - w.numpy() for b, w in zip(before, model.trainable_weights)], model
+
+    def test_chunked_step_equals_the_plain_step(self):
+        # 2 x 7 views in chunks of 3 (the last chunk holds 2): SGD(1) makes the update the gradient.
+        v1, v2 = (v / 255.0 for v in make_pairs(7))
+        plain, plain_grads, _ = self.one_step(None, v1, v2, 7)
+        chunked, chunked_grads, model = self.one_step(3, v1, v2, 7)
+        self.assertAllClose(chunked["loss"], plain["loss"], atol=1e-6, rtol=1e-6)
+        self.assertAllClose(chunked["contrastive_accuracy"], plain["contrastive_accuracy"])
+        self.assertGreater(max(np.abs(g).max() for g in plain_grads), 1e-3)  # not vacuous
+        for a, b in zip(chunked_grads, plain_grads):
+            self.assertAllClose(a, b, atol=1e-6, rtol=1e-5)
+        self.assertEqual(model.get_config()["chunk_size"], 3)
+
+    def test_round_trip_export_and_bad_chunk_size(self):
+        v1, v2 = make_pairs(8)
+        model = SimCLR(make_encoder(), projection_dim=4, chunk_size=4)
+        model.compile(optimizer="adam")
+        model.fit(pairs_dataset(v1, v2, 8), epochs=1, verbose=0)
+        restored = self.run_serialization_test(model, v1)
+        self.assertEqual(restored.chunk_size, 4)
+        self.run_export_test(model, v1)
+        self.assertRaisesValueError(["`chunk_size`", "chunk_size=0"], SimCLR, make_encoder(), chunk_size=0)
+
+
 class SimCLRDistributedTest(TestCase):
     def test_global_batch_loss_and_gradients_equal_single_device(self):
         # Subprocess: the two logical CPU devices must exist before TF initialises.
@@ -277,6 +313,10 @@ class SimCLRDistributedTest(TestCase):
         self.assertAllClose(distributed["accuracy"], result["reference_accuracy"], atol=1e-6)
         self.assertLess(distributed["max_grad_diff"], 1e-5)
         self.assertGreater(result["max_grad"], 0.1)  # the comparison is not vacuous
+        # Gradient caching with global-batch negatives: the same loss and gradients.
+        chunked = result["distributed"]["chunked"]
+        self.assertAllClose(chunked["loss"], result["reference_loss"], atol=1e-5, rtol=1e-5)
+        self.assertLess(chunked["max_grad_diff"], 1e-5)
         # Without the all-gather, each replica only sees its local negatives: different numbers.
         local = result["distributed"]["False"]
         self.assertGreater(abs(local["loss"] - result["reference_loss"]), 1e-2)
