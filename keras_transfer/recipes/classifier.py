@@ -4,8 +4,8 @@ import keras
 
 from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
 from keras_transfer.layers.image_input_adapter import ImageInputAdapter
-from keras_transfer.recipes import _text_backbone as text_lib
 from keras_transfer.recipes import backbones as backbones_lib
+from keras_transfer.recipes import text_backbone as text_lib
 from keras_transfer.utils import validation
 
 BACKBONE_LAYER_NAME = "backbone"
