@@ -48,6 +48,9 @@ def _make_class(base):
 
         def multiplier_for(self, variable):
             path = getattr(variable, "path", None) or variable.name
+            # Under TensorFlow `update_step` gets the backend variable, named "<path>:0": without the
+            # suffix, patterns anchored at the end ("^block1/kernel$") match as on the Keras variable.
+            path = re.sub(r":\d+$", "", path)
             if path not in self._multiplier_cache:
                 value = 1.0
                 for pattern, multiplier in self._compiled_multipliers:

@@ -1,4 +1,4 @@
-"""Fine-tuning recipes over keras.applications backbones."""
+"""Fine-tuning recipes over image backbones (keras.applications) and text backbones."""
 
 from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.adapter_folding import fold_adapters
@@ -49,6 +49,8 @@ from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
 from keras_transfer.recipes.transfer_bias_report import transfer_bias_report
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
 from keras_transfer.recipes.vocabulary import extend_vocabulary
+from keras_transfer.recipes.vocabulary_mapping import map_vocabulary
+from keras_transfer.recipes.vocabulary_mapping import vocabulary_mapping
 from keras_transfer.recipes.wise_ft import wise_ft
 from keras_transfer.recipes.zero_shot import build_zero_shot_classifier
 from keras_transfer.recipes.zero_shot import class_text_embeddings

@@ -377,6 +377,7 @@ def _enable_lora(new, orig, target_ids, rank, lora_alpha):
     if not hits:
         return
     new.trainable = True
+    model_graph.train_only_lora_factors(new)  # also the variables `new` holds itself (position embeddings)
     for sub, _ in couples[1:]:
         sub.trainable = False
     for sub, _ in hits:

@@ -96,6 +96,10 @@ _SPECS = [
     _spec("simple_cnn", "simple_cnn", "unit", min_size=8, default_size=32, block_key=r"^(block\d+)_", imagenet=False),
 ]
 BACKBONES = collections.OrderedDict((s.name, s) for s in _SPECS)
+# Transformer blocks of text backbones: keras-hub's `transformer_layer_<i>` / `decoder_block_<i>`
+# layers, and the `block<i>_*` sublayers of `keras_transfer.layers.TextTransformerEncoder`.
+TRANSFORMER_BLOCK_KEY = r"^((?:block|transformer_layer_|decoder_block_)\d+)(?:_|$)"
+TRANSFORMER_SPEC = BackboneSpec("transformer", "transformer", "none", block_key=TRANSFORMER_BLOCK_KEY, imagenet=False)
 
 
 def available_backbones():
@@ -271,17 +275,23 @@ def load_backbone(name, input_shape=None, weights=None, **kwargs):
     return model
 
 
-def backbone_blocks(backbone, spec=None):
+def backbone_blocks(backbone, spec=None, own_variables=False):
     """Groups a backbone's layers into its blocks, in order.
 
     Blocks come from the registry's name pattern for the backbone's family; for a
     model that is not in the registry, pass a `BackboneSpec` or rely on the generic
-    `block<N>` pattern.
+    `block<N>` pattern. Text backbones split into transformer blocks: keras-hub's
+    `transformer_layer_<i>` layers, and a layer holding a whole transformer (such as
+    `keras_transfer.layers.TextTransformerEncoder`, whose sublayers are named
+    `block<i>_*`) is split into its sublayers, its embeddings joining the stem.
 
     Args:
         backbone: a headless backbone model.
         spec: None (the registry spec whose pattern finds the most blocks), or a
             `BackboneSpec`.
+        own_variables: also list, at the start of the stem, the variables that a split
+            layer holds itself rather than through a sublayer (the position
+            embedding of a `TextTransformerEncoder`).
 
     Returns:
         An `OrderedDict` `{block name: [layers]}` whose first key is "stem" (layers
@@ -294,10 +304,26 @@ def backbone_blocks(backbone, spec=None):
     >>> blocks = keras_transfer.recipes.backbone_blocks(backbone)
     >>> list(blocks), [layer.name for layer in blocks["block1"]]
     (['block1', 'block2', 'block3'], ['block1_conv', 'block1_bn', 'block1_relu', 'block1_pool'])
+    >>> encoder = keras_transfer.layers.TextTransformerEncoder(20, 6, embedding_dim=4, num_heads=1)
+    >>> token_ids = keras.Input((6,), dtype="int32")
+    >>> text = keras.Model(token_ids, encoder(token_ids))
+    >>> {name: len(layers) for name, layers in keras_transfer.recipes.backbone_blocks(text).items()}
+    {'stem': 1, 'block0': 5, 'block1': 5, 'top': 2}
     """
+    layers, own = _block_units(backbone)
     if spec is None:
-        spec = _guess_spec(backbone)
-    layers = [layer for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]
+        spec = _guess_spec(layers)
+    keys = _block_keys(spec, layers)
+    blocks = collections.OrderedDict()
+    if own_variables and own:
+        blocks["stem"] = list(own)
+    for key, layer in zip(keys, layers):
+        blocks.setdefault(key, []).append(layer)
+    return blocks
+
+
+def _block_keys(spec, layers):
+    """The block name of each layer, by `spec`'s block_key or block_end pattern."""
     keys = []
     if spec.block_key:
         pattern = re.compile(spec.block_key)
@@ -307,7 +333,7 @@ def backbone_blocks(backbone, spec=None):
             keys.append(f"block_{key}" if key is not None and key.isdigit() else key)
         matched = [i for i, k in enumerate(keys) if k is not None]
         if not matched:
-            return collections.OrderedDict([("stem", layers)])
+            return ["stem"] * len(layers)
         first, last = matched[0], matched[-1]
         current = None
         for i in range(len(layers)):
@@ -318,19 +344,51 @@ def backbone_blocks(backbone, spec=None):
             elif keys[i] is None:
                 keys[i] = current
             current = keys[i]
-    else:
-        pattern = re.compile(spec.block_end)
-        index, current = 0, "block0"
-        for layer in layers:
-            keys.append(current)
-            if pattern.search(layer.name):
-                index += 1
-                current = f"block{index}"
-        keys = ["top" if k == current and index > 0 else k for k in keys]
-    blocks = collections.OrderedDict()
-    for key, layer in zip(keys, layers):
-        blocks.setdefault(key, []).append(layer)
-    return blocks
+        return keys
+    pattern = re.compile(spec.block_end)
+    index, current = 0, "block0"
+    for layer in layers:
+        keys.append(current)
+        if pattern.search(layer.name):
+            index += 1
+            current = f"block{index}"
+    return ["top" if k == current and index > 0 else k for k in keys]
+
+
+def _block_units(backbone):
+    """`(layers, own variables)`: the backbone's layers, a layer holding transformer blocks split into its sublayers.
+
+    A split layer's sublayers come in block order (stem, blocks, top) whatever the
+    order of its attributes; the variables it holds itself are returned apart.
+    """
+    pattern = re.compile(TRANSFORMER_BLOCK_KEY)
+    units, own = [], []
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        children = [] if isinstance(layer, keras.Model) else _children(layer)
+        keys = [_match(pattern, child.name) for child in children]
+        if not any(key is not None for key in keys):
+            units.append(layer)
+            continue
+        order = {key: i for i, key in enumerate(dict.fromkeys(k for k in keys if k is not None))}
+        first = next(i for i, k in enumerate(keys) if k is not None)
+        # Unmatched sublayers before the first block form the stem (-1), the others the top.
+        rank = [order[k] if k is not None else (-1 if i < first else len(order)) for i, k in enumerate(keys)]
+        units.extend(children[i] for i in sorted(range(len(children)), key=lambda i: (rank[i], i)))
+        inner = {id(w) for child in children for w in child.weights}
+        own.extend(w for w in layer.weights if id(w) not in inner)
+    return units, own
+
+
+def _match(pattern, name):
+    match = pattern.search(name)
+    return match.group(1) if match else None
+
+
+def _children(layer):
+    """The direct sublayers of a (non-model) layer."""
+    return [sub for path, sub in model_graph.iter_sublayers(layer, "") if path.count("/") == 1]
 
 
 def _count_blocks(spec, names):
@@ -341,11 +399,11 @@ def _count_blocks(spec, names):
     return sum(bool(pattern.search(n)) for n in names)
 
 
-def _guess_spec(backbone):
-    """The registry spec whose block pattern finds the most blocks in `backbone`."""
-    names = [layer.name for layer in backbone.layers]
+def _guess_spec(layers):
+    """The registry spec (or the transformer one) whose block pattern finds the most blocks in `layers`."""
+    names = [layer.name for layer in layers]
     best, best_count = None, 0
-    for spec in BACKBONES.values():
+    for spec in (*BACKBONES.values(), TRANSFORMER_SPEC):
         count = _count_blocks(spec, names)
         if count > best_count:
             best, best_count = spec, count

@@ -5,6 +5,7 @@ import keras
 from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
 from keras_transfer.layers.image_input_adapter import ImageInputAdapter
 from keras_transfer.recipes import backbones as backbones_lib
+from keras_transfer.recipes import text_backbone as text_lib
 from keras_transfer.utils import validation
 
 BACKBONE_LAYER_NAME = "backbone"
@@ -14,20 +15,20 @@ HEAD_LAYER_NAME = "head"
 def build_classifier(
     backbone,
     num_classes,
-    input_shape,
+    input_shape=None,
     weights=None,
     image_size=None,
     value_range=(0.0, 255.0),
-    pooling="avg",
+    pooling="auto",
     dropout=0.2,
     activation="softmax",
     name=None,
     grey_to_rgb="replicate",
     **backbone_kwargs,
 ):
-    """A registry backbone with a new classification head: the first step of every recipe.
+    """A backbone (image or text) with a new classification head: the first step of every recipe.
 
-    The graph is `input -> ImageInputAdapter (resize, grey->RGB) -> BackbonePreprocessing
+    For images the graph is `input -> ImageInputAdapter (resize, grey->RGB) -> BackbonePreprocessing
     (the family's preprocess_input) -> backbone(training=False) -> pooling -> dropout -> head`.
     The backbone is called with `training=False`. Note that Keras 3 functional models
     pass the outer `training` flag through to nested layers (it overrides the
@@ -36,16 +37,32 @@ def build_classifier(
     runs in inference mode. `freeze_backbone` and `unfreeze_backbone` (which keeps
     BatchNorm frozen unless `train_batchnorm=True`) maintain that.
 
+    For a text backbone the graph is `token ids -> backbone(training=False) -> pooling ->
+    dropout -> head`: the model takes the backbone's own inputs (int32 token ids named
+    "token_ids" (id 0 is padding), or keras-hub's dict `{"token_ids", "padding_mask",
+    "segment_ids"}`), and every recipe (`fine_tune`, `freeze_backbone`, `unfreeze_backbone`
+    with transformer blocks, `learning_rate_multipliers`, `add_adapters(kind="lora")`)
+    applies to it.
+
     Args:
-        backbone: a registry name (`available_backbones()`), or a built headless `keras.Model`
-            (it must take (H, W, 3) images already preprocessed as it expects).
+        backbone: a registry name (`available_backbones()`), a built headless `keras.Model`
+            (it must take (H, W, 3) images already preprocessed as it expects), or a text
+            backbone: a `keras_transfer.layers.TextTransformerEncoder`, a built model taking
+            integer token ids (e.g. one wrapping that encoder), or a keras-hub backbone with
+            dict inputs and outputs (e.g. `keras_hub.models.BertBackbone`).
         num_classes: classes of the new task (>= 2).
-        input_shape: (height, width, channels) of the task's images; channels 1 or 3.
+        input_shape: (height, width, channels) of the task's images, channels 1 or 3
+            (required for images); for a text backbone None (its own input length) or
+            `(sequence_length,)`.
         weights: "imagenet", a local weights file, or None (registry names only).
         image_size: (height, width) the backbone sees; default: the input size, raised to the
             backbone's minimum.
         value_range: (low, high) of the task's pixel values.
-        pooling: "avg" or "max".
+        pooling: "auto", "avg" or "max". Images: "auto" is "avg". Text: "auto" keeps the
+            backbone's own pooled output (a `(batch, features)` output, keras-hub's
+            "pooled_output"), else the mean over the non-padding tokens; "avg" / "max"
+            pool the sequence output over the non-padding tokens (keras-hub's
+            "padding_mask", else token id != 0).
         dropout: dropout rate before the head, in [0, 1).
         activation: head activation ("softmax", or None for logits).
         name: the model's name; default `"<backbone>_classifier"`.
@@ -58,8 +75,10 @@ def build_classifier(
         classification layer is the `Dense` named "head".
 
     Raises:
-        ValueError: if `num_classes` < 2, `input_shape` is not (height, width, 1 or 3),
-            `pooling` / `dropout` / `weights` are invalid, or `backbone` is unknown.
+        ValueError: if `num_classes` < 2, `input_shape` is not (height, width, 1 or 3) for
+            images or (sequence_length,) for text, `pooling` / `dropout` / `weights` are
+            invalid, `backbone` is unknown, or a text backbone has several positional inputs
+            or outputs without a "sequence_output".
 
     Example:
 
@@ -69,13 +88,20 @@ def build_classifier(
     ('simple_cnn_classifier', (None, 3))
     >>> [layer.name for layer in model.layers]
     ['image', 'input_adapter', 'preprocessing', 'backbone', 'pool', 'dropout', 'head']
+    >>> encoder = keras_transfer.layers.TextTransformerEncoder(
+    ...     vocabulary_size=20, sequence_length=6, embedding_dim=8, num_layers=2, num_heads=2)
+    >>> text = keras_transfer.recipes.build_classifier(encoder, num_classes=2)
+    >>> [layer.name for layer in text.layers], text.output_shape
+    (['token_ids', 'backbone', 'dropout', 'head'], (None, 2))
     """
     num_classes = validation.check_int_at_least(
         "num_classes", num_classes, 2, "A classifier needs at least two classes."
     )
-    _check_input_shape(input_shape)
-    validation.check_one_of("pooling", pooling, ("avg", "max"))
+    validation.check_one_of("pooling", pooling, ("auto", "avg", "max"))
     dropout = validation.check_fraction("dropout", dropout)
+    if text_lib.is_text_backbone(backbone):
+        return _build_text_classifier(backbone, num_classes, input_shape, weights, pooling, dropout, activation, name)
+    _check_input_shape(input_shape)
     spec, base, target = _backbone_and_size(backbone, input_shape, weights, image_size, backbone_kwargs)
     preprocess_mode = spec.preprocess if spec else "none"
     base.name = BACKBONE_LAYER_NAME
@@ -86,7 +112,7 @@ def build_classifier(
     )(inputs)
     x = BackbonePreprocessing(preprocess_mode, value_range, name="preprocessing")(x)
     x = base(x, training=False)
-    if pooling == "avg":
+    if pooling in ("auto", "avg"):
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     else:
         x = keras.layers.GlobalMaxPooling2D(name="pool")(x)
@@ -95,6 +121,27 @@ def build_classifier(
     # float32 head: softmax and logits stay finite under mixed_float16.
     outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(x)
     model_name = name or f"{spec.name if spec else base.name}_classifier"
+    return keras.Model(inputs, outputs, name=model_name)
+
+
+def _build_text_classifier(backbone, num_classes, input_shape, weights, pooling, dropout, activation, name):
+    """`build_classifier` for a text backbone: token ids -> backbone -> pooling -> dropout -> head."""
+    if weights is not None:
+        raise ValueError(
+            "`weights` must be None for a text backbone (load its weights yourself, e.g. with keras-hub's "
+            f"from_preset). Received: weights={weights!r}"
+        )
+    input_shape = text_lib.check_sequence_length(input_shape)
+    base = text_lib.as_text_model(backbone, input_shape)
+    model_name = name or f"{base.name}_classifier"
+    base.name = BACKBONE_LAYER_NAME
+    inputs = text_lib.text_inputs(base, input_shape)
+    x = base(inputs, training=False)
+    x = text_lib.pool_text_features(x, inputs, pooling)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    # float32 head: softmax and logits stay finite under mixed_float16.
+    outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(x)
     return keras.Model(inputs, outputs, name=model_name)
 
 
@@ -217,7 +264,7 @@ def feature_extractor(model, layer=None):
     """
     head = get_head(model)
     if layer is None:
-        return keras.Model(model.inputs, head.input, name=f"{model.name}_features")
+        return keras.Model(_graph_inputs(model), head.input, name=f"{model.name}_features")
     backbone = get_backbone(model)
     names = [sublayer.name for sublayer in backbone.layers]
     if layer not in names:
@@ -268,4 +315,13 @@ def replace_head(model, num_classes, activation="softmax", copy=True, name=None)
         source.set_weights(model.get_weights())
     features = get_head(source).input
     outputs = keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=HEAD_LAYER_NAME)(features)
-    return keras.Model(source.inputs, outputs, name=name or f"{model.name}_transfer")
+    return keras.Model(_graph_inputs(source), outputs, name=name or f"{model.name}_transfer")
+
+
+def _graph_inputs(model):
+    """`model`'s inputs as it takes them: its dict of named inputs (keras-hub text backbones), else the list."""
+    try:
+        structure = model.input
+    except AttributeError:  # a Sequential model built from an input shape has no `input` tensor
+        return model.inputs
+    return structure if isinstance(structure, dict) else model.inputs

@@ -1,5 +1,7 @@
 """Linear probe, then fine-tune (LP-FT), with discriminative learning rates."""
 
+import re
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -13,8 +15,10 @@ from keras_transfer.recipes.classifier import get_head
 from keras_transfer.recipes.freezing import SURGICAL_CHOICES
 from keras_transfer.recipes.freezing import freeze_backbone
 from keras_transfer.recipes.freezing import unfreeze_backbone
+from keras_transfer.recipes.linear_probe import dict_batches
 from keras_transfer.recipes.linear_probe import linear_probe
 from keras_transfer.recipes.linear_probe import predict_in_batches
+from keras_transfer.recipes.linear_probe import split_dict_inputs
 from keras_transfer.utils import validation
 
 
@@ -36,10 +40,13 @@ def learning_rate_multipliers(model, backbone_multiplier=1.0, layer_decay=None):
         model: a `build_classifier` model (with a nested layer named "backbone").
         backbone_multiplier: non-negative factor on the base rate for the backbone.
         layer_decay: None, or a factor in (0, 1] applied once more per block from
-            the top (blocks as `keras_transfer.recipes.backbone_blocks` finds them).
+            the top (blocks as `keras_transfer.recipes.backbone_blocks` finds them:
+            transformer blocks for a text backbone).
 
     Returns:
-        A list of `(regex, multiplier)` pairs, one per backbone layer with weights.
+        A list of `(regex, multiplier)` pairs, one per backbone layer with weights
+        (`^<layer name>/`), or per variable (its exact path) for the sublayers of a
+        split transformer layer and the variables it holds itself.
 
     Raises:
         ValueError: if `backbone_multiplier` is negative, `layer_decay` is outside
@@ -58,23 +65,26 @@ def learning_rate_multipliers(model, backbone_multiplier=1.0, layer_decay=None):
     """
     backbone_multiplier = validation.check_non_negative_float("backbone_multiplier", backbone_multiplier)
     backbone = get_backbone(model)
-    if layer_decay is None:
-        layers = [layer for layer in backbone.layers if layer.weights]
-        return [(f"^{_escape(layer.name)}/", backbone_multiplier) for layer in layers]
-    validation.check_fraction("layer_decay", layer_decay, inclusive_low=False, inclusive_high=True)
-    blocks = list(backbones_lib.backbone_blocks(backbone).items())
+    if layer_decay is not None:
+        validation.check_fraction("layer_decay", layer_decay, inclusive_low=False, inclusive_high=True)
+    blocks = list(backbones_lib.backbone_blocks(backbone, own_variables=True).values())
+    if layer_decay is None and not any(isinstance(m, keras.Variable) for group in blocks for m in group):
+        layers = [layer for layer in backbone.layers if layer.weights]  # the backbone's own layer order
+        return [pattern for layer in layers for pattern in _patterns(layer, backbone_multiplier)]
     pairs = []
-    for depth, (_, layers) in enumerate(reversed(blocks)):
-        for layer in layers:
-            if layer.weights:
-                pairs.append((f"^{_escape(layer.name)}/", backbone_multiplier * layer_decay**depth))
+    for depth, members in enumerate(reversed(blocks)):
+        multiplier = backbone_multiplier * (layer_decay**depth if layer_decay is not None else 1.0)
+        for member in members:
+            pairs.extend(_patterns(member, multiplier))
     return pairs
 
 
-def _escape(name):
-    import re
-
-    return re.escape(name)
+def _patterns(member, multiplier):
+    """`(regex, multiplier)` for a layer's variables (`^name/` when their paths start so) or a variable."""
+    paths = [member.path] if isinstance(member, keras.Variable) else [w.path for w in member.weights]
+    if not isinstance(member, keras.Variable) and all(p.startswith(f"{member.name}/") for p in paths):
+        return [(f"^{re.escape(member.name)}/", multiplier)] if paths else []
+    return [(f"^{re.escape(p)}$", multiplier) for p in paths]
 
 
 def compile_for_fine_tuning(
@@ -144,6 +154,12 @@ def _fresh_optimizer(model, optimizer):
 def _as_dataset(data, y, batch_size, shuffle, seed, num_classes, name):
     if isinstance(data, tf.data.Dataset):
         return data
+    named = split_dict_inputs(data, y)
+    if named is not None:  # named inputs (keras-hub's token_ids, padding_mask, ...)
+        labels = validation.check_labels(np.asarray(named[1]), num_classes, f"{name} labels")
+        dataset = dict_batches(named[0], labels, len(labels), name).unbatch()
+        dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if shuffle else dataset
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     x, y = as_numpy_xy((data, y) if y is not None else data, name)
     y = validation.check_labels(y, num_classes, f"{name} labels")
     return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
@@ -187,8 +203,9 @@ def fine_tune(
 
     Args:
         model: a `build_classifier` model; trained in place.
-        train_data: images `x` (with `y`), an `(x, y)` tuple, or a batched
-            `tf.data.Dataset` of `(x, y)`.
+        train_data: inputs `x` (with `y`): images, int token ids, or a dict of named
+            inputs (keras-hub's token_ids / padding_mask / segment_ids); an `(x, y)`
+            tuple; or a batched `tf.data.Dataset` of `(x, y)`.
         y: integer labels when `train_data` is an array.
         validation_data: None, an `(x, y)` tuple or a `tf.data.Dataset`.
         probe: "convex", "fit" or None (see above).
@@ -255,9 +272,9 @@ def fine_tune(
 
     freeze_backbone(model)
     if probe == "convex":
-        if isinstance(train_data, tf.data.Dataset):
+        if isinstance(train_data, tf.data.Dataset) or split_dict_inputs(train_data, y) is not None:
             # Streamed once, one batch of images in memory at a time (no copy of the split).
-            histories["probe"] = linear_probe(model, train_data, batch_size=batch_size, seed=seed)
+            histories["probe"] = linear_probe(model, train_data, y, batch_size=batch_size, seed=seed)
         else:
             x_np, y_np = as_numpy_xy((train_data, y) if y is not None else train_data, "train_data")
             histories["probe"] = linear_probe(model, x_np, y_np, batch_size=batch_size, seed=seed)

@@ -104,8 +104,10 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
 
     Args:
         model: a `build_classifier` model.
-        blocks: "all", "first", "middle", "last" (surgical fine-tuning) or a list of block names.
-        top_n_layers: instead of blocks, unfreeze the last N layers with weights.
+        blocks: "all", "first", "middle", "last" (surgical fine-tuning) or a list of block
+            names; for a text backbone, its transformer blocks (see `backbone_blocks`).
+        top_n_layers: instead of blocks, unfreeze the last N layers with weights (for a
+            split transformer layer, its sublayers in block order).
         train_batchnorm: BatchNorm layers stay frozen by default (the Keras fine-tuning
             guide's advice): a frozen Keras 3 BatchNormalization runs in inference mode, so
             its moving statistics never change. With `True`, gamma/beta train AND the layers
@@ -135,7 +137,10 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
     """
     backbone = get_backbone(model)
     backbone.trainable = True
-    layers = [layer for layer in backbone.layers if layer.weights]
+    grouped = backbones_lib.backbone_blocks(backbone, own_variables=True)
+    members = [m for group in grouped.values() for m in group]
+    layers = [m for m in members if isinstance(m, keras.layers.Layer) and m.weights]
+    own = [m for m in members if not isinstance(m, keras.layers.Layer)]
     if top_n_layers is not None:
         top_n_layers = validation.check_positive_int("top_n_layers", top_n_layers)
         if top_n_layers > len(layers):
@@ -143,13 +148,18 @@ def unfreeze_backbone(model, blocks="all", top_n_layers=None, train_batchnorm=Fa
                 f"`top_n_layers` must be at most {len(layers)} (the backbone's layers with weights). "
                 f"Received: top_n_layers={top_n_layers}"
             )
+        if not own:  # the backbone's own layer order, as before blocks were split
+            layers = [layer for layer in backbone.layers if layer.weights]
         chosen = {id(layer) for layer in layers[len(layers) - top_n_layers :]}
+        chosen |= {id(v) for v in own} if top_n_layers == len(layers) else set()
     else:
-        grouped = backbones_lib.backbone_blocks(backbone)
-        chosen = {id(layer) for name in select_blocks(backbone, blocks) for layer in grouped[name]}
-    for layer in backbone.layers:
-        trainable = id(layer) in chosen
-        if isinstance(layer, keras.layers.BatchNormalization) and not train_batchnorm:
+        chosen = {id(m) for name in select_blocks(backbone, blocks) for m in grouped[name]}
+    for member in members:
+        if not isinstance(member, keras.layers.Layer):
+            member.trainable = id(member) in chosen  # a split layer's own variable (position embedding)
+            continue
+        trainable = id(member) in chosen
+        if isinstance(member, keras.layers.BatchNormalization) and not train_batchnorm:
             trainable = False
-        layer.trainable = trainable
+        member.trainable = trainable
     return model

@@ -130,9 +130,11 @@ def _run_dataset(compiled, dtype, dataset, name, with_labels):
                 f"`{name}` must yield (x, y) batches. Received a dataset with element spec {dataset.element_spec}"
             )
         x = element[0] if is_tuple else element
-        if x.dtype.is_floating:
+        if isinstance(x, dict):  # named inputs (e.g. keras-hub's token_ids / padding_mask): as they come
+            pass
+        elif x.dtype.is_floating:
             validation.check_finite(x.numpy(), "x")
-        if dtype:
+        if dtype and not isinstance(x, dict):
             x = tf.cast(x, dtype)
         chunks.append(_to_numpy(compiled(x), flatten=True))
         if with_labels:
@@ -141,6 +143,26 @@ def _run_dataset(compiled, dtype, dataset, name, with_labels):
         raise ValueError(f"`{name}` must contain at least one example. Received: an empty dataset.")
     features = np.concatenate(chunks)
     return (features, np.concatenate(labels)) if with_labels else features
+
+
+def dict_batches(x, y, batch_size, name="x"):
+    """A batched dataset of a dict of equal-length arrays (named inputs, e.g. token ids and a padding mask)."""
+    x = {key: np.asarray(value) for key, value in x.items()}
+    lengths = {key: len(value) for key, value in x.items()}
+    if y is not None:
+        lengths["labels"] = len(y)
+    if not x or len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise ValueError(f"`{name}` must be a non-empty dict of arrays of one length. Received lengths: {lengths}")
+    return tf.data.Dataset.from_tensor_slices(x if y is None else (x, np.asarray(y))).batch(batch_size)
+
+
+def split_dict_inputs(data, y):
+    """`(x, y)` when `data` (or `data[0]` of an `(x, y)` pair) is a dict of named inputs; else None."""
+    if isinstance(data, dict):
+        return data, y
+    if y is None and isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], dict):
+        return data[0], data[1]
+    return None
 
 
 def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
@@ -155,9 +177,11 @@ def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
     Args:
         model: a model with a Dense named "head" (features = the head's input), or any
             model (features = its flattened output).
-        x: an array of inputs, or a finite batched `tf.data.Dataset` of `x` or `(x, y, ...)`
-            batches (read once, in its own batches, not cached: a dataset, e.g. one reading
-            files, may change its order on every pass).
+        x: an array of inputs, a dict of arrays (named inputs, e.g. keras-hub's
+            token_ids / padding_mask / segment_ids; not cached), or a finite batched
+            `tf.data.Dataset` of `x` or `(x, y, ...)` batches (read once, in its own
+            batches, not cached: a dataset, e.g. one reading files, may change its
+            order on every pass).
         batch_size: images per compiled call (arrays only).
         cache_dir: folder for the .npy cache, or None.
         use_cache: look up and store array results in the caches.
@@ -179,6 +203,8 @@ def extract_features(model, x, batch_size=64, cache_dir=None, use_cache=True):
     """
     batch_size = validation.check_positive_int("batch_size", batch_size)
     call, compiled, dtype = _compiled(model, "features")
+    if isinstance(x, dict):
+        x = dict_batches(x, None, batch_size)
     if isinstance(x, tf.data.Dataset):
         return _run_dataset(compiled, dtype, x, "x", with_labels=False)
     x = np.asarray(x)
@@ -327,7 +353,8 @@ def linear_probe(model, data, y=None, C="auto", batch_size=64, cache_dir=None, u
 
     Args:
         model: a model with a Dense named "head" (its backbone is used frozen, as is).
-        data: images `x` (with `y`), or an (x, y) tuple, or a finite tf.data.Dataset of (x, y).
+        data: inputs `x` (with `y`: images, token ids, or a dict of named inputs such as
+            keras-hub's), or an (x, y) tuple, or a finite tf.data.Dataset of (x, y).
         y: integer labels when `data` is an array.
         C: inverse L2 strength, or "auto" (cross-validated).
         batch_size: images per compiled extraction call (arrays; a dataset keeps its batches).
@@ -360,6 +387,9 @@ def linear_probe(model, data, y=None, C="auto", batch_size=64, cache_dir=None, u
     start = time.perf_counter()
     head = get_head(model)
     num_classes = head.units
+    named = split_dict_inputs(data, y)
+    if named is not None:
+        data, y = dict_batches(named[0], named[1], batch_size, "data"), None
     if isinstance(data, tf.data.Dataset) and y is None:
         _, compiled, dtype = _compiled(model, "features")
         features, y = _run_dataset(compiled, dtype, data, "data", with_labels=True)

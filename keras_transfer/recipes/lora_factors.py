@@ -111,6 +111,7 @@ def unmerge_lora(model, factors):
         if not hits:
             continue
         new.trainable = True  # as add_adapters(kind="lora"): only the factors train
+        model_graph.train_only_lora_factors(new)  # also the variables `new` holds itself
         for sub, _ in couples[1:]:
             sub.trainable = False
         for new_sub, orig_sub in hits:
