@@ -177,18 +177,16 @@ class HoulsbyTransformerEncoder(_BASE):
         """Sets the sublayers' `trainable` flags from `base_trainable` (adapters always train).
 
         Setting `block.trainable` makes every sublayer follow it, as in Keras; call this
-        afterwards to freeze the keras-hub part again.
+        afterwards to freeze the keras-hub part again. A frozen block stays frozen.
         """
-        if not self.trainable:
-            return
         norms = ("self_attention_layer_norm", "feedforward_layer_norm")
         for name, sub in self._parts().items():
-            if isinstance(sub, BottleneckAdapter):
+            if not self.trainable:
+                break
+            if isinstance(sub, BottleneckAdapter) or self.base_trainable == "all":
                 sub.trainable = True
-            elif self.base_trainable != "all":
-                sub.trainable = self.base_trainable == "layer_norms" and name in norms
             else:
-                sub.trainable = True
+                sub.trainable = self.base_trainable == "layer_norms" and name in norms
 
     def call(
         self,
@@ -254,7 +252,11 @@ class HoulsbyTransformerEncoder(_BASE):
             variable.assign(value)
 
     def encoder_config(self):
-        """The config of the plain keras-hub `TransformerEncoder` (the adapter keys removed)."""
+        """The config of the plain keras-hub `TransformerEncoder` (the adapter keys removed).
+
+        Returns:
+            A dict for `keras_hub.layers.TransformerEncoder.from_config`.
+        """
         config = self.get_config()
         for key in _ADAPTER_KEYS:
             config.pop(key)

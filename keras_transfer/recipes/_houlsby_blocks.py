@@ -61,11 +61,22 @@ def copy_houlsby_weights(pairs, target_ids):
     return handled
 
 
-def keep_houlsby_training(new, orig):
-    """Copies the trainable flags of an earlier Houlsby block (and its sublayers) to its clone."""
+def keep_houlsby_training(new, orig, target_ids=()):
+    """Copies the trainable flags of an earlier Houlsby block (and its sublayers) to its clone.
+
+    Returns False when `orig` is not a Houlsby block; raises when a target lies inside it.
+    """
     if not isinstance(orig, HoulsbyTransformerEncoder):
         return False
-    for sub, original in model_graph.paired_sublayers(new, orig):
+    pairs = model_graph.paired_sublayers(new, orig)
+    inside = [original.name for _, original in pairs[1:] if id(original) in target_ids]
+    if inside:
+        raise ValueError(
+            f"`targets` must not select layers inside HoulsbyTransformerEncoder '{orig.name}'. Received: "
+            f"{inside}. Its sublayers' trainable flags follow `base_trainable`; LoRA and Houlsby adapters "
+            "do not combine in one block."
+        )
+    for sub, original in pairs:
         sub.trainable = original.trainable
     return True
 

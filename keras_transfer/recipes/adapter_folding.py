@@ -10,7 +10,10 @@ import numpy as np
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
-from keras_transfer.recipes import _houlsby_blocks as houlsby
+from keras_transfer.recipes._houlsby_blocks import fold_houlsby_weights
+from keras_transfer.recipes._houlsby_blocks import is_houlsby_block
+from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
+from keras_transfer.recipes._houlsby_blocks import plain_encoder
 from keras_transfer.recipes.lora_factors import lora_attrs
 from keras_transfer.utils import model_graph
 
@@ -99,7 +102,7 @@ def _plan_folds(model):
                     "makes it more than a weight perturbation. Serve the adapted model, or use "
                     "ConvAdapter / LoRA where zero inference overhead matters."
                 )
-            if houlsby.is_houlsby_block(layer):
+            if is_houlsby_block(layer):
                 layer.merged_encoder_weights()  # raises unless both adapters are linear
                 continue
             if not isinstance(layer, ConvAdapter):
@@ -271,8 +274,8 @@ def _rebuild(model, fold_conv, merge_lora):
             # At inference a FrozenBatchNormalization is a BatchNormalization with the same
             # weights (same config, same variables in the same order).
             return keras.layers.BatchNormalization.from_config(layer.get_config())
-        if fold_conv and houlsby.is_houlsby_block(layer):
-            return houlsby.plain_encoder(layer)
+        if fold_conv and is_houlsby_block(layer):
+            return plain_encoder(layer)
         return _strip_lora(layer) if merge_lora else model_graph.clone_layer_from_config(layer)
 
     def call_layer(new, orig, *args, **kwargs):
@@ -285,14 +288,15 @@ def _rebuild(model, fold_conv, merge_lora):
     for new, orig in pairs:
         if fold_conv and isinstance(orig, ConvAdapter):
             continue
-        if fold_conv and houlsby.is_houlsby_block(orig):
-            houlsby.fold_houlsby_weights(new, orig)
+        if fold_conv and is_houlsby_block(orig):
+            fold_houlsby_weights(new, orig)
             continue
         if merge_lora:
             _merged_weights(orig, new)
         else:
             model_graph.copy_weights([(new, orig)])
         new.trainable = orig.trainable
+        keep_houlsby_training(new, orig)  # the block's frozen sublayers stay frozen
         if fold_conv and isinstance(orig, FrozenBatchNormalization):
             new.trainable = False  # inference mode in fit too, as the frozen-statistics layer ran
     for plan in plans.values():

@@ -12,7 +12,10 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
-from keras_transfer.recipes import _houlsby_blocks as houlsby
+from keras_transfer.recipes._houlsby_blocks import check_houlsby_targets
+from keras_transfer.recipes._houlsby_blocks import copy_houlsby_weights
+from keras_transfer.recipes._houlsby_blocks import houlsby_block
+from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
 from keras_transfer.recipes.freeze_batchnorm_statistics import clone_with_frozen_batchnorm
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
@@ -148,7 +151,7 @@ def add_adapters(
     clone_layer = _clone_function(kind, target_ids, options, train_normalization, train_batchnorm)
     new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_layer, call_layer=inserter.call_layer)
     model_graph.copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
-    replaced = houlsby.copy_houlsby_weights(pairs, target_ids) if kind == "houlsby" else set()
+    replaced = copy_houlsby_weights(pairs, target_ids) if kind == "houlsby" else set()
     inserter.check_all_inserted(matched)
     for new, orig in pairs:
         if id(new) in replaced or _keeps_earlier_training(new, orig, target_ids):
@@ -190,7 +193,7 @@ def _check_train_batchnorm(value):
 
 def _check_targets(matched, kind, bottleneck_dim, per_channel):
     if kind == "houlsby":
-        houlsby.check_houlsby_targets(matched, bottleneck_dim)
+        check_houlsby_targets(matched, bottleneck_dim)
         return
     for path, layer in matched:
         if isinstance(layer, keras.Model):
@@ -286,7 +289,7 @@ def _clone_function(kind, target_ids, options, train_normalization, train_batchn
 
     def clone_layer(layer):
         if kind == "houlsby" and id(layer) in target_ids:
-            return houlsby.houlsby_block(layer, options, train_normalization)
+            return houlsby_block(layer, options, train_normalization)
         return fallback(layer)
 
     return clone_layer
@@ -380,7 +383,7 @@ def _keeps_earlier_training(new, orig, target_ids):
     if isinstance(orig, (BottleneckAdapter, ConvAdapter)):
         new.trainable = orig.trainable
         return True
-    if houlsby.keep_houlsby_training(new, orig):
+    if keep_houlsby_training(new, orig, target_ids):
         return True
     earlier_lora = model_graph.lora_layers(new)
     if not earlier_lora or id(orig) in target_ids:

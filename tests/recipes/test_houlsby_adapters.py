@@ -12,6 +12,7 @@ from keras_transfer.recipes import add_adapters
 from keras_transfer.recipes import fold_adapters
 from keras_transfer.recipes import get_adapter_weights
 from keras_transfer.recipes import load_adapter_weights
+from keras_transfer.recipes import merge_lora
 from keras_transfer.recipes import save_adapter_weights
 from tests.test_case import TestCase
 
@@ -193,3 +194,16 @@ class HoulsbyAdaptersTest(TestCase):
             w.path for w in again.get_layer("pooled_dense_adapter").weights
         }
         self.assertEqual({w.path for w in again.trainable_weights}, expected)
+
+    def test_lora_on_the_head_then_merge_keeps_the_blocks_frozen(self):
+        adapted = self.adapt()
+        lora = add_adapters(adapted, "pooled_dense", "lora", rank=2)
+        block_trainable = {w.path for w in adapted.trainable_weights if "transformer_layer" in w.path}
+        self.assertEqual({w.path for w in lora.trainable_weights if "transformer_layer" in w.path}, block_trainable)
+        merged = merge_lora(lora)
+        self.assertEqual({w.path for w in merged.trainable_weights if "transformer_layer" in w.path}, block_trainable)
+        actual, expected = merged.predict(self.x, verbose=0), lora.predict(self.x, verbose=0)
+        self.assertAllClose(actual["pooled_output"], expected["pooled_output"], atol=1e-6)
+        self.assertRaisesValueError(
+            ["inside HoulsbyTransformerEncoder", "query"], add_adapters, adapted, "query", "lora", rank=2
+        )
