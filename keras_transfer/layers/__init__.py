@@ -6,6 +6,7 @@ from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
 from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.layers.gradient_reversal import reverse_gradient
+from keras_transfer.layers.houlsby_transformer_encoder import HoulsbyTransformerEncoder
 from keras_transfer.layers.image_input_adapter import ImageInputAdapter
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.layers.text_transformer_encoder import TextTransformerEncoder

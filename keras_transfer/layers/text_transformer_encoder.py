@@ -13,6 +13,7 @@ layer uses core only so the CLIP text side works without keras-hub.
 import keras
 from keras import ops
 
+from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.utils import validation
 
 
@@ -37,6 +38,12 @@ class TextTransformerEncoder(keras.layers.Layer):
         pooling: "mean" (the mean over the non-padding positions: one vector per
             text) or None (one vector per token, `(batch, length, embedding_dim)`,
             for token-level heads such as a masked language model).
+        adapter_dim: None (no adapters) or the bottleneck width of two
+            `BottleneckAdapter`s per block (Houlsby et al.'s placement): one after the
+            attention output, one after the MLP output, each before its residual add.
+            They start as the identity (zero up-projection), so weights copied from an
+            encoder without adapters give the same outputs; with a ReLU between their
+            projections they do not fold into the block's weights.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -72,6 +79,7 @@ class TextTransformerEncoder(keras.layers.Layer):
         intermediate_dim=None,
         dropout=0.0,
         pooling="mean",
+        adapter_dim=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -124,6 +132,23 @@ class TextTransformerEncoder(keras.layers.Layer):
         self.mlp_outs = [keras.layers.Dense(self.embedding_dim, dtype=dtype, name=f"block{i}_mlp_out") for i in n]
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=dtype, name="dropout")
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="final_ln")
+        # Houlsby adapters (after the attention and the MLP outputs), created last so their
+        # weights follow the encoder's own in `weights`.
+        self.adapter_dim = None
+        if adapter_dim is not None:
+            self.adapter_dim = validation.check_positive_int("adapter_dim", adapter_dim)
+            if self.adapter_dim > self.embedding_dim:
+                raise ValueError(
+                    f"`adapter_dim` must be at most `embedding_dim` ({self.embedding_dim}). "
+                    f"Received: adapter_dim={adapter_dim}. An adapter is a bottleneck."
+                )
+        adapter_blocks = n if self.adapter_dim is not None else range(0)
+        self.attention_adapters = [
+            BottleneckAdapter(self.adapter_dim, dtype=dtype, name=f"block{i}_attention_adapter") for i in adapter_blocks
+        ]
+        self.mlp_adapters = [
+            BottleneckAdapter(self.adapter_dim, dtype=dtype, name=f"block{i}_mlp_adapter") for i in adapter_blocks
+        ]
 
     def build(self, input_shape):
         if len(input_shape) != 2:
@@ -151,6 +176,8 @@ class TextTransformerEncoder(keras.layers.Layer):
             self.mlp_norms[i].build(width)
             self.mlp_ins[i].build(width)
             self.mlp_outs[i].build((None, length, self.intermediate_dim))
+        for adapter in self.attention_adapters + self.mlp_adapters:
+            adapter.build(width)
         self.final_norm.build(width)
         self.built = True
 
@@ -165,9 +192,11 @@ class TextTransformerEncoder(keras.layers.Layer):
         for i in range(self.num_layers):
             h = self.attention_norms[i](x)
             h = self.attentions[i](h, h, attention_mask=attention_mask, training=training)
-            x = x + self.dropout_layer(h, training=training)
+            h = self.dropout_layer(h, training=training)
+            x = x + (self.attention_adapters[i](h) if self.adapter_dim is not None else h)
             h = self.mlp_outs[i](self.mlp_ins[i](self.mlp_norms[i](x)))
-            x = x + self.dropout_layer(h, training=training)
+            h = self.dropout_layer(h, training=training)
+            x = x + (self.mlp_adapters[i](h) if self.adapter_dim is not None else h)
         x = self.final_norm(x)
         if self.pooling is None:
             return x
@@ -192,6 +221,7 @@ class TextTransformerEncoder(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,
                 "pooling": self.pooling,
+                "adapter_dim": self.adapter_dim,
             }
         )
         return config

@@ -1,4 +1,4 @@
-"""Fold conv adapters and LoRA back into the weights: a plain model of the original architecture.
+"""Fold conv adapters, linear Houlsby adapters and LoRA back into the weights: a plain model.
 
 `fold_adapters` lists the placements that fold exactly; LoRA layers merge through Keras's
 merged-kernel saving path (`save_own_variables`); `lora_factors.unmerge_lora` goes back to base + factors.
@@ -10,6 +10,10 @@ import numpy as np
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
+from keras_transfer.recipes._houlsby_blocks import fold_houlsby_weights
+from keras_transfer.recipes._houlsby_blocks import is_houlsby_block
+from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
+from keras_transfer.recipes._houlsby_blocks import plain_encoder
 from keras_transfer.recipes.lora_factors import lora_attrs
 from keras_transfer.utils import model_graph
 
@@ -98,6 +102,9 @@ def _plan_folds(model):
                     "makes it more than a weight perturbation. Serve the adapted model, or use "
                     "ConvAdapter / LoRA where zero inference overhead matters."
                 )
+            if is_houlsby_block(layer):
+                layer.merged_encoder_weights()  # raises unless both adapters are linear
+                continue
             if not isinstance(layer, ConvAdapter):
                 continue
             calls = len(model_graph.inbound_nodes(layer))
@@ -267,6 +274,8 @@ def _rebuild(model, fold_conv, merge_lora):
             # At inference a FrozenBatchNormalization is a BatchNormalization with the same
             # weights (same config, same variables in the same order).
             return keras.layers.BatchNormalization.from_config(layer.get_config())
+        if fold_conv and is_houlsby_block(layer):
+            return plain_encoder(layer)
         return _strip_lora(layer) if merge_lora else model_graph.clone_layer_from_config(layer)
 
     def call_layer(new, orig, *args, **kwargs):
@@ -279,11 +288,15 @@ def _rebuild(model, fold_conv, merge_lora):
     for new, orig in pairs:
         if fold_conv and isinstance(orig, ConvAdapter):
             continue
+        if fold_conv and is_houlsby_block(orig):
+            fold_houlsby_weights(new, orig)
+            continue
         if merge_lora:
             _merged_weights(orig, new)
         else:
             model_graph.copy_weights([(new, orig)])
         new.trainable = orig.trainable
+        keep_houlsby_training(new, orig)  # the block's frozen sublayers stay frozen
         if fold_conv and isinstance(orig, FrozenBatchNormalization):
             new.trainable = False  # inference mode in fit too, as the frozen-statistics layer ran
     for plan in plans.values():
@@ -314,7 +327,11 @@ def fold_adapters(model):
     BatchNormalization (`s * z + t` at inference) -> series adapter
     (`W' = W diag(s) (I + alpha) diag(1/s)`, the constant moved into the moving mean, every
     `s != 0`); conv -> parallel adapter on the conv's own input (`W'[centre] += alpha`,
-    `b' = b + c`); depthwise convs with per-channel adapters. The result has the adapted
+    `b' = b + c`); depthwise convs with per-channel adapters; `HoulsbyTransformerEncoder`
+    blocks whose two adapters are linear (`activation=None`, no layer norm: `x M + c`), which
+    become plain `keras_hub.layers.TransformerEncoder` blocks with the attention output and
+    feed-forward output projections `W M`, `b M + c`. A bottleneck adapter with a
+    non-linearity (the default) is more than a weight perturbation and does not fold. The result has the adapted
     architecture's layers, names and weight shapes and no keras_transfer layer
     (`FrozenBatchNormalization` becomes a frozen `BatchNormalization`); its outputs equal the
     adapted model's at inference. The input model is not modified.
@@ -327,7 +344,8 @@ def fold_adapters(model):
 
     Raises:
         ValueError: naming the adapter when its placement cannot fold exactly (an activation,
-            a layer in between, a conv output feeding other layers, a BottleneckAdapter).
+            a layer in between, a conv output feeding other layers, a BottleneckAdapter, a
+            Houlsby block with non-linear adapters).
 
     Reference:
         Rebuffi et al., "Efficient parametrization of multi-domain deep neural networks",

@@ -1,4 +1,4 @@
-"""Insert adapters (bottleneck, 1x1 conv in series / parallel, Keras LoRA) into a built model.
+"""Insert adapters (bottleneck, Houlsby, 1x1 conv in series / parallel, Keras LoRA) into a built model.
 
 The pretrained model stays untouched: `add_adapters` rebuilds the functional graph with
 `keras.models.clone_model(recursive=True, clone_function=..., call_function=...)` (Keras's
@@ -12,11 +12,15 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.recipes._houlsby_blocks import check_houlsby_targets
+from keras_transfer.recipes._houlsby_blocks import copy_houlsby_weights
+from keras_transfer.recipes._houlsby_blocks import houlsby_block
+from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
 from keras_transfer.recipes.freeze_batchnorm_statistics import clone_with_frozen_batchnorm
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
 
-ADAPTER_KINDS = ("bottleneck", "conv_series", "conv_parallel", "lora")
+ADAPTER_KINDS = ("bottleneck", "houlsby", "conv_series", "conv_parallel", "lora")
 
 NORMALIZATION_LAYERS = model_graph.NORMALIZATION_LAYERS
 
@@ -36,6 +40,7 @@ def add_adapters(
     bottleneck_dim=16,
     activation="relu",
     use_layer_norm=False,
+    init_scale=None,
     per_channel=False,
     use_bias=False,
     rank=4,
@@ -62,14 +67,23 @@ def add_adapters(
             `keras.layers.Conv2D`, `keras.layers.MultiHeadAttention`), a predicate
             `fn(layer) -> bool`, or a list of these.
         kind: "bottleneck" (`BottleneckAdapter` after each target's output),
+            "houlsby" (each target `keras_hub.layers.TransformerEncoder` block becomes a
+            `HoulsbyTransformerEncoder` with the same weights: two adapters inside the
+            block, after the attention and the feed-forward output projections, before
+            each residual add and LayerNorm; only the adapters and, with
+            `train_normalization`, the block's LayerNorms train in it),
             "conv_series" (`ConvAdapter(mode="series")` after each target),
             "conv_parallel" (`ConvAdapter(mode="parallel")` beside each target conv,
             reading the conv's input), or "lora" (Keras's own `layer.enable_lora(rank)`
             on each target: Dense, EinsumDense, Embedding, Conv).
         bottleneck_dim: width of each `BottleneckAdapter`'s bottleneck (below the
             target's features).
-        activation: the `BottleneckAdapter` non-linearity.
+        activation: the `BottleneckAdapter` non-linearity (kind "bottleneck" or
+            "houlsby"; None makes Houlsby adapters linear, which `fold_adapters` folds).
         use_layer_norm: a LayerNorm at the `BottleneckAdapter`'s input.
+        init_scale: kind "houlsby": None (the adapters' up-projections start at zero:
+            the exact identity) or the standard deviation of Houlsby et al.'s
+            near-identity truncated-normal initialisation (e.g. 1e-3).
         per_channel: `ConvAdapter` with one scale per channel instead of a full
             1x1 matrix.
         use_bias: `ConvAdapter` with a bias.
@@ -129,16 +143,18 @@ def add_adapters(
         bottleneck_dim=bottleneck_dim,
         activation=activation,
         use_layer_norm=use_layer_norm,
+        init_scale=init_scale,
         per_channel=per_channel,
         use_bias=use_bias,
     )
     inserter = _AdapterInserter(model, kind, target_ids, suffix, options)
-    clone_layer = clone_with_frozen_batchnorm if train_batchnorm == "affine" else None
+    clone_layer = _clone_function(kind, target_ids, options, train_normalization, train_batchnorm)
     new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_layer, call_layer=inserter.call_layer)
     model_graph.copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
+    replaced = copy_houlsby_weights(pairs, target_ids) if kind == "houlsby" else set()
     inserter.check_all_inserted(matched)
     for new, orig in pairs:
-        if _keeps_earlier_training(new, orig, target_ids):
+        if id(new) in replaced or _keeps_earlier_training(new, orig, target_ids):
             continue
         new.trainable = _trains(new, orig, head_ids, train_normalization, train_batchnorm)
         if kind == "lora":
@@ -152,7 +168,7 @@ def _check_arguments(model, kind, bottleneck_dim, rank, lora_alpha, train_batchn
     model_graph.check_graph_model(model)
     validation.check_one_of("kind", kind, ADAPTER_KINDS)
     train_batchnorm = _check_train_batchnorm(train_batchnorm)
-    if kind == "bottleneck":
+    if kind in ("bottleneck", "houlsby"):
         validation.check_positive_int(
             "bottleneck_dim", bottleneck_dim, "Pass the adapter width M, e.g. bottleneck_dim=16."
         )
@@ -176,6 +192,9 @@ def _check_train_batchnorm(value):
 
 
 def _check_targets(matched, kind, bottleneck_dim, per_channel):
+    if kind == "houlsby":
+        check_houlsby_targets(matched, bottleneck_dim)
+        return
     for path, layer in matched:
         if isinstance(layer, keras.Model):
             continue
@@ -264,6 +283,18 @@ def _head_layers(model, trainable_layers):
 
 
 # --------------------------------------------------------------------------- insertion
+def _clone_function(kind, target_ids, options, train_normalization, train_batchnorm):
+    """The `clone_layer` of `clone_graph`: Houlsby blocks for the targets, frozen-statistics BatchNorm."""
+    fallback = clone_with_frozen_batchnorm if train_batchnorm == "affine" else model_graph.clone_layer_from_config
+
+    def clone_layer(layer):
+        if kind == "houlsby" and id(layer) in target_ids:
+            return houlsby_block(layer, options, train_normalization)
+        return fallback(layer)
+
+    return clone_layer
+
+
 class _AdapterInserter:
     """The `call_layer` of `clone_graph` for `add_adapters`: calls each clone, then its adapter."""
 
@@ -287,7 +318,7 @@ class _AdapterInserter:
 
     def call_layer(self, new, orig, *args, **kwargs):
         outputs = new(*args, **kwargs)
-        if id(orig) not in self.target_ids or self.kind == "lora":
+        if id(orig) not in self.target_ids or self.kind in ("lora", "houlsby"):
             return outputs
         if not isinstance(outputs, keras.KerasTensor):
             raise ValueError(
@@ -322,7 +353,7 @@ class _AdapterInserter:
         )
 
     def check_all_inserted(self, matched):
-        if self.kind == "lora":
+        if self.kind in ("lora", "houlsby"):
             return
         done = {id(orig) for orig, _ in self.inserted}
         missing = [layer.name for _, layer in matched if id(layer) not in done]
@@ -351,6 +382,8 @@ def _keeps_earlier_training(new, orig, target_ids):
     """Adapters and LoRA factors from an earlier call keep training; True when `new` is one."""
     if isinstance(orig, (BottleneckAdapter, ConvAdapter)):
         new.trainable = orig.trainable
+        return True
+    if keep_houlsby_training(new, orig, target_ids):
         return True
     earlier_lora = model_graph.lora_layers(new)
     if not earlier_lora or id(orig) in target_ids:

@@ -72,6 +72,35 @@ def _lora_rows(model, by_role):
     return rows, lora_vars
 
 
+def _nested_adapter_rows(path, layer, lora_vars, by_role):
+    """Rows for the adapters inside a leaf layer (a `HoulsbyTransformerEncoder` block).
+
+    Adds the block's trainable weights to `by_role`: adapters, its normalisation sublayers,
+    the rest as "other". Returns the rows ([] when `layer` holds no adapter).
+    """
+    sublayers = model_graph.iter_sublayers(layer, path)
+    adapters = [(p, sub) for p, sub in sublayers if isinstance(sub, (BottleneckAdapter, ConvAdapter))]
+    if not adapters:
+        return []
+    rows, adapter_vars = [], set()
+    for sub_path, sub in adapters:
+        adapter_vars.update(id(v) for v in sub.weights)
+        trainable = sum(_size(v) for v in sub.trainable_weights)
+        by_role["adapter"] += trainable
+        params = sum(_size(v) for v in sub.weights)
+        rows.append(
+            {"name": sub_path, "class": type(sub).__name__, "role": "adapter", "params": params, "trainable": trainable}
+        )
+    norm_vars = {
+        id(v) for _, sub in sublayers if isinstance(sub, model_graph.NORMALIZATION_LAYERS) for v in sub.weights
+    }
+    for variable in layer.trainable_weights:
+        if id(variable) in adapter_vars or id(variable) in lora_vars:
+            continue
+        by_role["normalization" if id(variable) in norm_vars else "other"] += _size(variable)
+    return rows
+
+
 def adapter_parameter_report(model):
     """Counts what trains: totals, trainable share, and one row per adapter / LoRA layer.
 
@@ -83,7 +112,9 @@ def adapter_parameter_report(model):
         `added_params` (adapter + LoRA factors), `added_percent` (relative to the rest, the
         "extra parameters" of Houlsby et al.), `by_role` (trainable parameters of adapters,
         LoRA, normalisation, head, other) and `adapters` (one row
-        `{"name", "class", "role", "params", "trainable"}` per adapter or LoRA layer).
+        `{"name", "class", "role", "params", "trainable"}` per adapter or LoRA layer,
+        adapters inside a `HoulsbyTransformerEncoder` block included, e.g.
+        `"transformer_layer_0/attention_adapter"`).
 
     Raises:
         ValueError: if `model` is not a built Functional or Sequential model.
@@ -109,6 +140,11 @@ def adapter_parameter_report(model):
     rows, lora_vars = _lora_rows(model, by_role)
     added = sum(row["params"] for row in rows)
     for path, layer in model_graph.iter_leaf_layers(model):
+        nested = _nested_adapter_rows(path, layer, lora_vars, by_role)
+        if nested:  # adapters inside a block (Houlsby placement)
+            rows += nested
+            added += sum(row["params"] for row in nested)
+            continue
         role = _role(layer)
         trainable_here = sum(_size(v) for v in layer.trainable_weights if id(v) not in lora_vars)
         if role == "adapter":

@@ -218,7 +218,18 @@ class InsertionErrorTest(TestCase):
 
     def test_bad_arguments(self):
         self.assertRaisesValueError(
-            ["`kind` must be one of", "kind='houlsby'"], add_adapters, self.cnn, "conv1", "houlsby"
+            ["`kind` must be one of", "kind='prefix'"], add_adapters, self.cnn, "conv1", "prefix"
+        )
+        try:
+            import keras_hub  # noqa: F401
+        except ImportError:
+            return  # kind="houlsby" needs keras-hub (tests/recipes/test_houlsby_adapters.py)
+        self.assertRaisesValueError(
+            ["keras_hub.layers.TransformerEncoder blocks for kind='houlsby'", "conv1"],
+            add_adapters,
+            self.cnn,
+            "conv1",
+            "houlsby",
         )
         self.assertRaisesValueError(
             "`bottleneck_dim` must be a positive integer", add_adapters, self.cnn, "conv1", bottleneck_dim=0

@@ -1,0 +1,116 @@
+"""`TextTransformerEncoder(adapter_dim=...)`: two Houlsby adapters per block."""
+
+import math
+
+import keras
+import numpy as np
+
+from keras_transfer.layers import TextTransformerEncoder
+from tests.test_case import TestCase
+
+KWARGS = {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_heads": 2, "intermediate_dim": 16}
+
+
+def layer_norm(x, gamma, beta, eps=1e-5):
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(-1, keepdims=True) + eps) * gamma + beta
+
+
+def gelu(x):
+    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def numpy_encoder_with_adapters(layer, ids):
+    """Pre-LN transformer with a ReLU bottleneck adapter after the attention and the MLP
+    outputs, before each residual add (Houlsby et al. 2019, Fig. 2), in NumPy."""
+    w = lambda v: np.asarray(v.numpy(), "float64")  # noqa: E731
+
+    def adapter(h, a):
+        down = np.maximum(h @ w(a.down_kernel) + w(a.down_bias), 0.0)
+        return h + down @ w(a.up_kernel) + w(a.up_bias)
+
+    outputs = []
+    for row in np.asarray(ids):
+        keep = row != 0
+        x = w(layer.token_embedding.embeddings)[row] + w(layer.position_embedding)[: len(row)]
+        for i in range(layer.num_layers):
+            att = layer.attentions[i]
+            h = layer_norm(x, w(layer.attention_norms[i].gamma), w(layer.attention_norms[i].beta))
+            q, k, v = (
+                np.einsum("ld,dhk->lhk", h, w(dense.kernel)) + w(dense.bias)
+                for dense in (att._query_dense, att._key_dense, att._value_dense)
+            )
+            scores = np.einsum("qhd,phd->hqp", q, k) / math.sqrt(q.shape[-1])
+            scores = np.where(keep[None, None, :], scores, -np.inf)
+            probs = np.exp(scores - scores.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            context = np.einsum("hqp,phd->qhd", probs, v)
+            out = np.einsum("qhd,hdo->qo", context, w(att._output_dense.kernel)) + w(att._output_dense.bias)
+            x = x + adapter(out, layer.attention_adapters[i])
+            h = layer_norm(x, w(layer.mlp_norms[i].gamma), w(layer.mlp_norms[i].beta))
+            h = gelu(h @ w(layer.mlp_ins[i].kernel) + w(layer.mlp_ins[i].bias))
+            x = x + adapter(h @ w(layer.mlp_outs[i].kernel) + w(layer.mlp_outs[i].bias), layer.mlp_adapters[i])
+        x = layer_norm(x, w(layer.final_norm.gamma), w(layer.final_norm.beta))
+        outputs.append(x[keep].mean(0))
+    return np.stack(outputs)
+
+
+class TextTransformerEncoderAdaptersTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(0)
+        self.ids = rng.integers(1, 20, size=(4, 7)).astype("int32")
+        self.ids[0, 5:] = 0
+        self.ids[2, 2:] = 0
+
+    def test_two_adapters_per_block_match_numpy(self):
+        layer = TextTransformerEncoder(**KWARGS, num_layers=2, adapter_dim=3)
+        layer(self.ids)
+        self.assertLen(layer.attention_adapters, 2)
+        self.assertLen(layer.mlp_adapters, 2)
+        rng = np.random.default_rng(1)
+        for adapter in layer.attention_adapters + layer.mlp_adapters:
+            for variable in adapter.weights:
+                variable.assign(rng.normal(scale=0.5, size=variable.shape).astype("float32"))
+        self.assertAllClose(layer(self.ids), numpy_encoder_with_adapters(layer, self.ids), atol=1e-5, rtol=1e-5)
+
+    def test_identity_at_insertion(self):
+        plain = TextTransformerEncoder(**KWARGS, num_layers=2)
+        expected = plain(self.ids)
+        adapted = TextTransformerEncoder(**KWARGS, num_layers=2, adapter_dim=3)
+        adapted(self.ids)
+        adapter_ids = {id(v) for a in adapted.attention_adapters + adapted.mlp_adapters for v in a.weights}
+        base = [v for v in adapted.weights if id(v) not in adapter_ids]
+        relative = lambda variables: [v.path.split("/", 1)[1] for v in variables]  # noqa: E731
+        self.assertEqual(relative(base), relative(plain.weights))
+        for variable, value in zip(base, plain.get_weights()):
+            variable.assign(value)
+        self.assertAllClose(adapted(self.ids), expected, atol=1e-6)
+        per_adapter = 2 * 8 * 3 + 8 + 3
+        self.assertEqual(adapted.count_params() - plain.count_params(), 2 * 2 * per_adapter)
+
+    def test_layer_basics_and_round_trip(self):
+        self.run_layer_test(
+            TextTransformerEncoder,
+            {**KWARGS, "num_layers": 1, "adapter_dim": 2},
+            input_shape=(4, 7),
+            expected_output_shape=(4, 8),
+            input_data=self.ids.astype("float32"),
+            expected_num_trainable_weights=2 + 4 + 8 + 4 + 2 + 2 * 4,
+        )
+
+    def test_configs_without_adapter_dim_still_load(self):
+        layer = TextTransformerEncoder(**KWARGS, num_layers=1)
+        config = layer.get_config()
+        self.assertIsNone(config["adapter_dim"])
+        del config["adapter_dim"]  # a config written before the option existed
+        restored = TextTransformerEncoder.from_config(config)
+        self.assertIsNone(restored.adapter_dim)
+        self.assertEqual(restored.get_config(), layer.get_config())
+        inputs = keras.Input((7,), dtype="int32")
+        model = keras.Model(inputs, TextTransformerEncoder(**KWARGS, num_layers=1)(inputs))
+        self.run_serialization_test(model, self.ids)
+
+    def test_invalid_adapter_dim(self):
+        self.assertRaisesValueError("adapter_dim", TextTransformerEncoder, **KWARGS, adapter_dim=0)
+        self.assertRaisesValueError("at most `embedding_dim`", TextTransformerEncoder, **KWARGS, adapter_dim=9)
