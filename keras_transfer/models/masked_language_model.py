@@ -240,12 +240,12 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
             logits = ops.einsum("bld,vd->blv", h, table) + ops.cast(self.output_bias, h.dtype)
         else:
             logits = self.output_dense(h)
-        return ops.cast(logits, "float32")
+        return float32_outputs(logits)
 
     def _next_sentence_logits(self, sequence, pooled):
         if self.pooler is not None:
             pooled = self.pooler(sequence[:, 0, :])
-        return ops.cast(self.next_sentence_dense(pooled), "float32")
+        return float32_outputs(self.next_sentence_dense(pooled))
 
     def token_logits(self, inputs, training=False):
         """The head's vocabulary logits at every position (fill-in-the-blank predictions).
@@ -255,7 +255,7 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
             training: whether the encoder runs in training mode.
 
         Returns:
-            float32 logits `(batch, length, vocabulary_size)`.
+            logits `(batch, length, vocabulary_size)`, float32 under mixed precision.
         """
         return self._vocabulary_logits(self.encode(inputs, training=training)[0])
 
@@ -267,7 +267,7 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
             training: whether the encoder runs in training mode.
 
         Returns:
-            float32 logits `(batch, 2)`.
+            logits `(batch, 2)`, float32 under mixed precision.
 
         Raises:
             ValueError: if the model was built with `next_sentence=False`.
@@ -314,7 +314,8 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
         # `masked_token_loss`'s shape check fails on a partial last batch (unknown batch size in the
         # graph); its formula, the mean cross-entropy over the selected positions, is written out here.
         losses = keras.losses.sparse_categorical_crossentropy(token_ids, logits, from_logits=True)
-        loss = ops.sum(losses * selected) / ops.maximum(ops.sum(selected), 1.0)
+        weights = ops.cast(selected, losses.dtype)
+        loss = ops.sum(losses * weights) / ops.maximum(ops.sum(weights), ops.cast(1.0, losses.dtype))
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), token_ids), "float32")
         parts = {"masked_accuracy": (correct, selected)}
         if not self.next_sentence:
