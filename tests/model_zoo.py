@@ -146,6 +146,25 @@ def _masked_language_model():
     return Entry(model, x, None, 4, lambda n: np.random.default_rng(1).integers(2, 12, size=(n, 6)).astype("int32"))
 
 
+def _next_sentence():
+    encoder = kt.layers.TextTransformerEncoder(
+        12, 6, embedding_dim=8, num_layers=1, num_heads=2, pooling=None, num_segments=2
+    )
+    model = kt.models.MaskedLanguageModel(
+        encoder, 12, mask_rate=0.5, next_sentence=True, unmaskable_ids=(2, 3), first_random_id=4, seed=3
+    )
+    model.compile(keras.optimizers.Adam(1e-3))
+
+    def pairs(n, seed):
+        rng = np.random.default_rng(seed)
+        documents = [[list(rng.integers(4, 12, 1)) for _ in range(n + 1)], [[5], [6]]]
+        inputs, is_next = kt.datasets.sentence_pairs(documents, 6, seed=seed)
+        return {k: v[:n] for k, v in inputs.items()}, is_next[:n]
+
+    x, y = pairs(8, 0)
+    return Entry(model, x, y, 4, lambda n: pairs(n, 1)[0])
+
+
 BUILDERS = {
     "classifier": _classifier,
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
@@ -168,6 +187,7 @@ BUILDERS = {
     "BlackBoxLearner": _black_box,
     "MultiTaskModel": _multi_task,
     "MaskedLanguageModel": _masked_language_model,
+    "MaskedLanguageModelNSP": _next_sentence,
 }
 
 NAMES = tuple(BUILDERS)

@@ -18,6 +18,7 @@ from keras_transfer.datasets.moons import load_moons
 from keras_transfer.datasets.multi_task_dataset import multi_task_dataset
 from keras_transfer.datasets.multi_task_dataset import sampling_ratios
 from keras_transfer.datasets.pipeline import make_dataset
+from keras_transfer.datasets.sentence_pairs import sentence_pairs
 from keras_transfer.datasets.sinusoid import sinusoid_task_dataset
 from keras_transfer.datasets.sinusoid import sinusoid_tasks
 from keras_transfer.datasets.tfds_loader import load_tfds

@@ -2,7 +2,8 @@
 
 Token ids `(batch, sequence_length)` with 0 as padding (the convention of
 `keras.layers.TextVectorization`) -> one pooled vector per text
-`(batch, embedding_dim)`: token + learned position embeddings, `num_layers`
+`(batch, embedding_dim)`: token + learned position (+ optional segment, as
+BERT's sentence A / B) embeddings, `num_layers`
 blocks of (LayerNorm, masked multi-head self-attention, residual, LayerNorm,
 GELU MLP, residual) as in CLIP's text transformer, a final LayerNorm and a
 mean over the non-padding positions. Keras core has MultiHeadAttention but no
@@ -11,6 +12,7 @@ layer uses core only so the CLIP text side works without keras-hub.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
@@ -38,6 +40,10 @@ class TextTransformerEncoder(keras.layers.Layer):
         pooling: "mean" (the mean over the non-padding positions: one vector per
             text) or None (one vector per token, `(batch, length, embedding_dim)`,
             for token-level heads such as a masked language model).
+        num_segments: None (token ids only), or the number of segments (2 for
+            BERT's sentence pairs): a learned segment embedding is added, and the
+            layer takes `{"token_ids": ..., "segment_ids": ...}` as keras-hub's
+            `BertBackbone` does (plain token ids still work: segment 0 everywhere).
         adapter_dim: None (no adapters) or the bottleneck width of two
             `BottleneckAdapter`s per block (Houlsby et al.'s placement): one after the
             attention output, one after the MLP output, each before its residual add.
@@ -47,18 +53,23 @@ class TextTransformerEncoder(keras.layers.Layer):
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
-        token_ids: int tensor `(batch, length)` with `length <= sequence_length`.
+        token_ids: int tensor `(batch, length)` with `length <= sequence_length`,
+            or (with `num_segments`) a dict `{"token_ids": ..., "segment_ids": ...}`
+            of two such tensors, segment ids in `[0, num_segments)`.
         training: whether dropout is applied.
 
     Raises:
         ValueError: if an argument is out of range or `num_heads` does not divide
             `embedding_dim`; when built, if the input is not `(batch, length)`
-            with `length <= sequence_length`.
+            with `length <= sequence_length`, or a dict without `num_segments`;
+            when called eagerly, if segment ids lie outside `[0, num_segments)`.
 
     Reference:
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017; Radford et
         al., "Learning Transferable Visual Models From Natural Language
-        Supervision", ICML 2021.
+        Supervision", ICML 2021; Devlin et al., "BERT: Pre-training of Deep
+        Bidirectional Transformers for Language Understanding", NAACL 2019
+        (segment embeddings, §3).
 
     Example:
 
@@ -66,6 +77,11 @@ class TextTransformerEncoder(keras.layers.Layer):
     ...     vocabulary_size=100, sequence_length=8, embedding_dim=16, num_layers=1, num_heads=2)
     >>> token_ids = np.array([[5, 7, 2, 0, 0, 0, 0, 0]])
     >>> tuple(encoder(token_ids).shape)
+    (1, 16)
+    >>> pairs = keras_transfer.layers.TextTransformerEncoder(
+    ...     vocabulary_size=100, sequence_length=8, embedding_dim=16, num_heads=2, num_segments=2)
+    >>> segment_ids = np.array([[0, 0, 1, 0, 0, 0, 0, 0]])
+    >>> tuple(pairs({"token_ids": token_ids, "segment_ids": segment_ids}).shape)
     (1, 16)
     """
 
@@ -79,6 +95,7 @@ class TextTransformerEncoder(keras.layers.Layer):
         intermediate_dim=None,
         dropout=0.0,
         pooling="mean",
+        num_segments=None,
         adapter_dim=None,
         **kwargs,
     ):
@@ -103,12 +120,20 @@ class TextTransformerEncoder(keras.layers.Layer):
             "intermediate_dim", 4 * self.embedding_dim if intermediate_dim is None else intermediate_dim
         )
         self.dropout = validation.check_fraction("dropout", dropout)
+        if num_segments is not None:
+            num_segments = validation.check_positive_int("num_segments", num_segments)
+        self.num_segments = num_segments
         self.supports_masking = False
 
         dtype = self.dtype_policy
         self.token_embedding = keras.layers.Embedding(
             self.vocabulary_size, self.embedding_dim, dtype=dtype, name="token_embedding"
         )
+        self.segment_embedding = None
+        if self.num_segments is not None:
+            self.segment_embedding = keras.layers.Embedding(
+                self.num_segments, self.embedding_dim, dtype=dtype, name="segment_embedding"
+            )
         # One list per sub-layer kind (Keras tracks lists of layers).
         n = range(self.num_layers)
         self.attention_norms = [
@@ -150,7 +175,31 @@ class TextTransformerEncoder(keras.layers.Layer):
             BottleneckAdapter(self.adapter_dim, dtype=dtype, name=f"block{i}_mlp_adapter") for i in adapter_blocks
         ]
 
+    def _split_inputs(self, inputs):
+        """`(token_ids, segment_ids or None)` from plain ids or a `{"token_ids", "segment_ids"}` dict."""
+        if not isinstance(inputs, dict):
+            return inputs, None
+        if self.num_segments is None or "token_ids" not in inputs or set(inputs) - {"token_ids", "segment_ids"}:
+            raise ValueError(
+                "`TextTransformerEncoder` takes a dict {'token_ids', 'segment_ids'} only when built with "
+                f"num_segments (e.g. 2 for sentence pairs). Received: keys {sorted(inputs)} with "
+                f"num_segments={self.num_segments}. Pass plain token ids or set num_segments."
+            )
+        return inputs["token_ids"], inputs.get("segment_ids")
+
+    def _check_segments(self, segment_ids):
+        """Out-of-range segment ids give a ValueError when eager (a graph would index out of range)."""
+        if not tf.executing_eagerly() or isinstance(segment_ids, keras.KerasTensor):
+            return
+        values = ops.convert_to_numpy(segment_ids)
+        if values.size and (values.min() < 0 or values.max() >= self.num_segments):
+            raise ValueError(
+                f"`segment_ids` must lie in [0, num_segments={self.num_segments}). Received: segment ids from "
+                f"{values.min()} to {values.max()}. Number the sentences of a pair 0 and 1."
+            )
+
     def build(self, input_shape):
+        input_shape, segment_shape = self._split_inputs(input_shape)
         if len(input_shape) != 2:
             raise ValueError(
                 "`TextTransformerEncoder` expects token ids of shape (batch, sequence_length). "
@@ -170,6 +219,8 @@ class TextTransformerEncoder(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(stddev=0.02),
             name="position_embedding",
         )
+        if self.segment_embedding is not None:
+            self.segment_embedding.build(input_shape if segment_shape is None else segment_shape)
         for i in range(self.num_layers):
             self.attention_norms[i].build(width)
             self.attentions[i].build(width, width)
@@ -182,11 +233,17 @@ class TextTransformerEncoder(keras.layers.Layer):
         self.built = True
 
     def call(self, token_ids, training=None):
+        token_ids, segment_ids = self._split_inputs(token_ids)
         token_ids = ops.cast(token_ids, "int32")
         length = ops.shape(token_ids)[1]
         padding = ops.not_equal(token_ids, 0)
         x = self.token_embedding(token_ids)
         x = x + ops.cast(self.position_embedding[None, :length, :], x.dtype)
+        if self.segment_embedding is not None:
+            if segment_ids is None:  # plain token ids: one segment
+                segment_ids = ops.zeros_like(token_ids)
+            self._check_segments(segment_ids)
+            x = x + self.segment_embedding(ops.cast(segment_ids, "int32"))
         # Query i may attend to key j when j is a real token.
         attention_mask = ops.logical_and(padding[:, :, None], padding[:, None, :])
         for i in range(self.num_layers):
@@ -205,6 +262,7 @@ class TextTransformerEncoder(keras.layers.Layer):
         return ops.sum(x * weights, axis=1) / count
 
     def compute_output_shape(self, input_shape):
+        input_shape, _ = self._split_inputs(input_shape)
         if self.pooling is None:
             return (input_shape[0], input_shape[1], self.embedding_dim)
         return (input_shape[0], self.embedding_dim)
@@ -221,6 +279,7 @@ class TextTransformerEncoder(keras.layers.Layer):
                 "intermediate_dim": self.intermediate_dim,
                 "dropout": self.dropout,
                 "pooling": self.pooling,
+                "num_segments": self.num_segments,
                 "adapter_dim": self.adapter_dim,
             }
         )

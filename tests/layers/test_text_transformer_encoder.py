@@ -19,14 +19,17 @@ def gelu(x):
     return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
-def numpy_encoder(layer, ids):
-    """Pre-LN transformer (Vaswani et al. 2017; CLIP's text tower) written in NumPy."""
+def numpy_encoder(layer, ids, segment_ids=None):
+    """Pre-LN transformer (Vaswani et al. 2017; CLIP's text tower; BERT's segment embedding) written in NumPy."""
     w = lambda v: np.asarray(v.numpy(), "float64")  # noqa: E731
     ids = np.asarray(ids)
+    segment_ids = np.zeros_like(ids) if segment_ids is None else np.asarray(segment_ids)
     outputs = []
-    for row in ids:
+    for row, segments in zip(ids, segment_ids):
         keep = row != 0
         x = w(layer.token_embedding.embeddings)[row] + w(layer.position_embedding)[: len(row)]
+        if layer.num_segments is not None:
+            x = x + w(layer.segment_embedding.embeddings)[segments]
         for i in range(layer.num_layers):
             att = layer.attentions[i]
             h = layer_norm(x, w(layer.attention_norms[i].gamma), w(layer.attention_norms[i].beta))
@@ -144,6 +147,103 @@ class TextTransformerEncoderTest(TestCase):
         self.assertRaisesValueError("`sequence_length` must be >= the number of tokens", layer, self.ids)
         layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
         self.assertRaisesValueError("(batch, sequence_length)", layer, self.ids[..., None])
+
+
+class SegmentEmbeddingTest(TestCase):
+    def setUp(self):
+        super().setUp()
+        self.ids = np.array([[2, 5, 6, 3, 7, 3, 0], [2, 9, 3, 4, 4, 8, 3]], "int32")
+        self.segments = np.array([[0, 0, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 1, 1]], "int32")
+
+    def perturbed(self, **kwargs):
+        layer = TextTransformerEncoder(20, 8, embedding_dim=8, num_layers=1, num_heads=2, num_segments=2, **kwargs)
+        layer({"token_ids": self.ids, "segment_ids": self.segments})
+        rng = np.random.default_rng(2)
+        for v in layer.weights:
+            v.assign(v.numpy() + 0.1 * rng.normal(size=v.shape).astype("float32"))
+        return layer
+
+    def test_matches_numpy_with_segments(self):
+        layer = self.perturbed()
+        self.assertEqual(layer.segment_embedding.embeddings.shape, (2, 8))
+        pairs = {"token_ids": self.ids, "segment_ids": self.segments}
+        self.assertAllClose(layer(pairs), numpy_encoder(layer, self.ids, self.segments), atol=1e-4, rtol=1e-4)
+        # Plain token ids: segment 0 everywhere; the segments change the output.
+        zeros = {"token_ids": self.ids, "segment_ids": np.zeros_like(self.segments)}
+        self.assertAllClose(layer(self.ids), layer(zeros), atol=1e-6)
+        self.assertAllClose(layer(self.ids), numpy_encoder(layer, self.ids), atol=1e-4, rtol=1e-4)
+        self.assertNotAllClose(layer(pairs), layer(self.ids), atol=1e-3)
+        self.assertEqual(tuple(layer.compute_output_shape({"token_ids": (2, 7), "segment_ids": (2, 7)})), (2, 8))
+
+    def test_config_is_backward_compatible_and_layer_basics(self):
+        old = TextTransformerEncoder(20, 7, embedding_dim=8, num_layers=1, num_heads=2).get_config()
+        old.pop("num_segments")  # a config written before segments existed
+        restored = TextTransformerEncoder.from_config(old)
+        self.assertIsNone(restored.num_segments)
+        restored(self.ids)
+        self.assertEqual(len(restored.weights), 2 + 4 + 8 + 4 + 2)  # no segment table
+        self.run_layer_test(
+            TextTransformerEncoder,
+            {
+                "vocabulary_size": 20,
+                "sequence_length": 7,
+                "embedding_dim": 8,
+                "num_heads": 2,
+                "num_layers": 1,
+                "num_segments": 3,
+            },
+            input_shape=(2, 7),
+            expected_output_shape=(2, 8),
+            input_data=self.ids.astype("float32"),  # the harness's functional model takes float inputs
+            expected_num_trainable_weights=2 + 4 + 8 + 4 + 2 + 1,  # + the segment table
+        )
+
+    def test_dict_inputs_round_trip_and_export(self):
+        token_ids = keras.Input((7,), dtype="int32", name="token_ids")
+        segment_ids = keras.Input((7,), dtype="int32", name="segment_ids")
+        inputs = {"token_ids": token_ids, "segment_ids": segment_ids}
+        encoder = TextTransformerEncoder(20, 7, embedding_dim=8, num_layers=1, num_heads=2, num_segments=2)
+        model = keras.Model(inputs, encoder(inputs))
+        pairs = {"token_ids": self.ids, "segment_ids": self.segments}
+        self.run_serialization_test(model, pairs)
+        self.run_export_test(model, pairs)
+
+    def test_gradients_match_finite_differences(self):
+        layer = TextTransformerEncoder(
+            6, 4, embedding_dim=4, num_layers=1, num_heads=1, num_segments=2, dtype="float64"
+        )
+        pairs = {
+            "token_ids": np.array([[1, 5, 2, 0], [3, 3, 4, 1]]),
+            "segment_ids": np.array([[0, 1, 1, 0], [0, 0, 1, 1]]),
+        }
+        layer(pairs)
+        names = [v.path for v in layer.trainable_variables]
+        index = names.index(layer.segment_embedding.embeddings.path)
+        values = [v.numpy() for v in layer.trainable_variables]
+
+        def fn(segment_table):
+            weights = list(values)
+            weights[index] = segment_table
+            out, _ = layer.stateless_call(weights, [], pairs)
+            return keras.ops.sum(keras.ops.sin(out))
+
+        self.run_gradient_check(fn, [values[index]], eps=1e-5, atol=1e-6, rtol=1e-4)
+
+    def test_errors(self):
+        self.assertRaisesValueError(
+            "`num_segments` must be a positive integer", TextTransformerEncoder, 20, 7, num_segments=0
+        )
+        layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2, num_segments=2)
+        self.assertRaisesValueError(
+            ["`segment_ids` must lie in [0, num_segments=2)", "2 to 2"],
+            layer,
+            {"token_ids": self.ids, "segment_ids": np.full_like(self.ids, 2)},
+        )
+        self.assertRaisesValueError(["num_segments", "'mask'"], layer, {"token_ids": self.ids, "mask": self.ids})
+        plain = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
+        self.assertRaisesValueError(
+            ["num_segments=None", "set num_segments"], plain, {"token_ids": self.ids, "segment_ids": self.segments}
+        )
 
 
 class WordTokenizerTest(TestCase):

@@ -83,3 +83,12 @@ class MaskedLanguageModelTest(TestCase):
         self.assertRaisesValueError(["`encoder`", "Dense"], MaskedLanguageModel, keras.layers.Dense(3), VOCABULARY)
         model = self.build()
         self.assertRaisesValueError(["`x`", "token ids", "16"], model.fit, _corpus(4) + VOCABULARY, verbose=0)
+        self.assertRaisesValueError(["`mask_rate`", "1.5"], MaskedLanguageModel, _encoder(), VOCABULARY, mask_rate=1.5)
+        padded = _corpus(4)
+        padded[2] = 0  # nothing to mask in row 2
+        self.assertRaisesValueError(["maskable token", "row 2"], model.fit, padded, verbose=0)
+
+    def test_partial_last_batch(self):
+        model = self.build()
+        history = model.fit(_corpus(10), batch_size=4, epochs=1, verbose=0).history  # batches of 4, 4, 2
+        self.assertTrue(np.isfinite(history["loss"][0]))
