@@ -45,12 +45,14 @@ def masked_token_loss(token_ids, logits, selected, from_logits=True):
     >>> float(keras_transfer.losses.masked_token_loss(ids, logits, np.array([[1.0, 0.0]]))).__round__(4)
     0.2231
     """
-    logits = ops.convert_to_tensor(logits)
+    logits, token_ids = ops.convert_to_tensor(logits), ops.convert_to_tensor(token_ids)
     dtype = compute_dtype(logits)
-    if len(logits.shape) != 3 or tuple(ops.shape(token_ids)) != tuple(logits.shape[:2]):
+    # Static dimensions only: a dynamic batch (a partial last batch in a graph) is not a mismatch.
+    known = [(a, b) for a, b in zip(token_ids.shape, logits.shape[:2]) if a is not None and b is not None]
+    if len(logits.shape) != 3 or len(token_ids.shape) != 2 or any(a != b for a, b in known):
         raise ValueError(
             "`logits` must be (batch, length, vocabulary_size) for `token_ids` of shape (batch, length). "
-            f"Received: token_ids.shape={tuple(ops.shape(token_ids))}, logits.shape={tuple(logits.shape)}"
+            f"Received: token_ids.shape={tuple(token_ids.shape)}, logits.shape={tuple(logits.shape)}"
         )
     losses = keras.losses.sparse_categorical_crossentropy(token_ids, ops.cast(logits, dtype), from_logits=from_logits)
     selected = ops.cast(ops.reshape(selected, ops.shape(losses)), dtype)

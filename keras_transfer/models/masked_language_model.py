@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_transfer.losses.masked_token_loss import masked_token_loss
 from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._finite_logs import weights_finite
 from keras_transfer.models._masked_language_inputs import check_arrays
@@ -311,11 +312,7 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
         inputs = masked if segment_ids is None else {"token_ids": masked, "segment_ids": segment_ids}
         sequence, pooled = self.encode(inputs, training=training)
         logits = self._vocabulary_logits(sequence)
-        # `masked_token_loss`'s shape check fails on a partial last batch (unknown batch size in the
-        # graph); its formula, the mean cross-entropy over the selected positions, is written out here.
-        losses = keras.losses.sparse_categorical_crossentropy(token_ids, logits, from_logits=True)
-        weights = ops.cast(selected, losses.dtype)
-        loss = ops.sum(losses * weights) / ops.maximum(ops.sum(weights), ops.cast(1.0, losses.dtype))
+        loss = masked_token_loss(token_ids, logits, selected)
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), token_ids), "float32")
         parts = {"masked_accuracy": (correct, selected)}
         if not self.next_sentence:
