@@ -59,6 +59,8 @@ def test_readme_has_python_blocks():
 
 @pytest.mark.parametrize("line,code", BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
 def test_readme_block_runs_verbatim(tmp_path, line, code):
+    if "import keras_hub" in code:
+        pytest.importorskip("keras_hub", reason="keras-hub is an optional extra (`pip install keras-transfer[hub]`)")
     block = tmp_path / "block.py"
     block.write_text(code, encoding="utf-8")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow")
