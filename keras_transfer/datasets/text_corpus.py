@@ -241,7 +241,7 @@ def load_python_docs(sequence_length=32, max_tokens=None, test_fraction=0.25, as
     array([139,  77,  43, 168, 127])
     >>> _, (text, _), _ = keras_transfer.datasets.load_python_docs(as_text=True)
     >>> str(text[0])
-    'The assert statement ...'
+    'Suspend the execution of *coroutine* on an *awaitable* object.'
     """
     test_fraction = _check_test_fraction(test_fraction)
     sequence_length = validation.check_positive_int("sequence_length", sequence_length)
