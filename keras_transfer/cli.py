@@ -15,6 +15,7 @@ DEMO_SECTIONS = [
     ("adapters", "keras_transfer.demos.adapters"),
     ("self_supervised", "keras_transfer.demos.self_supervised"),
     ("clip", "keras_transfer.demos.clip"),
+    ("text", "keras_transfer.demos.text"),
     ("domain_adaptation", "keras_transfer.demos.domain_adaptation"),
     ("meta_learning", "keras_transfer.demos.meta_learning"),
     ("choosing", "keras_transfer.demos.choosing"),

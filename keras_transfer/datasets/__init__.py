@@ -21,6 +21,10 @@ from keras_transfer.datasets.pipeline import make_dataset
 from keras_transfer.datasets.sentence_pairs import sentence_pairs
 from keras_transfer.datasets.sinusoid import sinusoid_task_dataset
 from keras_transfer.datasets.sinusoid import sinusoid_tasks
+from keras_transfer.datasets.text_corpus import TOPIC_GROUPS
+from keras_transfer.datasets.text_corpus import load_python_docs
+from keras_transfer.datasets.text_corpus import python_docs_tokenizer
+from keras_transfer.datasets.text_corpus import split_sentences
 from keras_transfer.datasets.tfds_loader import load_tfds
 from keras_transfer.datasets.transfer_split import TransferSplit
 from keras_transfer.datasets.transfer_split import digits_source_target
