@@ -20,8 +20,17 @@ def gelu(x):
 
 
 def numpy_encoder(layer, ids, segment_ids=None):
-    """Pre-LN transformer (Vaswani et al. 2017; CLIP's text tower; BERT's segment embedding) written in NumPy."""
+    """Pre-LN transformer (Vaswani et al. 2017; CLIP's text tower; BERT's segment embedding) written in NumPy;
+    with `adapter_dim`, a ReLU bottleneck adapter after the attention and the MLP outputs, before each residual
+    add (Houlsby et al. 2019, Fig. 2)."""
     w = lambda v: np.asarray(v.numpy(), "float64")  # noqa: E731
+
+    def adapter(h, adapters, i):
+        if layer.adapter_dim is None:
+            return h
+        a = adapters[i]
+        return h + np.maximum(h @ w(a.down_kernel) + w(a.down_bias), 0.0) @ w(a.up_kernel) + w(a.up_bias)
+
     ids = np.asarray(ids)
     segment_ids = np.zeros_like(ids) if segment_ids is None else np.asarray(segment_ids)
     outputs = []
@@ -42,10 +51,10 @@ def numpy_encoder(layer, ids, segment_ids=None):
             probs /= probs.sum(-1, keepdims=True)
             context = np.einsum("hqp,phd->qhd", probs, v)
             out = np.einsum("qhd,hdo->qo", context, w(att._output_dense.kernel)) + w(att._output_dense.bias)
-            x = x + out
+            x = x + adapter(out, layer.attention_adapters, i)
             h = layer_norm(x, w(layer.mlp_norms[i].gamma), w(layer.mlp_norms[i].beta))
             h = gelu(h @ w(layer.mlp_ins[i].kernel) + w(layer.mlp_ins[i].bias))
-            x = x + h @ w(layer.mlp_outs[i].kernel) + w(layer.mlp_outs[i].bias)
+            x = x + adapter(h @ w(layer.mlp_outs[i].kernel) + w(layer.mlp_outs[i].bias), layer.mlp_adapters, i)
         x = layer_norm(x, w(layer.final_norm.gamma), w(layer.final_norm.beta))
         outputs.append(x[keep].mean(0))
     return np.stack(outputs)

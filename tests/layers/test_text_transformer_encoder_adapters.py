@@ -1,58 +1,13 @@
 """`TextTransformerEncoder(adapter_dim=...)`: two Houlsby adapters per block."""
 
-import math
-
 import keras
 import numpy as np
 
 from keras_transfer.layers import TextTransformerEncoder
+from tests.layers.test_text_transformer_encoder import numpy_encoder
 from tests.test_case import TestCase
 
 KWARGS = {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_heads": 2, "intermediate_dim": 16}
-
-
-def layer_norm(x, gamma, beta, eps=1e-5):
-    mean = x.mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(x.var(-1, keepdims=True) + eps) * gamma + beta
-
-
-def gelu(x):
-    return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
-
-
-def numpy_encoder_with_adapters(layer, ids):
-    """Pre-LN transformer with a ReLU bottleneck adapter after the attention and the MLP
-    outputs, before each residual add (Houlsby et al. 2019, Fig. 2), in NumPy."""
-    w = lambda v: np.asarray(v.numpy(), "float64")  # noqa: E731
-
-    def adapter(h, a):
-        down = np.maximum(h @ w(a.down_kernel) + w(a.down_bias), 0.0)
-        return h + down @ w(a.up_kernel) + w(a.up_bias)
-
-    outputs = []
-    for row in np.asarray(ids):
-        keep = row != 0
-        x = w(layer.token_embedding.embeddings)[row] + w(layer.position_embedding)[: len(row)]
-        for i in range(layer.num_layers):
-            att = layer.attentions[i]
-            h = layer_norm(x, w(layer.attention_norms[i].gamma), w(layer.attention_norms[i].beta))
-            q, k, v = (
-                np.einsum("ld,dhk->lhk", h, w(dense.kernel)) + w(dense.bias)
-                for dense in (att._query_dense, att._key_dense, att._value_dense)
-            )
-            scores = np.einsum("qhd,phd->hqp", q, k) / math.sqrt(q.shape[-1])
-            scores = np.where(keep[None, None, :], scores, -np.inf)
-            probs = np.exp(scores - scores.max(-1, keepdims=True))
-            probs /= probs.sum(-1, keepdims=True)
-            context = np.einsum("hqp,phd->qhd", probs, v)
-            out = np.einsum("qhd,hdo->qo", context, w(att._output_dense.kernel)) + w(att._output_dense.bias)
-            x = x + adapter(out, layer.attention_adapters[i])
-            h = layer_norm(x, w(layer.mlp_norms[i].gamma), w(layer.mlp_norms[i].beta))
-            h = gelu(h @ w(layer.mlp_ins[i].kernel) + w(layer.mlp_ins[i].bias))
-            x = x + adapter(h @ w(layer.mlp_outs[i].kernel) + w(layer.mlp_outs[i].bias), layer.mlp_adapters[i])
-        x = layer_norm(x, w(layer.final_norm.gamma), w(layer.final_norm.beta))
-        outputs.append(x[keep].mean(0))
-    return np.stack(outputs)
 
 
 class TextTransformerEncoderAdaptersTest(TestCase):
@@ -72,7 +27,7 @@ class TextTransformerEncoderAdaptersTest(TestCase):
         for adapter in layer.attention_adapters + layer.mlp_adapters:
             for variable in adapter.weights:
                 variable.assign(rng.normal(scale=0.5, size=variable.shape).astype("float32"))
-        self.assertAllClose(layer(self.ids), numpy_encoder_with_adapters(layer, self.ids), atol=1e-5, rtol=1e-5)
+        self.assertAllClose(layer(self.ids), numpy_encoder(layer, self.ids), atol=1e-5, rtol=1e-5)
 
     def test_identity_at_insertion(self):
         plain = TextTransformerEncoder(**KWARGS, num_layers=2)
