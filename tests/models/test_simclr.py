@@ -282,6 +282,18 @@ class SimCLRGradientCacheTest(TestCase):
             self.assertAllClose(a, b, atol=1e-6, rtol=1e-5)
         self.assertEqual(model.get_config()["chunk_size"], 3)
 
+    def test_mixed_precision(self):
+        # Loss scaling goes through the cached projection gradients: the step stays finite and trains.
+        v1, v2 = make_pairs(8)
+
+        def build():
+            model = SimCLR(make_encoder(), projection_dim=4, temperature=0.05, chunk_size=5)
+            model.compile(optimizer=keras.optimizers.Adam(1e-2))
+            return model
+
+        model, _ = self.run_mixed_precision_test(build, pairs_dataset(v1, v2, 8))
+        self.assertIsInstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
     def test_round_trip_export_and_bad_chunk_size(self):
         v1, v2 = make_pairs(8)
         model = SimCLR(make_encoder(), projection_dim=4, chunk_size=4)
