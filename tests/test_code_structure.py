@@ -74,7 +74,7 @@ def foreign_private_uses(path, own_names):
             found.append((node.lineno, node.args[1].value))
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            found += [(node.lineno, m) for m in modules if m.startswith("keras.src") or m.startswith("tf_keras")]
+            found += [(node.lineno, m) for m in modules if m.startswith(("keras.src", "keras_hub.src", "tf_keras"))]
     return found
 
 

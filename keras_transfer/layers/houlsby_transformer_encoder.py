@@ -14,9 +14,6 @@ from keras_transfer.utils import validation
 try:
     import keras_hub
 
-    # keras-hub's own mask merging (padding mask, attention mask, Keras mask): not exported publicly.
-    from keras_hub.src.layers.modeling.transformer_layer_utils import merge_padding_and_attention_mask
-
     _BASE = keras_hub.layers.TransformerEncoder
 except ImportError:  # keras-hub is an optional extra (`pip install keras-transfer[hub]`)
     keras_hub = None
@@ -198,7 +195,7 @@ class HoulsbyTransformerEncoder(_BASE):
     ):
         # keras-hub's TransformerEncoder.call with the two adapters added before each residual add.
         parts = self._parts()
-        self_attention_mask = merge_padding_and_attention_mask(inputs, padding_mask, attention_mask)
+        self_attention_mask = model_graph.merge_padding_and_attention_mask(inputs, padding_mask, attention_mask)
         residual = inputs
         x = parts["self_attention_layer_norm"](inputs) if self.normalize_first else inputs
         x = parts["self_attention_layer"](

@@ -159,6 +159,10 @@ class TextTransformerEncoder(keras.layers.Layer):
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype, name="final_ln")
         # Houlsby adapters (after the attention and the MLP outputs), created last so their
         # weights follow the encoder's own in `weights`.
+        self._make_adapters(adapter_dim, dtype)
+
+    def _make_adapters(self, adapter_dim, dtype):
+        """Sets `adapter_dim` and the two adapter lists (empty without adapters)."""
         self.adapter_dim = None
         if adapter_dim is not None:
             self.adapter_dim = validation.check_positive_int("adapter_dim", adapter_dim)
@@ -167,7 +171,7 @@ class TextTransformerEncoder(keras.layers.Layer):
                     f"`adapter_dim` must be at most `embedding_dim` ({self.embedding_dim}). "
                     f"Received: adapter_dim={adapter_dim}. An adapter is a bottleneck."
                 )
-        adapter_blocks = n if self.adapter_dim is not None else range(0)
+        adapter_blocks = range(self.num_layers) if self.adapter_dim is not None else range(0)
         self.attention_adapters = [
             BottleneckAdapter(self.adapter_dim, dtype=dtype, name=f"block{i}_attention_adapter") for i in adapter_blocks
         ]

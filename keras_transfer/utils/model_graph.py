@@ -408,6 +408,19 @@ def override_batchnorm_moments(layer, moments):
     return True
 
 
+# --------------------------------------------------------------------------- keras-hub
+def merge_padding_and_attention_mask(inputs, padding_mask, attention_mask):
+    """keras-hub's own merge of a padding mask, an attention mask and the Keras mask of `inputs`.
+
+    keras-hub's `TransformerEncoder` merges its masks with this function, which keras-hub
+    does not export; a block that re-implements the encoder's `call` must merge alike.
+    Needs keras-hub (an optional extra).
+    """
+    from keras_hub.src.layers.modeling.transformer_layer_utils import merge_padding_and_attention_mask as merge
+
+    return merge(inputs, padding_mask, attention_mask)
+
+
 # --------------------------------------------------------------------------- downloads
 @contextlib.contextmanager
 def wrapped_get_file(wrapper):

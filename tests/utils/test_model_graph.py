@@ -8,6 +8,7 @@ Keras version, and model_graph.py is the one file to update.
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer.utils import model_graph
@@ -265,6 +266,25 @@ class PrivateKerasApiTest(TestCase):
             return False
 
         self.assertPinned("keras.src.utils.file_utils.get_file (keras.applications downloads through it)", check)
+
+
+class PrivateKerasHubApiTest(TestCase):
+    def test_merge_padding_and_attention_mask(self):
+        keras_hub = pytest.importorskip("keras_hub", reason="keras-hub is an optional extra")
+        # The merged mask must be what keras-hub's TransformerEncoder applies: outputs equal with and without
+        # re-merging, and padding visible in the mask.
+        x = np.random.default_rng(0).normal(size=(2, 4, 8)).astype("float32")
+        padding = np.array([[1, 1, 1, 0], [1, 1, 0, 0]], "bool")
+        try:
+            merged = np.asarray(model_graph.merge_padding_and_attention_mask(x, padding, None))
+        except Exception as error:  # noqa: BLE001 - any change of the private API is the failure
+            self.fail(
+                f"keras-hub {keras_hub.__version__} changed `keras_hub.src.layers.modeling.transformer_layer_utils."
+                f"merge_padding_and_attention_mask`: {type(error).__name__}: {error}"
+            )
+        self.assertEqual(merged.shape[0], 2)
+        self.assertEqual(merged.shape[-1], 4)
+        self.assertTrue(np.array_equal(merged[:, 0, :].astype(bool), padding))
 
 
 class WalkerTest(TestCase):
