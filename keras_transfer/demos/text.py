@@ -31,9 +31,9 @@ def pretrain(x_pretrain, encoder_args, epochs, seed=0, batch_size=64, learning_r
     encoder = TextTransformerEncoder(**encoder_args, pooling=None)
     model = MaskedLanguageModel(encoder, vocabulary_size=encoder_args["vocabulary_size"], seed=seed)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01))
-    # Full batches only: the cloze loss is traced with a static batch size.
+    # Reshuffled each epoch by the pipeline (seeded); full batches, as benchmarks/text_cloze.py measured.
     data = tf.data.Dataset.from_tensor_slices(x_pretrain).shuffle(len(x_pretrain), seed=seed)
-    history = model.fit(data.batch(batch_size, drop_remainder=True), epochs=epochs, verbose=0)
+    history = model.fit(data.batch(batch_size, drop_remainder=True), epochs=epochs, verbose=0, shuffle=False)
     return encoder, history.history["masked_accuracy"][-1]
 
 
