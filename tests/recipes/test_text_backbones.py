@@ -241,8 +241,10 @@ def bert_task(n=32, seed=0):
 @unittest.skipIf(keras_hub is None, "keras-hub is not installed (optional extra `hub`)")
 class KerasHubTextTest(TestCase):
     def test_classifier_blocks_and_rates(self):
-        model = build_classifier(bert_backbone(), 3, dropout=0.0)
-        self.assertEqual(model.name, "bert_backbone_classifier")
+        backbone = bert_backbone()
+        model = build_classifier(backbone, 3, dropout=0.0)
+        # Keras numbers default names per process ("bert_backbone_1" after another test built one).
+        self.assertEqual(model.name, f"{backbone.name}_classifier")
         self.assertEqual(sorted(model.input), ["padding_mask", "segment_ids", "token_ids"])
         x, _ = bert_task()
         pooled = keras.ops.convert_to_numpy(get_backbone(model)(x)["pooled_output"])
