@@ -242,9 +242,10 @@ def bert_task(n=32, seed=0):
 class KerasHubTextTest(TestCase):
     def test_classifier_blocks_and_rates(self):
         backbone = bert_backbone()
-        model = build_classifier(backbone, 3, dropout=0.0)
         # Keras numbers default names per process ("bert_backbone_1" after another test built one).
-        self.assertEqual(model.name, f"{backbone.name}_classifier")
+        name = backbone.name
+        model = build_classifier(backbone, 3, dropout=0.0)
+        self.assertEqual(model.name, f"{name}_classifier")
         self.assertEqual(sorted(model.input), ["padding_mask", "segment_ids", "token_ids"])
         x, _ = bert_task()
         pooled = keras.ops.convert_to_numpy(get_backbone(model)(x)["pooled_output"])
