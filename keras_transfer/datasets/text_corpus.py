@@ -180,8 +180,8 @@ def python_docs_tokenizer(sequence_length=32, max_tokens=None, test_fraction=0.2
     Example:
 
     >>> tokenizer = keras_transfer.datasets.python_docs_tokenizer(sequence_length=8)
-    >>> tokenizer.vocabulary_size()
-    2932
+    >>> tokenizer.vocabulary_size() > 2000  # 2,932 on CPython 3.11; each release's manual differs
+    True
     >>> tokenizer(["The for statement is used to iterate."]).numpy().shape
     (1, 8)
     """
@@ -235,10 +235,8 @@ def load_python_docs(sequence_length=32, max_tokens=None, test_fraction=0.25, as
 
     >>> x_pretrain, (x_train, y_train), (x_test, y_test) = keras_transfer.datasets.load_python_docs(
     ...     sequence_length=16)
-    >>> x_pretrain.shape, x_train.shape, x_test.shape
-    ((1842, 16), (1665, 16), (554, 16))
-    >>> np.bincount(y_test)
-    array([139,  77,  43, 168, 127])
+    >>> len(x_pretrain) > 1500, x_train.shape[1], len(np.bincount(y_test))  # 1,842 sentences on CPython 3.11
+    (True, 16, 5)
     >>> _, (text, _), _ = keras_transfer.datasets.load_python_docs(as_text=True)
     >>> str(text[0])
     'Suspend the execution of *coroutine* on an *awaitable* object.'
