@@ -60,13 +60,18 @@ def numpy_encoder(layer, ids, segment_ids=None):
     return np.stack(outputs)
 
 
+def padded_ids():
+    """Four rows of 7 token ids in [1, 20), two of them padded with 0 (after 5 and after 2 tokens)."""
+    ids = np.random.default_rng(0).integers(1, 20, size=(4, 7)).astype("int32")
+    ids[0, 5:] = 0
+    ids[2, 2:] = 0
+    return ids
+
+
 class TextTransformerEncoderTest(TestCase):
     def setUp(self):
         super().setUp()
-        rng = np.random.default_rng(0)
-        self.ids = rng.integers(1, 20, size=(4, 7)).astype("int32")
-        self.ids[0, 5:] = 0
-        self.ids[2, 2:] = 0
+        self.ids = padded_ids()
 
     def test_matches_numpy_transformer(self):
         layer = TextTransformerEncoder(20, 8, embedding_dim=8, num_layers=2, num_heads=2, intermediate_dim=16)

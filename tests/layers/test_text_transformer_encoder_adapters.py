@@ -7,6 +7,7 @@ import numpy as np
 
 from keras_transfer.layers import TextTransformerEncoder
 from tests.layers.test_text_transformer_encoder import numpy_encoder
+from tests.layers.test_text_transformer_encoder import padded_ids
 from tests.test_case import TestCase
 
 KWARGS = {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_heads": 2, "intermediate_dim": 16}
@@ -15,10 +16,7 @@ KWARGS = {"vocabulary_size": 20, "sequence_length": 7, "embedding_dim": 8, "num_
 class TextTransformerEncoderAdaptersTest(TestCase):
     def setUp(self):
         super().setUp()
-        rng = np.random.default_rng(0)
-        self.ids = rng.integers(1, 20, size=(4, 7)).astype("int32")
-        self.ids[0, 5:] = 0
-        self.ids[2, 2:] = 0
+        self.ids = padded_ids()
 
     def test_two_adapters_per_block_match_numpy(self):
         layer = TextTransformerEncoder(**KWARGS, num_layers=2, adapter_dim=3)
