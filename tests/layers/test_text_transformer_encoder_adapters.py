@@ -1,9 +1,8 @@
 """`TextTransformerEncoder(adapter_dim=...)`: two Houlsby adapters per block."""
 
-import unittest
-
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_transfer.layers import TextTransformerEncoder
 from tests.layers.test_text_transformer_encoder import numpy_encoder
@@ -44,20 +43,44 @@ class TextTransformerEncoderAdaptersTest(TestCase):
         per_adapter = 2 * 8 * 3 + 8 + 3
         self.assertEqual(adapted.count_params() - plain.count_params(), 2 * 2 * per_adapter)
 
-    @unittest.skipIf(
-        tuple(int(v) for v in keras.__version__.split(".")[:2]) < (3, 14),
-        "On Keras 3.13.2 the zero-initialised adapters' down-projections do not move in the harness's two fit "
-        "steps (open: investigated next); the round trip and export are checked on the newest Keras",
-    )
     def test_layer_basics_and_round_trip(self):
-        self.run_layer_test(
+        # No fit steps here: with zero-initialised up-projections the down-projections get no gradient in
+        # the first step, and whether they move in the second depends on which ReLU units the random
+        # initialisation leaves active (all inactive for a tiny adapter on Keras 3.13.2). The gradient
+        # paths are checked exactly in `test_gradients_reach_every_adapter_weight`.
+        layer = self.run_layer_test(
             TextTransformerEncoder,
             {**KWARGS, "num_layers": 1, "adapter_dim": 2},
             input_shape=(4, 7),
             expected_output_shape=(4, 8),
             input_data=self.ids.astype("float32"),
             expected_num_trainable_weights=2 + 4 + 8 + 4 + 2 + 2 * 4,
+            run_training=False,
         )
+        self.assertIsNotNone(layer)
+        inputs = keras.Input((7,), dtype="int32")
+        encoder = TextTransformerEncoder(**KWARGS, num_layers=1, adapter_dim=2)
+        model = keras.Model(inputs, encoder(inputs))
+        _randomise_adapters(encoder)
+        self.run_serialization_test(model, self.ids)
+        self.run_export_test(model, self.ids)
+
+    def test_gradients_reach_every_adapter_weight(self):
+        layer = TextTransformerEncoder(**KWARGS, num_layers=1, adapter_dim=2)
+        layer(self.ids)
+        adapters = layer.attention_adapters + layer.mlp_adapters
+        down = [v for a in adapters for v in (a.down_kernel, a.down_bias)]
+        up = [v for a in adapters for v in (a.up_kernel, a.up_bias)]
+        # At insertion (up-projection zero) the down-projections get exactly zero gradient: d/dW_down of
+        # relu(x W_down) W_up is gated by W_up. The up-projections get a gradient at once.
+        zero_down, nonzero_up = _gradients(layer, self.ids, down), _gradients(layer, self.ids, up)
+        for variable, grad in zip(down, zero_down):
+            self.assertEqual(float(np.abs(grad).max()), 0.0, variable.path)
+        for variable, grad in zip(up, nonzero_up):
+            self.assertGreater(float(np.abs(grad).max()), 0.0, variable.path)
+        _randomise_adapters(layer)  # once trained, every adapter weight gets a gradient
+        for variable, grad in zip(down + up, _gradients(layer, self.ids, down + up)):
+            self.assertGreater(float(np.abs(grad).max()), 0.0, variable.path)
 
     def test_configs_without_adapter_dim_still_load(self):
         layer = TextTransformerEncoder(**KWARGS, num_layers=1)
@@ -74,3 +97,18 @@ class TextTransformerEncoderAdaptersTest(TestCase):
     def test_invalid_adapter_dim(self):
         self.assertRaisesValueError("adapter_dim", TextTransformerEncoder, **KWARGS, adapter_dim=0)
         self.assertRaisesValueError("at most `embedding_dim`", TextTransformerEncoder, **KWARGS, adapter_dim=9)
+
+
+def _randomise_adapters(layer):
+    """Random adapter weights with positive down-biases (active ReLU units), as after some training."""
+    rng = np.random.default_rng(3)
+    for adapter in layer.attention_adapters + layer.mlp_adapters:
+        for variable in adapter.weights:
+            value = rng.normal(scale=0.5, size=variable.shape)
+            variable.assign((np.abs(value) + 0.5 if variable is adapter.down_bias else value).astype("float32"))
+
+
+def _gradients(layer, ids, variables):
+    with tf.GradientTape() as tape:
+        loss = keras.ops.sum(keras.ops.square(layer(ids)))
+    return [keras.ops.convert_to_numpy(g) for g in tape.gradient(loss, variables)]

@@ -109,9 +109,13 @@ class NextSentencePredictionTest(TestCase):
 
     def test_fit_learns_both_tasks(self):
         model = _build()
-        inputs, is_next = _pairs(n_documents=24)
-        history = model.fit(inputs, is_next, batch_size=32, epochs=15, verbose=0).history
-        self.assertGreater(history["next_sentence_accuracy"][-1], 0.7)  # chance: 0.5 (0.76 seen on Keras 3.13.2)
+        # 24 x 39 pairs: with about one masked token per pair, fewer pairs leave the cloze loss on a plateau
+        # near log(40) for many epochs (seen on Keras 3.13.2 and 3.15.1 alike).
+        inputs, is_next = _pairs(n_documents=24, sentences=40)
+        history = model.fit(inputs, is_next, batch_size=32, epochs=12, verbose=0).history
+        # Seen over 3 seeds each on Keras 3.13.2 and 3.15.1: accuracy 0.75-0.89 (chance 0.5, majority class
+        # 0.57); final cloze loss 0.56-0.63 of the first epoch's (log 6 = 1.79 is the floor, log 40 = 3.69).
+        self.assertGreater(history["next_sentence_accuracy"][-1], 0.68)
         self.assertLess(history["masked_loss"][-1], 0.8 * history["masked_loss"][0])
         self.assertAllClose(
             np.asarray(history["loss"]),
