@@ -64,6 +64,9 @@ class TestCase(unittest.TestCase):
 
     def setUp(self):
         super().setUp()
+        # As Keras's own TestCase: a fresh global state per test (names, caches), so the suite does not
+        # slow down as thousands of models accumulate in one worker process.
+        keras.backend.clear_session(free_memory=False)
         keras.utils.set_random_seed(1337)
 
     def tearDown(self):
