@@ -90,7 +90,10 @@ def add_adapters(
         rank: the LoRA rank (`layer.enable_lora(rank)`).
         lora_alpha: the LoRA scale numerator (default: `rank`).
         train_normalization: keep LayerNorm / GroupNorm / RMSNorm parameters trainable
-            (Houlsby et al. train the layer norms too).
+            (Houlsby et al. train the layer norms too). Norms inside a frozen composite
+            layer (a keras-hub `TransformerEncoder` block) stay frozen with it: a reloaded
+            `.keras` file restores the block's flag, not its sublayers'; kind "houlsby"
+            stores the choice in the block and trains them.
         train_batchnorm: what BatchNorm layers do. `False` (default): frozen (inference
             mode, statistics of the pretraining, gamma/beta fixed). `"affine"`: every
             BatchNormalization is replaced by a `FrozenBatchNormalization` with the same
