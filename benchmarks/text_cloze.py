@@ -46,10 +46,14 @@ def make_encoder(vocabulary_size, sequence_length, dim, layers, pooling):
     )
 
 
-def pretrain(x_pretrain, vocabulary_size, dim, layers, epochs, seed, learning_rate=2e-3):
-    """A token-level encoder after `epochs` of cloze pre-training, and the last masked accuracy."""
+def pretrain(x_pretrain, vocabulary_size, dim, layers, epochs, seed, learning_rate=2e-3, encoder=None):
+    """A token-level encoder after `epochs` of cloze pre-training, and the last masked accuracy.
+
+    `encoder`: None (a new `make_encoder`), or an encoder to continue pre-training.
+    """
     keras.utils.set_random_seed(seed)
-    encoder = make_encoder(vocabulary_size, x_pretrain.shape[1], dim, layers, pooling=None)
+    if encoder is None:
+        encoder = make_encoder(vocabulary_size, x_pretrain.shape[1], dim, layers, pooling=None)
     model = MaskedLanguageModel(encoder, vocabulary_size=vocabulary_size, seed=seed)
     steps = max(1, epochs * (len(x_pretrain) // 64))
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=learning_rate, warmup_steps=steps // 10)
