@@ -2,13 +2,14 @@
 # CI leg: the Kaggle image's versions: Python 3.12, TensorFlow 2.20, Keras 3.13.2,
 # the rest as constraints/kaggle.txt records it. Installed the way a Kaggle user does: the image's
 # TensorFlow and Keras first, then this package on top; TensorFlow must stay as it was.
-# Test subset: the library's own tests (models, layers, recipes, ops, losses, data, distribution, docstrings,
-# packaging). Left to the README leg, which runs them on the newest releases: tests/benchmarks,
-# tests/demos, tests/reliability, tests/serving and the multi-worker runner test (quick benchmarks, fault
-# and resume runs, fresh-process exports, worker processes; a Kaggle kernel is one machine), the README
-# blocks and examples (they call the same public API the library tests cover), the CLI, and the lint and
-# code-structure checks (independent of the installed versions); so that all CI legs stay under 30
-# minutes on 2 cores.
+# Test subset: the Keras contract of the library on these versions: every test whose name says it
+# fits, saves, reloads, exports, serialises a config, runs mixed precision or a harness, uses keras-hub, the
+# private Keras API or MirroredStrategy, plus the docstring examples and the packaging tests (`-k` below;
+# 2026-12-06 on the 2-core machine: about 460 of the 1,065 CPU-seconds the full library suite takes). The
+# README leg runs every test on the newest releases; most numerical reference tests (NumPy formulas, finite
+# differences) and learning tests, quick benchmarks, demos, reliability and serving runs, README blocks,
+# examples, CLI, lint and code-structure checks run there only, so that all CI legs stay under 30 minutes on
+# 2 cores.
 # Extra arguments go to pytest (e.g. --durations=30).
 set -euo pipefail
 # Test fixtures (.keras files) are saved with the oldest Keras supported, this leg's 3.13.2: newer
@@ -26,4 +27,6 @@ check_tensorflow_kept "$venv" "tensorflow==2.20.0"
 "$venv/bin/python" -m pytest -p no:cacheprovider -q tests \
     --ignore=tests/benchmarks --ignore=tests/demos --ignore=tests/reliability --ignore=tests/serving \
     --ignore=tests/distribute/test_multi_worker.py --ignore=tests/test_readme.py --ignore=tests/test_examples.py \
-    --ignore=tests/test_cli.py --ignore=tests/test_lint.py --ignore=tests/test_code_structure.py "$@"
+    --ignore=tests/test_cli.py --ignore=tests/test_lint.py --ignore=tests/test_code_structure.py \
+    -k "round_trip or serializ or export or harness or layer_basics or keras_hub or private or reload or save \
+        or mixed_precision or config or fit or docstrings or packaging or public_api or model_graph or mirrored" "$@"

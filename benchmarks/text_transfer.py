@@ -69,7 +69,7 @@ def topic_documents(test_fraction=0.25):
 def run_nsp(args, seeds):
     train_docs, test_docs = topic_documents()
     if args.quick:
-        train_docs, test_docs = train_docs[:12], test_docs[:12]
+        train_docs, test_docs = train_docs[:6], test_docs[:6]
     words = kt.layers.word_tokenizer([s for d in train_docs for s in d], max_tokens=args.max_tokens).get_vocabulary()
     tokenizer = kt.layers.word_tokenizer(vocabulary=["[cls]", "[sep]", *words[2:]], sequence_length=args.pair_length)
     vocabulary_size = tokenizer.vocabulary_size()
@@ -174,7 +174,7 @@ def placement_variants(pretrained, num_classes, bottleneck):
 def run_placement(args, seeds, budgets):
     x_pre, (x_train, y_train), (x_test, y_test) = kt.datasets.load_python_docs(args.sequence_length, args.max_tokens)
     if args.quick:
-        x_pre, x_test, y_test = x_pre[:128], x_test[::5], y_test[::5]
+        x_pre, x_test, y_test = x_pre[:64], x_test[::10], y_test[::10]
     vocabulary_size = kt.datasets.python_docs_tokenizer(args.sequence_length, args.max_tokens).vocabulary_size()
     num_classes = int(y_test.max()) + 1
     results, params = collections.defaultdict(list), {}
@@ -217,7 +217,7 @@ def run_vocabulary(args, seeds, budgets):
     _, (t_train, y_train), (t_test, y_test) = kt.datasets.load_python_docs(as_text=True)
     t_pre = kt.datasets.load_python_docs(as_text=True)[0]
     if args.quick:
-        t_pre, t_test, y_test = t_pre[:256], t_test[::5], y_test[::5]
+        t_pre, t_test, y_test = t_pre[:128], t_test[::10], y_test[::10]
     length = args.sequence_length
     source = kt.layers.word_tokenizer(t_pre, sequence_length=length, max_tokens=args.source_tokens)
     full = kt.layers.word_tokenizer(t_pre, sequence_length=length)
@@ -293,7 +293,7 @@ def main(argv=None):
     if args.quick:
         seeds, budgets = [0], [5]
         args.pretrain_epochs, args.continue_epochs, args.finetune_epochs = 1, 1, 2
-        args.dim, args.layers, args.pair_length, args.new_tokens = 32, 1, 24, 50
+        args.dim, args.layers, args.pair_length, args.new_tokens, args.source_tokens = 32, 1, 16, 20, 100
     out = {}
     if "nsp" in args.parts:
         out["nsp"] = run_nsp(args, seeds)

@@ -31,7 +31,7 @@ class TextTransferQuickTest(TestCase):
         self.assertAccuracies(nsp)
         oov = out["vocabulary"].pop("oov")
         unk, extended = oov.values()
-        self.assertLess(extended, unk)  # the 50 added words were out of the capped vocabulary
+        self.assertLess(extended, unk)  # the 20 added words were out of the capped vocabulary
         self.assertGreater(unk, 0.05)
         self.assertAccuracies(out["vocabulary"])
 
