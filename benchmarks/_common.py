@@ -102,3 +102,14 @@ def median_seconds(fn, repeats=3, warmup=0):
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def one_thread():
+    """TensorFlow on one thread, unless it is already running (a test process imports benchmarks)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass

@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks._common import mean_std  # noqa: E402
+from benchmarks._common import one_thread  # noqa: E402
 from benchmarks._common import print_table  # noqa: E402
 from keras_transfer.datasets import load_python_docs  # noqa: E402
 from keras_transfer.datasets import python_docs_tokenizer  # noqa: E402
@@ -137,11 +138,7 @@ def main(argv=None):
     parser.add_argument("--sequence-length", type=int, default=24)
     parser.add_argument("--max-tokens", type=int, default=1000, help="vocabulary cap (cost of the cloze head)")
     args = parser.parse_args(argv)
-    try:  # one thread, unless TensorFlow is already running (a test process)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    one_thread()
     seeds, budgets, pre_epochs, ft_epochs = args.seeds, args.budgets, args.pretrain_epochs, args.finetune_epochs
     dim, layers, length = args.dim, args.layers, args.sequence_length
     if args.quick:

@@ -36,11 +36,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_transfer as kt  # noqa: E402
 from benchmarks import text_cloze  # noqa: E402
 from benchmarks._common import mean_std  # noqa: E402
+from benchmarks._common import one_thread  # noqa: E402
 from benchmarks._common import print_table  # noqa: E402
 
 PARTS = ("nsp", "placement", "vocabulary")
@@ -49,6 +49,14 @@ PARTS = ("nsp", "placement", "vocabulary")
 def _cosine_adamw(steps, learning_rate):
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=learning_rate, warmup_steps=steps // 10)
     return keras.optimizers.AdamW(schedule, weight_decay=0.01)
+
+
+def _table(header, column, results, budgets):
+    """One row per method: its `column` value, then mean ± std per label budget."""
+    print_table(
+        header + [f"{b} labels/class" for b in budgets],
+        [[n, value] + [mean_std(results[(n, b)]) for b in budgets] for n, value in column.items()],
+    )
 
 
 # --------------------------------------------------------------------------------------- nsp
@@ -204,11 +212,7 @@ def run_placement(args, seeds, budgets):
         f"({args.pretrain_epochs} epochs); bottleneck {args.bottleneck}; {args.finetune_epochs} epochs, lr "
         f"{args.learning_rate} (full) / {4 * args.learning_rate} (others); test n={len(y_test)}; seeds {seeds}:"
     )
-    names = list(params)
-    print_table(
-        ["fine-tuning", "trainable parameters"] + [f"{b} labels/class" for b in budgets],
-        [[n, f"{params[n]:,}"] + [mean_std(results[(n, b)]) for b in budgets] for n in names],
-    )
+    _table(["fine-tuning", "trainable parameters"], {n: f"{p:,}" for n, p in params.items()}, results, budgets)
     return {f"{n} @ {b}": v for (n, b), v in results.items()} | {"trainable": params}
 
 
@@ -256,10 +260,11 @@ def run_vocabulary(args, seeds, budgets):
         f"then {args.continue_epochs} more cloze epochs on the same sentences with either vocabulary; fine-tuning "
         f"{args.finetune_epochs} epochs; test n={len(y_test)}; seeds {seeds}:"
     )
-    names = list(oov)
-    print_table(
-        ["vocabulary", "test words out of vocabulary"] + [f"{b} labels/class" for b in budgets],
-        [[n, f"{100 * oov[n]:.1f} %"] + [mean_std(results[(n, b)]) for b in budgets] for n in names],
+    _table(
+        ["vocabulary", "test words out of vocabulary"],
+        {n: f"{100 * v:.1f} %" for n, v in oov.items()},
+        results,
+        budgets,
     )
     return {f"{n} @ {b}": v for (n, b), v in results.items()} | {"oov": oov}
 
@@ -284,11 +289,7 @@ def main(argv=None):
     parser.add_argument("--source-tokens", type=int, default=500, help="vocabulary: the source model's cap")
     parser.add_argument("--new-tokens", type=int, default=500, help="vocabulary: words added")
     args = parser.parse_args(argv)
-    try:  # one thread, unless TensorFlow is already running (a test process)
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:
-        pass
+    one_thread()
     seeds, budgets = args.seeds, args.budgets
     if args.quick:
         seeds, budgets = [0], [5]
