@@ -14,7 +14,8 @@ row is a mean ± std. TensorFlow runs on one thread.
   ways: all weights, head only, `BottleneckAdapter`s after each transformer block
   (`add_adapters(..., "bottleneck")`) and Houlsby adapters inside each block after attention and
   after the MLP (`add_adapters(..., "houlsby")`); same epochs, adapters and head at a 4x higher
-  learning rate than full fine-tuning (Houlsby et al.'s practice).
+  learning rate than full fine-tuning (Houlsby et al.'s practice), or at each of
+  `--adapter-learning-rates` (a sweep: one row per rate).
 - `vocabulary`: a cloze-pre-trained encoder whose vocabulary is capped (`--source-tokens` words;
   the rest of the manual's words are out of vocabulary) meets the full text: either the OOV words
   stay `[UNK]`, or the `--new-tokens` most frequent of them are added by `extend_vocabulary`
@@ -22,7 +23,7 @@ row is a mean ± std. TensorFlow runs on one thread.
   epochs on the pre-training sentences, then are fine-tuned on k labels per class.
 
     python benchmarks/text_transfer.py [--quick] [--parts nsp placement vocabulary] [--seeds 0 1 2]
-        [--budgets 20 100] [--pretrain-epochs 60]
+        [--budgets 20 100] [--pretrain-epochs 60] [--adapter-learning-rates 1e-4 3e-4 1e-3 2e-3]
 """
 
 import argparse
@@ -185,7 +186,8 @@ def run_placement(args, seeds, budgets):
         x_pre, x_test, y_test = x_pre[:64], x_test[::10], y_test[::10]
     vocabulary_size = kt.datasets.python_docs_tokenizer(args.sequence_length, args.max_tokens).vocabulary_size()
     num_classes = int(y_test.max()) + 1
-    results, params = collections.defaultdict(list), {}
+    results, params, rows = collections.defaultdict(list), {}, {}
+    adapter_rates = args.adapter_learning_rates or [4 * args.learning_rate]
     for seed in seeds:
         keras.utils.set_random_seed(seed)
         backbone = bert_backbone(vocabulary_size, args.sequence_length, args.dim, args.layers)
@@ -198,21 +200,24 @@ def run_placement(args, seeds, budgets):
         for budget in budgets:
             idx = text_cloze.labelled_subset(y_train, budget, seed)
             for name, build in placement_variants(backbone, num_classes, args.bottleneck).items():
-                backbone.set_weights(weights)
-                backbone.trainable = True
-                keras.utils.set_random_seed(seed)
-                rate = args.learning_rate * (1 if name == "full fine-tuning" else 4)
-                score, params[name] = fit_classifier(
-                    build(), x_train[idx], y_train[idx], x_test, y_test, args.finetune_epochs, rate
-                )
-                results[(name, budget)].append(score)
-                print(f"  {budget}/class {name}: {score:.3f} ({params[name]:,} trainable)", flush=True)
+                rates = [args.learning_rate] if name == "full fine-tuning" else adapter_rates
+                for rate in rates:
+                    backbone.set_weights(weights)
+                    backbone.trainable = True
+                    keras.utils.set_random_seed(seed)
+                    score, params[name] = fit_classifier(
+                        build(), x_train[idx], y_train[idx], x_test, y_test, args.finetune_epochs, rate
+                    )
+                    row = name if len(rates) == 1 else f"{name}, lr {rate:g}"
+                    results[(row, budget)].append(score)
+                    rows[row] = f"{params[name]:,}"
+                    print(f"  {budget}/class {row}: {score:.3f} ({params[name]:,} trainable)", flush=True)
     print(
         f"\nAdapter placement on a BERT ({args.layers} layers, hidden {args.dim}) pre-trained by cloze "
         f"({args.pretrain_epochs} epochs); bottleneck {args.bottleneck}; {args.finetune_epochs} epochs, lr "
-        f"{args.learning_rate} (full) / {4 * args.learning_rate} (others); test n={len(y_test)}; seeds {seeds}:"
+        f"{args.learning_rate} (full) / {adapter_rates} (others); test n={len(y_test)}; seeds {seeds}:"
     )
-    _table(["fine-tuning", "trainable parameters"], {n: f"{p:,}" for n, p in params.items()}, results, budgets)
+    _table(["fine-tuning", "trainable parameters"], rows, results, budgets)
     return {f"{n} @ {b}": v for (n, b), v in results.items()} | {"trainable": params}
 
 
@@ -279,6 +284,9 @@ def main(argv=None):
     parser.add_argument("--continue-epochs", type=int, default=20, help="vocabulary: continued pre-training")
     parser.add_argument("--finetune-epochs", type=int, default=40)
     parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument(
+        "--adapter-learning-rates", type=float, nargs="+", help="placement: rates for head/adapters (default 4x)"
+    )
     parser.add_argument("--pretrain-learning-rate", type=float, default=2e-3)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)

@@ -37,7 +37,8 @@ class TextTransferQuickTest(TestCase):
 
     @unittest.skipIf(keras_hub is None, "keras-hub is not installed (optional extra `hub`)")
     def test_placement_quick(self):
-        out = text_transfer.main(["--quick", "--parts", "placement"])["placement"]
+        out = text_transfer.main(["--quick", "--parts", "placement", "--adapter-learning-rates", "1e-3", "2e-3"])
+        out = out["placement"]
         trainable = out.pop("trainable")
         self.assertEqual(
             list(trainable),
@@ -51,4 +52,7 @@ class TextTransferQuickTest(TestCase):
         )  # one adapter + the embeddings' LayerNorm (block frozen whole)
         self.assertEqual(houlsby - head, 2 * (2 * 32 * 8 + 32 + 8) + 3 * 2 * 32)  # two adapters + 3 LayerNorms
         self.assertLess(houlsby, full)
+        self.assertIn("full fine-tuning @ 5", out)  # one rate for full fine-tuning, one row per swept rate else
+        self.assertIn("Houlsby adapters inside each block, lr 0.002 @ 5", out)
+        self.assertLen(out, 1 + 3 * 2)
         self.assertAccuracies(out)
