@@ -23,7 +23,7 @@ from keras_transfer.ops.numerics import l2_normalize
 from keras_transfer.ops.numerics import static_batch_size
 
 
-def _check_embeddings(image_embeddings, text_embeddings):
+def check_pair_embeddings(image_embeddings, text_embeddings):
     for name, value in (("image_embeddings", image_embeddings), ("text_embeddings", text_embeddings)):
         if len(value.shape) != 2:
             raise ValueError(
@@ -51,7 +51,7 @@ def _check_embeddings(image_embeddings, text_embeddings):
         )
 
 
-def _check_logit_scale(logit_scale):
+def check_logit_scale(logit_scale):
     if isinstance(logit_scale, keras.Variable) and logit_scale.name.startswith("log_"):
         raise ValueError(
             "`logit_scale` must be the multiplier on cosine similarities, not its log. "
@@ -67,7 +67,7 @@ def _check_logit_scale(logit_scale):
             )
 
 
-def _check_finite_eager(x, name):
+def check_finite_eager(x, name):
     try:
         values = ops.convert_to_numpy(x)
     except Exception:  # symbolic / graph tensor: checked by the caller's data pipeline.
@@ -129,10 +129,10 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
     """
     image_embeddings = ops.convert_to_tensor(image_embeddings)
     text_embeddings = ops.convert_to_tensor(text_embeddings)
-    _check_embeddings(image_embeddings, text_embeddings)
-    _check_logit_scale(logit_scale)
-    _check_finite_eager(image_embeddings, "image_embeddings")
-    _check_finite_eager(text_embeddings, "text_embeddings")
+    check_pair_embeddings(image_embeddings, text_embeddings)
+    check_logit_scale(logit_scale)
+    check_finite_eager(image_embeddings, "image_embeddings")
+    check_finite_eager(text_embeddings, "text_embeddings")
     dtype = compute_dtype(image_embeddings)
     image = ops.cast(image_embeddings, dtype)
     text = ops.cast(text_embeddings, dtype)
@@ -184,7 +184,7 @@ class CLIPLoss(keras.losses.Loss):
     def __init__(
         self, logit_scale=1.0 / 0.07, normalize=True, reduction="sum_over_batch_size", name="clip_loss", dtype=None
     ):
-        _check_logit_scale(logit_scale)
+        check_logit_scale(logit_scale)
         if not isinstance(logit_scale, numbers.Real) or isinstance(logit_scale, bool):
             raise ValueError(
                 "`logit_scale` must be a positive finite number. Received: "
@@ -196,7 +196,7 @@ class CLIPLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         image, text = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
-        _check_embeddings(image, text)
+        check_pair_embeddings(image, text)
         image, text = ops.cast(image, "float32"), ops.cast(text, "float32")
         if self.normalize:
             image, text = l2_normalize(image), l2_normalize(text)

@@ -8,7 +8,11 @@ cross-entropy (`keras_transfer.losses.clip_loss`). The variable holds the log `s
 `clip_loss` takes (`get_logit_scale()`: the same as a Python float, for `ZeroShotHead`).
 `s` starts at ln(1 / 0.07) and is clamped to [0, ln 100] after every optimizer step (as open_clip does),
 so `exp(s)` never overflows, also under `mixed_float16` (the scale is a float32
-variable and the logits and loss are float32).
+variable and the logits and loss are float32). `loss_type="siglip"` trains with
+SigLIP's pairwise sigmoid loss instead (`keras_transfer.losses.siglip_loss`, a learned
+bias `b` added to the logits), and `chunk_size` with gradient caching
+(`keras_transfer.ops.gradient_cache`) for batches larger than the towers'
+activations fit in memory.
 
 Under a `tf.distribute` strategy every replica gathers the embeddings of all
 replicas with gradients kept (`keras_transfer.utils.distributed`), so the
@@ -27,19 +31,18 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.layers.sequence_pooling import SequencePooling
-from keras_transfer.losses.clip_loss import clip_loss_terms
 from keras_transfer.models._clip_support import ClampValue
-from keras_transfer.models._clip_support import batch_error
 from keras_transfer.models._clip_support import check_clip_data
 from keras_transfer.models._clip_support import clip_from_keras_hub
+from keras_transfer.models._clip_support import clip_serving_signature
+from keras_transfer.models._clip_support import contrastive_loss_and_stats
+from keras_transfer.models._clip_support import unpack_clip_batch
 from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._finite_logs import nan_unless
 from keras_transfer.models._serving import ExportsDeclaredInputs
-from keras_transfer.models._task_signature import declared_input
-from keras_transfer.models._task_signature import recorded_input_shapes
 from keras_transfer.models._train_step_model import TrainStepModel
+from keras_transfer.ops.gradient_cache import gradient_cache
 from keras_transfer.ops.numerics import l2_normalize
-from keras_transfer.utils import distributed
 from keras_transfer.utils import validation
 
 
@@ -67,12 +70,24 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             e.g. `keras_transfer.layers.TextTransformerEncoder`.
         projection_dim: size of the shared embedding space.
         logit_scale_init: initial multiplier on cosine similarities
-            (1 / temperature); stored as its log. CLIP: 1 / 0.07.
+            (1 / temperature); stored as its log. Default: CLIP's 1 / 0.07, or SigLIP's
+            10 with `loss_type="siglip"`.
         max_logit_scale: clamp of the multiplier after each step (CLIP: 100).
         image_pooling: `SequencePooling` mode of the image features ("auto", "mean",
             "first").
         text_pooling: `SequencePooling` mode of the text features ("auto", "mean",
             "first", "argmax_token").
+        loss_type: "clip" (the symmetric softmax cross-entropy over the batch) or
+            "siglip" (Zhai et al. 2023: every pair an independent sigmoid, logits
+            `exp(s) * I @ T^T + b` with a learned float32 bias `b`, `model.logit_bias`).
+        logit_bias_init: the initial bias `b` of "siglip" (the paper: -10, so the N - 1
+            negatives of a row do not dominate the first steps); unused by "clip".
+        chunk_size: None, or gradient caching (Gao et al. 2021): `fit` embeds the pairs
+            `chunk_size` at a time without their graphs, takes the loss and its gradient
+            with respect to the embeddings on the whole (global) batch, then
+            back-propagates chunk by chunk: activation memory is one chunk's, for about
+            one extra forward pass. The step equals the unchunked one for towers without
+            batch-coupled layers (BatchNorm in training mode sees chunk statistics).
         **kwargs: base `keras.Model` arguments (`name`, ...).
 
     Call arguments:
@@ -84,15 +99,19 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             clamped to [0, ln max_logit_scale].
         logit_scale: the multiplier `exp(s)` as a float32 tensor: pass this to
             `clip_loss(..., logit_scale)`. `get_logit_scale()` is the same as a Python float.
+        logit_bias: SigLIP's trained float32 bias variable, None for "clip".
 
     Raises:
         ValueError: if an encoder is not a Keras layer or model, a size or scale is not
-            positive, `logit_scale_init` lies outside [1, max_logit_scale], or a pooling
-            mode is unknown.
+            positive, `logit_scale_init` lies outside [1, max_logit_scale], a pooling
+            mode or `loss_type` is unknown, `logit_bias_init` is not finite, or
+            `chunk_size` is not a positive integer.
 
     Reference:
         Radford et al., "Learning Transferable Visual Models From Natural Language
-        Supervision", ICML 2021.
+        Supervision", ICML 2021. Zhai et al., "Sigmoid Loss for Language Image
+        Pre-Training", ICCV 2023. Gao et al., "Scaling Deep Contrastive Learning Batch
+        Size under Memory Limited Setup", RepL4NLP 2021.
 
     Example:
 
@@ -115,13 +134,23 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         image_encoder,
         text_encoder,
         projection_dim=64,
-        logit_scale_init=1.0 / 0.07,
+        logit_scale_init=None,
         max_logit_scale=100.0,
         image_pooling="auto",
         text_pooling="auto",
+        loss_type="clip",
+        logit_bias_init=-10.0,
+        chunk_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.loss_type = validation.check_one_of("loss_type", loss_type, ("clip", "siglip"))
+        if logit_scale_init is None:
+            logit_scale_init = 10.0 if self.loss_type == "siglip" else 1.0 / 0.07
+        self.logit_bias_init = validation.check_finite_float(
+            "logit_bias_init", logit_bias_init, "SigLIP starts at -10"
+        )
+        self.chunk_size = None if chunk_size is None else validation.check_positive_int("chunk_size", chunk_size)
         for name, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
             if not isinstance(value, keras.layers.Layer):
                 raise ValueError(f"`{name}` must be a Keras model or layer. Received: {name}={value!r}")
@@ -161,6 +190,15 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             constraint=ClampValue(0.0, math.log(self.max_logit_scale)),
             name="log_logit_scale",
         )
+        self.logit_bias = None
+        if self.loss_type == "siglip":
+            self.logit_bias = self.add_weight(
+                shape=(),
+                initializer=keras.initializers.Constant(self.logit_bias_init),
+                dtype="float32",
+                autocast=False,
+                name="logit_bias",
+            )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.i2t_tracker = keras.metrics.Mean(name="image_to_text_accuracy")
         self.t2i_tracker = keras.metrics.Mean(name="text_to_image_accuracy")
@@ -243,31 +281,7 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         Raises:
             ValueError: if neither the encoders nor a previous call give the input shapes.
         """
-        image_shape, image_dtype = declared_input(self.image_encoder)
-        token_shape, token_dtype = declared_input(self.text_encoder, "int32")
-        if not tf.as_dtype(token_dtype).is_integer:
-            token_dtype = "int32"
-        if image_shape is None or token_shape is None:
-            recorded = recorded_input_shapes(self)
-            if isinstance(recorded, dict) and {"images", "token_ids"} <= set(recorded):
-                recorded = (recorded["images"], recorded["token_ids"])
-            if isinstance(recorded, (list, tuple)) and len(recorded) == 2:
-                image_shape = image_shape or tuple(recorded[0][1:])
-                token_shape = token_shape or tuple(recorded[1][1:])
-        if token_shape is None and getattr(self.text_encoder, "sequence_length", None):
-            token_shape = (None,)
-        if image_shape is None or token_shape is None:
-            raise ValueError(
-                "`CLIP.export()` needs the input shapes. Received: a model never called, whose "
-                "encoders declare no `keras.Input`. Call it once on {'images': ..., 'token_ids': "
-                "...}, fit it, or pass `input_signature=`."
-            )
-        return [
-            {
-                "images": keras.InputSpec(shape=(None,) + tuple(image_shape), dtype=image_dtype, name="images"),
-                "token_ids": keras.InputSpec(shape=(None,) + tuple(token_shape), dtype=token_dtype, name="token_ids"),
-            }
-        ]
+        return clip_serving_signature(self)
 
     def encode_images(self, images, batch_size=256):
         """Unit-norm embeddings of a whole image array, computed in batches.
@@ -322,61 +336,10 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
 
     def _contrastive(self, image, text):
         """This replica's share of the global-batch loss, plus global metric values."""
-        n_img, n_txt = image.shape[0], text.shape[0]
-        if n_img is not None and n_txt is not None and n_img != n_txt:
-            raise batch_error(n_img, n_txt)
-        if n_img == 1 and distributed.num_replicas() == 1:
-            raise ValueError(
-                "`CLIP` needs at least 2 (image, text) pairs per batch: a contrastive loss takes "
-                "its negatives from the other pairs. Received: a batch of 1. Use batch_size >= 2."
-            )
-        tf.debugging.assert_equal(
-            tf.shape(image)[0],
-            tf.shape(text)[0],
-            message="CLIP: the image and text batches must hold the same number of pairs",
-        )
-        all_image = distributed.all_gather_with_grad(image)
-        all_text = distributed.all_gather_with_grad(text)
-        labels = distributed.global_batch_labels(image)
-        ce_i, ce_t, i2t, t2i = clip_loss_terms(image, text, all_image, all_text, labels, self.logit_scale)
-        local_n = tf.shape(image)[0]
-        loss = distributed.global_mean(0.5 * (ops.sum(ce_i) + ops.sum(ce_t)), local_n)
-        # Metrics: global values, identical on every replica. The argmax of NaN logits is a
-        # valid index: NaN hits instead, so no accuracy looks finite while the logits are not.
-        finite = all_finite([i2t, t2i])
-        hits_i = nan_unless(
-            finite, ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(i2t, axis=-1), "int32"), labels), "float32"))
-        )
-        hits_t = nan_unless(
-            finite, ops.sum(ops.cast(ops.equal(ops.cast(ops.argmax(t2i, axis=-1), "int32"), labels), "float32"))
-        )
-        count = ops.cast(distributed.global_batch_size(image), "float32")
-        stats = {
-            "loss": distributed.all_reduce_sum(tf.stop_gradient(loss)),
-            "image_to_text_accuracy": distributed.all_reduce_sum(hits_i) / count,
-            "text_to_image_accuracy": distributed.all_reduce_sum(hits_t) / count,
-        }
-        return loss, stats
+        return contrastive_loss_and_stats(image, text, self.logit_scale, self.logit_bias)
 
     def _unpack(self, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if y is not None and not isinstance(x, dict) and not isinstance(x, (list, tuple)):
-            # fit(images, token_ids): Keras hands the two arrays over as (x, y).
-            x = (x, y)
-        elif y is not None:
-            raise ValueError(
-                "`CLIP` trains on (image, text) pairs without labels. Received: labels besides "
-                "a full input. Pass fit({'images': ..., 'token_ids': ...}) or fit(images, token_ids)."
-            )
-        if sample_weight is not None:
-            raise ValueError("`CLIP` does not support `sample_weight`. Received: a sample_weight.")
-        images, token_ids = self._split_inputs(x)
-        if tf.as_dtype(images.dtype).is_floating:
-            # Datasets are not checked eagerly: fail loudly rather than train on NaN.
-            images = tf.debugging.assert_all_finite(
-                images, "CLIP: `images` must contain only finite values (found NaN or Inf in a batch)"
-            )
-        return images, token_ids
+        return unpack_clip_batch(data, self._split_inputs)
 
     def _report(self, stats):
         # Weights made NaN by this very step (divergence) must not log a finite value.
@@ -386,10 +349,14 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         self.t2i_tracker.update_state(nan_unless(finite, stats["text_to_image_accuracy"]))
         logs = self.get_metrics_result()
         logs["logit_scale"] = nan_unless(finite, self.logit_scale)
+        if self.logit_bias is not None:
+            logs["logit_bias"] = nan_unless(finite, ops.convert_to_tensor(self.logit_bias))
         return logs
 
     def train_step(self, data):
         images, token_ids = self._unpack(data)
+        if self.chunk_size is not None:
+            return self._chunked_train_step(images, token_ids)
         with tf.GradientTape() as tape:
             # Through `self(...)` so that fit alone builds the model (and `.keras` files reload).
             out = self({"images": images, "token_ids": token_ids}, training=True)
@@ -397,6 +364,27 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables  # after the call: lazily built towers included
         grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._report(stats)
+
+    def _chunked_train_step(self, images, token_ids):
+        if not self.built:
+            # Lazily built towers create their variables here (at tracing), before they are listed.
+            self({"images": images, "token_ids": token_ids}, training=False)
+        dim = self.projection_dim
+
+        def embed(rows):  # both embeddings side by side: the rows of a chunk stay paired
+            return ops.concatenate([self.embed_images(rows[0], training=True), self.embed_text(rows[1], True)], -1)
+
+        def loss_fn(z):
+            loss, stats = self._contrastive(z[:, :dim], z[:, dim:])
+            return self.optimizer.scale_loss(loss), stats
+
+        variables = self.trainable_variables
+        _, stats, grads = gradient_cache(
+            embed, loss_fn, (images, token_ids), self.chunk_size, variables,
+            self.image_encoder.non_trainable_variables + self.text_encoder.non_trainable_variables,
+        )  # fmt: skip
         self.optimizer.apply(grads, variables)
         return self._report(stats)
 
@@ -416,6 +404,9 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
                 "max_logit_scale": self.max_logit_scale,
                 "image_pooling": self.image_pooling,
                 "text_pooling": self.text_pooling,
+                "loss_type": self.loss_type,
+                "logit_bias_init": self.logit_bias_init,
+                "chunk_size": self.chunk_size,
             }
         )
         return config

@@ -41,6 +41,12 @@ def check_positive_float(name, value, fix=None):
     return float(value)
 
 
+def check_finite_float(name, value, fix=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _fail(name, "a finite number", value, fix)
+    return float(value)
+
+
 def is_non_negative_finite(value):
     """Whether `value` is a real number (not a bool), finite and >= 0."""
     return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0

@@ -4,7 +4,9 @@ before TensorFlow initialises, which a shared pytest process cannot do.
 Trains the same CLIP (same initial weights, SGD) for two steps on one device and
 under MirroredStrategy over two logical CPUs (global batches 8 then 6, i.e.
 4+4 and 3+3 pairs per replica) and prints the weights, logs and the clamped
-logit scale as JSON.
+logit scale as JSON. `argv[1]`: JSON `CLIP` arguments of both models (e.g.
+`{"loss_type": "siglip"}`); `argv[2]`: JSON arguments of the mirrored one only (e.g.
+`{"chunk_size": 3}`: a chunked mirrored step against the plain single-device one).
 """
 
 import json
@@ -28,13 +30,13 @@ from keras_transfer.layers import TextTransformerEncoder  # noqa: E402
 from keras_transfer.models import CLIP  # noqa: E402
 
 
-def build():
+def build(**kwargs):
     keras.utils.set_random_seed(7)
     image_encoder = keras.Sequential(
         [keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.GlobalAveragePooling2D()]
     )
     text_encoder = TextTransformerEncoder(12, 5, embedding_dim=8, num_layers=1, num_heads=2)
-    model = CLIP(image_encoder, text_encoder, projection_dim=6)
+    model = CLIP(image_encoder, text_encoder, projection_dim=6, **kwargs)
     model.compile(optimizer=keras.optimizers.SGD(0.1))
     return model
 
@@ -46,14 +48,16 @@ def main():
     tokens[:, 3:] = np.where(rng.uniform(size=(13, 2)) < 0.5, 0, tokens[:, 3:])
     data = {"images": images, "token_ids": tokens}
 
-    single = build()
+    common = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    mirrored_only = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    single = build(**common)
     single(data)  # build
     initial = [w.numpy() for w in single.weights]
     history_single = single.fit(data, batch_size=8, epochs=1, shuffle=False, verbose=0).history
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
-        mirrored = build()
+        mirrored = build(**common, **mirrored_only)
         mirrored(data)
         mirrored.set_weights(initial)
     history_mirrored = mirrored.fit(data, batch_size=8, epochs=1, shuffle=False, verbose=0).history

@@ -36,6 +36,32 @@ def make_data(n=8, seed=0):
     return {"images": images, "token_ids": tokens}
 
 
+def check_mirrored_probe(test, common=None, mirrored_only=None):
+    """Runs `_clip_distributed_probe.py` with these `CLIP` arguments and checks its result."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py"),
+            json.dumps(common or {}),
+            json.dumps(mirrored_only or {}),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    test.assertTrue(lines, f"probe failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    out = json.loads(lines[-1][len("RESULT ") :])
+    test.assertEqual(out["replicas"], 2)
+    test.assertLess(out["max_weight_difference"], 2e-5)
+    test.assertGreater(out["median_weight_movement"], 1e-3)
+    for key in ("loss", "image_to_text_accuracy", "text_to_image_accuracy"):
+        test.assertAlmostEqual(out["mirrored"][key], out["single"][key], places=5)
+    test.assertAlmostEqual(out["clamped_scale"], 100.0, places=3)
+    return out
+
+
 class CLIPTest(TestCase):
     @classmethod
     def setUpClass(cls):
@@ -232,22 +258,7 @@ class CLIPTest(TestCase):
         self.assertTrue(np.isfinite(logs["loss"]))
 
     def test_global_batch_under_mirrored_strategy_equals_single_device(self):
-        result = subprocess.run(
-            [sys.executable, os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-        self.assertTrue(lines, f"probe failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-        out = json.loads(lines[-1][len("RESULT ") :])
-        self.assertEqual(out["replicas"], 2)
-        self.assertLess(out["max_weight_difference"], 2e-5)
-        self.assertGreater(out["median_weight_movement"], 1e-3)
-        for key in ("loss", "image_to_text_accuracy", "text_to_image_accuracy"):
-            self.assertAlmostEqual(out["mirrored"][key], out["single"][key], places=5)
-        self.assertAlmostEqual(out["clamped_scale"], 100.0, places=3)
+        check_mirrored_probe(self)
 
     def test_bad_arguments(self):
         for bad in (0.0, -1.0):
