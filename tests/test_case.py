@@ -54,6 +54,12 @@ def snapshot_files(root):
     return files
 
 
+def _other_integer_width(tensor):
+    """An int32 tensor as int64 and vice versa; anything else unchanged (the same object)."""
+    other = {tf.int32: tf.int64, tf.int64: tf.int32}.get(tensor.dtype)
+    return tensor if other is None else tf.cast(tensor, other)
+
+
 def _as_client_tensor(value):
     tensor = tf.convert_to_tensor(value)
     return tf.cast(tensor, "float32") if tensor.dtype.is_floating else tensor
@@ -146,6 +152,15 @@ class TestCase(unittest.TestCase):
             actual,
             expected,
         )
+        other = tf.nest.map_structure(_other_integer_width, sent)
+        changed = any(a is not b for a, b in zip(tf.nest.flatten(other), tf.nest.flatten(sent)))
+        if hasattr(model, "serving_input_signature") and changed:
+            # Our models' `serve` takes integer ids as int32 and int64, as `predict` does.
+            tf.nest.map_structure(
+                lambda a, b: self.assertAllClose(np.asarray(a), b, atol=atol, rtol=rtol),
+                restored.serve(other),
+                expected,
+            )
         # The signature TF Serving calls (keyword inputs, same on every Keras version).
         self.assertIn("serving_default", restored.signatures)
         signature = restored.signatures["serving_default"]

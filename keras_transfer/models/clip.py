@@ -58,9 +58,9 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
 
     `export()` works straight after `fit` and after `.keras` reload: the serving
     signature takes `{"images": float32, "token_ids": int32}` (also the input names of
-    `serving_default`) (the text encoder's own
-    `Input` dtype when it declares one, e.g. keras-hub's int32 ids). Cast the int64
-    ids of a `TextVectorization` tokenizer (`word_tokenizer`) to int32 before sending.
+    `serving_default`; the text encoder's own `Input` dtype when it declares one, e.g.
+    keras-hub's int32 ids), and the `serve` endpoint takes the ids as int32 or int64
+    (a `TextVectorization` tokenizer's, `word_tokenizer`).
 
     Args:
         image_encoder: a Keras model/layer, images -> features `(batch, d_i)`
