@@ -191,6 +191,28 @@ class TextTransformerEncoder(keras.layers.Layer):
             )
         return inputs["token_ids"], inputs.get("segment_ids")
 
+    def _check_token_ids(self, token_ids):
+        """Ids outside [0, vocabulary_size) fail: a ValueError when eager, an error naming the range in a
+        graph (a negative id would otherwise index the embedding from the end, silently)."""
+        fix = "Tokenize with the vocabulary the encoder was built for."
+        if isinstance(token_ids, keras.KerasTensor):
+            return token_ids
+        if tf.executing_eagerly():
+            values = ops.convert_to_numpy(token_ids)
+            if values.size and (values.min() < 0 or values.max() >= self.vocabulary_size):
+                raise ValueError(
+                    f"`token_ids` must lie in [0, vocabulary_size={self.vocabulary_size}). Received: ids from "
+                    f"{values.min()} to {values.max()}. {fix}"
+                )
+            return token_ids
+        message = f"`token_ids` must lie in [0, vocabulary_size={self.vocabulary_size}). {fix}"
+        checks = [
+            tf.debugging.assert_non_negative(token_ids, message=message),
+            tf.debugging.assert_less(token_ids, tf.cast(self.vocabulary_size, token_ids.dtype), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return tf.identity(token_ids)
+
     def _check_segments(self, segment_ids):
         """Out-of-range segment ids give a ValueError when eager (a graph would index out of range)."""
         if not tf.executing_eagerly() or isinstance(segment_ids, keras.KerasTensor):
@@ -238,7 +260,7 @@ class TextTransformerEncoder(keras.layers.Layer):
 
     def call(self, token_ids, training=None):
         token_ids, segment_ids = self._split_inputs(token_ids)
-        token_ids = ops.cast(token_ids, "int32")
+        token_ids = self._check_token_ids(ops.cast(token_ids, "int32"))
         length = ops.shape(token_ids)[1]
         padding = ops.not_equal(token_ids, 0)
         x = self.token_embedding(token_ids)

@@ -33,8 +33,8 @@ def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=N
 
     Raises:
         ValueError: if not exactly one of `texts` and `vocabulary` is given,
-            `texts` is empty, `sequence_length` is not positive or `max_tokens`
-            is below 3.
+            `texts` is empty or a single string, `sequence_length` is not positive
+            or `max_tokens` is below 3.
 
     Example:
 
@@ -64,6 +64,11 @@ def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=N
         output_sequence_length=sequence_length,
         vocabulary=vocabulary,
     )
+    if isinstance(texts, (str, bytes)):
+        raise ValueError(
+            f"`texts` must be a list of strings, not one string. Received: texts={texts[:40]!r}. Wrap it: "
+            "texts=[text]."
+        )
     if texts is not None:
         texts = [str(t) for t in texts]
         if not texts:

@@ -84,7 +84,26 @@ def padding_mask(token_ids):
     return ops.cast(ops.not_equal(token_ids, 0), "int32")
 
 
+def _check_id_array(token_ids):
+    if token_ids.dtype.kind in "USO":
+        raise ValueError(
+            f"`x` must hold integer token ids. Received: an array of dtype {token_ids.dtype}. Tokenize text first, "
+            "e.g. with keras_transfer.layers.word_tokenizer."
+        )
+    if token_ids.ndim != 2 or not token_ids.size:
+        raise ValueError(
+            f"`x` must hold token ids of shape (batch, length), batch and length > 0. Received: shape "
+            f"{token_ids.shape}."
+        )
+    if token_ids.dtype.kind == "f" and not np.all(np.isfinite(token_ids) & (token_ids == np.round(token_ids))):
+        raise ValueError(
+            "`x` must hold integer token ids. Received: a float array with non-integer or non-finite values. "
+            "Cast whole-number ids with x.astype('int32')."
+        )
+
+
 def _check_token_ids(token_ids, vocabulary_size, unmaskable_ids):
+    _check_id_array(token_ids)
     if token_ids.size and (token_ids.min() < 0 or token_ids.max() >= vocabulary_size):
         raise ValueError(
             f"`x` must hold token ids in [0, vocabulary_size={vocabulary_size}). Received: ids from "

@@ -1,21 +1,29 @@
 """BERT's token masking for cloze (masked language model) pre-training, stateless and seeded."""
 
+import numbers
+
 import tensorflow as tf
 
 from keras_transfer.utils import validation
 
 
+def _is_id(value):
+    """An integer (NumPy integers included), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check(mask_rate, mask_token_id, vocabulary_size, unmaskable_ids, first_random_id):
     validation.check_fraction("mask_rate", mask_rate, inclusive_low=False, inclusive_high=True)
     vocabulary_size = validation.check_int_at_least("vocabulary_size", vocabulary_size, 2)
-    if not isinstance(mask_token_id, int) or not 0 <= mask_token_id < vocabulary_size:
+    if not _is_id(mask_token_id) or not 1 <= mask_token_id < vocabulary_size:
         raise ValueError(
-            f"`mask_token_id` must be an id in [0, vocabulary_size={vocabulary_size}). "
-            f"Received: mask_token_id={mask_token_id!r}. Reserve one vocabulary entry for the mask token."
+            f"`mask_token_id` must be an id in [1, vocabulary_size={vocabulary_size}) (0 is padding: the "
+            f"encoder does not attend to it). Received: mask_token_id={mask_token_id!r}. Reserve one "
+            "vocabulary entry for the mask token."
         )
-    if not 0 <= first_random_id < vocabulary_size:
+    if not _is_id(first_random_id) or not 0 <= first_random_id < vocabulary_size:
         raise ValueError(
-            f"`first_random_id` must lie in [0, vocabulary_size={vocabulary_size}). "
+            f"`first_random_id` must be an integer id in [0, vocabulary_size={vocabulary_size}). "
             f"Received: first_random_id={first_random_id!r}"
         )
     return tuple(int(i) for i in unmaskable_ids)

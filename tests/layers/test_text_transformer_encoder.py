@@ -162,6 +162,17 @@ class TextTransformerEncoderTest(TestCase):
         layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
         self.assertRaisesValueError("(batch, sequence_length)", layer, self.ids[..., None])
 
+    def test_out_of_range_ids_fail_eagerly_and_in_a_graph(self):
+        # A negative id would index the embedding table from the end, silently.
+        layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
+        model = keras.Sequential([keras.Input((7,), dtype="int32"), layer])
+        for bad, shown in ((-3, "from -3"), (20, "to 20")):
+            ids = self.ids.copy()
+            ids[0, 1] = bad
+            self.assertRaisesValueError(["`token_ids` must lie in [0, vocabulary_size=20)", shown], layer, ids)
+            with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"must lie in \[0, vocabulary_size=20\)"):
+                model.predict(ids, verbose=0)
+
 
 class SegmentEmbeddingTest(TestCase):
     def setUp(self):
@@ -276,6 +287,7 @@ class WordTokenizerTest(TestCase):
         self.assertRaisesValueError("Exactly one of `texts` and `vocabulary`", word_tokenizer)
         self.assertRaisesValueError("Exactly one of", word_tokenizer, ["a"], vocabulary=["a"])
         self.assertRaisesValueError("`texts` must contain at least one string", word_tokenizer, [])
+        self.assertRaisesValueError(["`texts` must be a list of strings", "texts=[text]"], word_tokenizer, "a cat")
         self.assertRaisesValueError(
             "`sequence_length` must be a positive integer", word_tokenizer, ["a"], sequence_length=0
         )

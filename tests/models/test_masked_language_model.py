@@ -87,6 +87,15 @@ class MaskedLanguageModelTest(TestCase):
         padded = _corpus(4)
         padded[2] = 0  # nothing to mask in row 2
         self.assertRaisesValueError(["maskable token", "row 2"], model.fit, padded, verbose=0)
+        self.assertRaisesValueError(["integer token ids", "<U", "word_tokenizer"], model.fit, np.array(["a b"] * 4))
+        self.assertRaisesValueError(["integer token ids", "astype"], model.fit, _corpus(4) + 0.5, verbose=0)
+        self.assertRaisesValueError(["(batch, length)", "(0, 8)"], model.fit, _corpus(4)[:0], verbose=0)
+        self.assertRaisesValueError(["(batch, length)", "(8,)"], model.fit, _corpus(4)[0], verbose=0)
+        model.fit(_corpus(4).astype("float32"), verbose=0)  # whole-number float ids are ids
+        self.assertRaisesValueError(
+            ["`mask_token_id`", "mask_token_id=0", "padding"], MaskedLanguageModel, _encoder(), VOCABULARY,
+            mask_token_id=0,
+        )  # fmt: skip
 
     def test_partial_last_batch(self):
         model = self.build()

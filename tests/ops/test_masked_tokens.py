@@ -48,3 +48,12 @@ class MaskTokensTest(TestCase):
         self.assertRaisesValueError(["`mask_token_id`", "10"], mask_tokens, ids, (0, 0), 10, 10)
         self.assertRaisesValueError(["`vocabulary_size`", "1"], mask_tokens, ids, (0, 0), 0, 1)
         self.assertRaisesValueError(["`first_random_id`", "12"], mask_tokens, ids, (0, 0), 1, 10, first_random_id=12)
+        # 0 is padding: a [MASK] written as 0 would be dropped from attention.
+        self.assertRaisesValueError(["`mask_token_id`", "[1, vocabulary_size=10)", "mask_token_id=0"], mask_tokens,
+                                    ids, (0, 0), 0, 10)  # fmt: skip
+        self.assertRaisesValueError(
+            ["`first_random_id`", "integer", "first_random_id=2.5"], mask_tokens, ids, (0, 0), 1, 10,
+            first_random_id=2.5,
+        )  # fmt: skip
+        masked, _ = mask_tokens(ids, (0, 0), np.int64(1), np.int64(10), first_random_id=np.int32(2))
+        self.assertEqual(masked.shape, (1, 2))  # NumPy integers are ids
