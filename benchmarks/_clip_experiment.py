@@ -18,7 +18,9 @@ IMAGE_SIZE = 8
 SEQUENCE_LENGTH = 10
 
 
-def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projection_dim=32, text_dropout=0.0):
+def build_digit_clip(
+    vocabulary_size, image_size=IMAGE_SIZE, width=64, projection_dim=32, text_dropout=0.0, loss_type="clip"
+):
     """A small CNN image tower and a one-block transformer text tower."""
     image_encoder = keras.Sequential(
         [
@@ -41,10 +43,12 @@ def build_digit_clip(vocabulary_size, image_size=IMAGE_SIZE, width=64, projectio
         dropout=text_dropout,
         name="text_encoder",
     )
-    return CLIP(image_encoder, text_encoder, projection_dim=projection_dim)
+    return CLIP(image_encoder, text_encoder, projection_dim=projection_dim, loss_type=loss_type)
 
 
-def train_digit_clip(epochs=25, batch_size=64, learning_rate=1e-3, seed=0, verbose=0, text_dropout=0.1, cosine=False):
+def train_digit_clip(
+    epochs=25, batch_size=64, learning_rate=1e-3, seed=0, verbose=0, text_dropout=0.1, cosine=False, loss_type="clip"
+):
     """Trains CLIP on the digit-caption training split (training templates only).
 
     Returns `(model, tokenizer, train, test, seconds)` with `train` / `test` the
@@ -54,7 +58,7 @@ def train_digit_clip(epochs=25, batch_size=64, learning_rate=1e-3, seed=0, verbo
     train, test = datasets.load_digit_captions(image_size=IMAGE_SIZE, seed=seed)
     x_train, captions, _ = train
     tokenizer = word_tokenizer(list(captions), sequence_length=SEQUENCE_LENGTH)
-    model = build_digit_clip(tokenizer.vocabulary_size(), text_dropout=text_dropout)
+    model = build_digit_clip(tokenizer.vocabulary_size(), text_dropout=text_dropout, loss_type=loss_type)
     if cosine:
         steps = epochs * -(-len(x_train) // batch_size)
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps)

@@ -11,7 +11,10 @@ the ratio `CLIP step / (image step + text step)` is reported (median of many ste
 WiSE-FT: the zero-shot classifier fine-tuned on 5 labels per class, mixed with
 the zero-shot weights at several alphas (Wortsman et al., 2022).
 
-    python benchmarks/clip_digits.py [--quick]
+`--loss-type siglip` trains with SigLIP's pairwise sigmoid loss (Zhai et al. 2023) instead of
+CLIP's softmax, everything else equal.
+
+    python benchmarks/clip_digits.py [--quick] [--loss-type clip|siglip]
 """
 
 import os
@@ -98,13 +101,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--loss-type", choices=("clip", "siglip"), default="clip")
     args = parser.parse_args(argv)
     seeds = 1 if args.quick else args.seeds
     epochs = 1 if args.quick else args.epochs
 
     runs = []
     for seed in range(seeds):
-        model, tokenizer, train, test, seconds = experiment.train_digit_clip(epochs=epochs, seed=seed)
+        model, tokenizer, train, test, seconds = experiment.train_digit_clip(
+            epochs=epochs, seed=seed, loss_type=args.loss_type
+        )
         result = experiment.evaluate_digit_clip(model, tokenizer, test)
         result["seconds"] = seconds
         zero_shot = build_zero_shot_classifier(
@@ -135,7 +141,7 @@ def main(argv=None):
     n_test = len(test[0])
     print(
         f"\nZero-shot accuracy on {n_test} held-out digits with held-out prompt templates "
-        f"({epochs} epochs, {seeds} seed(s), mean ± sd)"
+        f"({args.loss_type} loss, {epochs} epochs, {seeds} seed(s), mean ± sd)"
     )
     rows = [[f'"{t}"', stat(r["single_template"][t] for r in runs)] for t in datasets.HELDOUT_TEMPLATES]
     rows += [

@@ -20,3 +20,7 @@ class ClipBenchmarksQuickTest(TestCase):
         self.assertGreater(results["step_cost"]["ratio"], 0.0)
         self.assertGreater(results["step_cost"]["clip_ms"], 0.0)
         self.assertEqual(set(results["wise_ft"]), {0.0, 0.25, 0.5, 0.75, 1.0})
+
+    def test_clip_digits_quick_siglip(self):
+        results = clip_digits.main(["--quick", "--loss-type", "siglip"])
+        self.assertTrue(0.0 <= results["ensemble"] <= 1.0)
