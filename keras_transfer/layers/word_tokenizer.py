@@ -66,8 +66,7 @@ def word_tokenizer(texts=None, vocabulary=None, sequence_length=16, max_tokens=N
     )
     if isinstance(texts, (str, bytes)):
         raise ValueError(
-            f"`texts` must be a list of strings, not one string. Received: texts={texts[:40]!r}. Wrap it: "
-            "texts=[text]."
+            f"`texts` must be a list of strings, not one string. Received: texts={texts[:40]!r}. Wrap it: texts=[text]."
         )
     if texts is not None:
         texts = [str(t) for t in texts]

@@ -43,12 +43,9 @@ def siglip_loss_terms(image_embeddings, all_text_embeddings, labels, logit_scale
 
 def check_logit_bias(logit_bias):
     """Raises `ValueError` unless a Python-number `logit_bias` is finite."""
-    if isinstance(logit_bias, bool) or (
-        isinstance(logit_bias, numbers.Real) and not np.isfinite(logit_bias)
-    ):
+    if isinstance(logit_bias, bool) or (isinstance(logit_bias, numbers.Real) and not np.isfinite(logit_bias)):
         raise ValueError(
-            "`logit_bias` must be a finite number (SigLIP starts at -10). Received: "
-            f"logit_bias={logit_bias!r}."
+            f"`logit_bias` must be a finite number (SigLIP starts at -10). Received: logit_bias={logit_bias!r}."
         )
 
 

@@ -147,9 +147,7 @@ class CLIP(ExportsDeclaredInputs, TrainStepModel):
         self.loss_type = validation.check_one_of("loss_type", loss_type, ("clip", "siglip"))
         if logit_scale_init is None:
             logit_scale_init = 10.0 if self.loss_type == "siglip" else 1.0 / 0.07
-        self.logit_bias_init = validation.check_finite_float(
-            "logit_bias_init", logit_bias_init, "SigLIP starts at -10"
-        )
+        self.logit_bias_init = validation.check_finite_float("logit_bias_init", logit_bias_init, "SigLIP starts at -10")
         self.chunk_size = None if chunk_size is None else validation.check_positive_int("chunk_size", chunk_size)
         for name, value in (("image_encoder", image_encoder), ("text_encoder", text_encoder)):
             if not isinstance(value, keras.layers.Layer):

@@ -340,7 +340,11 @@ class MaskedLanguageModel(ExportsDeclaredInputs, TrainStepModel):
             total = loss + (ops.sum(self.losses) if self.losses else 0.0)
             scaled = self.optimizer.scale_loss(total / tf.distribute.get_strategy().num_replicas_in_sync)
         variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        grads = tape.gradient(scaled, variables)
+        # A backbone's sentence pooler (keras-hub BERT's `pooled_dense`) is unused without the
+        # next-sentence head: leave it out rather than warn "Gradients do not exist" every step.
+        used = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self.optimizer.apply([g for g, _ in used], [v for _, v in used])
         return self._report(parts)
 
     def test_step(self, data):

@@ -67,11 +67,15 @@ class SigLIPTest(TestCase):
         self.assertEqual(keras.backend.standardize_dtype(model.logit_bias.dtype), "float32")
 
     def test_bad_arguments(self):
-        self.assertRaisesValueError(["`loss_type` must be one of", "loss_type='sigmoid'"], build_clip, loss_type="sigmoid")
+        self.assertRaisesValueError(
+            ["`loss_type` must be one of", "loss_type='sigmoid'"], build_clip, loss_type="sigmoid"
+        )
         self.assertRaisesValueError(
             ["`logit_bias_init` must be a finite number", "logit_bias_init=nan"], build_clip, logit_bias_init=math.nan
         )
-        self.assertRaisesValueError(["`chunk_size` must be a positive integer", "chunk_size=0"], build_clip, chunk_size=0)
+        self.assertRaisesValueError(
+            ["`chunk_size` must be a positive integer", "chunk_size=0"], build_clip, chunk_size=0
+        )
         one = {k: v[:1] for k, v in self.data.items()}
         self.assertRaisesValueError("at least 2 (image, text) pairs", build_clip(loss_type="siglip").fit, one)
 
@@ -110,4 +114,3 @@ class ChunkedCLIPTest(TestCase):
         out = check_mirrored_probe(self, {"loss_type": "siglip"}, {"chunk_size": 3})
         self.assertIn("logit_bias", out["mirrored"])
         self.assertAlmostEqual(out["mirrored"]["logit_bias"], out["single"]["logit_bias"], places=5)
-

@@ -1,4 +1,5 @@
 import unittest
+import warnings
 
 import keras
 import numpy as np
@@ -99,6 +100,10 @@ class MaskedLanguageModelKerasHubTest(TestCase):
         pooler = model.encoder.get_layer("pooled_dense")
         # Cloze only: BERT's pooler gets no gradient; every other weight (the tied embedding included) moves.
         self.run_fit_test(model, inputs, batch_size=8, steps=2, unchanged_ok=pooler.trainable_weights)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model.fit(inputs, batch_size=8, epochs=1, verbose=0)
+        self.assertFalse([w for w in caught if "Gradients do not exist" in str(w.message)])
         self.run_serialization_test(model, inputs)
         served = {k: v[:5] for k, v in inputs.items()}
         self.run_fit_then_export_test(_build, inputs, served, batch_size=8)
