@@ -50,6 +50,10 @@ class TextTransformerEncoder(keras.layers.Layer):
             They start as the identity (zero up-projection), so weights copied from an
             encoder without adapters give the same outputs; with a ReLU between their
             projections they do not fold into the block's weights.
+        frozen: names of sublayers (and "position_embedding") that are not trainable,
+            as `get_config()` records them, so that a partly frozen encoder (e.g.
+            `fine_tune(blocks="last")`) reloads from `.keras` partly frozen. Names:
+            `frozen_names()` of an encoder of the same shape.
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Call arguments:
@@ -97,6 +101,7 @@ class TextTransformerEncoder(keras.layers.Layer):
         pooling="mean",
         num_segments=None,
         adapter_dim=None,
+        frozen=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -160,6 +165,52 @@ class TextTransformerEncoder(keras.layers.Layer):
         # Houlsby adapters (after the attention and the MLP outputs), created last so their
         # weights follow the encoder's own in `weights`.
         self._make_adapters(adapter_dim, dtype)
+        self._frozen = self._check_frozen(frozen or ())
+
+    def _named_sublayers(self):
+        """`{name: sublayer}` in a fixed order (the names `frozen` takes)."""
+        named = {"token_embedding": self.token_embedding}
+        if self.segment_embedding is not None:
+            named["segment_embedding"] = self.segment_embedding
+        for attribute in ("attention_norms", "attentions", "mlp_norms", "mlp_ins", "mlp_outs"):
+            named.update({f"{attribute}.{i}": layer for i, layer in enumerate(getattr(self, attribute))})
+        named["final_norm"] = self.final_norm
+        for attribute in ("attention_adapters", "mlp_adapters"):
+            named.update({f"{attribute}.{i}": layer for i, layer in enumerate(getattr(self, attribute))})
+        return named
+
+    def frozen_names(self):
+        """Names of the sublayers (and "position_embedding") that are not trainable now.
+
+        Returns:
+            A list of names, the `frozen` argument that recreates this freezing.
+        """
+        names = [name for name, layer in self._named_sublayers().items() if not layer.trainable]
+        position = getattr(self, "position_embedding", None)
+        if position is not None and not position.trainable:
+            names.append("position_embedding")
+        return names
+
+    def _check_frozen(self, frozen):
+        named = self._named_sublayers()
+        frozen = list(frozen)
+        unknown = sorted(set(frozen) - set(named) - {"position_embedding"})
+        if unknown:
+            raise ValueError(
+                f"`frozen` must name sublayers of this encoder ({', '.join(named)} or position_embedding). "
+                f"Received: frozen={frozen!r}, unknown {unknown}."
+            )
+        return frozen
+
+    def _freeze_recorded(self):
+        """Freezes what `frozen` named, once the variables exist (Keras sets `trainable` on the
+        variables present when it is assigned: sublayers' variables are created in `build`)."""
+        named = self._named_sublayers()
+        for name in self._frozen:
+            if name == "position_embedding":
+                self.position_embedding.trainable = False
+            else:
+                named[name].trainable = False
 
     def _make_adapters(self, adapter_dim, dtype):
         """Sets `adapter_dim` and the two adapter lists (empty without adapters)."""
@@ -256,6 +307,7 @@ class TextTransformerEncoder(keras.layers.Layer):
         for adapter in self.attention_adapters + self.mlp_adapters:
             adapter.build(width)
         self.final_norm.build(width)
+        self._freeze_recorded()
         self.built = True
 
     def call(self, token_ids, training=None):
@@ -307,6 +359,7 @@ class TextTransformerEncoder(keras.layers.Layer):
                 "pooling": self.pooling,
                 "num_segments": self.num_segments,
                 "adapter_dim": self.adapter_dim,
+                "frozen": self.frozen_names(),
             }
         )
         return config

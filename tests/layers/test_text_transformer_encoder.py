@@ -1,4 +1,6 @@
 import math
+import os
+import warnings
 
 import keras
 import numpy as np
@@ -161,6 +163,35 @@ class TextTransformerEncoderTest(TestCase):
         self.assertRaisesValueError("`sequence_length` must be >= the number of tokens", layer, self.ids)
         layer = TextTransformerEncoder(20, 7, embedding_dim=8, num_heads=2)
         self.assertRaisesValueError("(batch, sequence_length)", layer, self.ids[..., None])
+
+    def test_partial_freezing_survives_keras_reload_and_resume(self):
+        # Keras sets `trainable` on the variables that exist when it is assigned, and a subclassed
+        # layer's sublayers are not in the `.keras` config: the encoder records them itself.
+        from keras_transfer import recipes
+
+        rng = np.random.default_rng(0)
+        x = rng.integers(2, 20, (64, 6)).astype("int32")
+        y = (x == 5).any(axis=1).astype("int64")
+        encoder = TextTransformerEncoder(20, 6, embedding_dim=8, num_layers=2, num_heads=2)
+        model = recipes.build_classifier(encoder, 2)
+        model, _ = recipes.fine_tune(model, x, y, epochs=1, probe_epochs=1, blocks="last", verbose=0)
+        frozen = encoder.frozen_names()
+        self.assertIn("attentions.0", frozen)
+        self.assertIn("position_embedding", frozen)
+        self.assertNotIn("attentions.1", frozen)
+        path = os.path.join(self.get_temp_dir(), "partly_frozen.keras")
+        model.save(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            reloaded = keras.saving.load_model(path)
+        self.assertFalse([w for w in caught if "Skipping variable loading for optimizer" in str(w.message)])
+        self.assertEqual([w.path for w in reloaded.trainable_weights], [w.path for w in model.trainable_weights])
+        self.assertEqual(int(reloaded.optimizer.iterations), int(model.optimizer.iterations))
+        self.assertAllClose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+        self.assertRaisesValueError(
+            ["`frozen` must name sublayers", "unknown ['attentions.9']"], TextTransformerEncoder, 20, 6,
+            embedding_dim=8, num_heads=2, frozen=["attentions.9"],
+        )  # fmt: skip
 
     def test_out_of_range_ids_fail_eagerly_and_in_a_graph(self):
         # A negative id would index the embedding table from the end, silently.
