@@ -151,7 +151,7 @@ def _fresh_optimizer(model, optimizer):
         return optimizer.__class__.from_config(optimizer.get_config())
 
 
-def _as_dataset(data, y, batch_size, shuffle, seed, num_classes, name):
+def _as_dataset(model, data, y, batch_size, shuffle, seed, num_classes, name):
     if isinstance(data, tf.data.Dataset):
         return data
     named = split_dict_inputs(data, y)
@@ -161,6 +161,7 @@ def _as_dataset(data, y, batch_size, shuffle, seed, num_classes, name):
         dataset = dataset.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True) if shuffle else dataset
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     x, y = as_numpy_xy((data, y) if y is not None else data, name)
+    validation.check_model_input(model, x, name)
     y = validation.check_labels(y, num_classes, f"{name} labels")
     return make_dataset(x, y, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
@@ -265,10 +266,10 @@ def fine_tune(
     validation.check_non_negative_int("epochs", epochs)
     num_classes = get_head(model).units
     histories = {"probe": None, "fine_tune": None}
-    train_ds = _as_dataset(train_data, y, batch_size, True, seed, num_classes, "train_data")
+    train_ds = _as_dataset(model, train_data, y, batch_size, True, seed, num_classes, "train_data")
     val_ds = None
     if validation_data is not None:
-        val_ds = _as_dataset(validation_data, None, batch_size, False, seed, num_classes, "validation_data")
+        val_ds = _as_dataset(model, validation_data, None, batch_size, False, seed, num_classes, "validation_data")
 
     freeze_backbone(model)
     if probe == "convex":

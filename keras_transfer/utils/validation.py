@@ -135,3 +135,29 @@ def check_not_empty(x, name="x"):
     if len(x) == 0:
         raise ValueError(f"`{name}` must contain at least one example. Received: an empty {name}.")
     return x
+
+
+def check_model_input(model, x, name="x"):
+    """A ValueError when the array `x` cannot feed `model`'s single input: text where numbers go,
+    another rank or fixed size, or fractional values where the input takes integer ids."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1 or not hasattr(x, "dtype"):
+        return
+    spec = inputs[0]
+    integer = "int" in str(spec.dtype)
+    if x.dtype.kind in "USO":
+        fix = "Tokenize text first, e.g. with keras_transfer.layers.word_tokenizer" if integer else "Decode it first"
+        raise ValueError(f"`{name}` must hold numbers. Received: an array of dtype {x.dtype}. {fix}.")
+    expected = tuple(spec.shape[1:])
+    got = tuple(x.shape[1:])
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        shown = ", ".join("any" if e is None else str(e) for e in expected)
+        fix = f" Tokenize with sequence_length={expected[0]}." if integer and len(expected) == 1 else ""
+        raise ValueError(
+            f"`{name}` must have shape (n, {shown}) to feed the model's input. Received: shape {tuple(x.shape)}.{fix}"
+        )
+    if integer and x.dtype.kind == "f" and not np.all(np.isfinite(x) & (x == np.round(x))):
+        raise ValueError(
+            f"`{name}` must hold integer ids (the model's input is {spec.dtype}). Received: non-integer or "
+            "non-finite values. Cast whole-number ids with x.astype('int32')."
+        )

@@ -103,6 +103,24 @@ class TextClassifierTest(TestCase):
         )
         self.assertRaisesValueError(["`pooling`", "pooling='sum'"], build_classifier, encoder(), 2, pooling="sum")
 
+    def test_fine_tune_names_data_that_cannot_feed_the_model(self):
+        model = build_classifier(encoder(), 2)
+        x, y = token_task(16)
+        self.assertRaisesValueError(
+            ["`train_data` must have shape (n, 6)", "(16, 9)", "sequence_length=6"], fine_tune, model,
+            np.ones((16, 9), "int32"), y, verbose=0,
+        )  # fmt: skip
+        self.assertRaisesValueError(
+            ["`train_data` must hold numbers", "word_tokenizer"], fine_tune, model, np.array(["a b"] * 16), y
+        )
+        self.assertRaisesValueError(
+            ["`train_data` must hold integer ids", "int32"], fine_tune, model, x + 0.5, y, verbose=0
+        )
+        self.assertRaisesValueError(
+            ["`validation_data` must have shape (n, 6)"], fine_tune, model, x, y,
+            validation_data=(x[:, :4], y), verbose=0,
+        )  # fmt: skip
+
 
 class TextBlocksTest(TestCase):
     def test_transformer_blocks(self):
