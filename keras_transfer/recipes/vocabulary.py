@@ -29,6 +29,18 @@ def _check_new_tokens(new_tokens, vocabulary):
     return tokens
 
 
+def _check_reachable(tokenizer, tokens, first_id):
+    """A ValueError for new tokens the tokenizer never emits (its standardisation changes or splits them)."""
+    ids = np.asarray(tokenizer(tokens))
+    unreachable = [t for i, t in enumerate(tokens) if ids[i, 0] != first_id + i or ids[i, 1:].any()]
+    if unreachable:
+        raise ValueError(
+            "`new_tokens` must be words the tokenizer can produce: it lower-cases, strips punctuation and splits "
+            f"on whitespace, so these would get embedding rows that no text reaches. Received: {unreachable}. "
+            "Add the forms it produces (e.g. 'covid19' for 'covid-19')."
+        )
+
+
 def _piece_rows(tokens, pieces, tokenizer, table):
     """Per new token: the mean embedding of the known words of `pieces[token]`, or None."""
     rows = []
@@ -106,6 +118,9 @@ def extend_vocabulary(tokenizer, encoder, new_tokens, init="mean", pieces=None):
     tokens = _check_new_tokens(new_tokens, set(vocabulary))
     if init not in INITIALIZERS:
         raise ValueError(f"`init` must be one of {INITIALIZERS}. Received: init={init!r}")
+    words = vocabulary[2:] + tokens  # without the padding "" and out-of-vocabulary "[UNK]" entries
+    new_tokenizer = word_tokenizer(vocabulary=words, sequence_length=tokenizer.get_config()["output_sequence_length"])
+    _check_reachable(new_tokenizer, tokens, len(vocabulary))
     if not encoder.built:
         encoder.build((None, encoder.sequence_length))
     table = np.asarray(encoder.token_embedding.embeddings.numpy())
@@ -120,6 +135,4 @@ def extend_vocabulary(tokenizer, encoder, new_tokens, init="mean", pieces=None):
     for old, new in zip(encoder.weights, extended.weights):
         value = old.numpy()
         new.assign(np.concatenate([value, new_rows]) if old is encoder.token_embedding.embeddings else value)
-    words = vocabulary[2:] + tokens  # without the padding "" and out-of-vocabulary "[UNK]" entries
-    new_tokenizer = word_tokenizer(vocabulary=words, sequence_length=tokenizer.get_config()["output_sequence_length"])
     return new_tokenizer, extended

@@ -51,6 +51,11 @@ class ExtendVocabularyTest(TestCase):
         self.assertRaisesValueError(["`new_tokens`", "already", "heart"], extend_vocabulary, tok, enc, ["heart"])
         self.assertRaisesValueError(["`new_tokens`", "empty"], extend_vocabulary, tok, enc, [""])
         self.assertRaisesValueError(["`new_tokens`", "Stent"], extend_vocabulary, tok, enc, ["Stent"])
+        for unreachable in ("covid-19", "a\tb", "[mask]"):  # punctuation is stripped, tabs split
+            self.assertRaisesValueError(
+                ["`new_tokens` must be words the tokenizer can produce", repr(unreachable)], extend_vocabulary, tok,
+                enc, ["stent", unreachable],
+            )  # fmt: skip
         self.assertRaisesValueError(["`init`", "'zeros'"], extend_vocabulary, tok, enc, ["stent"], init="zeros")
         self.assertRaisesValueError(
             ["`pieces`", "stent"], extend_vocabulary, tok, enc, ["stent"], init="pieces", pieces={"stent": "xyz"}
