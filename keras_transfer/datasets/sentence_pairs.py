@@ -25,8 +25,26 @@ def _as_ids(documents, word_tokenizer):
             rows = np.asarray(word_tokenizer([str(s) for s in document])) if len(document) else []
             ids.append([[int(i) for i in row if i != 0] for row in rows])
         else:
-            ids.append([[int(i) for i in np.asarray(s).reshape(-1)] for s in document])
+            ids.append([_sentence_ids(s, d) for s in document])
     return ids
+
+
+def _sentence_ids(sentence, d):
+    """One sentence's token ids as ints; a ValueError for text or fractional ids."""
+    if isinstance(sentence, str):
+        raise ValueError(
+            f"`documents` hold strings (document {d}: {sentence[:40]!r}): pass word_tokenizer=... to tokenize them, "
+            "or token ids. Received: word_tokenizer=None."
+        )
+    values = np.asarray(sentence).reshape(-1)
+    if values.dtype.kind in "USO" or (
+        values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values)))
+    ):
+        raise ValueError(
+            f"Every sentence must hold integer token ids. Received: document {d}, sentence {values.tolist()[:8]}. "
+            "Tokenize text with word_tokenizer=..., or cast whole-number ids to int."
+        )
+    return [int(i) for i in values]
 
 
 def _check(documents, sequence_length, cls_id, sep_id):

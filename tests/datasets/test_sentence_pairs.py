@@ -95,6 +95,11 @@ class SentencePairsTest(TestCase):
         self.assertRaisesValueError(["token id > 0", "[]"], sentence_pairs, [[[], [6]], [[7], [8]]], 8)
         self.assertRaisesValueError(["`sequence_length` must be at least 5", "4"], sentence_pairs, documents, 4)
         self.assertRaisesValueError(["`next_rate`", "1.5"], sentence_pairs, documents, 8, next_rate=1.5)
+        self.assertRaisesValueError(["pass word_tokenizer=", "'a b'"], sentence_pairs, [["a b", "c"], ["d", "e"]], 8)
+        for bad in ([5.5, 6], [float("nan"), 6]):
+            self.assertRaisesValueError(
+                ["integer token ids", "document 0"], sentence_pairs, [[bad, [7]], [[7], [8]]], 8
+            )
         tokenizer = word_tokenizer(vocabulary=["[cls]", "[sep]", "cat"], sequence_length=4)
         self.assertRaisesValueError(
             ["document 0, sentence 1"], sentence_pairs, [["cat", "!!"], ["cat", "cat"]], 8, word_tokenizer=tokenizer
