@@ -1,5 +1,6 @@
 """keras_transfer.losses."""
 
+from keras_transfer.losses.barlow_twins import barlow_twins_loss
 from keras_transfer.losses.clip_loss import CLIPLoss
 from keras_transfer.losses.clip_loss import clip_loss
 from keras_transfer.losses.coral import CORALLoss
@@ -12,3 +13,4 @@ from keras_transfer.losses.nt_xent import NTXent
 from keras_transfer.losses.nt_xent import nt_xent
 from keras_transfer.losses.siglip_loss import SigLIPLoss
 from keras_transfer.losses.siglip_loss import siglip_loss
+from keras_transfer.losses.vicreg import vicreg_loss

@@ -42,6 +42,18 @@ def _check_pair(z1, z2):
         )
 
 
+def check_view_pair(z1, z2):
+    """`(z1, z2)` as tensors: 2-D, one shape, at least 2 rows where the batch size is static."""
+    z1, z2 = ops.convert_to_tensor(z1), ops.convert_to_tensor(z2)
+    _check_pair(z1, z2)
+    if z1.shape[0] is not None and z1.shape[0] < 2:
+        raise ValueError(
+            "`z1` and `z2` must hold at least 2 pairs (the loss uses batch statistics). Received: batch size "
+            f"{z1.shape[0]}. Use a batch size >= 2."
+        )
+    return z1, z2
+
+
 def _check_batch(z1, global_size):
     static = z1.shape[0]
     if distributed.num_replicas() == 1 and static is not None:

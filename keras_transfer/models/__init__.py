@@ -1,5 +1,6 @@
 """keras_transfer.models: `keras.Model` subclasses for transfer learning."""
 
+from keras_transfer.models.barlow_twins import BarlowTwins
 from keras_transfer.models.black_box_learner import BlackBoxLearner
 from keras_transfer.models.clip import CLIP
 from keras_transfer.models.dann import DANN
@@ -16,6 +17,7 @@ from keras_transfer.models.relative_patch_position import RelativePatchPosition
 from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
 from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.models.vicreg import VICReg
 
 # Moved to keras_transfer.recipes (they are functions, not models); re-exported here for one
 # release so that `from keras_transfer.models import wise_ft` keeps working.

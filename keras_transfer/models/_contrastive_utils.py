@@ -1,11 +1,15 @@
-"""Private base and helpers of the contrastive models (SimCLR, MoCo): two views, a projection head."""
+"""Private bases and helpers of the two-view models (SimCLR, MoCo, Barlow Twins, VICReg): a projection head."""
 
 import keras
+import tensorflow as tf
+from keras import ops
 
+from keras_transfer.models._finite_logs import all_finite
 from keras_transfer.models._self_supervised import SelfSupervisedModel
 from keras_transfer.models._self_supervised import check_encoder
 from keras_transfer.models._self_supervised import check_input_rank
 from keras_transfer.models._self_supervised import encoder_output_shape
+from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_float
 from keras_transfer.utils.validation import check_positive_int
 
@@ -58,25 +62,22 @@ def resolve_projection_head(projection_head, feature_dim, hidden_dim, output_dim
     return projection_head
 
 
-class ContrastivePretext(SelfSupervisedModel):
-    """An encoder, a projection head on its features, a temperature, two views per example.
+class TwoViewPretext(SelfSupervisedModel):
+    """An encoder, a projection head on its features, two views per example.
 
     Sets `encoder`, `projection_head` (the default MLP for None, built on the encoder's
-    output), `augmenter`, `projection_dim`, `projection_hidden_dim`, `temperature`, and
-    the `loss` / `contrastive_accuracy` trackers that `metrics` lists; serialises them.
-    Subclasses add their own state and implement `step_loss` (views from `split_views`).
+    output), `augmenter`, `projection_dim`, `projection_hidden_dim`; serialises them.
+    Subclasses add their loss's state and trackers and implement `step_loss` (views from
+    `split_views`).
     """
 
     keras_object_args = ("encoder", "projection_head", "augmenter")
 
-    def __init__(
-        self, encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
-    ):
+    def __init__(self, encoder, projection_head, projection_dim, projection_hidden_dim, augmenter, **kwargs):
         super().__init__(**kwargs)
         feature_dim = check_encoder(encoder, type(self).__name__)
         self.projection_dim = check_positive_int("projection_dim", projection_dim)
         self.projection_hidden_dim = projection_hidden_dim
-        self.temperature = check_positive_float("temperature", temperature)
         self.encoder = encoder
         self.projection_head = resolve_projection_head(
             projection_head, feature_dim, projection_hidden_dim, self.projection_dim
@@ -84,6 +85,34 @@ class ContrastivePretext(SelfSupervisedModel):
         if not self.projection_head.built:
             self.projection_head.build(encoder_output_shape(encoder))
         self.augmenter = augmenter
+
+    def embed(self, images, training):
+        """Projections `z = g(f(images))`, where the loss is taken.
+
+        Args:
+            images: a batch of the encoder's inputs.
+            training: whether the encoder and head run in training mode.
+
+        Returns:
+            float32 projections `(batch, projection_dim)`.
+        """
+        return ops.cast(self.projection_head(self.encoder(images, training=training), training=training), "float32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"projection_dim": self.projection_dim, "projection_hidden_dim": self.projection_hidden_dim})
+        return config
+
+
+class ContrastivePretext(TwoViewPretext):
+    """`TwoViewPretext` with a temperature and the `loss` / `contrastive_accuracy` trackers
+    (SimCLR, MoCo)."""
+
+    def __init__(
+        self, encoder, projection_head, projection_dim, projection_hidden_dim, temperature, augmenter, **kwargs
+    ):
+        super().__init__(encoder, projection_head, projection_dim, projection_hidden_dim, augmenter, **kwargs)
+        self.temperature = check_positive_float("temperature", temperature)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="contrastive_accuracy")
 
@@ -93,11 +122,48 @@ class ContrastivePretext(SelfSupervisedModel):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "projection_dim": self.projection_dim,
-                "projection_hidden_dim": self.projection_hidden_dim,
-                "temperature": self.temperature,
-            }
-        )
+        config["temperature"] = self.temperature
         return config
+
+
+class NonContrastivePretext(TwoViewPretext):
+    """`TwoViewPretext` whose loss is a function of the whole (global) batch of the two views'
+    projections, without negatives (Barlow Twins, VICReg): one tracker per term plus `loss`.
+
+    Subclasses set `loss_names` (the terms after "loss") and implement `loss_terms(z1, z2)`
+    returning `{"loss": ..., term: ...}` on gathered projections.
+    """
+
+    loss_names = ()
+
+    def __init__(self, encoder, projection_head, projection_dim, projection_hidden_dim, augmenter, **kwargs):
+        super().__init__(encoder, projection_head, projection_dim, projection_hidden_dim, augmenter, **kwargs)
+        self.trackers = [keras.metrics.Mean(name=name) for name in ("loss",) + tuple(self.loss_names)]
+
+    @property
+    def metrics(self):
+        return list(self.trackers)
+
+    def loss_terms(self, z1, z2):
+        raise NotImplementedError(f"{type(self).__name__} must implement `loss_terms(z1, z2)`.")
+
+    def step_loss(self, x, training):
+        view_1, view_2 = split_views(x, self.augmenter, self.encoder, type(self).__name__)
+        # Each view through the networks on its own (BatchNorm statistics per view), as the papers' code.
+        z1, z2 = self.embed(view_1, training), self.embed(view_2, training)
+        # Batch statistics of the GLOBAL batch: every replica computes the loss on the gathered
+        # projections and differentiates its 1 / R share (the optimizer sums the replicas' gradients).
+        z1, z2 = distributed.all_gather_with_grad(z1), distributed.all_gather_with_grad(z2)
+        enough = tf.debugging.assert_greater_equal(
+            tf.shape(z1)[0],
+            2,
+            message=f"{type(self).__name__} received a (global) batch of fewer than 2 pairs: its loss uses batch "
+            "statistics. Use a batch size >= 2 and drop_remainder=True.",
+        )
+        with tf.control_dependencies([enough]):
+            terms = self.loss_terms(tf.identity(z1), z2)
+        replicas = float(distributed.num_replicas())
+        loss = self.with_regularization(terms["loss"] / replicas)
+        shares = {name: tf.stop_gradient(value) / replicas for name, value in terms.items()}
+        shares["loss"] = loss
+        return loss, shares, ops.shape(view_1)[0], all_finite([view_1, view_2])

@@ -105,18 +105,6 @@ class SimCLR(ContrastivePretext):
         self.chunk_size = None if chunk_size is None else validation.check_positive_int("chunk_size", chunk_size)
         self.build(tuple(encoder.inputs[0].shape))
 
-    def embed(self, images, training):
-        """Projections `z = g(f(images))`, where the loss is taken.
-
-        Args:
-            images: a batch of the encoder's inputs.
-            training: whether the encoder and head run in training mode.
-
-        Returns:
-            float32 projections `(batch, projection_dim)`.
-        """
-        return ops.cast(self.projection_head(self.encoder(images, training=training), training=training), "float32")
-
     def projection_loss(self, z, batch):
         """NT-Xent on the projections of both views.
 
