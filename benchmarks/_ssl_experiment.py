@@ -1,7 +1,7 @@
 """The self-supervised digits experiment of `ssl_digits_probe.py`.
 
-SimCLR, MoCo, rotation prediction, a denoising autoencoder, relative patch position
-and jigsaw puzzles each pre-train the same small CNN on the digits training images
+SimCLR, MoCo, Barlow Twins, VICReg, rotation prediction, a denoising autoencoder,
+relative patch position and jigsaw puzzles each pre-train the same small CNN on the digits training images
 WITHOUT labels; the frozen encoder is then evaluated with the convex linear probe on
 few labels (and all labels), against a random-init encoder and a supervised one.
 """
@@ -11,15 +11,31 @@ import numpy as np
 
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.augment import simclr_dataset
+from keras_transfer.models import BarlowTwins
 from keras_transfer.models import DenoisingAutoencoder
 from keras_transfer.models import JigsawPuzzle
 from keras_transfer.models import MoCo
 from keras_transfer.models import RelativePatchPosition
 from keras_transfer.models import RotationPrediction
 from keras_transfer.models import SimCLR
+from keras_transfer.models import VICReg
 from keras_transfer.recipes import linear_evaluation
 
-METHODS = ("random init", "simclr", "moco", "rotation", "denoising", "relative_position", "jigsaw", "supervised")
+METHODS = (
+    "random init", "simclr", "moco", "barlow_twins", "vicreg", "rotation", "denoising", "relative_position", "jigsaw",
+    "supervised",
+)  # fmt: skip
+
+# The two-view methods: the same views (batch 256) and a 64-d projection. MoCo: SimCLR's temperature 0.5 and a
+# queue of 2 batches of past keys; Barlow Twins and VICReg: the papers' loss weights.
+TWO_VIEW = {
+    "simclr": lambda encoder, temperature, bn_splits: SimCLR(encoder, projection_dim=64, temperature=temperature),
+    "moco": lambda encoder, temperature, bn_splits: MoCo(
+        encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5, bn_splits=bn_splits
+    ),
+    "barlow_twins": lambda encoder, temperature, bn_splits: BarlowTwins(encoder, projection_dim=64),
+    "vicreg": lambda encoder, temperature, bn_splits: VICReg(encoder, projection_dim=64),
+}
 
 # The patch tasks encode patches: their encoder takes any size (same weights as the others).
 PATCH_METHODS = ("relative_position", "jigsaw")
@@ -69,16 +85,8 @@ def pretrain(
     jitter = 1 if image_size >= 16 else 0
     patch_size = (image_size - 2 - 2 * jitter) // 3
     optimizer = keras.optimizers.Adam(2e-3)
-    if method == "simclr":
-        model = SimCLR(encoder, projection_dim=64, temperature=simclr_temperature)
-        model.compile(optimizer=optimizer)
-        data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
-        LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
-    elif method == "moco":
-        # Same batch, temperature and views as SimCLR; a queue of 2 batches of past keys.
-        model = MoCo(
-            encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5, bn_splits=moco_bn_splits
-        )
+    if method in TWO_VIEW:
+        model = TWO_VIEW[method](encoder, simclr_temperature, moco_bn_splits)
         model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
         LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))

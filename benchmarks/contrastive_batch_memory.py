@@ -13,13 +13,13 @@ synthetic data. Reported: the median of the timed steps and the peak resident me
 all the steps minus the resident memory before them (what training needs beyond the
 weights and the data, tracing included), in MiB.
 
-- SimCLR: a 3-conv encoder (32 filters, 16 x 16 x 3 inputs, no BatchNorm so that chunks
-  do not change the step), 64-d projection; a batch of B pairs is 2B images.
+- SimCLR: a 3-conv encoder (32 filters, `--image-size` 32 x 32 x 3 inputs, no BatchNorm so
+  that chunks do not change the step), 64-d projection; a batch of B pairs is 2B images.
 - CLIP: the same image tower, a 2-layer `TextTransformerEncoder` (dim 64, 16 tokens,
   vocabulary 1,000); B (image, text) pairs.
 
     python benchmarks/contrastive_batch_memory.py [--quick] [--models simclr clip]
-        [--batches 256 512 1024 2048 4096] [--chunk-size 256] [--steps 3]
+        [--batches 256 512 1024 2048 4096] [--chunk-size 256] [--steps 3] [--image-size 32]
 """
 
 import argparse
@@ -42,10 +42,10 @@ def _status_kib(field):
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _image_tower(keras):
+def _image_tower(keras, size):
     return keras.Sequential(
         [
-            keras.Input((16, 16, 3)),
+            keras.Input((size, size, 3)),
             keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
             keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
             keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
@@ -64,15 +64,15 @@ def worker(spec):
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    batch, chunk = spec["batch"], spec["chunk"]
+    batch, chunk, size = spec["batch"], spec["chunk"], spec["image_size"]
     if spec["model"] == "simclr":
-        model = kt.models.SimCLR(_image_tower(keras), projection_dim=64, temperature=0.5, chunk_size=chunk)
-        data = tuple(rng.uniform(size=(batch, 16, 16, 3)).astype("float32") for _ in range(2))
+        model = kt.models.SimCLR(_image_tower(keras, size), projection_dim=64, temperature=0.5, chunk_size=chunk)
+        data = tuple(rng.uniform(size=(batch, size, size, 3)).astype("float32") for _ in range(2))
     else:
         text = kt.layers.TextTransformerEncoder(1000, 16, embedding_dim=64, num_layers=2, num_heads=2)
-        model = kt.models.CLIP(_image_tower(keras), text, projection_dim=64, chunk_size=chunk)
+        model = kt.models.CLIP(_image_tower(keras, size), text, projection_dim=64, chunk_size=chunk)
         data = {
-            "images": rng.uniform(size=(batch, 16, 16, 3)).astype("float32"),
+            "images": rng.uniform(size=(batch, size, size, 3)).astype("float32"),
             "token_ids": rng.integers(1, 1000, size=(batch, 16)).astype("int32"),
         }
     model.compile(optimizer=keras.optimizers.SGD(1e-3))
@@ -117,13 +117,14 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--chunk-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=32)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(json.loads(args.worker))
     from benchmarks._common import print_table
 
     if args.quick:
-        args.batches, args.chunk_size, args.steps = [32, 64], 16, 1
+        args.batches, args.chunk_size, args.steps, args.image_size = [32, 64], 16, 1, 16
     results = {}
     for model in args.models:
         for batch in args.batches:
@@ -131,7 +132,7 @@ def main(argv=None):
                 if chunk is not None and chunk >= batch:
                     continue
                 results[(model, batch, chunk)] = r = run(
-                    {"model": model, "batch": batch, "chunk": chunk, "steps": args.steps}
+                    {"model": model, "batch": batch, "chunk": chunk, "steps": args.steps, "image_size": args.image_size}
                 )
                 print(f"{model} batch {batch} chunk {chunk}: {r}", flush=True)
     print(
