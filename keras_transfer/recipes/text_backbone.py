@@ -45,7 +45,9 @@ def as_text_model(backbone, input_shape):
     if isinstance(backbone, keras.Model):
         return backbone
     length = input_shape[0] if input_shape else backbone.sequence_length
-    token_ids = keras.Input((length,), dtype="int32", name="token_ids")
+    # int64: what `word_tokenizer` (TextVectorization), NumPy and tf.data give, so that the exported
+    # classifier's `serve` takes the ids users send (a functional model exports one dtype per input).
+    token_ids = keras.Input((length,), dtype="int64", name="token_ids")
     return keras.Model(token_ids, backbone(token_ids), name=backbone.name)
 
 

@@ -69,7 +69,7 @@ class TextClassifierTest(TestCase):
         model = build_classifier(text, num_classes=3, dropout=0.0)
         self.assertEqual([layer.name for layer in model.layers], ["token_ids", "backbone", "head"])
         self.assertEqual(model.name, f"{text.name}_classifier")
-        self.assertEqual(model.input.dtype, "int32")
+        self.assertEqual(model.input.dtype, "int64")  # word_tokenizer's ids, as users send them
         head = get_head(model)
         self.assertEqual(tuple(head.kernel.shape), (WIDTH, 3))
         self.assertAllClose(head.bias, np.zeros(3), atol=0)  # a fresh head
@@ -114,7 +114,7 @@ class TextClassifierTest(TestCase):
             ["`train_data` must hold numbers", "word_tokenizer"], fine_tune, model, np.array(["a b"] * 16), y
         )
         self.assertRaisesValueError(
-            ["`train_data` must hold integer ids", "int32"], fine_tune, model, x + 0.5, y, verbose=0
+            ["`train_data` must hold integer ids", "int64"], fine_tune, model, x + 0.5, y, verbose=0
         )
         self.assertRaisesValueError(
             ["`validation_data` must have shape (n, 6)"], fine_tune, model, x, y,
@@ -229,8 +229,9 @@ class TextFineTuneTest(TestCase):
         merged = merge_lora(lora)
         self.assertAllClose(merged.predict(x, verbose=0), lora.predict(x, verbose=0), atol=1e-5)
 
-    def test_keras_round_trip_and_export_with_int32_ids(self):
+    def test_keras_round_trip_and_export_with_int64_ids(self):
         x, y = token_task()
+        x = x.astype("int64")  # word_tokenizer's dtype: `serve` must take it
         model = build_classifier(encoder(), 2, pooling="max")
         compile_for_fine_tuning(model, learning_rate=1e-2)
         model.fit(x, y, batch_size=16, epochs=1, verbose=0)
