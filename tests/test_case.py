@@ -17,8 +17,11 @@ Usage::
                                 expected_output_shape=(2, 8))
 """
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -52,6 +55,28 @@ def snapshot_files(root):
             with open(path, "rb") as handle:
                 files[os.path.relpath(path, root)] = handle.read()
     return files
+
+
+REPOSITORY_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_probe(script, *args, timeout=300):
+    """Runs a probe script (one that prints `RESULT {json}`, e.g. with logical devices configured
+    before TensorFlow starts) in a fresh Python process from the repository root.
+
+    Returns:
+        The JSON of the last `RESULT` line.
+
+    Raises:
+        AssertionError: with the tails of stdout and stderr, when no `RESULT` line was printed.
+    """
+    out = subprocess.run(
+        [sys.executable, script, *args], cwd=REPOSITORY_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise AssertionError(f"probe {script} printed no RESULT:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 def _other_integer_width(tensor):

@@ -79,6 +79,21 @@ def check_finite_eager(x, name):
         )
 
 
+def prepare_pair(image_embeddings, text_embeddings, normalize, dtype=None, check_finite=False):
+    """`(image, text, labels)`: checked embeddings in `dtype` (default: float32, float64 kept), L2-normalised
+    if `normalize`, and the matching-pair labels `range(N)`."""
+    image, text = ops.convert_to_tensor(image_embeddings), ops.convert_to_tensor(text_embeddings)
+    check_pair_embeddings(image, text)
+    if check_finite:
+        check_finite_eager(image, "image_embeddings")
+        check_finite_eager(text, "text_embeddings")
+    dtype = dtype or compute_dtype(image)
+    image, text = ops.cast(image, dtype), ops.cast(text, dtype)
+    if normalize:
+        image, text = l2_normalize(image), l2_normalize(text)
+    return image, text, ops.arange(ops.shape(image)[0], dtype="int32")
+
+
 def clip_loss_terms(image_embeddings, text_embeddings, all_image_embeddings, all_text_embeddings, labels, logit_scale):
     """Per-pair losses of the local rows against a (possibly gathered) global batch.
 
@@ -127,19 +142,9 @@ def clip_loss(image_embeddings, text_embeddings, logit_scale, normalize=True):
     >>> round(float(keras_transfer.losses.clip_loss(images, texts, logit_scale=1.0)), 4)
     0.3133
     """
-    image_embeddings = ops.convert_to_tensor(image_embeddings)
-    text_embeddings = ops.convert_to_tensor(text_embeddings)
-    check_pair_embeddings(image_embeddings, text_embeddings)
     check_logit_scale(logit_scale)
-    check_finite_eager(image_embeddings, "image_embeddings")
-    check_finite_eager(text_embeddings, "text_embeddings")
-    dtype = compute_dtype(image_embeddings)
-    image = ops.cast(image_embeddings, dtype)
-    text = ops.cast(text_embeddings, dtype)
-    if normalize:
-        image, text = l2_normalize(image), l2_normalize(text)
-    scale = cast_scalar(logit_scale, dtype)
-    labels = ops.arange(ops.shape(image)[0], dtype="int32")
+    image, text, labels = prepare_pair(image_embeddings, text_embeddings, normalize, check_finite=True)
+    scale = cast_scalar(logit_scale, image.dtype)
     ce_i, ce_t, _, _ = clip_loss_terms(image, text, image, text, labels, scale)
     return 0.5 * (ops.mean(ce_i) + ops.mean(ce_t))
 
@@ -195,12 +200,7 @@ class CLIPLoss(keras.losses.Loss):
         self.normalize = bool(normalize)
 
     def call(self, y_true, y_pred):
-        image, text = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
-        check_pair_embeddings(image, text)
-        image, text = ops.cast(image, "float32"), ops.cast(text, "float32")
-        if self.normalize:
-            image, text = l2_normalize(image), l2_normalize(text)
-        labels = ops.arange(ops.shape(image)[0], dtype="int32")
+        image, text, labels = prepare_pair(y_true, y_pred, self.normalize, dtype="float32")
         ce_i, ce_t, _, _ = clip_loss_terms(image, text, image, text, labels, self.logit_scale)
         return 0.5 * (ce_i + ce_t)
 

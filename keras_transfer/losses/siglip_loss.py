@@ -17,12 +17,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_transfer.losses.clip_loss import check_finite_eager
 from keras_transfer.losses.clip_loss import check_logit_scale
-from keras_transfer.losses.clip_loss import check_pair_embeddings
+from keras_transfer.losses.clip_loss import prepare_pair
 from keras_transfer.ops.numerics import cast_scalar
-from keras_transfer.ops.numerics import compute_dtype
-from keras_transfer.ops.numerics import l2_normalize
 
 
 def siglip_loss_terms(image_embeddings, all_text_embeddings, labels, logit_scale, logit_bias):
@@ -83,20 +80,11 @@ def siglip_loss(image_embeddings, text_embeddings, logit_scale, logit_bias, norm
     >>> round(float(keras_transfer.losses.siglip_loss(images, images, 10.0, -10.0)), 4)
     0.6932
     """
-    image_embeddings = ops.convert_to_tensor(image_embeddings)
-    text_embeddings = ops.convert_to_tensor(text_embeddings)
-    check_pair_embeddings(image_embeddings, text_embeddings)
     check_logit_scale(logit_scale)
     check_logit_bias(logit_bias)
-    check_finite_eager(image_embeddings, "image_embeddings")
-    check_finite_eager(text_embeddings, "text_embeddings")
-    dtype = compute_dtype(image_embeddings)
-    image = ops.cast(image_embeddings, dtype)
-    text = ops.cast(text_embeddings, dtype)
-    if normalize:
-        image, text = l2_normalize(image), l2_normalize(text)
-    labels = ops.arange(ops.shape(image)[0], dtype="int32")
-    losses, _ = siglip_loss_terms(image, text, labels, cast_scalar(logit_scale, dtype), cast_scalar(logit_bias, dtype))
+    image, text, labels = prepare_pair(image_embeddings, text_embeddings, normalize, check_finite=True)
+    scale, bias = cast_scalar(logit_scale, image.dtype), cast_scalar(logit_bias, image.dtype)
+    losses, _ = siglip_loss_terms(image, text, labels, scale, bias)
     return ops.mean(losses)
 
 
@@ -154,12 +142,7 @@ class SigLIPLoss(keras.losses.Loss):
         self.normalize = bool(normalize)
 
     def call(self, y_true, y_pred):
-        image, text = ops.convert_to_tensor(y_true), ops.convert_to_tensor(y_pred)
-        check_pair_embeddings(image, text)
-        image, text = ops.cast(image, "float32"), ops.cast(text, "float32")
-        if self.normalize:
-            image, text = l2_normalize(image), l2_normalize(text)
-        labels = ops.arange(ops.shape(image)[0], dtype="int32")
+        image, text, labels = prepare_pair(y_true, y_pred, self.normalize, dtype="float32")
         losses, _ = siglip_loss_terms(image, text, labels, self.logit_scale, self.logit_bias)
         return losses
 

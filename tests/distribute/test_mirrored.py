@@ -9,12 +9,10 @@ pointers included) must agree, and every mirrored weight must hold the same valu
 both devices. SimCLR, CLIP and DANN have their own probes in tests/models.
 """
 
-import json
 import os
-import subprocess
-import sys
 
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -38,17 +36,7 @@ EXACT = (
 class MirroredStrategyTest(TestCase):
     @classmethod
     def setUpClass(cls):
-        out = subprocess.run(
-            [sys.executable, os.path.join(HERE, "_mirrored_probe.py")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        if not lines:
-            raise AssertionError(out.stdout[-3000:] + out.stderr[-3000:])
-        cls.result = json.loads(lines[-1][len("RESULT ") :])
+        cls.result = run_probe(os.path.join(HERE, "_mirrored_probe.py"), timeout=600)
 
     def test_two_replicas(self):
         self.assertEqual(self.result["replicas"], 2)

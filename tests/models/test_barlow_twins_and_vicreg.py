@@ -1,9 +1,6 @@
 """BarlowTwins and VICReg: two-view pre-training without negatives, on the shared `NonContrastivePretext` base."""
 
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -19,6 +16,7 @@ from tests.models.test_simclr import make_pairs
 from tests.models.test_simclr import nan_hiding_encoder
 from tests.models.test_simclr import pairs_dataset
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -98,16 +96,7 @@ class NonContrastiveTest(TestCase):
                 model.fit(pairs_dataset(v1[:1], v2[:1], 4), verbose=0)
 
     def test_global_batch_under_mirrored_strategy_equals_single_device(self):
-        out = subprocess.run(
-            [sys.executable, os.path.join(HERE, "_two_view_distributed_probe.py")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        self.assertTrue(lines, out.stdout + out.stderr[-3000:])
-        result = json.loads(lines[-1][len("RESULT ") :])
+        result = run_probe(os.path.join(HERE, "_two_view_distributed_probe.py"))
         for name in MODELS:
             self.assertEqual(result[name]["replicas"], 2)
             self.assertLess(result[name]["max_weight_difference"], 1e-5, name)

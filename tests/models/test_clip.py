@@ -1,8 +1,6 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,6 +12,7 @@ from keras_transfer.models import CLIP
 from tests.losses.test_clip_loss import numpy_clip_loss
 from tests.models._terminate_on_nan import assert_terminates_on_nan
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,21 +37,11 @@ def make_data(n=8, seed=0):
 
 def check_mirrored_probe(test, common=None, mirrored_only=None):
     """Runs `_clip_distributed_probe.py` with these `CLIP` arguments and checks its result."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py"),
-            json.dumps(common or {}),
-            json.dumps(mirrored_only or {}),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    out = run_probe(
+        os.path.join(ROOT, "tests", "models", "_clip_distributed_probe.py"),
+        json.dumps(common or {}),
+        json.dumps(mirrored_only or {}),
     )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    test.assertTrue(lines, f"probe failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
-    out = json.loads(lines[-1][len("RESULT ") :])
     test.assertEqual(out["replicas"], 2)
     test.assertLess(out["max_weight_difference"], 2e-5)
     test.assertGreater(out["median_weight_movement"], 1e-3)

@@ -1,7 +1,4 @@
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,6 +9,7 @@ from keras_transfer.datasets import domain_pairs
 from keras_transfer.layers import GradientReversal
 from keras_transfer.models import DANN
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -89,16 +87,7 @@ class DANNTest(TestCase):
         # global batch of 8 source + 8 target examples split 4 + 4 over two replicas: the
         # label loss (source rows) and the domain loss (both domains) are means over the
         # global batch, so the summed replica gradients equal the one-device gradient.
-        out = subprocess.run(
-            [sys.executable, os.path.join(HERE, "_dann_distributed_probe.py")],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        self.assertTrue(lines, out.stdout + out.stderr[-3000:])
-        result = json.loads(lines[-1][len("RESULT ") :])
+        result = run_probe(os.path.join(HERE, "_dann_distributed_probe.py"))
         self.assertEqual(result["replicas"], 2)
         for kind, metrics in (
             ("dann", ("loss", "label_loss", "label_accuracy", "domain_loss", "domain_accuracy")),

@@ -1,7 +1,4 @@
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,6 +9,7 @@ from keras_transfer.augment import simclr_dataset
 from keras_transfer.models import SimCLR
 from tests.losses.test_nt_xent import numpy_nt_xent
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -309,16 +307,7 @@ class SimCLRDistributedTest(TestCase):
     def test_global_batch_loss_and_gradients_equal_single_device(self):
         # Subprocess: the two logical CPU devices must exist before TF initialises.
         # Global batches of 8 then a partial 7 (split 4 + 3 over the replicas).
-        out = subprocess.run(
-            [sys.executable, os.path.join(HERE, "_simclr_distributed_probe.py"), "8,7"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-        self.assertTrue(lines, out.stdout + out.stderr[-3000:])
-        result = json.loads(lines[-1][len("RESULT ") :])
+        result = run_probe(os.path.join(HERE, "_simclr_distributed_probe.py"), "8,7")
         self.assertEqual(result["replicas"], 2)
         distributed = result["distributed"]["True"]
         self.assertAllClose(distributed["loss"], result["reference_loss"], atol=1e-5, rtol=1e-5)
