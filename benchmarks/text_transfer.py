@@ -208,7 +208,11 @@ def run_placement(args, seeds, budgets):
                     score, params[name] = fit_classifier(
                         build(), x_train[idx], y_train[idx], x_test, y_test, args.finetune_epochs, rate
                     )
-                    row = name if len(rates) == 1 else f"{name}, lr {rate:g}"
+                    row = (
+                        name
+                        if name == "full fine-tuning" or not args.adapter_learning_rates
+                        else f"{name}, lr {rate:g}"
+                    )
                     results[(row, budget)].append(score)
                     rows[row] = f"{params[name]:,}"
                     print(f"  {budget}/class {row}: {score:.3f} ({params[name]:,} trainable)", flush=True)
