@@ -18,7 +18,7 @@ class SSLBenchmarksQuickTest(TestCase):
     def test_step_cost_quick(self):
         results = ssl_step_cost.main(["--quick"])
         self.assertIn("crop_and_resize (ours, batched)", results["crops"])
-        for key in ("simclr_step", "supervised_step", "step_ratio", "pipeline_ratio"):
+        for key in ("simclr_step", "supervised_step", "two_supervised_steps", "step_ratio", "pipeline_ratio"):
             self.assertGreater(results[key], 0.0)
 
     def test_digits_probe_quick(self):
