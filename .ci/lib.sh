@@ -38,3 +38,25 @@ import keras_transfer  # noqa: E402,F401
 print(f"CI: tensorflow {tf.__version__}, keras {keras.__version__}, keras_transfer imports")
 EOF
 }
+
+# Options of the legs that build a venv: `--install-only VENV` creates VENV and installs into it (no tests),
+# `--venv VENV` runs the tests in a VENV prepared so; with neither, a temporary venv does both. `--source DIR`
+# installs keras-transfer from DIR (default: this checkout). Sets leg_venv, leg_install, leg_test, leg_source
+# and leg_args (the remaining arguments).
+parse_leg_options() {
+    leg_venv="" leg_install=true leg_test=true leg_source=. leg_args=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --install-only) leg_venv=$2 leg_test=false; shift 2 ;;
+            --venv) leg_venv=$2 leg_install=false; shift 2 ;;
+            --source) leg_source=$2; shift 2 ;;
+            *) leg_args+=("$1"); shift ;;
+        esac
+    done
+    leg_source=$(realpath "$leg_source")
+    if [ -z "$leg_venv" ]; then
+        leg_root=$(mktemp -d)
+        trap 'rm -rf "$leg_root"' EXIT
+        leg_venv=$leg_root/venv
+    fi
+}

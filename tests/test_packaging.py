@@ -1,6 +1,6 @@
 """setup.py's TensorFlow requirement: it names the TensorFlow already installed and never replaces it.
 
-The end-to-end check (pip installing this package onto `tensorflow-cpu`) is `.ci/tensorflow_cpu_leg.sh`;
+The end-to-end check (pip installing this package onto `tensorflow-cpu`) is `.ci/tensorflow_cpu.sh`;
 these are the fast checks of the decision and of the probe that sees through pip's build isolation.
 """
 
