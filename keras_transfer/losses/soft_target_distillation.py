@@ -11,8 +11,8 @@ class SoftTargetDistillation(keras.distillation.DistillationLoss):
     """Hinton et al.'s soft-target loss, as a `keras.distillation` distillation loss.
 
     `T^2 * mean_batch(sum_classes p_t * (log p_t - log p_s))` with `p = softmax(logits / T)`,
-    computed from log-softmaxes in float32 (no probability clipping; finite under
-    `mixed_float16`). The `T^2` factor keeps the gradient scale of the soft targets
+    computed from log-softmaxes in float32 or wider (no probability clipping; finite
+    under `mixed_float16`). The `T^2` factor keeps the gradient scale of the soft targets
     independent of `T`, so the weight between soft and hard targets need not be
     retuned when `T` changes.
 
@@ -49,9 +49,21 @@ class SoftTargetDistillation(keras.distillation.DistillationLoss):
         )
 
     def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
-        """The soft-target loss between `(batch, classes)` teacher and student logits (a float32 scalar)."""
-        teacher = ops.cast(teacher_outputs, "float32") / self.temperature
-        student = ops.cast(student_outputs, "float32") / self.temperature
+        """The soft-target loss between `(batch, classes)` teacher and student logits.
+
+        Args:
+            teacher_outputs: the teacher's logits.
+            student_outputs: the student's logits.
+            **kwargs: unused (Keras's `DistillationLoss` signature).
+
+        Returns:
+            A float32 scalar (float64 for float64 logits).
+        """
+        student_outputs = ops.convert_to_tensor(student_outputs)
+        # float16/bfloat16 logits are promoted to float32; float64 ones stay float64.
+        dtype = keras.backend.result_type(keras.backend.standardize_dtype(student_outputs.dtype), "float32")
+        teacher = ops.cast(teacher_outputs, dtype) / self.temperature
+        student = ops.cast(student_outputs, dtype) / self.temperature
         log_p_teacher = ops.log_softmax(teacher, axis=-1)
         log_p_student = ops.log_softmax(student, axis=-1)
         kl = ops.sum(ops.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
