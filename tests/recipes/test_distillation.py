@@ -57,12 +57,6 @@ class DistillTest(TestCase):
         unlabelled = distiller.compute_loss(X, None, y_pred=student(X))
         self.assertAllClose(unlabelled, reference_loss(t_logits, s_logits, None, 2.5, 0.3, t_feat, s_feat, 0.7), 1e-5)
 
-    def test_soft_target_loss_matches_numpy(self):
-        t, s = RNG.normal(size=(6, 5)) * 4, RNG.normal(size=(6, 5))
-        for temperature in (0.5, 1.0, 4.0):
-            loss = losses.SoftTargetDistillation(temperature).compute_loss(t.astype("float32"), s.astype("float32"))
-            self.assertAllClose(loss, reference_loss(t, s, None, temperature, 0.0), atol=1e-5, rtol=1e-5)
-
     def test_gradient_matches_finite_differences(self):
         keras.config.set_dtype_policy("float64")
         teacher, student = mlp(hidden=3, name="teacher"), mlp(hidden=3, name="student")
@@ -115,6 +109,12 @@ class DistillTest(TestCase):
         distiller.fit(images, epochs=1, verbose=0)
         for a, b in zip(before, teacher.get_weights()):
             self.assertAllClose(b, a, atol=0, rtol=0)
+
+    def test_softmax_layer_teacher_shares_its_weights(self):
+        teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Softmax()])
+        distiller = recipes.distill(teacher, mlp(), temperature=2.0)
+        self.assertAllClose(keras.ops.softmax(distiller.teacher(X)), teacher(X), atol=1e-6)
+        self.assertIs(distiller.teacher.layers[-1].kernel, teacher.layers[0].kernel)
 
     def test_mixed_float16_step(self):
         def build_and_compile():
@@ -193,6 +193,3 @@ class DistillTest(TestCase):
         )
         self.assertRaisesValueError("`student` must return logits", recipes.distill, teacher, mlp(activation="softmax"))
         self.assertRaisesValueError("`teacher` must be a keras.Model", recipes.distill, "teacher", student)
-        self.assertRaisesValueError(
-            "`temperature` must be a positive finite number", losses.SoftTargetDistillation, -1.0
-        )
