@@ -1,13 +1,14 @@
 """Knowledge distillation on digits 0-4 -> 5-9: a small MLP student, few labels, a fine-tuned CNN teacher.
 
 The teacher is `simple_cnn` at 16 px (widths 16/32/64, 24,245 weights), trained on all
-labelled digits 0-4, then fine-tuned (`recipes.fine_tune`, 30 epochs) on `--labels`
-labelled examples per class of the digits 5-9. The student is `Rescaling(1/255) ->
+labelled digits 0-4, then fine-tuned (`recipes.fine_tune`, 30 epochs) on `--teacher-labels`
+(default: `--labels`) labelled examples per class of the digits 5-9. The student is `Rescaling(1/255) ->
 AveragePooling2D(2) -> Flatten -> Dense(32, relu) -> Dense(5)` on the same 16x16 images
 (2,245 weights), trained three ways with Adam 1e-3 for `--epochs` epochs (batch 16 on
 the labelled examples, 32 on all training images):
 
-- labels only: sparse cross-entropy on the labelled examples;
+- labels only: sparse cross-entropy on the `--labels` labelled examples per class (the
+  first of the teacher's, when it had more);
 - distilled, labelled: `recipes.distill(teacher, student, temperature, alpha=0.5)` on the
   labelled examples (soft targets and labels);
 - distilled, all images: `alpha=0`, `fit(x)` on every target training image (labelled and
@@ -16,7 +17,8 @@ the labelled examples, 32 on all training images):
 Accuracy on the held-out digits 5-9 (about 225), mean ± std over seeds (split, labelled
 examples and initialisations all follow the seed).
 
-    python benchmarks/distillation_digits.py [--quick] [--seeds 3] [--labels 5] [--temperature 4]
+    python benchmarks/distillation_digits.py [--quick] [--seeds 3] [--labels 5] [--teacher-labels 30]
+        [--temperature 4]
 """
 
 import os
@@ -79,17 +81,21 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="one seed, one or two epochs, narrow teacher (CI)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--labels", type=int, default=5, help="labelled target examples per class")
+    parser.add_argument("--teacher-labels", type=int, default=None, help="the teacher's (default: --labels)")
     parser.add_argument("--epochs", type=int, default=100, help="student epochs")
     parser.add_argument("--temperature", type=float, default=4.0)
     args = parser.parse_args(argv)
     seeds, source_epochs, target_epochs, widths = _common.run_settings(args, 15, 30)
     student_epochs = 2 if args.quick else args.epochs
+    teacher_labels = args.teacher_labels or args.labels
 
     scores = collections.defaultdict(list)
     for seed in range(seeds):
         split = datasets.digits_source_target(image_size=16, labels_per_class=args.labels, seed=seed)
+        # Same seed: the same test set, and the student's labelled examples among the teacher's.
+        teacher_split = datasets.digits_source_target(image_size=16, labels_per_class=teacher_labels, seed=seed)
         source = _common.pretrain_source(*split.source_train, 5, source_epochs, widths, seed)
-        teacher = _common.transfer(source, *split.target_train, 5, "fine-tune", target_epochs, seed)
+        teacher = _common.transfer(source, *teacher_split.target_train, 5, "fine-tune", target_epochs, seed)
         scores["teacher"].append(recipes.evaluate_accuracy(teacher, *split.target_test))
         for method in METHODS[1:]:
             student = train_student(method, teacher, split, student_epochs, args.temperature, seed)
@@ -98,7 +104,8 @@ def main(argv=None):
 
     sizes = f"teacher {teacher.count_params():,} weights, student {student.count_params():,}"
     print(
-        f"\nDigits 5-9 test accuracy, {args.labels} labels/class, T={args.temperature:g}, {sizes}, "
+        f"\nDigits 5-9 test accuracy, {args.labels} labels/class (teacher {teacher_labels}), "
+        f"T={args.temperature:g}, {sizes}, "
         f"{seeds} seed(s), mean ± std"
     )
     _common.print_table(list(METHODS), [[_common.mean_std(scores[m]) for m in METHODS]])

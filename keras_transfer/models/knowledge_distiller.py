@@ -10,8 +10,10 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     The training objective, `call` (the student's outputs) and the teacher freezing
     are Keras's: `loss = student_loss_weight * hard_loss(y, student(x)) +
     (1 - student_loss_weight) * sum_i weight_i * distillation_loss_i`, the hard-label
-    term left out when `fit` gets no `y`. Two additions:
+    term left out when `fit` gets no `y`. Three additions:
 
+    - `fit(x)` without labels also works when `compile` was given metrics (they are
+      left out of the logs of unlabelled batches; Keras's `Distiller` fails there);
     - `compile()` defaults `loss` to `SparseCategoricalCrossentropy(from_logits=True)`
       (Keras's `Distiller.compile` requires it even when no labels are given);
     - `get_compile_config` / `compile_from_config` save and restore that loss, so a
@@ -62,6 +64,22 @@ class KnowledgeDistiller(keras.distillation.Distiller):
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self._hard_label_loss = loss
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras's metrics; on unlabelled batches (`y` None) the losses only, the compiled metrics need labels."""
+        if y is not None:
+            return super().compute_metrics(x, y, y_pred, sample_weight)
+        trackers = (self.student_loss_tracker, self.distillation_loss_tracker, self.total_loss_tracker)
+        return {"loss": self.total_loss_tracker.result(), **{t.name: t.result() for t in trackers}}
+
+    def get_metrics_result(self):
+        """Keras's `{name: value}` of `self.metrics`, less compiled metrics not built (no labelled batch yet)."""
+        results = {}
+        for metric in self.metrics:
+            if getattr(metric, "built", True):  # Mean trackers have no `built`
+                result = metric.result()
+                results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
 
     def get_compile_config(self):
         """Keras's compile config with the hard-label loss (Keras's `Distiller` stores `loss=None`)."""

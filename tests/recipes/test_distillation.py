@@ -92,6 +92,15 @@ class DistillTest(TestCase):
         self.assertEqual({"accuracy", "distillation_loss", "student_loss", "total_loss", "loss"}, set(history.history))
         self.assertTrue(teacher.trainable is False)
 
+    def test_fit_without_labels_with_compiled_metrics(self):
+        teacher, student = mlp(name="teacher"), mlp(name="student")
+        distiller = recipes.distill(teacher, student, alpha=0.0)
+        distiller.compile(optimizer="adam", metrics=["accuracy"])
+        history = self.run_fit_test(distiller, X, steps=2, frozen=[teacher])
+        self.assertEqual({"distillation_loss", "student_loss", "total_loss", "loss"}, set(history.history))
+        self.assertEqual(history.history["student_loss"], [0.0, 0.0])
+        self.assertIn("accuracy", distiller.evaluate(X, Y, verbose=0, return_dict=True))
+
     def test_softmax_teacher_is_distilled_through_its_logits(self):
         keras.utils.set_random_seed(3)
         teacher = recipes.build_classifier("simple_cnn", 3, (8, 8, 1), widths=(4, 4, 4), dropout=0.0)
