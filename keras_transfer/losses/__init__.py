@@ -13,4 +13,5 @@ from keras_transfer.losses.nt_xent import NTXent
 from keras_transfer.losses.nt_xent import nt_xent
 from keras_transfer.losses.siglip_loss import SigLIPLoss
 from keras_transfer.losses.siglip_loss import siglip_loss
+from keras_transfer.losses.soft_target_distillation import SoftTargetDistillation
 from keras_transfer.losses.vicreg import vicreg_loss
