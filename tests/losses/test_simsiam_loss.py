@@ -75,5 +75,8 @@ class SimSiamLossTest(TestCase):
             ["same shape", "z2.shape=(6, 4)"], simsiam_loss, self.p1, self.p2, self.z1, self.z2[:, :4]
         )
         self.assertRaisesValueError(
-            ["(batch, 2, dim)", "y_pred.shape=(6, 5)"], SimSiamLoss(), self.p1[:, None], self.p1
+            ["(batch, 2, dim)", "y_pred.shape=(6, 3, 5)"],
+            SimSiamLoss(),
+            np.stack([self.z1, self.z2], 1),
+            np.stack([self.p1, self.p2, self.p1], 1),
         )
