@@ -43,8 +43,12 @@ def ema_update(pairs, momentum):
     pairs = [(target, online) for target, online in pairs if online.trainable]
     values = []
     for target, online in pairs:
-        m = ops.cast(momentum, target.dtype)
-        values.append(m * ops.convert_to_tensor(target) + (1.0 - m) * ops.cast(online, target.dtype))
+        if isinstance(momentum, (int, float)):  # `1 - m` in double precision, then cast (as MoCo always did)
+            m, rest = momentum, 1.0 - momentum
+        else:
+            m = ops.cast(momentum, target.dtype)
+            rest = 1.0 - m
+        values.append(m * ops.convert_to_tensor(target) + rest * ops.cast(online, target.dtype))
     distributed.assign_identical([target for target, _ in pairs], values)
 
 
