@@ -12,13 +12,16 @@ from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_positive_int
 
 
-def batch_norm_mlp(input_dim, hidden_dim, output_dim, name):
-    """`Dense(hidden) -> BatchNorm -> ReLU -> Dense(output)`, the papers' projector / predictor block."""
+def batch_norm_mlp(input_dim, hidden_dim, output_dim, name, output_bn=False):
+    """`Dense(hidden) -> BatchNorm -> ReLU -> Dense(output)` (then BatchNorm if `output_bn`, SimSiam's
+    projector), the papers' projector / predictor block."""
     inputs = keras.Input((input_dim,))
     h = keras.layers.Dense(hidden_dim, use_bias=False, name="hidden")(inputs)
     h = keras.layers.BatchNormalization(name="hidden_bn")(h)
     h = keras.layers.ReLU()(h)
-    outputs = keras.layers.Dense(output_dim, name="output")(h)
+    outputs = keras.layers.Dense(output_dim, use_bias=not output_bn, name="output")(h)
+    if output_bn:
+        outputs = keras.layers.BatchNormalization(name="output_bn")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -34,14 +37,16 @@ class PredictivePretext(TwoViewPretext):
     """`TwoViewPretext` with a prediction head on the projections (SimSiam, BYOL).
 
     The default projection head is `Dense(hidden) -> BatchNorm -> ReLU -> Dense(projection_dim)`
-    (BYOL's projector); the default prediction head has the same form, mapping projections to
-    projections. Subclasses set `default_bottleneck` (predictor hidden size = projection_dim // 4,
-    SimSiam) or not (= the projector's hidden size, BYOL) and implement `step_loss`, calling
-    `branch` and `loss_shares`. Metrics: `loss`, `projection_std`.
+    (BYOL's projector; SimSiam's sets `projection_output_bn` for a BatchNorm on the output); the
+    default prediction head has the BYOL form, mapping projections to projections. Subclasses set
+    `default_bottleneck` (predictor hidden size = projection_dim // 4, SimSiam) or not (= the
+    projector's hidden size, BYOL) and implement `step_loss`, calling `branch` and `loss_shares`.
+    Metrics: `loss`, `projection_std`.
     """
 
     keras_object_args = ("encoder", "projection_head", "prediction_head", "augmenter")
     default_bottleneck = False
+    projection_output_bn = False
 
     def __init__(
         self,
@@ -59,7 +64,9 @@ class PredictivePretext(TwoViewPretext):
         hidden = feature_dim if projection_hidden_dim is None else projection_hidden_dim
         if projection_head is None:
             hidden = check_positive_int("projection_hidden_dim", hidden)
-            projection_head = batch_norm_mlp(feature_dim, hidden, projection_dim, name="projection_head")
+            projection_head = batch_norm_mlp(
+                feature_dim, hidden, projection_dim, name="projection_head", output_bn=self.projection_output_bn
+            )
         super().__init__(encoder, projection_head, projection_dim, projection_hidden_dim, augmenter, **kwargs)
         output_dim = int(self.projection_head.compute_output_shape(encoder_output_shape(encoder))[-1])
         self.prediction_hidden_dim = prediction_hidden_dim
