@@ -1,6 +1,6 @@
 """The self-supervised digits experiment of `ssl_digits_probe.py`.
 
-SimCLR, MoCo, Barlow Twins, VICReg, rotation prediction, a denoising autoencoder,
+SimCLR, MoCo, Barlow Twins, VICReg, SimSiam, BYOL, rotation prediction, a denoising autoencoder,
 relative patch position and jigsaw puzzles each pre-train the same small CNN on the digits training images
 WITHOUT labels; the frozen encoder is then evaluated with the convex linear probe on
 few labels (and all labels), against a random-init encoder and a supervised one.
@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.augment import simclr_dataset
+from keras_transfer.models import BYOL
 from keras_transfer.models import BarlowTwins
 from keras_transfer.models import DenoisingAutoencoder
 from keras_transfer.models import JigsawPuzzle
@@ -18,23 +19,32 @@ from keras_transfer.models import MoCo
 from keras_transfer.models import RelativePatchPosition
 from keras_transfer.models import RotationPrediction
 from keras_transfer.models import SimCLR
+from keras_transfer.models import SimSiam
 from keras_transfer.models import VICReg
 from keras_transfer.recipes import linear_evaluation
 
 METHODS = (
-    "random init", "simclr", "moco", "barlow_twins", "vicreg", "rotation", "denoising", "relative_position", "jigsaw",
-    "supervised",
+    "random init", "simclr", "moco", "barlow_twins", "vicreg", "simsiam", "byol", "rotation", "denoising",
+    "relative_position", "jigsaw", "supervised",
 )  # fmt: skip
 
 # The two-view methods: the same views (batch 256) and a 64-d projection. MoCo: SimCLR's temperature 0.5 and a
-# queue of 2 batches of past keys; Barlow Twins and VICReg: the papers' loss weights.
+# queue of 2 batches of past keys; Barlow Twins and VICReg: the papers' loss weights; SimSiam and BYOL: the papers'
+# heads (BatchNorm MLPs; SimSiam's predictor bottleneck 64 // 4), BYOL's cosine schedule over the run's steps from
+# MoCo's momentum 0.99 here (the paper's 0.996 is for ~10^5 steps; this run has a few hundred).
 TWO_VIEW = {
-    "simclr": lambda encoder, temperature, bn_splits: SimCLR(encoder, projection_dim=64, temperature=temperature),
-    "moco": lambda encoder, temperature, bn_splits: MoCo(
+    "simclr": lambda encoder, temperature, bn_splits, steps: SimCLR(
+        encoder, projection_dim=64, temperature=temperature
+    ),
+    "moco": lambda encoder, temperature, bn_splits, steps: MoCo(
         encoder, projection_dim=64, queue_size=512, momentum=0.99, temperature=0.5, bn_splits=bn_splits
     ),
-    "barlow_twins": lambda encoder, temperature, bn_splits: BarlowTwins(encoder, projection_dim=64),
-    "vicreg": lambda encoder, temperature, bn_splits: VICReg(encoder, projection_dim=64),
+    "barlow_twins": lambda encoder, temperature, bn_splits, steps: BarlowTwins(encoder, projection_dim=64),
+    "vicreg": lambda encoder, temperature, bn_splits, steps: VICReg(encoder, projection_dim=64),
+    "simsiam": lambda encoder, temperature, bn_splits, steps: SimSiam(encoder, projection_dim=64),
+    "byol": lambda encoder, temperature, bn_splits, steps: BYOL(
+        encoder, projection_dim=64, momentum=0.99, total_steps=steps
+    ),
 }
 
 # The patch tasks encode patches: their encoder takes any size (same weights as the others).
@@ -86,9 +96,10 @@ def pretrain(
     patch_size = (image_size - 2 - 2 * jitter) // 3
     optimizer = keras.optimizers.Adam(2e-3)
     if method in TWO_VIEW:
-        model = TWO_VIEW[method](encoder, simclr_temperature, moco_bn_splits)
-        model.compile(optimizer=optimizer)
         data = simclr_dataset(x_train, batch_size=256, augmentation=digits_augmentation(image_size), seed=seed)
+        steps = epochs * max(1, int(data.cardinality()))
+        model = TWO_VIEW[method](encoder, simclr_temperature, moco_bn_splits, steps)
+        model.compile(optimizer=optimizer)
         LAST_METRICS.update(_last(model.fit(data, epochs=epochs, verbose=0, shuffle=False)))
     elif method == "rotation":
         model = RotationPrediction(encoder)

@@ -169,6 +169,8 @@ BUILDERS = {
     "classifier": _classifier,
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
     "MoCo": lambda: _pairs_model(kt.models.MoCo, queue_size=16, bn_splits=1, seed=3),
+    "SimSiam": lambda: _pairs_model(kt.models.SimSiam),
+    "BYOL": lambda: _pairs_model(kt.models.BYOL, total_steps=8),
     "RotationPrediction": lambda: _pretext(kt.models.RotationPrediction),
     "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8, seed=3),
     "MaskedImputation": lambda: _pretext(kt.models.MaskedImputation, decoder_hidden_dim=8, seed=3),

@@ -2,6 +2,7 @@
 
 from keras_transfer.models.barlow_twins import BarlowTwins
 from keras_transfer.models.black_box_learner import BlackBoxLearner
+from keras_transfer.models.byol import BYOL
 from keras_transfer.models.clip import CLIP
 from keras_transfer.models.dann import DANN
 from keras_transfer.models.deep_coral import DeepCORAL
@@ -17,6 +18,7 @@ from keras_transfer.models.proto_net import ProtoNet
 from keras_transfer.models.relative_patch_position import RelativePatchPosition
 from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
+from keras_transfer.models.simsiam import SimSiam
 from keras_transfer.models.source_only import SourceOnly
 from keras_transfer.models.vicreg import VICReg
 

@@ -8,6 +8,9 @@ from keras_transfer.losses.info_nce import info_nce_terms
 from keras_transfer.models._contrastive_utils import ContrastivePretext
 from keras_transfer.models._contrastive_utils import split_views
 from keras_transfer.models._finite_logs import all_finite
+from keras_transfer.models._momentum import ema_update
+from keras_transfer.models._momentum import frozen_clone
+from keras_transfer.models._momentum import momentum_pairs
 from keras_transfer.models._self_supervised import encoder_output_shape
 from keras_transfer.models._self_supervised import float32_sum
 from keras_transfer.models._self_supervised import resolve_seed
@@ -15,22 +18,6 @@ from keras_transfer.models._self_supervised import step_seed
 from keras_transfer.utils import distributed
 from keras_transfer.utils.validation import check_fraction
 from keras_transfer.utils.validation import check_positive_int
-
-
-def _clone(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def _freeze_variables(model):
-    """Takes `model`'s variables out of the optimizer's set but leaves its layers trainable.
-
-    `layer.trainable = False` would also switch Keras BatchNormalization to its moving
-    statistics even under `training=True`, and the key encoder must use batch statistics.
-    """
-    for variable in model.weights:
-        variable.trainable = False
 
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
@@ -174,10 +161,8 @@ class MoCo(ContrastivePretext):
         # model continues the same stream. A drawn seed is kept in the config for that.
         self.seed = resolve_seed(seed)
         key_dim = int(self.projection_head.compute_output_shape(encoder_output_shape(encoder))[-1])
-        self.key_encoder = _clone(encoder)
-        self.key_projection_head = _clone(self.projection_head)
-        _freeze_variables(self.key_encoder)
-        _freeze_variables(self.key_projection_head)
+        self.key_encoder = frozen_clone(encoder)
+        self.key_projection_head = frozen_clone(self.projection_head)
         initial = keras.random.normal((self.queue_size, key_dim), seed=0)
         initial = initial / ops.norm(initial, axis=1, keepdims=True)
         self.queue = self.add_weight(
@@ -302,20 +287,11 @@ class MoCo(ContrastivePretext):
         distributed.assign_identical([self.queue, self.queue_pointer], [queue, (pointer + n) % self.queue_size])
 
     def _momentum_pairs(self):
-        # The key models are clones: their weights come in the same order as the query's.
-        return list(zip(self.key_encoder.weights, self.encoder.weights)) + list(
-            zip(self.key_projection_head.weights, self.projection_head.weights)
-        )
+        return momentum_pairs([self.key_encoder, self.key_projection_head], [self.encoder, self.projection_head])
 
     def _momentum_update(self):
         """EMA of the query's trainable parameters; the key's other variables are left alone."""
-        m = self.momentum
-        pairs = [(key, query) for key, query in self._momentum_pairs() if query.trainable]
-        # The query's weights are in sync, so every replica computes the same new key weights.
-        distributed.assign_identical(
-            [key for key, _ in pairs],
-            [m * ops.convert_to_tensor(key) + (1.0 - m) * ops.cast(query, key.dtype) for key, query in pairs],
-        )
+        ema_update(self._momentum_pairs(), self.momentum)
 
     def _query_trainable_variables(self):
         key_ids = {id(v) for v in self.key_encoder.weights + self.key_projection_head.weights}

@@ -35,9 +35,19 @@ class SSLBenchmarksQuickTest(TestCase):
 
         (x, y), _ = load_digits(image_size=8, channels=1, seed=0)
         # The quick run covers the others; the patch tasks use 2 px patches at 8 px.
-        for method in ("barlow_twins", "vicreg", "rotation", "denoising", "relative_position", "jigsaw", "supervised"):
+        for method in (
+            "barlow_twins",
+            "vicreg",
+            "simsiam",
+            "byol",
+            "rotation",
+            "denoising",
+            "relative_position",
+            "jigsaw",
+            "supervised",
+        ):
             encoder = _ssl_experiment.pretrain(method, x[:64], y[:64], epochs=1, image_size=8, widths=(4,))
             self.assertEqual(encoder.output_shape, (None, 4))
         self.assertRaisesValueError(
-            ["`method` must be one of", "method='byol'"], _ssl_experiment.pretrain, "byol", None, None, epochs=1
+            ["`method` must be one of", "method='swav'"], _ssl_experiment.pretrain, "swav", None, None, epochs=1
         )
