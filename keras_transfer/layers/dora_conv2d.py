@@ -22,12 +22,14 @@ class DoRAConv2D(DoRAKernelMixin, keras.layers.Conv2D):
     into a plain `Conv2D`.
 
     Args:
-        filters: as for `keras.layers.Conv2D` (`kernel_size` and the rest in `kwargs`).
+        filters: as for `keras.layers.Conv2D`.
+        kernel_size: as for `keras.layers.Conv2D`.
         dora_rank: int, the rank `r` of `A B` (DoRA is enabled when the layer is built), or
             None (enable it later with `enable_dora`, e.g. after copying pretrained weights).
         dora_alpha: float, the scale numerator of `A B` (default: `dora_rank`).
         dora_detach_norm: bool, no gradient through `||V||_c` (Liu et al.'s memory saving).
-        **kwargs: the other `keras.layers.Conv2D` arguments.
+        *args: the other positional arguments of `keras.layers.Conv2D`.
+        **kwargs: its other keyword arguments.
 
     Call arguments:
         inputs: as for `keras.layers.Conv2D`.
@@ -47,8 +49,8 @@ class DoRAConv2D(DoRAKernelMixin, keras.layers.Conv2D):
     [('bias', (4,)), ('dora_kernel_a', (3, 3, 3, 2)), ('dora_kernel_b', (2, 4)), ('dora_magnitude', (4,))]
     """
 
-    def __init__(self, filters, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
-        super().__init__(filters, **kwargs)
+    def __init__(self, filters, kernel_size, *args, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
+        super().__init__(filters, kernel_size, *args, **kwargs)
         self.init_dora(dora_rank, dora_alpha, dora_detach_norm)
 
     def build(self, input_shape):

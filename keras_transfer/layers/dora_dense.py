@@ -26,7 +26,8 @@ class DoRADense(DoRAKernelMixin, keras.layers.Dense):
             None (enable it later with `enable_dora`, e.g. after copying pretrained weights).
         dora_alpha: float, the scale numerator of `A B` (default: `dora_rank`).
         dora_detach_norm: bool, no gradient through `||V||_c` (Liu et al.'s memory saving).
-        **kwargs: the other `keras.layers.Dense` arguments.
+        *args: the other positional arguments of `keras.layers.Dense`.
+        **kwargs: its other keyword arguments.
 
     Call arguments:
         inputs: as for `keras.layers.Dense`.
@@ -54,8 +55,8 @@ class DoRADense(DoRAKernelMixin, keras.layers.Dense):
     [('bias', (3,)), ('dora_kernel_a', (4, 2)), ('dora_kernel_b', (2, 3)), ('dora_magnitude', (3,))]
     """
 
-    def __init__(self, units, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
-        super().__init__(units, **kwargs)
+    def __init__(self, units, *args, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
+        super().__init__(units, *args, **kwargs)
         self.init_dora(dora_rank, dora_alpha, dora_detach_norm)
 
     def build(self, input_shape):

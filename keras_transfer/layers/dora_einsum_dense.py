@@ -32,12 +32,14 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
     into a plain `EinsumDense`.
 
     Args:
-        equation: as for `keras.layers.EinsumDense` (`output_shape` and the rest in `kwargs`).
+        equation: as for `keras.layers.EinsumDense`.
+        output_shape: as for `keras.layers.EinsumDense`.
         dora_rank: int, the rank `r` of `A B` (DoRA is enabled when the layer is built), or
             None (enable it later with `enable_dora`, e.g. after copying pretrained weights).
         dora_alpha: float, the scale numerator of `A B` (default: `dora_rank`).
         dora_detach_norm: bool, no gradient through `||V||_c` (Liu et al.'s memory saving).
-        **kwargs: the other `keras.layers.EinsumDense` arguments.
+        *args: the other positional arguments of `keras.layers.EinsumDense`.
+        **kwargs: its other keyword arguments.
 
     Call arguments:
         inputs: as for `keras.layers.EinsumDense`.
@@ -60,8 +62,10 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
     [('dora_kernel_a', (8, 2)), ('dora_kernel_b', (2, 2, 4)), ('dora_magnitude', (2, 4))]
     """
 
-    def __init__(self, equation, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
-        super().__init__(equation, **kwargs)
+    def __init__(
+        self, equation, output_shape, *args, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs
+    ):
+        super().__init__(equation, output_shape, *args, **kwargs)
         self.init_dora(dora_rank, dora_alpha, dora_detach_norm)
 
     def build(self, input_shape):
