@@ -71,7 +71,7 @@ class DoRAKernelMixin:
         raise NotImplementedError
 
     def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Adds `dora_kernel_a`, `dora_kernel_b` and `dora_magnitude = ||W0||_c`; freezes the kernel."""
+        """Adds `dora_kernel_a`, `dora_kernel_b` and `dora_magnitude = ||W0||_c`; freezes kernel and bias."""
         if not self.built:
             raise ValueError(f"Layer '{self.name}' must be built before enable_dora().")
         if self.dora_enabled or getattr(self, "lora_enabled", False):
@@ -92,6 +92,8 @@ class DoRAKernelMixin:
 
         model_graph.add_variables_after_build(self, create)
         base.trainable = False
+        if self.bias is not None:  # frozen too, so a reloaded layer trains the same variables
+            self.bias.trainable = False
         self.dora_rank = rank
         self.dora_alpha = float(dora_alpha if dora_alpha is not None else rank)
         self.dora_detach_norm = bool(detach_norm)

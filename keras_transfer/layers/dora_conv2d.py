@@ -13,7 +13,7 @@ class DoRAConv2D(DoRAKernelMixin, keras.layers.Conv2D):
     initialised to `||W0||_c`, the norm over the kernel's height, width and input channels,
     axes 0, 1, 2) and a direction `V`, updated by LoRA factors `A` (He-uniform) and `B`
     (zeros), so the layer equals the plain `Conv2D` when DoRA is enabled. Only `A`, `B` and
-    `m` (and the bias, as with Keras LoRA) train. The gradient flows through `||V||_c` (the
+    `m` train (kernel and bias are frozen). The gradient flows through `||V||_c` (the
     exact DoRA gradient); `dora_detach_norm=True` treats the norm as a constant, the
     paper's memory saving.
 
@@ -46,7 +46,7 @@ class DoRAConv2D(DoRAKernelMixin, keras.layers.Conv2D):
     >>> layer = keras_transfer.layers.DoRAConv2D(4, kernel_size=3, dora_rank=2)
     >>> y = layer(np.ones((1, 5, 5, 3), "float32"))
     >>> [(w.name, tuple(w.shape)) for w in layer.trainable_weights]
-    [('bias', (4,)), ('dora_kernel_a', (3, 3, 3, 2)), ('dora_kernel_b', (2, 4)), ('dora_magnitude', (4,))]
+    [('dora_kernel_a', (3, 3, 3, 2)), ('dora_kernel_b', (2, 4)), ('dora_magnitude', (4,))]
     """
 
     def __init__(self, filters, kernel_size, *args, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
@@ -73,7 +73,7 @@ class DoRAConv2D(DoRAKernelMixin, keras.layers.Conv2D):
         return (0, 1, 2), (3,)
 
     def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes the kernel.
+        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes kernel and bias.
 
         Args:
             rank: int in `[1, min(input size, output size)]` of the kernel.

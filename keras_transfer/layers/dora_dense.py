@@ -12,7 +12,7 @@ class DoRADense(DoRAKernelMixin, keras.layers.Dense):
     The frozen pretrained kernel `W0` is split into a magnitude `m` (one per output unit,
     initialised to `||W0||_c`, the norm over the input axis (kernel axis 0)) and a direction `V`, updated by
     LoRA factors `A` (He-uniform) and `B` (zeros), so the layer equals the plain `Dense`
-    when DoRA is enabled. Only `A`, `B` and `m` (and the bias, as with Keras LoRA) train.
+    when DoRA is enabled. Only `A`, `B` and `m` train (kernel and bias are frozen).
     The gradient flows through `||V||_c` (the exact DoRA gradient); `dora_detach_norm=True`
     treats the norm as a constant, the paper's memory saving.
 
@@ -52,7 +52,7 @@ class DoRADense(DoRAKernelMixin, keras.layers.Dense):
     >>> bool(np.array_equal(dora(x), base))  # the base layer at initialisation
     True
     >>> [(w.name, tuple(w.shape)) for w in dora.trainable_weights]
-    [('bias', (3,)), ('dora_kernel_a', (4, 2)), ('dora_kernel_b', (2, 3)), ('dora_magnitude', (3,))]
+    [('dora_kernel_a', (4, 2)), ('dora_kernel_b', (2, 3)), ('dora_magnitude', (3,))]
     """
 
     def __init__(self, units, *args, dora_rank=None, dora_alpha=None, dora_detach_norm=False, **kwargs):
@@ -79,7 +79,7 @@ class DoRADense(DoRAKernelMixin, keras.layers.Dense):
         return (0,), (1,)
 
     def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes the kernel.
+        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes kernel and bias.
 
         Args:
             rank: int in `[1, min(input size, output size)]` of the kernel.

@@ -14,7 +14,7 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
     The frozen pretrained kernel `W0` is split into a magnitude `m` (one per output element of the kernel,
     initialised to `||W0||_c`, the norm over the kernel axes contracted with the input) and a direction `V`, updated by
     LoRA factors `A` (He-uniform) and `B` (zeros), so the layer equals the plain `EinsumDense`
-    when DoRA is enabled. Only `A`, `B` and `m` (and the bias, as with Keras LoRA) train.
+    when DoRA is enabled. Only `A`, `B` and `m` train (kernel and bias are frozen).
     The gradient flows through `||V||_c` (the exact DoRA gradient); `dora_detach_norm=True`
     treats the norm as a constant, the paper's memory saving.
 
@@ -88,7 +88,7 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
         return einsum_kernel_axes(self.equation, len(model_graph.base_weight(self).shape))
 
     def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes the kernel.
+        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes kernel and bias.
 
         Args:
             rank: int in `[1, min(input size, output size)]` of the kernel.

@@ -16,8 +16,8 @@ class DoRAConv2DTest(TestCase):
             {"filters": 4, "kernel_size": 3, "padding": "same", "dora_rank": 2},
             input_shape=(2, 6, 6, 3),
             expected_output_shape=(2, 6, 6, 4),
-            expected_num_trainable_weights=4,
-            expected_num_non_trainable_weights=1,
+            expected_num_trainable_weights=3,
+            expected_num_non_trainable_weights=2,
         )
 
     def test_forward_equals_numpy_formula(self):

@@ -16,8 +16,8 @@ class DoRADenseTest(TestCase):
             {"units": 3, "dora_rank": 2, "activation": "relu"},
             input_shape=(4, 5),
             expected_output_shape=(4, 3),
-            expected_num_trainable_weights=4,  # bias, A, B, m
-            expected_num_non_trainable_weights=1,  # the frozen kernel
+            expected_num_trainable_weights=3,  # A, B, m
+            expected_num_non_trainable_weights=2,  # the frozen kernel and bias
         )
 
     def test_forward_equals_numpy_formula(self):

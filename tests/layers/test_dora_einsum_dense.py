@@ -16,8 +16,8 @@ class DoRAEinsumDenseTest(TestCase):
             {"equation": "abc,cde->abde", "output_shape": (5, 2, 4), "bias_axes": "de", "dora_rank": 3},
             input_shape=(2, 5, 8),
             expected_output_shape=(2, 5, 2, 4),
-            expected_num_trainable_weights=4,
-            expected_num_non_trainable_weights=1,
+            expected_num_trainable_weights=3,
+            expected_num_non_trainable_weights=2,
         )
 
     def test_kernel_axes(self):
