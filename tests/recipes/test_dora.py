@@ -128,6 +128,37 @@ class DoRAInsertionTest(TestCase):
         self.assertAllClose(model.predict(self.images, verbose=0), out_a)
 
 
+class DoRAKerasHubTest(TestCase):
+    def test_transformer_encoder_projections(self):
+        try:
+            import keras_hub
+        except ImportError:
+            self.skipTest("keras-hub is not installed (optional; Keras MultiHeadAttention is tested above)")
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6, 16))
+        x = inputs
+        for i in range(2):
+            x = keras_hub.layers.TransformerEncoder(32, 2, name=f"encoder_{i}")(x)
+        outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+        model = keras.Model(inputs, outputs)
+        tokens = np.random.default_rng(0).normal(size=(4, 6, 16)).astype("float32")
+        adapted = add_adapters(model, r"query|value|.*feedforward_intermediate_dense", "dora", rank=2)
+        self.assertAllClose(adapted(tokens), model(tokens), atol=0, rtol=0)
+        rows = sorted(row["name"] for row in adapter_parameter_report(adapted)["adapters"])
+        expected = [f"encoder_{i}/self_attention_layer/{p}" for i in range(2) for p in ("query", "value")]
+        expected += [f"encoder_{i}/feedforward_intermediate_dense" for i in range(2)]
+        self.assertEqual(rows, sorted(expected))
+        for layer in _dora_sublayers(adapted):
+            randomize_dora(layer, seed=len(layer.name))
+        expected_out = adapted.predict(tokens, verbose=0)
+        factors = get_dora_factors(adapted)
+        merged = merge_dora(adapted)
+        self.assertAllClose(merged.predict(tokens, verbose=0), expected_out, atol=1e-5, rtol=1e-5)
+        self.assertAllClose(unmerge_dora(merged, factors).predict(tokens, verbose=0), expected_out, atol=1e-5)
+        reloaded = self.run_serialization_test(merged, tokens, atol=1e-5)
+        self.assertAllClose(reloaded.predict(tokens, verbose=0), expected_out, atol=1e-5, rtol=1e-5)
+
+
 class DoRAMergeTest(TestCase):
     def _trained(self, base, targets, x, y):
         adapted = add_adapters(base, targets, "dora", rank=2)
