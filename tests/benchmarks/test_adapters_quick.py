@@ -104,6 +104,8 @@ class AdaptersBenchmarksQuickTest(TestCase):
         results = adapters_latency.main(["--quick"])
         self.assertLess(results["max_abs_error"]["conv adapters, folded"], 1e-3)
         self.assertLess(results["max_abs_error"]["LoRA, merged"], 1e-3)
+        self.assertLess(results["max_abs_error"]["DoRA, merged"], 1e-3)
+        self.assertEqual(results["DoRA, merged"]["params"], results["base"]["params"])
         self.assertEqual(results["conv adapters, folded"]["params"], results["base"]["params"])
         self.assertGreater(results["conv adapters, unfolded"]["params"], results["base"]["params"])
         for name in ("conv adapters, folded", "conv adapters, unfolded"):
