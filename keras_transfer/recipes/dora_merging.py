@@ -30,7 +30,7 @@ def _check_has_dora(model):
         )
 
 
-def _plain_clone(layer):
+def plain_clone(layer):
     """A plain Keras clone of a DoRA layer (its config without the DoRA keys), else a config clone."""
     if type(layer) in PLAIN_CLASSES and not layer.dora_merged_save:
         config = {k: v for k, v in layer.get_config().items() if k not in DORA_CONFIG_KEYS}
@@ -38,7 +38,7 @@ def _plain_clone(layer):
     return model_graph.clone_layer_from_config(layer)
 
 
-def _merged_weights(orig, new):
+def copy_merged_weights(orig, new):
     """Copies `orig`'s weights into `new` with every DoRA kernel merged and the factors dropped."""
     layers = dora_layers(orig)
     if not layers:
@@ -83,9 +83,9 @@ def merge_dora(model):
     'Dense'
     """
     _check_has_dora(model)
-    new_model, pairs = model_graph.clone_graph(model, clone_layer=_plain_clone)
+    new_model, pairs = model_graph.clone_graph(model, clone_layer=plain_clone)
     for new, orig in pairs:
-        _merged_weights(orig, new)
+        copy_merged_weights(orig, new)
         new.trainable = orig.trainable
     return new_model
 

@@ -10,6 +10,7 @@ from keras_transfer.layers import DoRADense
 from keras_transfer.layers import DoRAEinsumDense
 from keras_transfer.recipes import adapter_parameter_report
 from keras_transfer.recipes import add_adapters
+from keras_transfer.recipes import fold_adapters
 from keras_transfer.recipes import get_adapter_weights
 from keras_transfer.recipes import get_dora_factors
 from keras_transfer.recipes import load_adapter_weights
@@ -192,6 +193,17 @@ class DoRAMergeTest(TestCase):
                     self.assertLessEqual(_max_relative(restored, originals[path].kernel.numpy()), 1e-5, path)
                     self.assertAllClose(layer.dora_kernel_b, factors[path]["b"], atol=0, rtol=0)
             self.assertEqual(sorted(factors), sorted(get_dora_factors(back)))
+
+    def test_fold_adapters_merges_dora_too(self):
+        base = tiny_cnn()
+        x = np.random.default_rng(3).uniform(size=(4, 8, 8, 3)).astype("float32")
+        adapted = add_adapters(self._trained(base, "conv1", None, None), "conv2", "conv_series")
+        adapted.get_layer("backbone").get_layer("conv2_adapter").alpha.assign(np.eye(8) * 0.3)
+        folded = fold_adapters(adapted)
+        kinds = {type(layer).__name__ for _, layer in iter_all_layers(folded)}
+        self.assertFalse({"DoRAConv2D", "ConvAdapter"} & kinds, kinds)
+        self.assertAllClose(folded.predict(x, verbose=0), adapted.predict(x, verbose=0), atol=1e-5, rtol=1e-5)
+        self.assertNotAllClose(folded.predict(x, verbose=0), base.predict(x, verbose=0), atol=1e-3)
 
     def test_merged_kernel_is_the_formula(self):
         model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="body")])
