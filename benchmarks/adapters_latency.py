@@ -1,9 +1,9 @@
 """Inference latency: folded adapters vs the base model vs the unfolded adapted models.
 
 A keras.applications MobileNetV3Small classifier (minimalistic, weights=None) gets conv
-adapters (series after the 1x1 project convs, parallel beside the depthwise convs), LoRA on
-the 1x1 convs, or bottleneck adapters; adapter weights are randomised (as after training)
-and `fold_adapters` folds the conv adapters and LoRA back. Each model runs the same batch
+adapters (series after the 1x1 project convs, parallel beside the depthwise convs), LoRA or
+DoRA on the 1x1 convs, or bottleneck adapters; adapter weights are randomised (as after
+training), `fold_adapters` folds the conv adapters and LoRA back and `merge_dora` DoRA. Each model runs the same batch
 through a `tf.function` (inference mode); rounds interleave the models in a shuffled order (each
 timed as the best of 3 back-to-back calls) and the ratio to the base is the median of the per-round ratios.
 
@@ -39,6 +39,15 @@ def randomise(model, scale=0.05, seed=0):
         variable.assign(rng.normal(size=variable.shape) * scale)
 
 
+def randomise_dora(model, scale=0.05, seed=0):
+    """DoRA factors as `randomise`; magnitudes perturbed by `scale` around ||W0|| (kept positive)."""
+    rng = np.random.default_rng(seed)
+    for variable in model.trainable_weights:
+        noise = rng.normal(size=variable.shape) * scale
+        value = variable.numpy() * (1 + noise) if "dora_magnitude" in variable.path else noise
+        variable.assign(value)
+
+
 def calibrate_batchnorm(model, size):
     """BatchNorm statistics from one batch of random images, so activations (and the fold check) are
     not vanishing as they are with the untrained default statistics."""
@@ -61,19 +70,24 @@ def build_models(size):
     conv = recipes.add_adapters(conv, keras.layers.DepthwiseConv2D, "conv_parallel", per_channel=True)
     lora = recipes.add_adapters(base, ONE_BY_ONE, "lora", rank=4)
     bottleneck = recipes.add_adapters(base, PROJECT, "bottleneck", bottleneck_dim=8)
+    dora = recipes.add_adapters(base, ONE_BY_ONE, "dora", rank=4)
     for index, model in enumerate((conv, lora, bottleneck)):
         randomise(model, seed=index)
+    randomise_dora(dora, seed=3)
     return (
         {
             "base": base,
             "conv adapters, folded": recipes.fold_adapters(conv),
             "LoRA, merged": recipes.fold_adapters(lora),
+            "DoRA, merged": recipes.merge_dora(dora),
             "conv adapters, unfolded": conv,
             "LoRA, unmerged": lora,
+            "DoRA, unmerged": dora,
             "bottleneck adapters (not foldable)": bottleneck,
         },
         conv,
         lora,
+        dora,
     )
 
 
@@ -106,12 +120,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     size, batch, rounds = (32, 4, 5) if args.quick else (args.size, args.batch, args.rounds)
 
-    models, conv, lora = build_models(size)
+    models, conv, lora, dora = build_models(size)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, size=(batch, size, size, 3)).astype("float32"))
     scale = float(np.max(np.abs(conv(x))))
     errors = {  # relative to the largest adapted logit
         "conv adapters, folded": float(np.max(np.abs(models["conv adapters, folded"](x) - conv(x)))) / scale,
         "LoRA, merged": float(np.max(np.abs(models["LoRA, merged"](x) - lora(x)))) / scale,
+        "DoRA, merged": float(np.max(np.abs(models["DoRA, merged"](x) - dora(x)))) / float(np.max(np.abs(dora(x)))),
     }
     shift = float(np.max(np.abs(conv(x) - models["base"](x)))) / scale
     times = time_models(models, x, rounds)

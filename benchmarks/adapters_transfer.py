@@ -1,4 +1,4 @@
-"""Adapters vs full fine-tuning vs LoRA vs linear probe on digits 0-4 -> 5-9 (few labels).
+"""Adapters vs full fine-tuning vs LoRA / DoRA vs linear probe on digits 0-4 -> 5-9 (few labels).
 
 A keras.applications MobileNetV3Small (minimalistic, weights=None) is pretrained here on the
 digits source task (0-4, all labels), then transferred to the target task (5-9, `--labels` per
@@ -68,6 +68,7 @@ METHODS = {
         (3e-3, 1e-2, 3e-2),
     ),
     "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (1e-3, 3e-3, 1e-2)),
+    "DoRA r=2 (1x1 convs)": ("dora", {"targets": ONE_BY_ONE, "rank": 2}, (1e-3, 3e-3, 1e-2)),
     # BatchNorm affine training: every BatchNormalization becomes a FrozenBatchNormalization
     # (gamma/beta train, the pretraining statistics stay: inference mode inside fit).
     "full fine-tune (BN affine, statistics frozen)": ("full_bn_affine", {}, (1e-3, 3e-3, 1e-2)),
@@ -115,6 +116,8 @@ STRONG_METHODS = {
         (1e-2, 3e-2, 1e-1),
     ),
     "LoRA r=2 (1x1 convs)": ("lora", {"targets": ONE_BY_ONE, "rank": 2}, (3e-3, 1e-2, 3e-2)),
+    # DoRA (Liu et al. 2024) at LoRA's rank, targets and grid: a magnitude per output filter on top.
+    "DoRA r=2 (1x1 convs)": ("dora", {"targets": ONE_BY_ONE, "rank": 2}, (3e-3, 1e-2, 3e-2)),
     # The recommended default configuration (adapters + normalisation parameters + head), added after
     # the table above was seen: 4.7 % trainable.
     "conv series, per-channel (all convs) + BN affine": (
@@ -475,6 +478,7 @@ def main(argv=None):
             "bottleneck M=8 (after project convs)",
             "conv series, full (project convs)",
             "LoRA r=2 (1x1 convs)",
+            "DoRA r=2 (1x1 convs)",
             "full fine-tune (BN affine, statistics frozen)",
             "BN affine only",
             "conv series, full (project convs) + BN affine",

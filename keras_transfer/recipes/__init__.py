@@ -23,6 +23,9 @@ from keras_transfer.recipes.classifier import replace_head
 from keras_transfer.recipes.curriculum_scoring import loss_difficulty
 from keras_transfer.recipes.curriculum_scoring import transfer_difficulty
 from keras_transfer.recipes.distillation import distill
+from keras_transfer.recipes.dora_merging import get_dora_factors
+from keras_transfer.recipes.dora_merging import merge_dora
+from keras_transfer.recipes.dora_merging import unmerge_dora
 from keras_transfer.recipes.fine_tune import compile_for_fine_tuning
 from keras_transfer.recipes.fine_tune import evaluate_accuracy
 from keras_transfer.recipes.fine_tune import fine_tune

@@ -10,10 +10,13 @@ import numpy as np
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
 from keras_transfer.layers.frozen_batch_normalization import FrozenBatchNormalization
+from keras_transfer.recipes._dora_adapters import dora_layers
 from keras_transfer.recipes._houlsby_blocks import fold_houlsby_weights
 from keras_transfer.recipes._houlsby_blocks import is_houlsby_block
 from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
 from keras_transfer.recipes._houlsby_blocks import plain_encoder
+from keras_transfer.recipes.dora_merging import copy_merged_weights
+from keras_transfer.recipes.dora_merging import plain_clone
 from keras_transfer.recipes.lora_factors import lora_attrs
 from keras_transfer.utils import model_graph
 
@@ -276,6 +279,8 @@ def _rebuild(model, fold_conv, merge_lora):
             return keras.layers.BatchNormalization.from_config(layer.get_config())
         if fold_conv and is_houlsby_block(layer):
             return plain_encoder(layer)
+        if fold_conv and dora_layers(layer):
+            return plain_clone(layer)
         return _strip_lora(layer) if merge_lora else model_graph.clone_layer_from_config(layer)
 
     def call_layer(new, orig, *args, **kwargs):
@@ -291,7 +296,9 @@ def _rebuild(model, fold_conv, merge_lora):
         if fold_conv and is_houlsby_block(orig):
             fold_houlsby_weights(new, orig)
             continue
-        if merge_lora:
+        if fold_conv and dora_layers(orig):
+            copy_merged_weights(orig, new)
+        elif merge_lora:
             _merged_weights(orig, new)
         else:
             model_graph.copy_weights([(new, orig)])
@@ -319,7 +326,7 @@ def _rebuild(model, fold_conv, merge_lora):
 
 
 def fold_adapters(model):
-    """Folds every ConvAdapter into its convolution and merges every LoRA layer.
+    """Folds every ConvAdapter into its convolution and merges every LoRA and DoRA layer.
 
     A series 1x1 adapter after a conv `f` is `diag_1(alpha + I) * f`, a parallel one
     `f + diag_1(alpha)` at the filter's centre tap: both are exact in the weights. What folds:
@@ -331,8 +338,10 @@ def fold_adapters(model):
     blocks whose two adapters are linear (`activation=None`, no layer norm: `x M + c`), which
     become plain `keras_hub.layers.TransformerEncoder` blocks with the attention output and
     feed-forward output projections `W M`, `b M + c`. A bottleneck adapter with a
-    non-linearity (the default) is more than a weight perturbation and does not fold. The result has the adapted
-    architecture's layers, names and weight shapes and no keras_transfer layer
+    non-linearity (the default) is more than a weight perturbation and does not fold. DoRA layers
+    become plain `Dense` / `EinsumDense` / `Conv2D` layers with the merged kernel (as
+    `merge_dora`). The result has the adapted architecture's layers, names and weight shapes
+    and no keras_transfer layer
     (`FrozenBatchNormalization` becomes a frozen `BatchNormalization`); its outputs equal the
     adapted model's at inference. The input model is not modified.
 

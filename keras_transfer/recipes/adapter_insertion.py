@@ -1,4 +1,4 @@
-"""Insert adapters (bottleneck, Houlsby, 1x1 conv in series / parallel, Keras LoRA) into a built model.
+"""Insert adapters (bottleneck, Houlsby, 1x1 conv in series / parallel, Keras LoRA, DoRA) into a built model.
 
 The pretrained model stays untouched: `add_adapters` rebuilds the functional graph with
 `keras.models.clone_model(recursive=True, clone_function=..., call_function=...)` (Keras's
@@ -12,6 +12,11 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.recipes._dora_adapters import check_dora_targets
+from keras_transfer.recipes._dora_adapters import dora_clone_function
+from keras_transfer.recipes._dora_adapters import dora_layers
+from keras_transfer.recipes._dora_adapters import enable_dora
+from keras_transfer.recipes._dora_adapters import train_only_factors
 from keras_transfer.recipes._houlsby_blocks import check_houlsby_targets
 from keras_transfer.recipes._houlsby_blocks import copy_houlsby_weights
 from keras_transfer.recipes._houlsby_blocks import houlsby_block
@@ -20,7 +25,7 @@ from keras_transfer.recipes.freeze_batchnorm_statistics import clone_with_frozen
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
 
-ADAPTER_KINDS = ("bottleneck", "houlsby", "conv_series", "conv_parallel", "lora")
+ADAPTER_KINDS = ("bottleneck", "houlsby", "conv_series", "conv_parallel", "lora", "dora")
 
 NORMALIZATION_LAYERS = model_graph.NORMALIZATION_LAYERS
 
@@ -74,8 +79,10 @@ def add_adapters(
             `train_normalization`, the block's LayerNorms train in it),
             "conv_series" (`ConvAdapter(mode="series")` after each target),
             "conv_parallel" (`ConvAdapter(mode="parallel")` beside each target conv,
-            reading the conv's input), or "lora" (Keras's own `layer.enable_lora(rank)`
-            on each target: Dense, EinsumDense, Embedding, Conv).
+            reading the conv's input), "lora" (Keras's own `layer.enable_lora(rank)`
+            on each target: Dense, EinsumDense, Embedding, Conv) or "dora" (each target
+            Dense / EinsumDense / Conv2D becomes a `DoRADense` / `DoRAEinsumDense` /
+            `DoRAConv2D`, attention projections included: magnitude + LoRA direction).
         bottleneck_dim: width of each `BottleneckAdapter`'s bottleneck (below the
             target's features).
         activation: the `BottleneckAdapter` non-linearity (kind "bottleneck" or
@@ -87,8 +94,9 @@ def add_adapters(
         per_channel: `ConvAdapter` with one scale per channel instead of a full
             1x1 matrix.
         use_bias: `ConvAdapter` with a bias.
-        rank: the LoRA rank (`layer.enable_lora(rank)`).
-        lora_alpha: the LoRA scale numerator (default: `rank`).
+        rank: the LoRA / DoRA rank (`layer.enable_lora(rank)`), at most min(input size,
+            output size) of every DoRA target's kernel.
+        lora_alpha: the LoRA / DoRA scale numerator (default: `rank`).
         train_normalization: keep LayerNorm / GroupNorm / RMSNorm parameters trainable
             (Houlsby et al. train the layer norms too). Norms inside a frozen composite
             layer (a keras-hub `TransformerEncoder` block) stay frozen with it: a reloaded
@@ -122,7 +130,8 @@ def add_adapters(
         Rebuffi et al., "Learning multiple visual domains with residual adapters",
         NeurIPS 2017, and "Efficient parametrization of multi-domain deep neural
         networks", CVPR 2018 (series / parallel adapters); Hu et al., "LoRA: Low-Rank
-        Adaptation of Large Language Models", ICLR 2022 (arXiv 2021).
+        Adaptation of Large Language Models", ICLR 2022 (arXiv 2021); Liu et al., "DoRA:
+        Weight-Decomposed Low-Rank Adaptation", ICML 2024.
 
     Example:
 
@@ -136,10 +145,13 @@ def add_adapters(
     >>> lora = keras_transfer.recipes.add_adapters(model, "body", kind="lora", rank=2)
     >>> [w.path for w in lora.trainable_weights]
     ['body/lora_kernel_a', 'body/lora_kernel_b', 'head/kernel', 'head/bias']
+    >>> dora = keras_transfer.recipes.add_adapters(model, "body", kind="dora", rank=2)
+    >>> [w.path for w in dora.trainable_weights][:3]
+    ['body/dora_kernel_a', 'body/dora_kernel_b', 'body/dora_magnitude']
     """
     train_batchnorm = _check_arguments(model, kind, bottleneck_dim, rank, lora_alpha, train_batchnorm)
-    matched = model_graph.find_layers(model, targets, sublayers=kind == "lora")
-    _check_targets(matched, kind, bottleneck_dim, per_channel)
+    matched = model_graph.find_layers(model, targets, sublayers=kind in ("lora", "dora"))
+    _check_targets(matched, kind, bottleneck_dim, per_channel, rank)
     target_ids = {id(layer) for _, layer in matched}
     head_ids = _head_layers(model, trainable_layers)
     options = dict(
@@ -152,6 +164,8 @@ def add_adapters(
     )
     inserter = _AdapterInserter(model, kind, target_ids, suffix, options)
     clone_layer = _clone_function(kind, target_ids, options, train_normalization, train_batchnorm)
+    if kind == "dora":
+        clone_layer = dora_clone_function(target_ids, clone_layer)
     new_model, pairs = model_graph.clone_graph(model, clone_layer=clone_layer, call_layer=inserter.call_layer)
     model_graph.copy_weights([(new, orig) for new, orig in pairs if type(new) is type(orig)])
     replaced = copy_houlsby_weights(pairs, target_ids) if kind == "houlsby" else set()
@@ -162,6 +176,8 @@ def add_adapters(
         new.trainable = _trains(new, orig, head_ids, train_normalization, train_batchnorm)
         if kind == "lora":
             _enable_lora(new, orig, target_ids, rank, lora_alpha)
+        if kind == "dora":
+            enable_dora(new, orig, dict.fromkeys(target_ids, (rank, lora_alpha, False)))
     return new_model
 
 
@@ -175,8 +191,8 @@ def _check_arguments(model, kind, bottleneck_dim, rank, lora_alpha, train_batchn
         validation.check_positive_int(
             "bottleneck_dim", bottleneck_dim, "Pass the adapter width M, e.g. bottleneck_dim=16."
         )
-    if kind == "lora":
-        validation.check_positive_int("rank", rank, "Pass the LoRA rank, e.g. rank=4.")
+    if kind in ("lora", "dora"):
+        validation.check_positive_int("rank", rank, "Pass the LoRA / DoRA rank, e.g. rank=4.")
         if lora_alpha is not None:
             validation.check_positive_float("lora_alpha", lora_alpha)
     return train_batchnorm
@@ -194,9 +210,12 @@ def _check_train_batchnorm(value):
     )
 
 
-def _check_targets(matched, kind, bottleneck_dim, per_channel):
+def _check_targets(matched, kind, bottleneck_dim, per_channel, rank):
     if kind == "houlsby":
         check_houlsby_targets(matched, bottleneck_dim)
+        return
+    if kind == "dora":
+        check_dora_targets(matched, rank)
         return
     for path, layer in matched:
         if isinstance(layer, keras.Model):
@@ -321,7 +340,7 @@ class _AdapterInserter:
 
     def call_layer(self, new, orig, *args, **kwargs):
         outputs = new(*args, **kwargs)
-        if id(orig) not in self.target_ids or self.kind in ("lora", "houlsby"):
+        if id(orig) not in self.target_ids or self.kind in ("lora", "dora", "houlsby"):
             return outputs
         if not isinstance(outputs, keras.KerasTensor):
             raise ValueError(
@@ -356,7 +375,7 @@ class _AdapterInserter:
         )
 
     def check_all_inserted(self, matched):
-        if self.kind in ("lora", "houlsby"):
+        if self.kind in ("lora", "dora", "houlsby"):
             return
         done = {id(orig) for orig, _ in self.inserted}
         missing = [layer.name for _, layer in matched if id(layer) not in done]
@@ -388,12 +407,12 @@ def _keeps_earlier_training(new, orig, target_ids):
         return True
     if keep_houlsby_training(new, orig, target_ids):
         return True
-    earlier_lora = model_graph.lora_layers(new)
+    earlier_lora = model_graph.lora_layers(new) + dora_layers(new)
     if not earlier_lora or id(orig) in target_ids:
         return False
-    new.trainable = orig.trainable  # only the LoRA factors train
+    new.trainable = orig.trainable  # only the LoRA / DoRA factors train
     for sub in earlier_lora:
-        model_graph.train_only_lora_factors(sub)
+        train_only_factors(sub)
     return True
 
 

@@ -2,7 +2,7 @@
 
 `get_adapter_weights` / `set_adapter_weights` / `save_adapter_weights` /
 `load_adapter_weights` read and write the task-specific state of a model from
-`add_adapters` (adapters, LoRA factors, trainable normalisation layers, head) and switch
+`add_adapters` (adapters, LoRA / DoRA factors, trainable normalisation layers, head) and switch
 the active task by assigning variables: no rebuild, no retrace.
 """
 
@@ -39,14 +39,16 @@ def _task_variables(model):
 def get_adapter_weights(model):
     """The task-specific state of an adapted model: `{key: np.ndarray}`.
 
-    Keys are `"<layer path>/<variable name>"` for the adapters, LoRA factors, trainable
+    Keys are `"<layer path>/<variable name>"` for the adapters, LoRA / DoRA factors, trainable
     normalisation layers (with their moving statistics) and the head: everything that
     differs between two tasks sharing the frozen backbone.
 
     LoRA caveat: Keras writes a LoRA layer to `.keras` with the factors merged into the base
     kernel (and zero factors), so per-task LoRA weights belong in a model adapted from the
     original base (`add_adapters(base, ..., kind="lora")`), not in a reloaded `.keras` file
-    of another task. Bottleneck / conv adapters have no such caveat.
+    of another task. DoRA layers nested in a block (attention projections) write their merged
+    kernel likewise; top-level `DoRADense` / `DoRAConv2D` / `DoRAEinsumDense` layers keep their
+    factors and magnitudes in `.keras` files. Bottleneck / conv adapters have no such caveat.
 
     Args:
         model: a Functional or Sequential model (typically from `add_adapters`).

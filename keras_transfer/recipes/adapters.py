@@ -1,4 +1,4 @@
-"""Adapters (bottleneck, 1x1 conv in series / parallel, Keras LoRA) on a built model.
+"""Adapters (bottleneck, 1x1 conv in series / parallel, Keras LoRA, DoRA) on a built model.
 
 The adapter recipes live in three modules, re-exported here:
 

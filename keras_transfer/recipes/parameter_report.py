@@ -4,6 +4,7 @@ import numpy as np
 
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.recipes._dora_adapters import dora_layers
 from keras_transfer.utils import model_graph
 
 
@@ -44,6 +45,8 @@ def _role(layer):
         return "adapter"
     if model_graph.lora_layers(layer):
         return "lora"
+    if dora_layers(layer):
+        return "dora"
     if layer.trainable and layer.trainable_weights:
         if isinstance(layer, model_graph.NORMALIZATION_LAYERS):
             return "normalization"
@@ -52,19 +55,20 @@ def _role(layer):
 
 
 def _lora_rows(model, by_role):
-    """Rows for the LoRA-enabled layers; adds their trainable factors to `by_role`."""
+    """Rows for the LoRA- and DoRA-enabled layers; adds their trainable factors to `by_role`."""
     rows, lora_vars = [], set()
     for path, layer in model_graph.iter_all_layers(model):
-        if getattr(layer, "lora_enabled", False):
-            variables = [v for v in layer.weights if "lora" in v.name]
+        role = "lora" if getattr(layer, "lora_enabled", False) else "dora"
+        if role == "lora" or getattr(layer, "dora_enabled", False):
+            variables = [v for v in layer.weights if role in v.name]
             lora_vars.update(id(v) for v in variables)
             trainable = sum(_size(v) for v in variables if v.trainable)
-            by_role["lora"] += trainable
+            by_role[role] += trainable
             rows.append(
                 {
                     "name": path,
                     "class": type(layer).__name__,
-                    "role": "lora",
+                    "role": role,
                     "params": sum(_size(v) for v in variables),
                     "trainable": trainable,
                 }
@@ -109,10 +113,10 @@ def adapter_parameter_report(model):
 
     Returns:
         A dict with `total_params`, `trainable_params`, `trainable_percent`,
-        `added_params` (adapter + LoRA factors), `added_percent` (relative to the rest, the
-        "extra parameters" of Houlsby et al.), `by_role` (trainable parameters of adapters,
-        LoRA, normalisation, head, other) and `adapters` (one row
-        `{"name", "class", "role", "params", "trainable"}` per adapter or LoRA layer,
+        `added_params` (adapter + LoRA / DoRA factors and magnitudes), `added_percent`
+        (relative to the rest, the "extra parameters" of Houlsby et al.), `by_role` (trainable
+        parameters of adapters, LoRA, DoRA, normalisation, head, other) and `adapters` (one row
+        `{"name", "class", "role", "params", "trainable"}` per adapter, LoRA or DoRA layer,
         adapters inside a `HoulsbyTransformerEncoder` block included, e.g.
         `"transformer_layer_0/attention_adapter"`).
 
@@ -131,12 +135,12 @@ def adapter_parameter_report(model):
     >>> report["total_params"], report["trainable_params"], report["added_params"]
     (100, 60, 42)
     >>> report["by_role"]
-    {'adapter': 42, 'lora': 0, 'normalization': 0, 'head': 18, 'other': 0}
+    {'adapter': 42, 'lora': 0, 'dora': 0, 'normalization': 0, 'head': 18, 'other': 0}
     """
     model_graph.check_graph_model(model)
     counts = trainable_report(model)
     total, trainable = counts["total"], counts["trainable"]
-    by_role = {"adapter": 0, "lora": 0, "normalization": 0, "head": 0, "other": 0}
+    by_role = {"adapter": 0, "lora": 0, "dora": 0, "normalization": 0, "head": 0, "other": 0}
     rows, lora_vars = _lora_rows(model, by_role)
     added = sum(row["params"] for row in rows)
     for path, layer in model_graph.iter_leaf_layers(model):
@@ -192,7 +196,7 @@ def format_parameter_report(report, max_rows=20):
     >>> report = keras_transfer.recipes.adapter_parameter_report(adapted)
     >>> print(keras_transfer.recipes.format_parameter_report(report))
     total 100 | trainable 60 (60.00 %) | added 42 (72.41 % of the base)
-    trainable by role: adapter 42, lora 0, normalization 0, head 18, other 0
+    trainable by role: adapter 42, lora 0, dora 0, normalization 0, head 18, other 0
     <BLANKLINE>
     | adapter | class | params |
     | --- | --- | ---: |

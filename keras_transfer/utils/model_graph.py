@@ -14,6 +14,7 @@ recipes read these here:
 | `Functional._nodes_by_depth` | every node of a functional graph |
 | `Layer._flatten_layers`, `Layer._layers` | layers nested inside a layer (attention projections) |
 | `Dense/EinsumDense/Conv._kernel`, `Embedding._embeddings` | the base variable under a LoRA-enabled layer |
+| `Layer._tracker` | lets a built layer add variables (DoRA on built attention projections) |
 | `keras.Variable._value` | the backend (`tf.Variable`) variable under a Keras variable |
 | `Model._distribute_strategy` | the strategy whose scope created a model |
 | `Model._compile_loss` | the loss `compile` built |
@@ -21,8 +22,7 @@ recipes read these here:
 | `BatchNormalization._moments`, `._reduction_axes` | the batch-moments hook of BatchNorm |
 | `keras.src.utils.file_utils.get_file` | the function `keras.applications` downloads weights through |
 
-A Keras upgrade that renames one of these breaks this file only;
-`tests/utils/test_model_graph.py` pins each of them and names the one that changed.
+A Keras upgrade that renames one of these breaks this file only; `tests/utils/test_model_graph.py` pins each.
 
 Layer paths join model names with "/" (e.g. "backbone/conv1"); the outer model's
 name is left out.
@@ -362,6 +362,13 @@ def base_weight(layer):
     return variable
 
 
+def add_variables_after_build(layer, create):
+    """Runs `create()` with the built `layer` open to new variables (`Layer._tracker`), as `enable_lora`."""
+    layer._tracker.unlock()
+    create()
+    layer._tracker.lock()
+
+
 def backend_variable(variable):
     """The backend variable (e.g. a `tf.Variable`, mirrored under a strategy) under a Keras one."""
     return getattr(variable, "_value", variable)
@@ -381,8 +388,8 @@ def compiled_loss(model):
 def symbolic_build(model, data_batch):
     """What `Model.fit` builds before its first step, from a symbolic batch.
 
-    Builds the model, its compiled loss and metrics from `data_batch` (a structure of
-    `keras.KerasTensor`s); does nothing on a Keras without this step.
+    Builds the model, its compiled loss and metrics from `data_batch` (a structure of `keras.KerasTensor`s);
+    does nothing on a Keras without this step.
     """
     build = getattr(model, "_symbolic_build", None)
     if build is not None:

@@ -9,10 +9,14 @@ class AdaptersBenchmarksQuickTest(TestCase):
     def test_transfer_quick(self):
         results = adapters_transfer.main(["--quick", "--protocol", "scratch"])
         self.assertGreater(results["source_accuracy"], 0.3)
-        for method in ("linear probe", "full fine-tune", "LoRA r=2 (1x1 convs)"):
+        for method in ("linear probe", "full fine-tune", "LoRA r=2 (1x1 convs)", "DoRA r=2 (1x1 convs)"):
             self.assertGreaterEqual(results[method]["accuracy"], 0.0)
             self.assertLessEqual(results[method]["accuracy"], 100.0)
             self.assertGreater(results[method]["trainable_percent"], 0.0)
+        # DoRA trains LoRA's factors plus one magnitude per output filter.
+        self.assertGreater(
+            results["DoRA r=2 (1x1 convs)"]["trainable_percent"], results["LoRA r=2 (1x1 convs)"]["trainable_percent"]
+        )
         # Adapters train far fewer parameters than full fine-tuning.
         self.assertLess(
             results["conv series, full (project convs)"]["trainable_percent"],
@@ -100,6 +104,8 @@ class AdaptersBenchmarksQuickTest(TestCase):
         results = adapters_latency.main(["--quick"])
         self.assertLess(results["max_abs_error"]["conv adapters, folded"], 1e-3)
         self.assertLess(results["max_abs_error"]["LoRA, merged"], 1e-3)
+        self.assertLess(results["max_abs_error"]["DoRA, merged"], 1e-3)
+        self.assertEqual(results["DoRA, merged"]["params"], results["base"]["params"])
         self.assertEqual(results["conv adapters, folded"]["params"], results["base"]["params"])
         self.assertGreater(results["conv adapters, unfolded"]["params"], results["base"]["params"])
         for name in ("conv adapters, folded", "conv adapters, unfolded"):

@@ -328,7 +328,9 @@ class BatchNormAffineTest(TestCase):
             self.assertAllClose(a, b, atol=0, rtol=0, msg=a.path)
         self.assertAllClose(adapted.predict(self.x, verbose=0), self.cnn.predict(self.x, verbose=0), atol=1e-6)
         report = adapter_parameter_report(adapted)
-        self.assertEqual(report["by_role"], {"adapter": 128, "lora": 0, "normalization": 16, "head": 27, "other": 0})
+        self.assertEqual(
+            report["by_role"], {"adapter": 128, "lora": 0, "dora": 0, "normalization": 16, "head": 27, "other": 0}
+        )
         self.assertEqual(report["trainable_params"], 128 + 16 + 27)
         statistics = [bn.moving_mean, bn.moving_variance]
         gamma, beta = bn.gamma.numpy().copy(), bn.beta.numpy().copy()

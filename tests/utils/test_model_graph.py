@@ -169,6 +169,16 @@ class PrivateKerasApiTest(TestCase):
             ),
         )
 
+    def test_layer_tracker(self):
+        layer = keras.layers.Dense(3)
+        layer.build((None, 4))
+
+        def check():
+            model_graph.add_variables_after_build(layer, lambda: layer.add_weight(name="extra", shape=(2,)))
+            return [v.name for v in layer.weights] == ["kernel", "bias", "extra"]
+
+        self.assertPinned("Layer._tracker.unlock() / .lock()", check)
+
     def test_embedding_embeddings(self):
         self.assertPinned(
             "Embedding._embeddings",
