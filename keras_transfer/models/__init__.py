@@ -1,5 +1,6 @@
 """keras_transfer.models: `keras.Model` subclasses for transfer learning."""
 
+from keras_transfer.models.anchored_fine_tuning import AnchoredFineTuning
 from keras_transfer.models.barlow_twins import BarlowTwins
 from keras_transfer.models.black_box_learner import BlackBoxLearner
 from keras_transfer.models.clip import CLIP
