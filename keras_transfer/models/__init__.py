@@ -8,6 +8,7 @@ from keras_transfer.models.dann import DANN
 from keras_transfer.models.deep_coral import DeepCORAL
 from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
 from keras_transfer.models.jigsaw_puzzle import JigsawPuzzle
+from keras_transfer.models.learning_without_forgetting import LearningWithoutForgetting
 from keras_transfer.models.masked_imputation import MaskedImputation
 from keras_transfer.models.masked_language_model import MaskedLanguageModel
 from keras_transfer.models.meta_model import MetaModel
