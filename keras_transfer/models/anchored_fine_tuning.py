@@ -101,11 +101,11 @@ class AnchoredFineTuning(ExportsDeclaredInputs, TrainStepModel):
     ...                                keras.layers.Dense(3, name="head")])
     >>> model = keras_transfer.models.AnchoredFineTuning(classifier, "l2_sp", alpha=1.0, beta=0.0)
     >>> model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    >>> [v.shape for v in model.anchored_variables]
+    >>> [tuple(v.shape) for v in model.anchored_variables]
     [(2, 2), (2,)]
     >>> float(model.penalty())  # at the anchor
     0.0
-    >>> model.anchored_variables[1].assign([3.0, 4.0])
+    >>> _ = model.anchored_variables[1].assign([3.0, 4.0])
     >>> float(model.penalty())  # 1/2 * (9 + 16)
     12.5
     """

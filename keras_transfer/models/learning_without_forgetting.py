@@ -73,7 +73,7 @@ class LearningWithoutForgetting(ExportsDeclaredInputs, TrainStepModel):
     >>> x = np.ones((4, 2))
     >>> sorted(model.fit(x, np.array([0, 1, 0, 1]), verbose=0).history)
     ['distillation', 'loss']
-    >>> np.allclose(ops.softmax(model.old_logits(x)), source.predict(x, verbose=0), atol=1e-2)
+    >>> np.allclose(keras.ops.softmax(model.old_logits(x)), source.predict(x, verbose=0), atol=1e-2)
     True
     """
 
