@@ -7,24 +7,26 @@ is trained on the source; its BatchNorm layers are then frozen (as `unfreeze_bac
 does for fine-tuning), and the diagonal Fisher of its backbone is estimated on the
 source training images (`keras_transfer.ops.diagonal_fisher`, empirical: source labels).
 
-Every method starts from the same point: the source backbone with a new 5-class head
-fitted by the convex linear probe (`recipes.linear_probe`), then the whole backbone
-(BatchNorm frozen) and the head train with Adam (1e-3, batch 16) on the target:
+Every method starts from the same point: the source backbone with a new, randomly
+initialised 5-class head (`--head probe`: fitted first by the convex linear probe,
+`recipes.linear_probe`, which also adds a "linear probe" row), then the whole backbone
+(BatchNorm frozen) and the head train with Adam (`--learning-rate`, 1e-3; batch 16) on
+the target for 20 epochs:
 
 - fine-tune: the cross-entropy only;
 - L2-SP: `AnchoredFineTuning(method="l2_sp")`, anchor strength alpha, head L2 beta 0.01;
 - EWC: `AnchoredFineTuning(method="ewc")` with the source Fisher, strength lambda;
 - LwF: `LearningWithoutForgetting` (temperature 2, old-task weight 1): the old head
   trains too, on the distilled outputs of the source network on the target images;
-- WiSE-FT: `recipes.wise_ft(probed, fine_tuned, 0.5)`, the weight-space midpoint of the
-  probed model and the plain fine-tuned one.
+- WiSE-FT: `recipes.wise_ft(start, fine_tuned, 0.5)`, the weight-space midpoint of the
+  starting model (source backbone, new head) and the plain fine-tuned one.
 
 Reported on the test images: the target accuracy (new head), and the source accuracy
 kept, the source model's old head on the fine-tuned backbone (for LwF its trained old
-head, which is part of the method; the source model alone and the linear probe, whose
-backbone is the source's, give the no-forgetting value).
+head, which is part of the method); the source model alone gives the no-forgetting value.
 
-    python benchmarks/forgetting_digits.py [--quick] [--seeds 3] [--labels 100]
+    python benchmarks/forgetting_digits.py [--quick] [--seeds 3] [--labels 100] [--head random|probe]
+        [--learning-rate 1e-3]
 """
 
 import os
@@ -33,6 +35,7 @@ import sys
 # `python benchmarks/x.py` from anywhere runs this checkout, not an installed keras_transfer.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import argparse
 import collections
 
 import keras
@@ -74,16 +77,18 @@ def _source(split, epochs, widths, seed, fisher_examples):
     return source, fisher
 
 
-def _probed(source, x, y, seed):
-    """The source backbone with a new logits head fitted by the convex linear probe."""
+def _probed(source, x, y, seed, probe=True):
+    """The source backbone with a new logits head fitted by the convex linear probe (or left random)."""
     keras.utils.set_random_seed(seed)
     model = recipes.replace_head(source, 5, activation=None)
+    if not probe:
+        return model
     recipes.freeze_backbone(model)
     recipes.linear_probe(model, x, y, seed=seed)
     return recipes.unfreeze_backbone(model)
 
 
-def _fine_tuned(source, probed, method, fisher, x, y, epochs, seed):
+def _fine_tuned(source, probed, method, fisher, x, y, epochs, seed, learning_rate):
     """The fine-tuned classifier, and the old head's weights (LwF trains them; None otherwise)."""
     keras.utils.set_random_seed(seed)
     model = keras.models.clone_model(probed)
@@ -94,7 +99,9 @@ def _fine_tuned(source, probed, method, fisher, x, y, epochs, seed):
         trained = models.AnchoredFineTuning(model, kind, alpha=strength, beta=0.01, fisher=fisher)
     elif method.startswith("LwF"):
         trained = models.LearningWithoutForgetting(model, recipes.get_head(source), temperature=2.0, old_weight=1.0)
-    trained.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(True))
+    trained.compile(
+        optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.SparseCategoricalCrossentropy(True)
+    )
     trained.fit(x, y, batch_size=16, epochs=epochs, verbose=0)
     return model, trained.trained_old_head.get_weights() if method.startswith("LwF") else None
 
@@ -115,8 +122,8 @@ def _run_seed(seed, args, methods, source_epochs, target_epochs, widths, scores)
     fisher_examples = 128 if args.quick else len(split.source_train[1])
     source, fisher = _source(split, source_epochs, widths, seed, fisher_examples)
     scores[("source model", "source")].append(recipes.evaluate_accuracy(source, *split.source_test))
-    probed = _probed(source, *split.target_train, seed)
-    fine_tuned, train = None, (*split.target_train, target_epochs, seed)
+    probed = _probed(source, *split.target_train, seed, probe=args.head == "probe")
+    fine_tuned, train = None, (*split.target_train, target_epochs, seed, args.learning_rate)
     for method in methods:
         old_head = None
         if method == "linear probe":
@@ -132,9 +139,17 @@ def _run_seed(seed, args, methods, source_epochs, target_epochs, widths, scores)
 
 
 def main(argv=None):
-    args = _common.digits_transfer_arguments(__doc__, argv, seeds=3, labels=100)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one seed, one epoch, narrow network (the CI run)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--labels", type=int, default=100, help="labelled target examples per class")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's rate on the target")
+    parser.add_argument("--head", choices=("random", "probe"), default="random", help="the new head's start")
+    args = parser.parse_args(argv)
     seeds, source_epochs, target_epochs, widths = _common.run_settings(args, 15, 20)
+    source_epochs = 3 if args.quick else source_epochs  # one epoch leaves the source model near chance
     methods = QUICK_METHODS if args.quick else METHODS
+    methods = [m for m in methods if m != "linear probe" or args.head == "probe"]
     scores = collections.defaultdict(list)
     for seed in range(seeds):
         _run_seed(seed, args, methods, source_epochs, target_epochs, widths, scores)

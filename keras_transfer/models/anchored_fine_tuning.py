@@ -68,7 +68,8 @@ class AnchoredFineTuning(ExportsDeclaredInputs, TrainStepModel):
     non-trainable variables of the model, so a `.keras` file keeps them and a resumed
     run continues exactly. `call` / `predict` / `export()` give the classifier's
     outputs; keep `model.classifier` for inference. Compile as the classifier would be:
-    `model.compile(optimizer, loss, metrics)`.
+    `model.compile(optimizer, loss, metrics)`. Distillation instead of a weight penalty:
+    `keras_transfer.models.LearningWithoutForgetting`.
 
     Args:
         classifier: a built `keras.Model` classifier holding the pre-trained weights.
