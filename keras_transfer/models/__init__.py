@@ -1,5 +1,6 @@
 """keras_transfer.models: `keras.Model` subclasses for transfer learning."""
 
+from keras_transfer.models.anchored_fine_tuning import AnchoredFineTuning
 from keras_transfer.models.barlow_twins import BarlowTwins
 from keras_transfer.models.black_box_learner import BlackBoxLearner
 from keras_transfer.models.byol import BYOL
@@ -9,6 +10,7 @@ from keras_transfer.models.deep_coral import DeepCORAL
 from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
 from keras_transfer.models.jigsaw_puzzle import JigsawPuzzle
 from keras_transfer.models.knowledge_distiller import KnowledgeDistiller
+from keras_transfer.models.learning_without_forgetting import LearningWithoutForgetting
 from keras_transfer.models.masked_imputation import MaskedImputation
 from keras_transfer.models.masked_language_model import MaskedLanguageModel
 from keras_transfer.models.meta_model import MetaModel

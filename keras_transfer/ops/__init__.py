@@ -10,6 +10,7 @@ internals `MetaModel` uses
 and `keras_transfer.ops.maml_tasks`.
 """
 
+from keras_transfer.ops.fisher import diagonal_fisher
 from keras_transfer.ops.gradient_cache import gradient_cache
 from keras_transfer.ops.logme import log_me
 from keras_transfer.ops.maml import exact_moments
