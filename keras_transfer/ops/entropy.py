@@ -1,5 +1,6 @@
 """Mean Shannon entropy of predicted class distributions (TENT's test-time loss)."""
 
+import keras
 from keras import ops
 
 
@@ -40,7 +41,7 @@ def prediction_entropy(y_pred, from_logits=True, axis=-1):
             f"`from_logits` must be True (logits) or False (probabilities). Received: from_logits={from_logits!r}"
         )
     y_pred = ops.convert_to_tensor(y_pred)
-    if y_pred.dtype != "float64":
+    if keras.backend.standardize_dtype(y_pred.dtype) != "float64":
         y_pred = ops.cast(y_pred, "float32")
     if from_logits:
         log_p = ops.log_softmax(y_pred, axis=axis)
@@ -48,5 +49,5 @@ def prediction_entropy(y_pred, from_logits=True, axis=-1):
     else:
         p = y_pred
         # p log p -> 0 as p -> 0: the clipped log keeps 0 * log(0) from being NaN.
-        log_p = ops.log(ops.maximum(p, 1e-12 if y_pred.dtype == "float64" else 1e-30))
+        log_p = ops.log(ops.maximum(p, 1e-300 if keras.backend.standardize_dtype(y_pred.dtype) == "float64" else 1e-30))
     return ops.mean(-ops.sum(p * log_p, axis=axis))
