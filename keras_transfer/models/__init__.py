@@ -22,6 +22,7 @@ from keras_transfer.models.rotation_prediction import RotationPrediction
 from keras_transfer.models.simclr import SimCLR
 from keras_transfer.models.simsiam import SimSiam
 from keras_transfer.models.source_only import SourceOnly
+from keras_transfer.models.tent import TENT
 from keras_transfer.models.vicreg import VICReg
 
 # Moved to keras_transfer.recipes (they are functions, not models); re-exported here for one

@@ -4,12 +4,14 @@ The MAML maths for users who write their own inner loop, and the transferability
 scores (LogME, LEEP, NCE, H-score) that rank source models for a target dataset
 without fine-tuning, BERT's token masking for cloze pre-training, and the permutation
 sets of the jigsaw pretext task (`max_hamming_permutations`), and gradient caching
-for contrastive batches larger than memory allows (`gradient_cache`). The vectorisation
+for contrastive batches larger than memory allows (`gradient_cache`), and the
+mean prediction entropy TENT minimises at test time (`prediction_entropy`). The vectorisation
 internals `MetaModel` uses
 (`dense_chain_plan`, `vectorized_forward`, ...) stay in `keras_transfer.ops.maml`
 and `keras_transfer.ops.maml_tasks`.
 """
 
+from keras_transfer.ops.entropy import prediction_entropy
 from keras_transfer.ops.fisher import diagonal_fisher
 from keras_transfer.ops.gradient_cache import gradient_cache
 from keras_transfer.ops.logme import log_me

@@ -22,7 +22,17 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         result = domain_adaptation_digits.main(["--quick"])
         self.assertEqual(
             sorted(result["mean"]),
-            ["AdaBN", "DANN (λ→0.1)", "DANN (λ→1)", "Deep CORAL", "source-only", "target-only"],
+            [
+                "AdaBN",
+                "BN (test batches)",
+                "DANN (λ→0.1)",
+                "DANN (λ→1)",
+                "Deep CORAL",
+                "TENT (offline)",
+                "TENT (online)",
+                "source-only",
+                "target-only",
+            ],
         )
         for value in result["mean"].values():
             self.assertTrue(0.0 <= value <= 1.0)
@@ -52,7 +62,18 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         span = run["target-only"] - run["source-only"]
         expected = (run["Deep CORAL"] - run["source-only"]) / span if span > 0 else float("nan")
         self.assertAllClose(result["gap_closed_per_seed"]["Deep CORAL"], [expected])
-        self.assertEqual(sorted(result["gap_closed_per_seed"]), ["AdaBN", "DANN (λ→0.1)", "DANN (λ→1)", "Deep CORAL"])
+        self.assertEqual(
+            sorted(result["gap_closed_per_seed"]),
+            [
+                "AdaBN",
+                "BN (test batches)",
+                "DANN (λ→0.1)",
+                "DANN (λ→1)",
+                "Deep CORAL",
+                "TENT (offline)",
+                "TENT (online)",
+            ],
+        )
         with self.assertRaisesRegex(ValueError, "`--first-seed` must be at least 0. Received: first_seed=-1"):
             domain_adaptation_digits.main(["--quick", "--first-seed", "-1"])
         with self.assertRaisesRegex(ValueError, "`--copies` must be at least 1. Received: copies=0"):
@@ -88,6 +109,24 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
             centre = np.array([(v * rows).sum(), (v * cols).sum()]) / v.sum()
             self.assertLess(np.abs(centre - [15.5, 15.5]).max(), 3.5)
         self.assertAllClose(domain_adaptation_digits.affine_copies(x, 3, seed=0), out)  # seeded
+
+    def test_tent_predictions_leave_the_source_model_unchanged(self):
+        import keras
+
+        fe, lc = domain_adaptation_digits.build_parts(8, seed=0, width=4)
+        source_only = domain_adaptation_digits.SourceOnly(fe, lc)
+        x = np.random.default_rng(0).integers(0, 255, size=(24, 8, 8, 3)).astype("uint8")
+        before = [w.copy() for w in source_only.get_weights()]
+        outputs = domain_adaptation_digits.tent_predictions(source_only, x, x[:16], lr=1e-2, batch_size=8)
+        self.assertEqual(sorted(outputs), ["BN (test batches)", "TENT (offline)", "TENT (online)"])
+        for logits in outputs.values():
+            self.assertEqual(logits.shape, (16, 10))
+        for w, b in zip(source_only.get_weights(), before):
+            np.testing.assert_array_equal(w, b)
+        # With no step, TENT's predictions are the source model's with BatchNorm on each batch's statistics.
+        model = keras.Sequential([keras.Input((8, 8, 3)), fe, lc])
+        batch_mode = np.concatenate([model(x[i : i + 8], training=True).numpy() for i in (0, 8)])
+        self.assertAllClose(outputs["BN (test batches)"], batch_mode, atol=1e-4, rtol=1e-4)
 
     def test_step_time(self):
         result = domain_adaptation_step_time.main(["--quick"])
