@@ -12,4 +12,4 @@ class ImageFolderPipelineQuickTest(TestCase):
         self.assertTrue(all(value > 0 for value in rates.values()))
         self.assertGreater(results["steps"][0], 0)
         self.assertTrue(all(len(v) == 1 and v[0] > 0 for v in results["seconds"].values()))
-        self.assertEqual([row[0] for row in results["memory"]], [20])
+        self.assertEqual(results["memory"], [])  # the memory runs (fresh processes) are left to the full run
