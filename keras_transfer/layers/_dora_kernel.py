@@ -70,8 +70,30 @@ class DoRAKernelMixin:
         """`(input_axes, output_axes)` of the kernel; the magnitude has the output axes' shape."""
         raise NotImplementedError
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.build_dora()
+
+    @property
+    def kernel(self):
+        if getattr(self, "dora_enabled", False):
+            return self.dora_kernel()
+        return super().kernel
+
+    def get_config(self):
+        return self.dora_config(super().get_config())
+
     def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Adds `dora_kernel_a`, `dora_kernel_b` and `dora_magnitude = ||W0||_c`; freezes kernel and bias."""
+        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes kernel and bias.
+
+        Args:
+            rank: int in `[1, min(input size, output size)]` of the kernel.
+            dora_alpha: the scale numerator (default: `rank`).
+            detach_norm: no gradient through `||V||_c`.
+
+        Raises:
+            ValueError: if the layer is not built, has DoRA or LoRA enabled, or `rank` is invalid.
+        """
         if not self.built:
             raise ValueError(f"Layer '{self.name}' must be built before enable_dora().")
         if self.dora_enabled or getattr(self, "lora_enabled", False):

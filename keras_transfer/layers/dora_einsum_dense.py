@@ -68,16 +68,6 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
         super().__init__(equation, output_shape, *args, **kwargs)
         self.init_dora(dora_rank, dora_alpha, dora_detach_norm)
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.build_dora()
-
-    @property
-    def kernel(self):
-        if getattr(self, "dora_enabled", False):
-            return self.dora_kernel()
-        return super().kernel
-
     def dora_axes(self):
         """Which kernel axes DoRA norms over.
 
@@ -86,19 +76,3 @@ class DoRAEinsumDense(DoRAKernelMixin, keras.layers.EinsumDense):
             input axes and the magnitude has the output axes' shape.
         """
         return einsum_kernel_axes(self.equation, len(model_graph.base_weight(self).shape))
-
-    def enable_dora(self, rank, dora_alpha=None, detach_norm=False):
-        """Turns DoRA on (built layer): adds `A`, `B`, `m = ||W0||_c`; freezes kernel and bias.
-
-        Args:
-            rank: int in `[1, min(input size, output size)]` of the kernel.
-            dora_alpha: the scale numerator (default: `rank`).
-            detach_norm: no gradient through `||V||_c`.
-
-        Raises:
-            ValueError: if the layer is not built, has DoRA or LoRA enabled, or `rank` is invalid.
-        """
-        super().enable_dora(rank, dora_alpha, detach_norm)
-
-    def get_config(self):
-        return self.dora_config(super().get_config())
