@@ -14,6 +14,7 @@ from keras_transfer.recipes._dora_adapters import PLAIN_CLASSES
 from keras_transfer.recipes._dora_adapters import dora_clone_function
 from keras_transfer.recipes._dora_adapters import dora_layers
 from keras_transfer.recipes._dora_adapters import enable_dora
+from keras_transfer.recipes.lora_factors import factor_layers
 from keras_transfer.utils import model_graph
 
 
@@ -150,18 +151,7 @@ def unmerge_dora(model, factors):
     >>> type(keras_transfer.recipes.unmerge_dora(merged, factors).get_layer("body")).__name__
     'DoRADense'
     """
-    model_graph.check_graph_model(model)
-    if not isinstance(factors, dict) or not factors:
-        raise ValueError(
-            "`factors` must be the non-empty dict returned by get_dora_factors(). "
-            f"Received: factors={type(factors).__name__}"
-        )
-    layers = dict(model_graph.iter_all_layers(model))
-    unknown = sorted(set(factors) - set(layers))
-    if unknown:
-        raise ValueError(
-            f"`factors` names layers that `model` does not have: {unknown}. Available layers: {', '.join(layers)}"
-        )
+    layers = factor_layers(model, factors, "get_dora_factors")
     items = {id(layers[path]): factors[path] for path in factors}
     targets = {key: (item["rank"], item["alpha"], item["detach_norm"]) for key, item in items.items()}
     clone_layer = dora_clone_function(set(targets), model_graph.clone_layer_from_config)

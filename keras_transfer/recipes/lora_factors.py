@@ -68,6 +68,35 @@ def get_lora_factors(model):
     return factors
 
 
+def factor_layers(model, factors, producer):
+    """`{path: layer}` of `model`, after checking that `factors` (from `producer`) names only its layers.
+
+    Args:
+        model: a built graph model.
+        factors: the dict returned by `producer` (`get_lora_factors` or `get_dora_factors`).
+        producer: the name of the function that returns such factors, for the message.
+
+    Returns:
+        `{layer path: layer}` of every layer of `model`.
+
+    Raises:
+        ValueError: if `model` is not a built graph model, `factors` is not a non-empty dict, or it
+            names layers `model` does not have.
+    """
+    model_graph.check_graph_model(model)
+    if not isinstance(factors, dict) or not factors:
+        raise ValueError(
+            f"`factors` must be the non-empty dict returned by {producer}(). Received: factors={type(factors).__name__}"
+        )
+    layers = dict(model_graph.iter_all_layers(model))
+    unknown = sorted(set(factors) - set(layers))
+    if unknown:
+        raise ValueError(
+            f"`factors` names layers that `model` does not have: {unknown}. Available layers: {', '.join(layers)}"
+        )
+    return layers
+
+
 def unmerge_lora(model, factors):
     """Back from a merged model to base weights + LoRA factors (`base = merged - (alpha / r) A B`).
 
@@ -89,18 +118,7 @@ def unmerge_lora(model, factors):
     >>> keras_transfer.recipes.unmerge_lora(merged, factors).get_layer("body").lora_enabled
     True
     """
-    model_graph.check_graph_model(model)
-    if not isinstance(factors, dict) or not factors:
-        raise ValueError(
-            "`factors` must be the non-empty dict returned by get_lora_factors(). "
-            f"Received: factors={type(factors).__name__}"
-        )
-    layers = dict(model_graph.iter_all_layers(model))
-    unknown = sorted(set(factors) - set(layers))
-    if unknown:
-        raise ValueError(
-            f"`factors` names layers that `model` does not have: {unknown}. Available layers: {', '.join(layers)}"
-        )
+    layers = factor_layers(model, factors, "get_lora_factors")
     targets = {id(layers[path]): factors[path] for path in factors}
     new_model, pairs = model_graph.clone_graph(model)
     model_graph.copy_weights(pairs)
