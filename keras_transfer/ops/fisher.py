@@ -80,7 +80,7 @@ def diagonal_fisher(model, x, y=None, batch_size=32, from_logits=None, variables
         and shapes), all non-negative.
 
     Raises:
-        ValueError: if `batch_size` is not a positive integer, `x` is empty, the model
+        ValueError: if `batch_size` is not a positive integer, `x` is empty or not finite, the model
             outputs fewer than 2 classes, `y` is not one class id per example, or a
             variable gets no gradient from the output.
 
@@ -105,7 +105,7 @@ def diagonal_fisher(model, x, y=None, batch_size=32, from_logits=None, variables
     n = len(tf.nest.flatten(x)[0])
     if n == 0:
         raise ValueError("`x` must contain at least one example. Received: an empty x.")
-    x = tf.nest.map_structure(lambda a: tf.convert_to_tensor(np.asarray(a)), x)
+    x = tf.nest.map_structure(lambda a: tf.convert_to_tensor(validation.check_finite(a, "x")), x)
     first = model(tf.nest.map_structure(lambda a: a[:1], x), training=False)
     num_classes = int(first.shape[-1])
     if len(first.shape) != 2 or num_classes < 2:

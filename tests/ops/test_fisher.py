@@ -99,6 +99,9 @@ class DiagonalFisherTest(TestCase):
         self.assertRaisesValueError("one label per example", diagonal_fisher, model, self.x, self.y[:5])
         self.assertRaisesValueError("class ids in [0, 3)", diagonal_fisher, model, self.x, self.y + 3)
         self.assertRaisesValueError("at least one example", diagonal_fisher, model, self.x[:0])
+        nan_x = self.x.copy()
+        nan_x[0, 0] = np.nan
+        self.assertRaisesValueError(["`x` must contain only finite values", "1 NaN"], diagonal_fisher, model, nan_x)
         single = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
         self.assertRaisesValueError("num_classes >= 2", diagonal_fisher, single, self.x)
         unused = keras.Variable(np.zeros(2, "float32"))
