@@ -13,6 +13,7 @@ from keras_transfer.losses.masked_token_loss import MaskedTokenLoss
 from keras_transfer.losses.masked_token_loss import masked_token_loss
 from keras_transfer.losses.nt_xent import NTXent
 from keras_transfer.losses.nt_xent import nt_xent
+from keras_transfer.losses.projected_feature_distillation import ProjectedFeatureDistillation
 from keras_transfer.losses.siglip_loss import SigLIPLoss
 from keras_transfer.losses.siglip_loss import siglip_loss
 from keras_transfer.losses.simsiam_loss import SimSiamLoss

@@ -10,7 +10,7 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     The training objective, `call` (the student's outputs) and the teacher freezing
     are Keras's: `loss = student_loss_weight * hard_loss(y, student(x)) +
     (1 - student_loss_weight) * sum_i weight_i * distillation_loss_i`, the hard-label
-    term left out when `fit` gets no `y`. Three additions:
+    term left out when `fit` gets no `y`. Four additions:
 
     - `fit(x)` without labels also works when `compile` was given metrics (they are
       left out of the logs of unlabelled batches; Keras's `Distiller` fails there);
@@ -18,7 +18,9 @@ class KnowledgeDistiller(keras.distillation.Distiller):
       (Keras's `Distiller.compile` requires it even when no labels are given);
     - `get_compile_config` / `compile_from_config` save and restore that loss, so a
       reloaded distiller is compiled and can go on training. Keras's `Distiller`
-      reloads uncompiled and its `fit` then fails on the missing student loss.
+      reloads uncompiled and its `fit` then fails on the missing student loss;
+    - the projections of `ProjectedFeatureDistillation` losses (features of different
+      widths) are tracked (`feature_projections`): trained with the student and saved.
 
     Build one with `keras_transfer.recipes.distill`. Keras's `Distiller` ignores
     `sample_weight`.
@@ -57,6 +59,28 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     >>> tuple(distiller(np.zeros((2, 4), "float32")).shape), teacher.trainable
     ((2, 3), False)
     """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        distillation_losses,
+        distillation_loss_weights=None,
+        student_loss_weight=0.5,
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(
+            teacher=teacher,
+            student=student,
+            distillation_losses=distillation_losses,
+            distillation_loss_weights=distillation_loss_weights,
+            student_loss_weight=student_loss_weight,
+            name=name,
+            **kwargs,
+        )
+        # Learned feature projections (ProjectedFeatureDistillation) train with the student and are saved.
+        self.feature_projections = [loss.projection for loss in self.distillation_losses if hasattr(loss, "projection")]
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Keras's `Distiller.compile`; `loss=None` is sparse categorical cross-entropy on logits."""
