@@ -189,7 +189,8 @@ def disjoint_mean(deltas, sign):
         ValueError: if `deltas` is empty or its shapes differ.
 
     Example:
-    >>> merged = keras_transfer.ops.disjoint_mean([np.array([1.0, -1.0]), np.array([-3.0, 0.5])], np.array([-1.0, -1.0]))
+    >>> deltas = [np.array([1.0, -1.0]), np.array([-3.0, 0.5])]
+    >>> merged = keras_transfer.ops.disjoint_mean(deltas, np.array([-1.0, -1.0]))
     >>> keras.ops.convert_to_numpy(merged).tolist()
     [-3.0, -1.0]
     """
