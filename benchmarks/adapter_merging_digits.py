@@ -106,8 +106,9 @@ def _run_seed(seed, epochs, scores, quick):
     models = dict(zip(ROWS, (base, adapters["A"], adapters["B"])))
     if not quick:  # the multi-task reference: one adapter on both tasks' data
         models[ROWS[3]] = _lora(base, xt, yt, epochs["adapter"], 100 * seed + 1)
+    vectors = [recipes.task_vector(base, adapters[name]) for name in TASKS]  # folded once, merged thrice
     for row, (method, options) in MERGES.items():
-        models[row] = recipes.merge_adapters(base, [adapters["A"], adapters["B"]], method, **options)
+        models[row] = recipes.merge_adapters(base, vectors, method, **options)
     for row, model in models.items():
         for column, value in zip(COLUMNS, _scores(model, xe, ye)):
             scores[(row, column)].append(value)

@@ -124,6 +124,10 @@ class MergeAdaptersTest(TestCase):
             sorted(f"body{i}/lora_kernel_{ab}" for i in (1, 2) for ab in "ab"),
         )
         self.run_export_test(combined, self.x)
+        # The mixture fine-tunes further: only the concatenated factors move.
+        combined.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        frozen = [combined.get_layer("head"), combined.get_layer("body1").bias]
+        self.run_fit_test(combined, self.x, np.arange(5) % 3, frozen=frozen)
 
     def test_bad_arguments(self):
         base, tasks = self.base, self.tasks
