@@ -132,7 +132,7 @@ def task_vector(base_model, adapted_model, name="adapted_model"):
 
 
 def _checked(base, vector, name):
-    """`base` after checking that `vector` has its keys and shapes (`{key: array}` dicts)."""
+    """`base` after checking that `vector` has its keys, shapes and finite values (`{key: array}` dicts)."""
     missing, unexpected = sorted(set(base) - set(vector)), sorted(set(vector) - set(base))
     if missing or unexpected:
         raise ValueError(
@@ -144,6 +144,11 @@ def _checked(base, vector, name):
             raise ValueError(
                 f"`{name}` must have the weight shapes of `base_model`. Received: '{key}' of shape "
                 f"{np.shape(vector[key])}, expected {value.shape}. Merge adapters of one base model only."
+            )
+        if not np.all(np.isfinite(vector[key])):
+            raise ValueError(
+                f"`{name}` must hold finite weights. Received: NaN or infinite values in '{key}'. "
+                "Retrain that adapter (a lower learning rate) or leave it out of the merge."
             )
     return base
 

@@ -164,5 +164,10 @@ class MergeAdaptersTest(TestCase):
             ["`lora_models[0]` must be LoRA-adapted", "'dora'"], combine_lora, base, [dora, dora]
         )
         self.assertRaisesValueError(["`weights` must hold one number per model (3)"], combine_lora, base, tasks, [1.0])
+        broken = task_vector(base, tasks[0])
+        broken["head/bias"][1] = np.nan
+        self.assertRaisesValueError(
+            ["`adapters[1]` must hold finite weights", "'head/bias'"], merge_adapters, base, [tasks[1], broken]
+        )
         one_layer = add_adapters(base, "body1", kind="lora", rank=2)
         self.assertRaisesValueError(["LoRA on the same layers"], combine_lora, base, [tasks[0], one_layer])
