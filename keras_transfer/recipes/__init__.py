@@ -4,6 +4,10 @@ from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.adapter_folding import fold_adapters
 from keras_transfer.recipes.adapter_folding import merge_lora
 from keras_transfer.recipes.adapter_insertion import add_adapters
+from keras_transfer.recipes.adapter_merging import adapter_kind
+from keras_transfer.recipes.adapter_merging import combine_lora
+from keras_transfer.recipes.adapter_merging import merge_adapters
+from keras_transfer.recipes.adapter_merging import task_vector
 from keras_transfer.recipes.adapter_weights import get_adapter_weights
 from keras_transfer.recipes.adapter_weights import load_adapter_weights
 from keras_transfer.recipes.adapter_weights import save_adapter_weights
