@@ -161,8 +161,8 @@ def prompt_init_limit(hidden_dim, patch_dim=None):
 
     Example:
 
-    >>> round(keras_transfer.ops.prompt_init_limit(768, patch_dim=16 * 16 * 3), 4)
-    0.0442
+    >>> round(keras_transfer.ops.prompt_init_limit(768, patch_dim=16 * 16 * 3), 4)  # ViT-B/16
+    0.0625
     """
     hidden_dim = validation.check_positive_int("hidden_dim", hidden_dim)
     patch_dim = hidden_dim if patch_dim is None else validation.check_positive_int("patch_dim", patch_dim)

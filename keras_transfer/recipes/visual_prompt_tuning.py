@@ -75,8 +75,8 @@ def add_visual_prompts(
     >>> logits = keras.layers.Dense(3, name="head")(vit(images)[:, 0])
     >>> prompted = keras_transfer.recipes.add_visual_prompts(keras.Model(images, logits), 4, deep=True)
     >>> [w.path for w in prompted.trainable_weights]  # doctest: +NORMALIZE_WHITESPACE
-    ['vi_t_backbone/vit_encoder_transformer_block_1_prompts/prompts',
-     'vi_t_backbone/vit_encoder_transformer_block_2_prompts/prompts', 'head/kernel', 'head/bias']
+    ['vit_encoder_transformer_block_1_prompts/prompts',
+     'vit_encoder_transformer_block_2_prompts/prompts', 'head/kernel', 'head/bias']
     >>> tuple(prompted(np.zeros((2, 8, 8, 1), "float32")).shape)
     (2, 3)
     """
