@@ -70,23 +70,29 @@ def compile_model(model, learning_rate, eager=False):
 
 
 def transfer(method, source_backbone, split, settings, seed, num_prompts):
-    """The target model of one method, trained; returns (accuracy %, trainable parameters)."""
+    """The target model of one method, trained; returns (accuracy %, trainable parameters).
+
+    The source backbone is left as it was: VPT copies it, the linear probe freezes it for its
+    own fit only, full fine-tuning trains a copy.
+    """
     keras.utils.set_random_seed(seed)
-    backbone = source_backbone.__class__.from_config(source_backbone.get_config())  # keras-hub ViTs: not clone_model
-    backbone.set_weights(source_backbone.get_weights())
+    backbone = source_backbone
+    if method == "full fine-tune":  # keras-hub ViTs do not go through clone_model
+        backbone = source_backbone.__class__.from_config(source_backbone.get_config())
+        backbone.set_weights(source_backbone.get_weights())
     model = classifier(backbone, len(np.unique(split.target_train[1])))
     learning_rate = settings["probe_lr"]
-    if method == "linear probe":
-        backbone.trainable = False
-    elif method.startswith("VPT"):
+    if method.startswith("VPT"):
         model = recipes.add_visual_prompts(model, num_prompts, deep=method == "VPT-deep", seed=seed)
-    else:
+    elif method == "full fine-tune":
         learning_rate = settings["fine_tune_lr"]
+    backbone.trainable = method == "full fine-tune"
     compile_model(model, learning_rate, settings["eager"])
     x, y = split.target_train
     model.fit(x, y, batch_size=16, epochs=settings["target_epochs"], steps_per_epoch=settings["steps"], verbose=0)
     accuracy = model.evaluate(*split.target_test, batch_size=256, verbose=0)[1]
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    source_backbone.trainable = True
     return 100.0 * accuracy, trainable
 
 
