@@ -68,15 +68,17 @@ def add_visual_prompts(
 
     Example:
 
-    >>> import keras_hub
-    >>> vit = keras_hub.models.ViTBackbone(image_shape=(8, 8, 1), patch_size=4, num_layers=2,
-    ...                                    num_heads=2, hidden_dim=8, mlp_dim=16)
+    A small ViT of `PatchEmbedding` and `ViTBlock` layers (a keras-hub `ViTBackbone` in
+    place of the three middle lines works the same):
+
     >>> images = keras.Input((8, 8, 1))
-    >>> logits = keras.layers.Dense(3, name="head")(vit(images)[:, 0])
+    >>> x = keras_transfer.layers.PatchEmbedding(patch_size=4, hidden_dim=8)(images)
+    >>> x = keras_transfer.layers.ViTBlock(num_heads=2, mlp_dim=16, name="block_1")(x)
+    >>> x = keras_transfer.layers.ViTBlock(num_heads=2, mlp_dim=16, name="block_2")(x)
+    >>> logits = keras.layers.Dense(3, name="head")(x[:, 0])
     >>> prompted = keras_transfer.recipes.add_visual_prompts(keras.Model(images, logits), 4, deep=True)
-    >>> [w.path for w in prompted.trainable_weights]  # doctest: +NORMALIZE_WHITESPACE
-    ['vit_encoder_transformer_block_1_prompts/prompts',
-     'vit_encoder_transformer_block_2_prompts/prompts', 'head/kernel', 'head/bias']
+    >>> [w.path for w in prompted.trainable_weights]
+    ['block_1_prompts/prompts', 'block_2_prompts/prompts', 'head/kernel', 'head/bias']
     >>> tuple(prompted(np.zeros((2, 8, 8, 1), "float32")).shape)
     (2, 3)
     """
