@@ -11,7 +11,10 @@ from keras_transfer.layers.gradient_reversal import GradientReversal
 from keras_transfer.layers.gradient_reversal import reverse_gradient
 from keras_transfer.layers.houlsby_transformer_encoder import HoulsbyTransformerEncoder
 from keras_transfer.layers.image_input_adapter import ImageInputAdapter
+from keras_transfer.layers.patch_embedding import PatchEmbedding
 from keras_transfer.layers.sequence_pooling import SequencePooling
 from keras_transfer.layers.text_transformer_encoder import TextTransformerEncoder
+from keras_transfer.layers.visual_prompts import VisualPrompts
+from keras_transfer.layers.vit_block import ViTBlock
 from keras_transfer.layers.word_tokenizer import word_tokenizer
 from keras_transfer.layers.zero_shot_head import ZeroShotHead

@@ -6,7 +6,8 @@ without fine-tuning, BERT's token masking for cloze pre-training, and the permut
 sets of the jigsaw pretext task (`max_hamming_permutations`), and gradient caching
 for contrastive batches larger than memory allows (`gradient_cache`), and the
 mean prediction entropy TENT minimises at test time (`prediction_entropy`), and the
-merging of task vectors (`linear_merge`, `task_arithmetic`, `ties_merge`). The vectorisation
+merging of task vectors (`linear_merge`, `task_arithmetic`, `ties_merge`), and the
+token-sequence edits of visual prompt tuning (`insert_prompts`, `replace_prompts`, `remove_prompts`). The vectorisation
 internals `MetaModel` uses
 (`dense_chain_plan`, `vectorized_forward`, ...) stay in `keras_transfer.ops.maml`
 and `keras_transfer.ops.maml_tasks`.
@@ -35,3 +36,7 @@ from keras_transfer.ops.task_vectors import trim_to_density
 from keras_transfer.ops.transferability import h_score
 from keras_transfer.ops.transferability import leep
 from keras_transfer.ops.transferability import nce
+from keras_transfer.ops.visual_prompts import insert_prompts
+from keras_transfer.ops.visual_prompts import prompt_init_limit
+from keras_transfer.ops.visual_prompts import remove_prompts
+from keras_transfer.ops.visual_prompts import replace_prompts

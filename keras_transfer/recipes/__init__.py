@@ -56,6 +56,7 @@ from keras_transfer.recipes.sequential_transfer import sequential_transfer
 from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
 from keras_transfer.recipes.transfer_bias_report import transfer_bias_report
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
+from keras_transfer.recipes.visual_prompt_tuning import add_visual_prompts
 from keras_transfer.recipes.vocabulary import extend_vocabulary
 from keras_transfer.recipes.vocabulary_mapping import map_vocabulary
 from keras_transfer.recipes.vocabulary_mapping import vocabulary_mapping
