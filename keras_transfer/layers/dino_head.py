@@ -13,17 +13,18 @@ class DINOHead(keras.layers.Layer):
     """The head of `keras_transfer.models.DINO` (Caron et al., 2021, the official `DINOHead`).
 
     `num_layers` Dense layers (GELU between them, after a BatchNormalization with
-    `use_bn`; the hidden ones `hidden_dim` wide, the last `bottleneck_dim`), the bottleneck L2-normalised, then a weight-normalised linear
-    layer without bias onto `out_dim` prototypes whose gain is fixed to 1 (the paper's
-    `norm_last_layer=True`):
+    `use_bn`; the hidden ones `hidden_dim` wide, the last `bottleneck_dim`), the
+    bottleneck L2-normalised, then a weight-normalised linear layer without bias onto
+    `out_dim` prototypes whose gain is fixed to 1 (the paper's `norm_last_layer=True`):
 
         z = mlp(x) / ||mlp(x)||,    logits_k = z . v_k / ||v_k||,
 
     so every logit is a cosine in [-1, 1] and the gradient flows through the
     normalisation of `v_k` (a reparametrisation, not a constraint applied after the
     step). The Dense kernels start from a truncated normal of std 0.02 and zero biases,
-    as in the official code. The logits come out in float32 (float64 for a float64 layer) whatever the dtype policy
-    (DINO divides them by a teacher temperature of 0.04, which float16 rounding would blur).
+    as in the official code. The logits come out in float32 (float64 for a float64
+    layer) whatever the dtype policy (DINO divides them by a teacher temperature of
+    0.04, which float16 rounding would blur).
 
     Args:
         out_dim: positive int K, the number of prototypes (65536 in the paper).
