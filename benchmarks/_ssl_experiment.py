@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.augment import simclr_dataset
+from keras_transfer.layers import DINOHead
 from keras_transfer.models import BYOL
 from keras_transfer.models import DINO
 from keras_transfer.models import BarlowTwins
@@ -33,8 +34,9 @@ METHODS = (
 # queue of 2 batches of past keys; Barlow Twins and VICReg: the papers' loss weights; SimSiam and BYOL: the papers'
 # heads (BatchNorm MLPs; SimSiam's predictor bottleneck 64 // 4), BYOL's cosine schedule over the run's steps from
 # MoCo's momentum 0.99 here (the paper's 0.996 is for ~10^5 steps; this run has a few hundred). DINO: the paper's
-# head (3 GELU layers, L2-normalised bottleneck, weight-normalised prototypes) with a 64-d bottleneck, 1024 prototypes,
-# the paper's temperatures (0.1 / 0.04) and centre momentum 0.9, BYOL's teacher momentum schedule.
+# head (3 GELU layers, L2-normalised 64-d bottleneck, 1024 weight-normalised prototypes) with the official code's
+# `use_bn_in_head` (without it the head collapsed to uniform targets on the validation split), the paper's
+# temperatures (0.1 / 0.04) and centre momentum 0.9, BYOL's teacher momentum schedule from 0.99.
 TWO_VIEW = {
     "simclr": lambda encoder, temperature, bn_splits, steps: SimCLR(
         encoder, projection_dim=64, temperature=temperature
@@ -49,7 +51,7 @@ TWO_VIEW = {
         encoder, projection_dim=64, momentum=0.99, total_steps=steps
     ),
     "dino": lambda encoder, temperature, bn_splits, steps: DINO(
-        encoder, out_dim=1024, hidden_dim=256, bottleneck_dim=64, momentum=0.99, total_steps=steps
+        encoder, head=DINOHead(1024, 256, 64, use_bn=True), momentum=0.99, total_steps=steps
     ),
 }
 
