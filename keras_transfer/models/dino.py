@@ -23,14 +23,15 @@ from keras_transfer.utils.validation import check_positive_int
 
 
 def _check_temperatures(student_temperature, teacher_temperature, warmup_teacher_temperature):
-    student = check_positive_float("student_temperature", student_temperature)
+    fix = "The paper uses student_temperature=0.1 and teacher_temperature=0.04."
+    student = check_positive_float("student_temperature", student_temperature, fix)
     for name, value in (
         ("teacher_temperature", teacher_temperature),
         ("warmup_teacher_temperature", warmup_teacher_temperature),
     ):
         if value is None:
             continue
-        check_positive_float(name, value)
+        check_positive_float(name, value, fix)
         if value >= student:
             raise ValueError(
                 f"`{name}` must be below `student_temperature` (the teacher sharpens its targets). "
@@ -168,8 +169,8 @@ class DINO(SelfSupervisedModel):
         if warmup_teacher_temperature is not None:
             fix = "Pass the warm-up's number of optimizer steps with `warmup_teacher_temperature`."
             self.warmup_steps = check_positive_int("warmup_steps", warmup_steps, fix)
-        self.center_momentum = check_fraction("center_momentum", center_momentum)
-        self.momentum = check_fraction("momentum", momentum)
+        self.center_momentum = check_fraction("center_momentum", center_momentum, fix="The paper uses 0.9.")
+        self.momentum = check_fraction("momentum", momentum, fix="The paper uses 0.996 (0.99 for a few hundred steps).")
         self.total_steps = None if total_steps is None else check_positive_int("total_steps", total_steps)
         self.encoder = encoder
         self.head = _resolve_head(head, feature_dim, out_dim, hidden_dim, bottleneck_dim, self.num_layers)

@@ -148,7 +148,9 @@ class DINOTest(TestCase):
                     [f"`{name}`", f"{name}={value}", "positive"], DINO, encoder, **{name: value}
                 )
         for name in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
-            self.assertRaisesValueError([f"`{name}`", f"{name}=0.0"], DINO, encoder, **{name: 0.0, "warmup_steps": 5})
+            self.assertRaisesValueError(
+                [f"`{name}`", f"{name}=0.0", "The paper uses"], DINO, encoder, **{name: 0.0, "warmup_steps": 5}
+            )
         for name, value in (("teacher_temperature", 0.1), ("warmup_teacher_temperature", 0.2)):
             self.assertRaisesValueError(
                 [f"`{name}` must be below `student_temperature`", f"{name}={value}", "teacher_temperature=0.04"],
@@ -161,7 +163,9 @@ class DINOTest(TestCase):
         )
         for name in ("momentum", "center_momentum"):
             for value in (1.0, -0.1, float("nan")):
-                self.assertRaisesValueError([f"`{name}`", f"{name}={value}", "[0, 1)"], DINO, encoder, **{name: value})
+                self.assertRaisesValueError(
+                    [f"`{name}`", f"{name}={value}", "[0, 1)", "The paper uses"], DINO, encoder, **{name: value}
+                )
         self.assertRaisesValueError(["`head`", "str"], DINO, encoder, head="mlp")
         self.assertRaisesValueError(["`encoder`", "unbuilt"], DINO, keras.Sequential([keras.layers.Dense(2)]))
         v1, _ = make_pairs(4)
