@@ -1,12 +1,12 @@
 """DINO: self-distillation with a momentum teacher, a centre and sharpened targets.
 
 NaN batches and the mixed_float16 step are checked for DINO by the zoo-wide tests
-(tests/reliability/test_nan_and_precision.py, entry "DINO" in tests/model_zoo.py); the
-MirroredStrategy check (global-batch centre) runs in tests/models/_two_view_distributed_probe.py.
+(tests/reliability/test_nan_and_precision.py, entry "DINO" in tests/model_zoo.py), export after fit
+by tests/serving/test_fresh_process_export.py; the MirroredStrategy check (global-batch centre)
+runs in tests/models/_two_view_distributed_probe.py.
 """
 
 import math
-import os
 
 import keras
 import numpy as np
@@ -115,16 +115,15 @@ class DINOTest(TestCase):
             self.assertGreater(float(np.abs(numeric).max()), 1e-3)
             self.assertAllClose(grad, numeric, atol=2e-4, rtol=1e-2, msg=variable.path)
 
-    def test_fit_export_save_resume(self):
+    def test_fit_save_resume(self):
+        # export() straight after fit (and from a fresh process) runs for the zoo entry "DINO":
+        # tests/serving/test_fresh_process_export.py.
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 4)
         model = build(warmup_teacher_temperature=0.02, warmup_steps=3)
         self.run_fit_test(model, data)  # the student moves by the optimizer, the teacher by the EMA (no slots)
         self.assertFalse([v.path for v in model.optimizer.variables if "teacher" in v.path])
-        exported = os.path.join(self.get_temp_dir(), "exported")
-        model.export(exported, verbose=False)  # straight after fit, as users do
         reloaded = self.run_serialization_test(model, v1)
-        self.assertExportMatchesPredict(exported, model, v1)
         self.assertAllClose(model.predict(v1, verbose=0), model.encoder(v1), atol=1e-6)
         for key, value in model.get_config().items():
             if not isinstance(value, dict):
