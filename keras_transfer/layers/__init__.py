@@ -3,6 +3,7 @@
 from keras_transfer.layers.backbone_preprocessing import BackbonePreprocessing
 from keras_transfer.layers.bottleneck_adapter import BottleneckAdapter
 from keras_transfer.layers.conv_adapter import ConvAdapter
+from keras_transfer.layers.dino_head import DINOHead
 from keras_transfer.layers.dora_conv2d import DoRAConv2D
 from keras_transfer.layers.dora_dense import DoRADense
 from keras_transfer.layers.dora_einsum_dense import DoRAEinsumDense

@@ -7,6 +7,7 @@ from keras_transfer.losses.clip_loss import CLIPLoss
 from keras_transfer.losses.clip_loss import clip_loss
 from keras_transfer.losses.coral import CORALLoss
 from keras_transfer.losses.coral import coral_loss
+from keras_transfer.losses.dino_loss import dino_loss
 from keras_transfer.losses.info_nce import InfoNCE
 from keras_transfer.losses.info_nce import info_nce
 from keras_transfer.losses.masked_token_loss import MaskedTokenLoss

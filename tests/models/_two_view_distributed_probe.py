@@ -1,6 +1,6 @@
-"""Run in a subprocess by test_barlow_twins_and_vicreg.py: one SGD step of BarlowTwins and of VICReg
+"""Run in a subprocess by test_barlow_twins_and_vicreg.py: one SGD step of BarlowTwins, VICReg and DINO
 on one device and under MirroredStrategy over two logical CPUs (global batch 8 = 4 + 4), from
-the same weights; prints the largest weight difference as JSON."""
+the same weights; prints the largest weight difference (and DINO's centre difference) as JSON."""
 
 import json
 import os
@@ -17,6 +17,7 @@ tf.config.set_logical_device_configuration(
 sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
 
+from keras_transfer.models import DINO  # noqa: E402
 from keras_transfer.models import BarlowTwins  # noqa: E402
 from keras_transfer.models import VICReg  # noqa: E402
 
@@ -26,8 +27,15 @@ def build(cls, **kwargs):
     encoder = keras.Sequential(
         [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6, activation="tanh")]
     )
-    model = cls(encoder, projection_dim=3, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    if cls is DINO:
+        model = cls(encoder, out_dim=5, hidden_dim=4, bottleneck_dim=3, **kwargs)
+        # Unit-scale head weights (the 0.02-std init leaves a tiny bottleneck whose normalisation is steep).
+        rng = np.random.default_rng(1)
+        for student, teacher in zip(model.head.weights, model.teacher_head.weights):
+            teacher.assign(student.assign(rng.normal(size=student.shape)))
+    else:
+        model = cls(encoder, projection_dim=3, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.5 if cls is not DINO else 0.1))
     return model
 
 
@@ -38,7 +46,12 @@ def main():
     data = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(8)
     result = {}
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    for name, cls, kwargs in (("barlow_twins", BarlowTwins, {"redundancy_weight": 0.2}), ("vicreg", VICReg, {})):
+    models = (
+        ("barlow_twins", BarlowTwins, {"redundancy_weight": 0.2}),
+        ("vicreg", VICReg, {}),
+        ("dino", DINO, {"center_momentum": 0.5}),
+    )
+    for name, cls, kwargs in models:
         single = build(cls, **kwargs)
         initial = [w.numpy() for w in single.weights]
         single_loss = single.fit(data, epochs=1, verbose=0).history["loss"][-1]
@@ -55,6 +68,9 @@ def main():
             "single_loss": float(single_loss),
             "mirrored_loss": float(mirrored_loss),
         }
+        if cls is DINO:
+            result[name]["max_center_difference"] = float(np.max(np.abs(single.center.numpy() - mirrored.center)))
+            result[name]["max_center_movement"] = float(np.max(np.abs(single.center.numpy())))
     print("RESULT " + json.dumps(result))
 
 

@@ -102,3 +102,10 @@ class NonContrastiveTest(TestCase):
             self.assertLess(result[name]["max_weight_difference"], 1e-5, name)
             self.assertGreater(result[name]["max_weight_movement"], 1e-3, name)  # not vacuous
             self.assertAlmostEqual(result[name]["mirrored_loss"], result[name]["single_loss"], places=4)
+        # DINO (in the same probe to share its start-up): the centre follows the GLOBAL batch mean.
+        dino = result["dino"]
+        self.assertLess(dino["max_weight_difference"], 1e-5)
+        self.assertGreater(dino["max_weight_movement"], 1e-3)
+        self.assertLess(dino["max_center_difference"], 1e-6)
+        self.assertGreater(dino["max_center_movement"], 1e-2)
+        self.assertAlmostEqual(dino["mirrored_loss"], dino["single_loss"], places=5)
