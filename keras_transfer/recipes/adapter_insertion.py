@@ -153,7 +153,7 @@ def add_adapters(
     matched = model_graph.find_layers(model, targets, sublayers=kind in ("lora", "dora"))
     _check_targets(matched, kind, bottleneck_dim, per_channel, rank)
     target_ids = {id(layer) for _, layer in matched}
-    head_ids = _head_layers(model, trainable_layers)
+    head_ids = head_layer_ids(model, trainable_layers)
     options = dict(
         bottleneck_dim=bottleneck_dim,
         activation=activation,
@@ -279,20 +279,24 @@ def _check_parallel_target(path, layer, shape, per_channel):
         )
 
 
-def _head_layers(model, trainable_layers):
-    """`id`s of the layers to keep trainable as the task head."""
+def head_layer_ids(model, trainable_layers, stop_ids=()):
+    """`id`s of the layers that train as the task head (`add_adapters`, `add_visual_prompts`).
+
+    None: no layer; a selector: the matching layers; "auto": the leaf layers named "head", else
+    the first layer with weights on each output's path back (not past a nested model or a layer
+    whose `id` is in `stop_ids`).
+    """
     if trainable_layers is None:
         return set()
-    if trainable_layers != "auto":
-        found = model_graph.find_layers(model, trainable_layers, "trainable_layers")
-        return {id(layer) for _, layer in found}
+    if not (isinstance(trainable_layers, str) and trainable_layers == "auto"):
+        return {id(layer) for _, layer in model_graph.find_layers(model, trainable_layers, "trainable_layers")}
     named = [layer for _, layer in model_graph.iter_leaf_layers(model) if layer.name == "head"]
     if named:
         return {id(layer) for layer in named}
     heads = set()
     for output in model.outputs:
         op = model_graph.tensor_producer(output)
-        while op is not None and not isinstance(op, keras.Model):
+        while op is not None and not isinstance(op, keras.Model) and id(op) not in stop_ids:
             if getattr(op, "weights", None):
                 heads.add(id(op))
                 break

@@ -9,12 +9,11 @@ layer's blocks, dropout and final LayerNorm one by one so that prompts can sit b
 the blocks, as equivalent layers whose configs reload (`_vit_conversion`).
 """
 
-import keras
-
 from keras_transfer.layers.visual_prompts import VisualPrompts
 from keras_transfer.recipes._vit_conversion import convert_layer
 from keras_transfer.recipes._vit_conversion import is_vit_embedding
 from keras_transfer.recipes._vit_conversion import is_vit_encoder
+from keras_transfer.recipes.adapter_insertion import head_layer_ids
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
 
@@ -158,26 +157,7 @@ def _patch_dim(embedding):
 
 def _head_layers(model, trainable_layers, block_ids):
     """`id`s of the layers that train besides the prompts."""
-    if trainable_layers is None:
-        return set()
-    if not (isinstance(trainable_layers, str) and trainable_layers == "auto"):
-        return {id(layer) for _, layer in model_graph.find_layers(model, trainable_layers, "trainable_layers")}
-    named = [layer for _, layer in model_graph.iter_leaf_layers(model) if layer.name == "head"]
-    if named:
-        return {id(layer) for layer in named}
-    heads = set()
-    for output in model.outputs:
-        op = model_graph.tensor_producer(output)
-        while op is not None and not isinstance(op, keras.Model) and id(op) not in block_ids:
-            if getattr(op, "weights", None):
-                heads.add(id(op))
-                break
-            nodes = model_graph.inbound_nodes(op)
-            inbound = nodes[0].input_tensors if nodes else []
-            if len(inbound) != 1:
-                break
-            op = model_graph.tensor_producer(inbound[0])
-    return heads
+    return head_layer_ids(model, trainable_layers, stop_ids=block_ids)
 
 
 # --------------------------------------------------------------------------- insertion
