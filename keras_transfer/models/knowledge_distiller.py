@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_transfer.models._serving import float32_outputs
+
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class KnowledgeDistiller(keras.distillation.Distiller):
@@ -10,7 +12,7 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     The training objective, `call` (the student's outputs) and the teacher freezing
     are Keras's: `loss = student_loss_weight * hard_loss(y, student(x)) +
     (1 - student_loss_weight) * sum_i weight_i * distillation_loss_i`, the hard-label
-    term left out when `fit` gets no `y`. Three additions:
+    term left out when `fit` gets no `y`. Four additions:
 
     - `fit(x)` without labels also works when `compile` was given metrics (they are
       left out of the logs of unlabelled batches; Keras's `Distiller` fails there);
@@ -18,7 +20,8 @@ class KnowledgeDistiller(keras.distillation.Distiller):
       (Keras's `Distiller.compile` requires it even when no labels are given);
     - `get_compile_config` / `compile_from_config` save and restore that loss, so a
       reloaded distiller is compiled and can go on training. Keras's `Distiller`
-      reloads uncompiled and its `fit` then fails on the missing student loss.
+      reloads uncompiled and its `fit` then fails on the missing student loss;
+    - under a mixed-precision policy, `call` / `predict` / `export()` return float32.
 
     Build one with `keras_transfer.recipes.distill`. Keras's `Distiller` ignores
     `sample_weight`.
@@ -57,6 +60,10 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     >>> tuple(distiller(np.zeros((2, 4), "float32")).shape), teacher.trainable
     ((2, 3), False)
     """
+
+    def call(self, inputs, training=None, **kwargs):
+        """The student's outputs, half-precision ones (mixed precision) cast to float32."""
+        return float32_outputs(super().call(inputs, training=training, **kwargs))
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Keras's `Distiller.compile`; `loss=None` is sparse categorical cross-entropy on logits."""
