@@ -1,6 +1,6 @@
 """The self-supervised digits experiment of `ssl_digits_probe.py`.
 
-SimCLR, MoCo, Barlow Twins, VICReg, SimSiam, BYOL, rotation prediction, a denoising autoencoder,
+SimCLR, MoCo, Barlow Twins, VICReg, SimSiam, BYOL, DINO, rotation prediction, a denoising autoencoder,
 relative patch position and jigsaw puzzles each pre-train the same small CNN on the digits training images
 WITHOUT labels; the frozen encoder is then evaluated with the convex linear probe on
 few labels (and all labels), against a random-init encoder and a supervised one.
@@ -11,7 +11,9 @@ import numpy as np
 
 from keras_transfer.augment import SimCLRAugmentation
 from keras_transfer.augment import simclr_dataset
+from keras_transfer.layers import DINOHead
 from keras_transfer.models import BYOL
+from keras_transfer.models import DINO
 from keras_transfer.models import BarlowTwins
 from keras_transfer.models import DenoisingAutoencoder
 from keras_transfer.models import JigsawPuzzle
@@ -24,14 +26,17 @@ from keras_transfer.models import VICReg
 from keras_transfer.recipes import linear_evaluation
 
 METHODS = (
-    "random init", "simclr", "moco", "barlow_twins", "vicreg", "simsiam", "byol", "rotation", "denoising",
+    "random init", "simclr", "moco", "barlow_twins", "vicreg", "simsiam", "byol", "dino", "rotation", "denoising",
     "relative_position", "jigsaw", "supervised",
 )  # fmt: skip
 
 # The two-view methods: the same views (batch 256) and a 64-d projection. MoCo: SimCLR's temperature 0.5 and a
 # queue of 2 batches of past keys; Barlow Twins and VICReg: the papers' loss weights; SimSiam and BYOL: the papers'
 # heads (BatchNorm MLPs; SimSiam's predictor bottleneck 64 // 4), BYOL's cosine schedule over the run's steps from
-# MoCo's momentum 0.99 here (the paper's 0.996 is for ~10^5 steps; this run has a few hundred).
+# MoCo's momentum 0.99 here (the paper's 0.996 is for ~10^5 steps; this run has a few hundred). DINO: the paper's
+# head (3 GELU layers, L2-normalised 64-d bottleneck, 1024 weight-normalised prototypes) with the official code's
+# `use_bn_in_head` (without it the head collapsed to uniform targets on the validation split), the paper's
+# temperatures (0.1 / 0.04) and centre momentum 0.9, BYOL's teacher momentum schedule from 0.99.
 TWO_VIEW = {
     "simclr": lambda encoder, temperature, bn_splits, steps: SimCLR(
         encoder, projection_dim=64, temperature=temperature
@@ -44,6 +49,9 @@ TWO_VIEW = {
     "simsiam": lambda encoder, temperature, bn_splits, steps: SimSiam(encoder, projection_dim=64),
     "byol": lambda encoder, temperature, bn_splits, steps: BYOL(
         encoder, projection_dim=64, momentum=0.99, total_steps=steps
+    ),
+    "dino": lambda encoder, temperature, bn_splits, steps: DINO(
+        encoder, head=DINOHead(1024, 256, 64, use_bn=True), momentum=0.99, total_steps=steps
     ),
 }
 

@@ -9,8 +9,9 @@ A generated folder of JPEGs (5 classes, smooth random colour fields with noise, 
   features extracted once, then `--epochs` of fine-tuning of every block, validation metrics);
 - **plain Keras**: `keras.utils.image_dataset_from_directory` and the Keras guide's recipe on the
   same `keras.applications` backbone (`weights=None`): the head trained one epoch on the frozen
-  backbone, then `--epochs` epochs of fine-tuning of everything at a 10x lower learning rate,
-  validation metrics. Same batch size, same split, same number of fine-tuning epochs.
+  backbone, then `--epochs` epochs of fine-tuning of everything but BatchNorm (kept in inference
+  mode, as the guide intends and the job does) at a 10x lower learning rate, validation metrics.
+  Same batch size, same split, same number of fine-tuning epochs.
 
 Reported, each in interleaved rounds (median and range over rounds):
 
@@ -18,8 +19,12 @@ Reported, each in interleaved rounds (median and range over rounds):
    resize included, nothing downstream), and the job's up-front check pass (seconds);
 2. images per second the training step consumes (`fit` on one cached batch, repeated), and the
    pipeline-to-step ratio (over 2 means the input pipeline is never the bottleneck);
-3. end-to-end seconds of the job vs the plain Keras way (ratio over 1: the job is faster);
-4. peak resident memory of the job in a fresh process for two folder sizes (flat when the
+3. end-to-end seconds of the job vs the plain Keras way (ratio over 1: the job is faster), and
+   apart from it the fine-tuning epochs alone (the same work on both sides: every block trains,
+   same batches, same number of epochs; timed by a callback from the first to the last batch);
+4. the training step's images per second under each `--variants` setting (float32, mixed
+   precision, XLA: what `keras-transfer finetune --mixed-precision/--jit-compile` select);
+5. peak resident memory of the job in a fresh process for two folder sizes (flat when the
    loader streams).
 
     python -m benchmarks.image_folder_pipeline [--quick] [--images 2000] [--backbone mobilenet_v2]
@@ -127,11 +132,36 @@ def pipeline_round(root, size, ours_first):
     return rates
 
 
-def step_rate(backbone, size, steps):
+class FitTimer(keras.callbacks.Callback):
+    """Seconds of the last `fit`, from its first batch's start to its end (tracing included)."""
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.seconds = time.perf_counter() - self.start
+
+
+VARIANTS = {  # name: (dtype policy, jit_compile)
+    "float32": (None, False),
+    "mixed_bfloat16": ("mixed_bfloat16", False),
+    "mixed_float16": ("mixed_float16", False),
+    "xla": (None, True),
+    "mixed_bfloat16+xla": ("mixed_bfloat16", True),
+}
+
+
+def step_rate(backbone, size, steps, variant="float32"):
     """Images per second one training step consumes: `fit` on one cached batch, repeated."""
+    policy, jit_compile = VARIANTS[variant]
     keras.utils.set_random_seed(0)
-    model = recipes.build_classifier(backbone, CLASSES, (size, size, 3), weights=None)
-    recipes.compile_for_fine_tuning(model, learning_rate=1e-4)
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy or "float32")
+    try:
+        model = recipes.build_classifier(backbone, CLASSES, (size, size, 3), weights=None)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    recipes.compile_for_fine_tuning(model, learning_rate=1e-4, jit_compile=jit_compile)
     rng = np.random.default_rng(0)
     batch = (rng.uniform(0, 255, (BATCH, size, size, 3)).astype("float32"), np.arange(BATCH) % CLASSES)
     data = tf.data.Dataset.from_tensors(batch).repeat()
@@ -142,8 +172,8 @@ def step_rate(backbone, size, steps):
 
 
 def plain_keras_way(root, backbone, size, epochs):
-    """The Keras guide's transfer recipe on the same backbone; returns seconds."""
-    start = time.perf_counter()
+    """The Keras guide's transfer recipe on the same backbone; returns (seconds, fine-tuning seconds)."""
+    start, timer = time.perf_counter(), FitTimer()
     keras.utils.set_random_seed(0)
     train, val = plain_datasets(root, size)
     spec = recipes.get_spec(backbone)
@@ -163,17 +193,35 @@ def plain_keras_way(root, backbone, size, epochs):
     model.compile(keras.optimizers.Adam(1e-3), loss, metrics=["accuracy"])
     model.fit(train, epochs=1, validation_data=val, verbose=0)
     base.trainable = True
+    # The guide keeps BatchNorm in inference mode while fine-tuning; in Keras 3 fit's training=True overrides
+    # the graph's training=False, so (as the job does) its layers are frozen instead: the same work on both sides.
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
     model.compile(keras.optimizers.Adam(1e-4), loss, metrics=["accuracy"])
-    model.fit(train, epochs=epochs, validation_data=val, verbose=0)
+    model.fit(train, epochs=epochs, validation_data=val, verbose=0, callbacks=[timer])
     model.evaluate(val, verbose=0)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, timer.seconds, model.count_params() - _frozen(model)
+
+
+def _frozen(model):
+    return sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
 
 
 def job(root, backbone, size, epochs):
-    """`keras-transfer finetune`'s recipe (`finetune_folder`); returns seconds."""
-    start = time.perf_counter()
-    _quiet(finetune_folder, root, backbone=backbone, image_size=size, epochs=epochs, batch_size=BATCH, verbose=0)
-    return time.perf_counter() - start
+    """`keras-transfer finetune`'s recipe (`finetune_folder`); returns (seconds, fine-tuning seconds)."""
+    start, timer = time.perf_counter(), FitTimer()
+    model, _ = _quiet(
+        finetune_folder,
+        root,
+        backbone=backbone,
+        image_size=size,
+        epochs=epochs,
+        batch_size=BATCH,
+        verbose=0,
+        callbacks=[timer],
+    )
+    return time.perf_counter() - start, timer.seconds, model.count_params() - _frozen(model)
 
 
 def peak_memory(root, backbone, size, epochs):
@@ -199,24 +247,31 @@ def main(argv=None):
     parser.add_argument("--backbone", default="mobilenet_v2")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs on both sides")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--memory-images", type=int, nargs="+", default=(500, 2000))
+    parser.add_argument("--memory-images", type=int, nargs="*", default=(500, 2000), help="none: skip")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=["float32", "mixed_bfloat16", "xla"])
     args = parser.parse_args(argv)
     if args.quick:
         # The smallest keras.applications family to build (MobileNet v1); the memory child is skipped.
         args.images, args.image_size, args.rounds, args.memory_images = 40, 32, 1, ()
-        args.backbone, args.epochs = "mobilenet", 1
+        args.backbone, args.epochs, args.variants = "mobilenet", 1, ["mixed_bfloat16"]
     work = tempfile.mkdtemp(prefix="image_folder_bench_")
     try:
         root = make_folder(os.path.join(work, "folder"), args.images, side=max(64, args.image_size + 32))
-        pipe, steps, seconds = [], [], {"job": [], "plain": []}
+        pipe, seconds, tuned, trained = [], {"job": [], "plain": []}, {"job": [], "plain": []}, {}
+        steps = {variant: [] for variant in args.variants}
         for r in range(args.rounds):
             pipe.append(pipeline_round(root, args.image_size, ours_first=r % 2 == 0))
-            steps.append(step_rate(args.backbone, args.image_size, 4 if args.quick else 20))
+            for variant in args.variants[r % len(args.variants) :] + args.variants[: r % len(args.variants)]:
+                steps[variant].append(step_rate(args.backbone, args.image_size, 4 if args.quick else 20, variant))
             order = ["job", "plain"] if r % 2 == 0 else ["plain", "job"]
             for side in order:
                 run = job if side == "job" else plain_keras_way
-                seconds[side].append(run(root, args.backbone, args.image_size, args.epochs))
+                total, fine_tuning, trained[side] = run(root, args.backbone, args.image_size, args.epochs)
+                seconds[side].append(total)
+                tuned[side].append(fine_tuning)
         ratio = [p / j for p, j in zip(seconds["plain"], seconds["job"])]
+        tuned_ratio = [p / j for p, j in zip(tuned["plain"], tuned["job"])]
+        base = steps[args.variants[0]]
         print(f"{args.images} JPEGs, {args.image_size} px, {args.backbone} (weights=None), batch {BATCH}, ", end="")
         print(f"{args.epochs} fine-tuning epoch(s), {args.rounds} interleaved rounds: median (range)")
         print_table(
@@ -230,10 +285,17 @@ def main(argv=None):
                 ],
                 ["up-front decode check, s", summary([p["check"] for p in pipe]), "—", ""],
                 [
-                    "training step consumes, images/s",
-                    summary(steps),
+                    f"training step consumes ({args.variants[0]}), images/s",
+                    summary(base),
                     "(same model)",
-                    "pipeline / step: " + summary([p["ours"] / s for p, s in zip(pipe, steps)], 2),
+                    "pipeline / step: " + summary([p["ours"] / s for p, s in zip(pipe, base)], 2),
+                ],
+                ["weights fine-tuned", f"{trained['job']:,}", f"{trained['plain']:,}", ""],
+                [
+                    f"fine-tuning, {args.epochs} epoch(s), s",
+                    summary(tuned["job"]),
+                    summary(tuned["plain"]),
+                    "plain / job: " + summary(tuned_ratio, 2),
                 ],
                 [
                     "end to end (probe + fine-tune), s",
@@ -243,13 +305,27 @@ def main(argv=None):
                 ],
             ],
         )
+        print_table(
+            ["training step", "images/s", f"vs {args.variants[0]}"],
+            [
+                [variant, summary(rates), summary([r / b for r, b in zip(rates, base)], 2)]
+                for variant, rates in steps.items()
+            ],
+        )
         rows = []
         for n in args.memory_images:
             folder = make_folder(os.path.join(work, f"memory_{n}"), n, side=max(64, args.image_size + 32), seed=1)
             rows.append([n, f"{peak_memory(folder, args.backbone, args.image_size, args.epochs):,.0f}"])
         if rows:
             print_table(["images in the folder", "job's peak RSS, MiB"], rows)
-        return {"pipeline": pipe, "steps": steps, "seconds": seconds, "memory": rows}
+        return {
+            "pipeline": pipe,
+            "steps": steps,
+            "seconds": seconds,
+            "fine_tuning": tuned,
+            "trained": trained,
+            "memory": rows,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

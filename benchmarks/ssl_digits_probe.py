@@ -1,8 +1,8 @@
 """Linear-probe accuracy of self-supervised encoders on digits (3 seeds).
 
 The same CNN (`_ssl_experiment.digits_encoder`, 16 px) is pre-trained on the 1347 unlabeled training
-digits with SimCLR, MoCo, Barlow Twins, VICReg, SimSiam, BYOL, rotation prediction, a denoising autoencoder, relative
-patch position (3x3 grid of 4 px patches, gap 1, jitter 1) and jigsaw puzzles (3x3
+digits with SimCLR, MoCo, Barlow Twins, VICReg, SimSiam, BYOL, DINO, rotation prediction, a denoising autoencoder,
+relative patch position (3x3 grid of 4 px patches, gap 1, jitter 1) and jigsaw puzzles (3x3
 tiles of 4 px, gap 1, jitter 1, 100 permutations), and
 compared, in the same run, with a random-init encoder (lower reference) and a
 supervised one (trained with all labels; upper reference). Each frozen encoder is

@@ -176,6 +176,8 @@ def _finetune(args):
         save=args.save,
         seed=args.seed,
         overwrite=getattr(args, "overwrite", False),
+        mixed_precision=f"mixed_{args.mixed_precision}" if getattr(args, "mixed_precision", None) else None,
+        jit_compile={"auto": "auto", "on": True, "off": False}[getattr(args, "jit_compile", "auto")],
     )
     if summary["ignored"]:
         shown = ", ".join(summary["ignored"][:3]) + (", ..." if len(summary["ignored"]) > 3 else "")
@@ -245,6 +247,19 @@ def build_parser():
         help="Replace a previous --export folder (one holding saved_model.pb) or --save file.",
     )
     ft.add_argument("--seed", type=int, default=0)
+    ft.add_argument(
+        "--mixed-precision",
+        choices=("float16", "bfloat16"),
+        default=None,
+        help="Train in mixed precision (float32 variables and head): float16 for GPUs, bfloat16 for TPUs "
+        "and recent CPUs. Slower on CPUs without such units.",
+    )
+    ft.add_argument(
+        "--jit-compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA compilation of the training steps; 'auto' is Keras's choice (on a GPU/TPU, off on a CPU).",
+    )
     ft.set_defaults(func=_finetune)
     return parser
 

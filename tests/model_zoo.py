@@ -58,6 +58,13 @@ def _pairs_model(cls, **kwargs):
     return Entry(model, (views, views[::-1] * 0.9), None, 4, lambda n: images(n, seed=1), True)
 
 
+def _dino():
+    model = kt.models.DINO(conv_encoder(), out_dim=8, hidden_dim=6, bottleneck_dim=4, total_steps=8)
+    model.compile(keras.optimizers.Adam(1e-3))
+    views = images(8)
+    return Entry(model, (views, views[::-1] * 0.9), None, 4, lambda n: images(n, seed=1), True)
+
+
 def _pretext(cls, **kwargs):
     model = cls(conv_encoder(), **kwargs)
     model.compile(keras.optimizers.Adam(1e-3))
@@ -221,6 +228,7 @@ BUILDERS = {
     "BYOL": lambda: _pairs_model(kt.models.BYOL, total_steps=8),
     "BarlowTwins": lambda: _pairs_model(kt.models.BarlowTwins, redundancy_weight=0.25),
     "VICReg": lambda: _pairs_model(kt.models.VICReg),
+    "DINO": _dino,
     "RotationPrediction": lambda: _pretext(kt.models.RotationPrediction),
     "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8, seed=3),
     "MaskedImputation": lambda: _pretext(kt.models.MaskedImputation, decoder_hidden_dim=8, seed=3),

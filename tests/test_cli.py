@@ -204,6 +204,26 @@ class CliErrorTest(TestCase):
         self.assertFalse(parser.parse_args(["finetune", "--data", "x"]).overwrite)
         self.assertTrue(parser.parse_args(["finetune", "--data", "x", "--overwrite"]).overwrite)
 
+    def test_mixed_precision_and_jit_compile_flags(self):
+        parser = cli.build_parser()
+        calls = []
+        summary = {"ignored": [], "class_names": ["a", "b"], "num_train": 1, "num_validation": 0, "num_test": 0}
+
+        def fake(*args, **kwargs):
+            calls.append(kwargs)
+            return None, summary
+
+        with mock.patch("keras_transfer.recipes.finetune_job.finetune_folder", fake), mock.patch("sys.stdout"):
+            for flags in ([], ["--mixed-precision", "bfloat16", "--jit-compile", "off"], ["--jit-compile", "on"]):
+                args = parser.parse_args(["finetune", "--data", "x", *flags])
+                args.func(args)
+        self.assertEqual(
+            [(c["mixed_precision"], c["jit_compile"]) for c in calls],
+            [(None, "auto"), ("mixed_bfloat16", False), (None, True)],
+        )
+        with mock.patch("sys.stderr", new=io.StringIO()), self.assertRaises(SystemExit):
+            parser.parse_args(["finetune", "--data", "x", "--mixed-precision", "mixed_float16"])
+
     def test_export_refused_then_overwritten(self):
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4)
         export = os.path.join(self.get_temp_dir(), "exp")

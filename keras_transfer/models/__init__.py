@@ -8,6 +8,7 @@ from keras_transfer.models.clip import CLIP
 from keras_transfer.models.dann import DANN
 from keras_transfer.models.deep_coral import DeepCORAL
 from keras_transfer.models.denoising_autoencoder import DenoisingAutoencoder
+from keras_transfer.models.dino import DINO
 from keras_transfer.models.jigsaw_puzzle import JigsawPuzzle
 from keras_transfer.models.knowledge_distiller import KnowledgeDistiller
 from keras_transfer.models.learning_without_forgetting import LearningWithoutForgetting

@@ -12,7 +12,7 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     The training objective, `call` (the student's outputs) and the teacher freezing
     are Keras's: `loss = student_loss_weight * hard_loss(y, student(x)) +
     (1 - student_loss_weight) * sum_i weight_i * distillation_loss_i`, the hard-label
-    term left out when `fit` gets no `y`. Four additions:
+    term left out when `fit` gets no `y`. Five additions:
 
     - `fit(x)` without labels also works when `compile` was given metrics (they are
       left out of the logs of unlabelled batches; Keras's `Distiller` fails there);
@@ -21,6 +21,8 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     - `get_compile_config` / `compile_from_config` save and restore that loss, so a
       reloaded distiller is compiled and can go on training. Keras's `Distiller`
       reloads uncompiled and its `fit` then fails on the missing student loss;
+    - the projections of `ProjectedFeatureDistillation` losses (features of different
+      widths) are tracked (`feature_projections`): trained with the student and saved;
     - under a mixed-precision policy, `call` / `predict` / `export()` return float32.
 
     Build one with `keras_transfer.recipes.distill`. Keras's `Distiller` ignores
@@ -60,6 +62,28 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     >>> tuple(distiller(np.zeros((2, 4), "float32")).shape), teacher.trainable
     ((2, 3), False)
     """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        distillation_losses,
+        distillation_loss_weights=None,
+        student_loss_weight=0.5,
+        name="distiller",
+        **kwargs,
+    ):
+        super().__init__(
+            teacher=teacher,
+            student=student,
+            distillation_losses=distillation_losses,
+            distillation_loss_weights=distillation_loss_weights,
+            student_loss_weight=student_loss_weight,
+            name=name,
+            **kwargs,
+        )
+        # Learned feature projections (ProjectedFeatureDistillation) train with the student and are saved.
+        self.feature_projections = [loss.projection for loss in self.distillation_losses if hasattr(loss, "projection")]
 
     def call(self, inputs, training=None, **kwargs):
         """The student's outputs, half-precision ones (mixed precision) cast to float32."""

@@ -4,6 +4,10 @@ from keras_transfer.recipes.adapt_batch_norm import adapt_batch_norm
 from keras_transfer.recipes.adapter_folding import fold_adapters
 from keras_transfer.recipes.adapter_folding import merge_lora
 from keras_transfer.recipes.adapter_insertion import add_adapters
+from keras_transfer.recipes.adapter_merging import adapter_kind
+from keras_transfer.recipes.adapter_merging import combine_lora
+from keras_transfer.recipes.adapter_merging import merge_adapters
+from keras_transfer.recipes.adapter_merging import task_vector
 from keras_transfer.recipes.adapter_weights import get_adapter_weights
 from keras_transfer.recipes.adapter_weights import load_adapter_weights
 from keras_transfer.recipes.adapter_weights import save_adapter_weights
@@ -52,6 +56,7 @@ from keras_transfer.recipes.sequential_transfer import sequential_transfer
 from keras_transfer.recipes.stacked_denoising import pretrain_stacked_denoising
 from keras_transfer.recipes.transfer_bias_report import transfer_bias_report
 from keras_transfer.recipes.transferability_ranking import TransferabilityRanking
+from keras_transfer.recipes.visual_prompt_tuning import add_visual_prompts
 from keras_transfer.recipes.vocabulary import extend_vocabulary
 from keras_transfer.recipes.vocabulary_mapping import map_vocabulary
 from keras_transfer.recipes.vocabulary_mapping import vocabulary_mapping

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_transfer.losses.projected_feature_distillation import ProjectedFeatureDistillation
 from keras_transfer.losses.soft_target_distillation import SoftTargetDistillation
 from keras_transfer.models.knowledge_distiller import KnowledgeDistiller
 from keras_transfer.utils import validation
@@ -15,6 +16,7 @@ def distill(
     feature_layers=None,
     feature_weight=1.0,
     feature_loss="mse",
+    feature_projection="auto",
     name="distiller",
 ):
     """A model that trains `student` on `teacher`'s soft targets (and hard labels) with `fit`.
@@ -49,9 +51,14 @@ def distill(
             distillation terms. 0 is distillation alone.
         feature_layers: None, or `{teacher_layer_name: student_layer_name}` (or a list of
             such pairs): top-level layers of the two (functional) models whose outputs,
-            of the same shape, are matched with `feature_loss` (FitNets-style hints).
+            of the same shape up to the last axis, are matched with `feature_loss`
+            (FitNets-style hints).
         feature_weight: weight of each feature term relative to the soft targets (>= 0).
         feature_loss: a Keras loss name or function for the feature terms.
+        feature_projection: "auto" (a learned `Dense` map of the student's features to
+            the teacher's width where the last axes differ: FitNets' regressor, trained
+            with the student, not part of it), True (always) or False (never: the shapes
+            must be equal).
         name: the distiller's name.
 
     Returns:
@@ -62,7 +69,7 @@ def distill(
         ValueError: if `temperature` <= 0, `alpha` is outside [0, 1], a model is not a
             built `keras.Model` with one output, the output shapes differ, the student
             ends in a softmax, or a feature layer is missing or the two feature shapes
-            differ.
+            differ (other than in the last axis, with a projection).
 
     Reference:
         Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015;
@@ -89,6 +96,7 @@ def distill(
         "alpha", alpha, inclusive_high=True, fix="It weighs the hard-label loss; 1 - alpha weighs the soft targets."
     )
     feature_weight = validation.check_non_negative_float("feature_weight", feature_weight)
+    validation.check_one_of("feature_projection", feature_projection, ("auto", True, False))
     for arg, model in (("teacher", teacher), ("student", student)):
         _check_model(arg, model)
     t_shape, s_shape = _output_shape(teacher), _output_shape(student)
@@ -105,8 +113,11 @@ def distill(
             "`keras.ops.softmax` to its predictions after distillation."
         )
     losses = [SoftTargetDistillation(temperature)]
-    for t_name, s_name in _feature_pairs(feature_layers, teacher, student):
-        losses.append(keras.distillation.FeatureDistillation(feature_loss, t_name, s_name))
+    for t_name, s_name, t_width, s_width in _feature_pairs(feature_layers, teacher, student, feature_projection):
+        if feature_projection is True or t_width != s_width:
+            losses.append(ProjectedFeatureDistillation(feature_loss, t_name, s_name, s_width, t_width))
+        else:
+            losses.append(keras.distillation.FeatureDistillation(feature_loss, t_name, s_name))
     return KnowledgeDistiller(
         teacher=_logits_teacher(teacher),
         student=student,
@@ -171,8 +182,8 @@ def _logits_teacher(teacher):
     return logits
 
 
-def _feature_pairs(feature_layers, teacher, student):
-    """`feature_layers` as `[(teacher_layer, student_layer)]`, the names and shapes checked."""
+def _feature_pairs(feature_layers, teacher, student, feature_projection):
+    """`feature_layers` as `[(teacher_layer, student_layer, teacher_width, student_width)]`, checked."""
     if feature_layers is None:
         return []
     pairs = list(feature_layers.items()) if isinstance(feature_layers, dict) else list(feature_layers)
@@ -187,6 +198,7 @@ def _feature_pairs(feature_layers, teacher, student):
                 f"`{arg}` must be a functional or Sequential model to match features. Received: "
                 f"{arg}={model.name!r}, a subclassed model. Pass feature_layers=None."
             )
+    checked = []
     for t_name, s_name in pairs:
         shapes = []
         for arg, model, layer_name in (("teacher", teacher, t_name), ("student", student, s_name)):
@@ -197,10 +209,17 @@ def _feature_pairs(feature_layers, teacher, student):
                     f"for the {arg} ({model.name!r}), whose layers are {names}."
                 )
             shapes.append(tuple(model.get_layer(layer_name).output.shape[1:]))
-        if shapes[0] != shapes[1]:
+        projected = feature_projection is not False and shapes[0][:-1] == shapes[1][:-1] and None not in shapes[1][-1:]
+        if shapes[0] != shapes[1] and not projected:
             raise ValueError(
-                "`feature_layers` must pair layers whose outputs have the same shape. Received: "
-                f"({t_name!r}, {s_name!r}) with shapes {shapes[0]} and {shapes[1]}. Pick layers of equal "
-                "width, or give the student a layer of the teacher's width to match."
+                "`feature_layers` must pair layers whose outputs have the same shape"
+                + (" up to the last axis" if feature_projection is not False else "")
+                + f". Received: ({t_name!r}, {s_name!r}) with shapes {shapes[0]} and {shapes[1]}. "
+                + (
+                    "Pick layers of equal width, or pass feature_projection='auto' to learn a map to the teacher's."
+                    if feature_projection is False
+                    else "Pick layers with the same spatial size (a learned map only changes the last axis)."
+                )
             )
-    return [(str(t), str(s)) for t, s in pairs]
+        checked.append((str(t_name), str(s_name), shapes[0][-1], shapes[1][-1]))
+    return checked

@@ -184,6 +184,7 @@ def fine_tune(
     callbacks=None,
     verbose=1,
     seed=0,
+    jit_compile="auto",
 ):
     """The two-phase recipe: linear probe (head only), then fine-tune (all or chosen blocks).
 
@@ -226,6 +227,8 @@ def fine_tune(
         verbose: verbosity of `fit`.
         seed: seed of the shuffling of array inputs and of the probe's
             cross-validation.
+        jit_compile: `compile`'s `jit_compile` for the training phases: "auto" (Keras's
+            choice: XLA on a GPU or TPU, not on a CPU), True or False.
 
     Returns:
         `(model, {"probe": dict or History or None, "fine_tune": History or None})`;
@@ -264,6 +267,7 @@ def fine_tune(
                 "and all blocks is made by validation accuracy). Received: validation_data=None"
             )
     validation.check_non_negative_int("epochs", epochs)
+    validation.check_one_of("jit_compile", jit_compile, ("auto", True, False))
     num_classes = get_head(model).units
     histories = {"probe": None, "fine_tune": None}
     train_ds = _as_dataset(model, train_data, y, batch_size, True, seed, num_classes, "train_data")
@@ -273,18 +277,18 @@ def fine_tune(
 
     freeze_backbone(model)
     if probe == "convex":
-        if isinstance(train_data, tf.data.Dataset) or split_dict_inputs(train_data, y) is not None:
-            # Streamed once, one batch of images in memory at a time (no copy of the split).
-            histories["probe"] = linear_probe(model, train_data, y, batch_size=batch_size, seed=seed)
-        else:
-            x_np, y_np = as_numpy_xy((train_data, y) if y is not None else train_data, "train_data")
-            histories["probe"] = linear_probe(model, x_np, y_np, batch_size=batch_size, seed=seed)
-        compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=optimizer)
+        histories["probe"] = _convex_probe(model, train_data, y, batch_size, seed)
+        compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=optimizer, jit_compile=jit_compile)
         if val_ds is not None:
             histories["probe"]["val"] = model.evaluate(val_ds, verbose=0, return_dict=True)
     elif probe == "fit":
         validation.check_positive_int("probe_epochs", probe_epochs)
-        compile_for_fine_tuning(model, learning_rate=probe_learning_rate, optimizer=_fresh_optimizer(model, optimizer))
+        compile_for_fine_tuning(
+            model,
+            learning_rate=probe_learning_rate,
+            optimizer=_fresh_optimizer(model, optimizer),
+            jit_compile=jit_compile,
+        )
         histories["probe"] = model.fit(
             train_ds, validation_data=val_ds, epochs=probe_epochs, callbacks=callbacks, verbose=verbose, shuffle=False
         )
@@ -299,6 +303,7 @@ def fine_tune(
                 optimizer=_fresh_optimizer(model, optimizer),
                 backbone_multiplier=backbone_multiplier,
                 layer_decay=layer_decay,
+                jit_compile=jit_compile,
             )
 
         def phase_2(chosen):
@@ -312,6 +317,14 @@ def fine_tune(
         else:
             histories["fine_tune"] = phase_2(blocks)
     return model, histories
+
+
+def _convex_probe(model, train_data, y, batch_size, seed):
+    """`linear_probe` on a dataset (streamed once, one batch in memory at a time) or on arrays."""
+    if isinstance(train_data, tf.data.Dataset) or split_dict_inputs(train_data, y) is not None:
+        return linear_probe(model, train_data, y, batch_size=batch_size, seed=seed)
+    x_np, y_np = as_numpy_xy((train_data, y) if y is not None else train_data, "train_data")
+    return linear_probe(model, x_np, y_np, batch_size=batch_size, seed=seed)
 
 
 def _choose_blocks(model, val_ds, phase_2, prepare):

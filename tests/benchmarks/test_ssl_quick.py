@@ -40,6 +40,7 @@ class SSLBenchmarksQuickTest(TestCase):
             "vicreg",
             "simsiam",
             "byol",
+            "dino",
             "rotation",
             "denoising",
             "relative_position",

@@ -1,8 +1,8 @@
-"""Run in a subprocess by test_simsiam_and_byol.py: one SGD step of BarlowTwins, VICReg, SimSiam and
-BYOL on one device and under MirroredStrategy over two logical CPUs (global batch 8 = 4 + 4), from
+"""Run in a subprocess by test_simsiam_and_byol.py: one SGD step of BarlowTwins, VICReg, SimSiam, BYOL
+and DINO on one device and under MirroredStrategy over two logical CPUs (global batch 8 = 4 + 4), from
 the same weights; prints the largest weight difference as JSON. SimSiam and BYOL keep their default
 heads (BatchNorm, synchronized when built in the strategy's scope); BYOL's target network, updated by
-EMA after the step, is reported on its own."""
+EMA after the step, and DINO's centre are reported on their own."""
 
 import json
 import os
@@ -20,6 +20,7 @@ sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
 
 from keras_transfer.models import BYOL  # noqa: E402
+from keras_transfer.models import DINO  # noqa: E402
 from keras_transfer.models import BarlowTwins  # noqa: E402
 from keras_transfer.models import SimSiam  # noqa: E402
 from keras_transfer.models import VICReg  # noqa: E402
@@ -32,6 +33,7 @@ CASES = (
     ("simsiam", SimSiam, {"prediction_hidden_dim": 6}),
     # A low momentum, so that the EMA moves the target visibly in one step.
     ("byol", BYOL, {"momentum": 0.5}),
+    ("dino", DINO, {"center_momentum": 0.5}),
 )
 
 
@@ -40,8 +42,15 @@ def build(cls, **kwargs):
     encoder = keras.Sequential(
         [keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(6, activation="tanh")]
     )
-    model = cls(encoder, projection_dim=3, **kwargs)
-    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    if cls is DINO:
+        model = cls(encoder, out_dim=5, hidden_dim=4, bottleneck_dim=3, **kwargs)
+        # Unit-scale head weights (the 0.02-std init leaves a tiny bottleneck whose normalisation is steep).
+        rng = np.random.default_rng(1)
+        for student, teacher in zip(model.head.weights, model.teacher_head.weights):
+            teacher.assign(student.assign(rng.normal(size=student.shape)))
+    else:
+        model = cls(encoder, projection_dim=3, **kwargs)
+    model.compile(optimizer=keras.optimizers.SGD(0.5 if cls is not DINO else 0.1))
     return model
 
 
@@ -82,6 +91,9 @@ def main():
         if initial_target:
             result[name]["max_target_difference"] = max_difference(target_weights(single), target_weights(mirrored))
             result[name]["max_target_movement"] = max_difference(target_weights(single), initial_target)
+        if cls is DINO:
+            result[name]["max_center_difference"] = float(np.max(np.abs(single.center.numpy() - mirrored.center)))
+            result[name]["max_center_movement"] = float(np.max(np.abs(single.center.numpy())))
     print("RESULT " + json.dumps(result))
 
 

@@ -91,4 +91,4 @@ class NonContrastiveTest(TestCase):
                 model.fit(pairs_dataset(v1[:1], v2[:1], 4), verbose=0)
 
     # The MirroredStrategy check (a step on 2 replicas equals one on one device) runs in the probe shared
-    # with SimSiam and BYOL: tests/models/test_simsiam_and_byol.py.
+    # with SimSiam, BYOL and DINO: tests/models/test_simsiam_and_byol.py.

@@ -194,12 +194,12 @@ class SimSiamAndBYOLTest(TestCase):
             self.assertRaisesValueError(["two views", "3 tensors"], model.fit, (v1, v1, v1), batch_size=4, verbose=0)
 
     def test_step_under_mirrored_strategy_equals_single_device(self):
-        # One probe process for the four two-view models without negatives (it starts TensorFlow with
+        # One probe process for the five two-view models without negatives (it starts TensorFlow with
         # two logical CPUs): a step on a global batch of 8 split 4 + 4 equals the step on one device.
         # SimSiam and BYOL keep their default BatchNorm heads (synchronized in the strategy's scope);
         # BYOL's target network, moved by the EMA after the step, must agree as well.
         result = run_probe(os.path.join(HERE, "_two_view_distributed_probe.py"))
-        self.assertEqual(sorted(result), ["barlow_twins", "byol", "simsiam", "vicreg"])
+        self.assertEqual(sorted(result), ["barlow_twins", "byol", "dino", "simsiam", "vicreg"])
         for name, case in result.items():
             self.assertEqual(case["replicas"], 2)
             self.assertLess(case["max_weight_difference"], 1e-5, name)
@@ -207,3 +207,8 @@ class SimSiamAndBYOLTest(TestCase):
             self.assertAlmostEqual(case["mirrored_loss"], case["single_loss"], places=4, msg=name)
         self.assertLess(result["byol"]["max_target_difference"], 1e-5)
         self.assertGreater(result["byol"]["max_target_movement"], 1e-3)
+        # DINO: the centre follows the GLOBAL batch mean.
+        dino = result["dino"]
+        self.assertLess(dino["max_center_difference"], 1e-6)
+        self.assertGreater(dino["max_center_movement"], 1e-2)
+        self.assertAlmostEqual(dino["mirrored_loss"], dino["single_loss"], places=5)

@@ -194,11 +194,88 @@ class DistillTest(TestCase):
             feature_layers={"features": "hidden"},
         )
         self.assertRaisesValueError(
-            ["`feature_layers` must pair layers whose outputs have the same shape", "(5,)", "(2,)"],
+            ["`feature_layers` must pair layers whose outputs have the same shape", "(5,)", "(2,)", "'auto'"],
             recipes.distill,
             teacher,
             mlp(hidden=2),
             feature_layers={"features": "features"},
+            feature_projection=False,
+        )
+        folded = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(6), keras.layers.Reshape((2, 3), name="features")]
+            + [keras.layers.Flatten(), keras.layers.Dense(3)]
+        )
+        self.assertRaisesValueError(
+            ["up to the last axis", "(5,)", "(2, 3)", "same spatial size"],
+            recipes.distill,
+            teacher,
+            folded,
+            feature_layers=FEATURES,
+        )
+        self.assertRaisesValueError(
+            ["`feature_projection`", "'yes'"], recipes.distill, teacher, student, feature_projection="yes"
         )
         self.assertRaisesValueError("`student` must return logits", recipes.distill, teacher, mlp(activation="softmax"))
         self.assertRaisesValueError("`teacher` must be a keras.Model", recipes.distill, "teacher", student)
+
+
+class ProjectedFeaturesTest(TestCase):
+    """Features of different widths (teacher 5, student 2): a learned Dense map, FitNets' regressor."""
+
+    def build(self, **kwargs):
+        keras.utils.set_random_seed(1)
+        teacher, student = mlp(hidden=5, name="teacher"), mlp(hidden=2, name="student")
+        distiller = recipes.distill(teacher, student, feature_layers=FEATURES, **kwargs)
+        distiller.compile(optimizer=keras.optimizers.Adam(0.05))
+        return teacher, student, distiller
+
+    def test_loss_and_projection_gradient_match_numpy(self):
+        teacher, student, distiller = self.build(temperature=2.0, alpha=0.3, feature_weight=0.7)
+        (projection,) = distiller.feature_projections
+        self.assertIsInstance(distiller.distillation_losses[1], losses.ProjectedFeatureDistillation)
+        kernel = RNG.normal(size=(2, 5)).astype("float32")
+        bias = RNG.normal(size=5).astype("float32")
+        projection.set_weights([kernel, bias])
+        t_feat, s_feat = np.float64(features_of(teacher, X)), np.float64(features_of(student, X))
+        projected = s_feat @ kernel + bias
+        with tf.GradientTape() as tape:
+            loss = distiller.compute_loss(X, Y, y_pred=student(X))
+        expected = reference_loss(teacher(X).numpy(), student(X).numpy(), Y, 2.0, 0.3, t_feat, projected, 0.7)
+        self.assertAllClose(loss, expected, atol=1e-5, rtol=1e-5)
+        # d loss / d W = (1 - alpha) * w * 2 / (N * D) * s^T (s W + b - t)
+        grad_kernel, grad_bias = tape.gradient(loss, [projection.kernel, projection.bias])
+        scale = 0.7 * 0.7 * 2 / t_feat.size
+        self.assertAllClose(grad_kernel, scale * s_feat.T @ (projected - t_feat), atol=1e-5, rtol=1e-4)
+        self.assertAllClose(grad_bias, scale * (projected - t_feat).sum(axis=0), atol=1e-5, rtol=1e-4)
+
+    def test_projection_trains_with_the_student_and_round_trips(self):
+        teacher, student, distiller = self.build()
+        self.assertEqual(len(distiller.trainable_weights), len(student.trainable_weights) + 2)
+        (projection,) = distiller.feature_projections
+        before = [w.copy() for w in projection.get_weights()]
+        self.run_fit_test(distiller, tf.data.Dataset.from_tensor_slices((X, Y)).batch(6), steps=2, frozen=[teacher])
+        for a, b in zip(before, projection.get_weights()):
+            self.assertGreater(np.abs(a - b).max(), 0)
+        self.assertNotIn(projection.kernel.path, [w.path for w in student.weights])  # the student stays plain
+        reloaded = self.run_serialization_test(distiller, X)
+        for a, b in zip(projection.get_weights(), reloaded.feature_projections[0].get_weights()):
+            self.assertAllClose(b, a, atol=0, rtol=0)
+        expected = float(distiller.compute_loss(X, Y, y_pred=distiller(X)))
+        self.assertAllClose(reloaded.compute_loss(X, Y, y_pred=reloaded(X)), expected, atol=1e-6)
+        reloaded.fit(X, Y, batch_size=6, epochs=1, verbose=0)
+        self.assertEqual(int(reloaded.optimizer.iterations), 4)
+
+    def test_equal_widths_project_only_when_asked(self):
+        for projection, expected in (
+            ("auto", keras.distillation.FeatureDistillation),
+            (True, losses.ProjectedFeatureDistillation),
+        ):
+            distiller = recipes.distill(mlp(), mlp(), feature_layers=FEATURES, feature_projection=projection)
+            self.assertIs(type(distiller.distillation_losses[1]), expected)
+            self.assertEqual(len(distiller.feature_projections), int(projection is True))
+
+    def test_mixed_float16_step(self):
+        distiller, _ = self.run_mixed_precision_test(lambda: self.build()[2], X, Y, batch_size=6, steps=2)
+        self.assertEqual(distiller.feature_projections[0].compute_dtype, "float32")
+        loss = distiller.compute_loss(X, Y, y_pred=distiller.student(X))
+        self.assertEqual(keras.backend.standardize_dtype(loss.dtype), "float32")

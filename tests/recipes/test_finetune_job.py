@@ -55,6 +55,40 @@ class FinetuneJobTest(TestCase):
         )
         self.assertRaisesValueError(["`image_size`", "image_size=0"], finetune_folder, folder, image_size=0)
         self.assertRaisesValueError(["`data`", "no images"], finetune_folder, folder, backbone="simple_cnn")
+        self.assertRaisesValueError(
+            ["`mixed_precision`", "float16"], finetune_folder, folder, mixed_precision="float16"
+        )
+        self.assertRaisesValueError(["`jit_compile`", "'on'"], finetune_folder, folder, jit_compile="on")
+
+    def test_mixed_precision(self):
+        data = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
+        export = os.path.join(self.get_temp_dir(), "export")
+        before = keras.config.dtype_policy().name
+        model, summary = finetune_folder(
+            data, backbone="simple_cnn", image_size=8, epochs=1, batch_size=4, export=export, verbose=0,
+            mixed_precision="mixed_bfloat16",
+        )  # fmt: skip
+        self.assertEqual(keras.config.dtype_policy().name, before)  # the global policy is restored
+        backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+        conv = next(layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D))
+        self.assertEqual((conv.compute_dtype, conv.variable_dtype), ("bfloat16", "float32"))
+        self.assertTrue(np.isfinite(summary["validation"]["loss"]))
+        x = np.random.default_rng(3).uniform(0, 255, (3, 8, 8, 3)).astype("float32")
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(export)  # keep a reference: its variables live on it
+        scores = loaded.serve(tf.constant(x))["scores"].numpy()
+        self.assertEqual(scores.dtype, np.float32)  # float32 head
+        self.assertAllClose(scores, model.predict(x, verbose=0), atol=1e-5)
+
+    def test_jit_compile_reaches_compile(self):
+        data = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
+        for jit_compile in (True, False):
+            model, _ = finetune_folder(
+                data, backbone="simple_cnn", image_size=8, epochs=0, validation_split=0, verbose=0,
+                jit_compile=jit_compile,
+            )  # fmt: skip
+            self.assertEqual(model.jit_compile, jit_compile)
 
 
 class OutputPathTest(TestCase):
