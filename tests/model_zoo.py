@@ -172,12 +172,62 @@ def _next_sentence():
     return Entry(model, x, y, 4, lambda n: pairs(n, 1)[0])
 
 
+def features(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 5)).astype("float32")
+
+
+def _tent():
+    # LayerNormalization (norm_layers="all"): a BatchNorm TENT normalises with the batch's own
+    # moments and refuses batches of one, which the serving check sends.
+    classifier = keras.Sequential(
+        [keras.Input((5,)), keras.layers.Dense(4), keras.layers.LayerNormalization(), keras.layers.Dense(3)]
+    )
+    model = kt.models.TENT(classifier, norm_layers="all")
+    model.compile(keras.optimizers.Adam(1e-2))
+    return Entry(model, features(8), None, 4, lambda n: features(n, seed=1))
+
+
+def _labelled_classifier(head_activation=None):
+    return keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(4, activation="tanh", name="features"),
+            keras.layers.Dense(3, activation=head_activation, name="head"),
+        ]
+    )
+
+
+def _anchored():
+    classifier = _labelled_classifier()
+    fisher = [np.random.default_rng(2).uniform(0.5, 2.0, v.shape).astype("float32") for v in classifier.weights[:2]]
+    model = kt.models.AnchoredFineTuning(classifier, "ewc", alpha=0.5, beta=0.1, fisher=fisher)
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return Entry(model, features(8), np.arange(8) % 3, 4, lambda n: features(n, seed=1))
+
+
+def _learning_without_forgetting():
+    source = _labelled_classifier("softmax")
+    classifier = kt.recipes.replace_head(source, 2, activation=None)
+    model = kt.models.LearningWithoutForgetting(classifier, source.get_layer("head"))
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return Entry(model, features(8), np.arange(8) % 2, 4, lambda n: features(n, seed=1))
+
+
+def _distiller():
+    teacher, student = _labelled_classifier(), _labelled_classifier()
+    model = kt.models.KnowledgeDistiller(teacher, student, kt.losses.SoftTargetDistillation(2.0))
+    model.compile(keras.optimizers.Adam(1e-3))
+    return Entry(model, features(8), np.arange(8) % 3, 4, lambda n: features(n, seed=1))
+
+
 BUILDERS = {
     "classifier": _classifier,
     "SimCLR": lambda: _pairs_model(kt.models.SimCLR),
     "MoCo": lambda: _pairs_model(kt.models.MoCo, queue_size=16, bn_splits=1, seed=3),
     "SimSiam": lambda: _pairs_model(kt.models.SimSiam),
     "BYOL": lambda: _pairs_model(kt.models.BYOL, total_steps=8),
+    "BarlowTwins": lambda: _pairs_model(kt.models.BarlowTwins, redundancy_weight=0.25),
+    "VICReg": lambda: _pairs_model(kt.models.VICReg),
     "DINO": _dino,
     "RotationPrediction": lambda: _pretext(kt.models.RotationPrediction),
     "DenoisingAutoencoder": lambda: _pretext(kt.models.DenoisingAutoencoder, decoder_hidden_dim=8, seed=3),
@@ -198,6 +248,10 @@ BUILDERS = {
     "MultiTaskModel": _multi_task,
     "MaskedLanguageModel": _masked_language_model,
     "MaskedLanguageModelNSP": _next_sentence,
+    "TENT": _tent,
+    "AnchoredFineTuning": _anchored,
+    "LearningWithoutForgetting": _learning_without_forgetting,
+    "KnowledgeDistiller": _distiller,
 }
 
 NAMES = tuple(BUILDERS)

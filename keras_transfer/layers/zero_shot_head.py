@@ -1,8 +1,9 @@
 """The zero-shot classification head of CLIP: cosine similarity to class text embeddings.
 
-`probabilities = softmax(logit_scale * normalize(image_embedding) @ C^T)`,
-where row k of `C` is the (prompt-ensembled, unit-norm) text embedding of
-class k. `C` is a trainable weight: fine-tuning the zero-shot classifier
+`logits = logit_scale * normalize(image_embedding) @ C^T + logit_bias`, where
+row k of `C` is the (prompt-ensembled, unit-norm) text embedding of class k;
+`probabilities = softmax(logits)` (CLIP), or `sigmoid(logits)` (SigLIP: one
+independent probability per class). `C` is a trainable weight: fine-tuning the zero-shot classifier
 starts from the zero-shot head (as WiSE-FT does); freeze the layer to keep it.
 Computed in float32 under any dtype policy.
 """
@@ -21,9 +22,13 @@ class ZeroShotHead(keras.layers.Layer):
     """CLIP's zero-shot classifier: cosine similarity to class text embeddings.
 
     Image embeddings `(batch, embedding_dim)` -> class probabilities (or logits)
-    `(batch, num_classes)`: `softmax(logit_scale * normalize(x) @ C^T)`, where row
-    k of the trainable weight `C` is the unit-norm text embedding of class k.
-    Computed in float32 under any dtype policy.
+    `(batch, num_classes)`: `activation(logit_scale * normalize(x) @ C^T + logit_bias)`,
+    where row k of the trainable weight `C` is the unit-norm text embedding of class k.
+    With `activation="softmax"` (CLIP) the probabilities sum to one over the classes;
+    with `"sigmoid"` (a SigLIP-trained model, whose loss makes every image-text pair
+    an independent binary decision) each class gets its own probability
+    `sigmoid(t * cos + b)` with the model's learned temperature `t` and bias `b`,
+    and they need not sum to one. Computed in float32 under any dtype policy.
 
     Args:
         num_classes: number of classes.
@@ -34,17 +39,29 @@ class ZeroShotHead(keras.layers.Layer):
             (for readers of the model).
         class_embeddings: optional `(num_classes, embedding_dim)` initial value
             of `C` (rows should be unit-norm); default Glorot-uniform.
-        output: "probabilities" (softmax) or "logits".
+        output: "probabilities" (after `activation`) or "logits".
+        activation: "softmax" (CLIP's zero-shot classifier) or "sigmoid" (SigLIP's
+            per-class probabilities).
+        logit_bias: a finite number added to the logits (SigLIP's learned bias `b`;
+            no effect on softmax probabilities).
         **kwargs: base `Layer` arguments (`name`, `dtype`, ...).
 
     Raises:
         ValueError: if a size is not positive, `logit_scale` is not positive,
-            `output` is unknown, or `class_names` / `class_embeddings` do not
-            match `num_classes` and `embedding_dim`.
+            `logit_bias` is not finite, `output` or `activation` is unknown, or
+            `class_names` / `class_embeddings` do not match `num_classes` and
+            `embedding_dim`.
+
+    Call arguments:
+        image_embeddings: `(batch, embedding_dim)` image embeddings (any norm).
+
+    Returns:
+        `(batch, num_classes)` float32 probabilities or logits.
 
     Reference:
         Radford et al., "Learning Transferable Visual Models From Natural
-        Language Supervision", ICML 2021.
+        Language Supervision", ICML 2021; Zhai, Mustafa, Kolesnikov & Beyer,
+        "Sigmoid Loss for Language Image Pre-Training", ICCV 2023 (sigmoid).
 
     Example:
 
@@ -53,6 +70,11 @@ class ZeroShotHead(keras.layers.Layer):
     ...     class_embeddings=np.eye(2, 3), output="logits")
     >>> head(np.array([[2.0, 0.0, 0.0]], "float32")).numpy()
     array([[10.,  0.]], dtype=float32)
+    >>> siglip = keras_transfer.layers.ZeroShotHead(
+    ...     num_classes=2, embedding_dim=3, logit_scale=10.0, logit_bias=-5.0,
+    ...     class_embeddings=np.eye(2, 3), activation="sigmoid")
+    >>> siglip(np.array([[2.0, 0.0, 0.0]], "float32")).numpy().round(4)  # sigmoid(5), sigmoid(-5)
+    array([[0.9933, 0.0067]], dtype=float32)
     """
 
     def __init__(
@@ -63,6 +85,8 @@ class ZeroShotHead(keras.layers.Layer):
         class_names=None,
         class_embeddings=None,
         output="probabilities",
+        activation="softmax",
+        logit_bias=0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,6 +94,10 @@ class ZeroShotHead(keras.layers.Layer):
         self.embedding_dim = validation.check_positive_int("embedding_dim", embedding_dim)
         self.logit_scale = validation.check_positive_float("logit_scale", logit_scale)
         self.output_mode = validation.check_one_of("output", output, ("probabilities", "logits"))
+        self.activation = validation.check_one_of(
+            "activation", activation, ("softmax", "sigmoid"), "Use 'sigmoid' for a SigLIP-trained CLIP"
+        )
+        self.logit_bias = validation.check_finite_float("logit_bias", logit_bias, "SigLIP's is `clip.logit_bias`")
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         if self.class_names is not None and len(self.class_names) != self.num_classes:
             raise ValueError(
@@ -106,8 +134,10 @@ class ZeroShotHead(keras.layers.Layer):
         dtype = compute_dtype(image_embeddings)  # float32, or float64 for float64 inputs
         image = l2_normalize(ops.cast(image_embeddings, dtype))
         classes = ops.cast(self.class_embeddings, dtype)
-        logits = self.logit_scale * ops.matmul(image, ops.transpose(classes))
-        return ops.softmax(logits, axis=-1) if self.output_mode == "probabilities" else logits
+        logits = self.logit_scale * ops.matmul(image, ops.transpose(classes)) + self.logit_bias
+        if self.output_mode == "logits":
+            return logits
+        return ops.sigmoid(logits) if self.activation == "sigmoid" else ops.softmax(logits, axis=-1)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_classes)
@@ -124,6 +154,8 @@ class ZeroShotHead(keras.layers.Layer):
                 "logit_scale": self.logit_scale,
                 "class_names": self.class_names,
                 "output": self.output_mode,
+                "activation": self.activation,
+                "logit_bias": self.logit_bias,
             }
         )
         return config

@@ -1,6 +1,7 @@
 """Private base of the two-view models with a predictor and no negatives (SimSiam, BYOL)."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models._contrastive_utils import TwoViewPretext
@@ -14,14 +15,20 @@ from keras_transfer.utils.validation import check_positive_int
 
 def batch_norm_mlp(input_dim, hidden_dim, output_dim, name, output_bn=False):
     """`Dense(hidden) -> BatchNorm -> ReLU -> Dense(output)` (then BatchNorm if `output_bn`, SimSiam's
-    projector), the papers' projector / predictor block."""
+    projector), the papers' projector / predictor block.
+
+    Built in the scope of a strategy with several replicas, the BatchNorm layers are synchronized:
+    their statistics span the global batch (the papers' SyncBN), so a step on R replicas equals a
+    step on one device. On one device they are Keras's plain BatchNormalization (its exact moments;
+    the synchronized moments are computed as E[x^2] - E[x]^2)."""
+    synchronized = keras.backend.backend() == "tensorflow" and tf.distribute.get_strategy().num_replicas_in_sync > 1
     inputs = keras.Input((input_dim,))
     h = keras.layers.Dense(hidden_dim, use_bias=False, name="hidden")(inputs)
-    h = keras.layers.BatchNormalization(name="hidden_bn")(h)
+    h = keras.layers.BatchNormalization(synchronized=synchronized, name="hidden_bn")(h)
     h = keras.layers.ReLU()(h)
     outputs = keras.layers.Dense(output_dim, use_bias=not output_bn, name="output")(h)
     if output_bn:
-        outputs = keras.layers.BatchNormalization(name="output_bn")(outputs)
+        outputs = keras.layers.BatchNormalization(synchronized=synchronized, name="output_bn")(outputs)
     return keras.Model(inputs, outputs, name=name)
 
 

@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from keras_transfer.models._serving import ExportsDeclaredInputs
+from keras_transfer.models._serving import float32_outputs
 from keras_transfer.models._serving import input_spec_like
 from keras_transfer.models._train_step_model import TrainStepModel
 from keras_transfer.utils import validation
@@ -158,7 +159,7 @@ class AnchoredFineTuning(ExportsDeclaredInputs, TrainStepModel):
         )
 
     def call(self, inputs, training=False):
-        return self.classifier(inputs, training=training)
+        return float32_outputs(self.classifier(inputs, training=training))
 
     def serving_input_signature(self):
         """`export()`'s input: the classifier's declared inputs.

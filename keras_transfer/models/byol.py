@@ -31,7 +31,9 @@ class BYOL(PredictivePretext):
     target's BatchNorm moving statistics come from its own forward passes (training-mode
     batch statistics in training), as MoCo's key encoder. The target network is made of
     model weights and the schedule reads the optimizer's step, so a `.keras` file saved
-    mid-training resumes exactly.
+    mid-training resumes exactly. Under `tf.distribute` the loss is the global-batch mean
+    and the default heads built in the strategy's scope use synchronized BatchNorm (as
+    `SimSiam`): a step on R replicas, target update included, equals one on one device.
 
     `call(x)` (so `predict`, `export`) returns the online encoder's representation `f(x)`.
     Metrics: `loss` (0 at best, at most 8) and `projection_std` (see `SimSiam`); NaN for

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_transfer.models._serving import float32_outputs
+
 
 @keras.saving.register_keras_serializable(package="keras_transfer")
 class KnowledgeDistiller(keras.distillation.Distiller):
@@ -10,7 +12,7 @@ class KnowledgeDistiller(keras.distillation.Distiller):
     The training objective, `call` (the student's outputs) and the teacher freezing
     are Keras's: `loss = student_loss_weight * hard_loss(y, student(x)) +
     (1 - student_loss_weight) * sum_i weight_i * distillation_loss_i`, the hard-label
-    term left out when `fit` gets no `y`. Four additions:
+    term left out when `fit` gets no `y`. Five additions:
 
     - `fit(x)` without labels also works when `compile` was given metrics (they are
       left out of the logs of unlabelled batches; Keras's `Distiller` fails there);
@@ -20,7 +22,8 @@ class KnowledgeDistiller(keras.distillation.Distiller):
       reloaded distiller is compiled and can go on training. Keras's `Distiller`
       reloads uncompiled and its `fit` then fails on the missing student loss;
     - the projections of `ProjectedFeatureDistillation` losses (features of different
-      widths) are tracked (`feature_projections`): trained with the student and saved.
+      widths) are tracked (`feature_projections`): trained with the student and saved;
+    - under a mixed-precision policy, `call` / `predict` / `export()` return float32.
 
     Build one with `keras_transfer.recipes.distill`. Keras's `Distiller` ignores
     `sample_weight`.
@@ -81,6 +84,10 @@ class KnowledgeDistiller(keras.distillation.Distiller):
         )
         # Learned feature projections (ProjectedFeatureDistillation) train with the student and are saved.
         self.feature_projections = [loss.projection for loss in self.distillation_losses if hasattr(loss, "projection")]
+
+    def call(self, inputs, training=None, **kwargs):
+        """The student's outputs, half-precision ones (mixed precision) cast to float32."""
+        return float32_outputs(super().call(inputs, training=training, **kwargs))
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Keras's `Distiller.compile`; `loss=None` is sparse categorical cross-entropy on logits."""

@@ -16,7 +16,10 @@ class SimSiam(PredictivePretext):
     `z = g(f(view))`, `p = h(z)` for each view, and `keras_transfer.losses.simsiam_loss`
     `D(p1, stopgrad(z2)) / 2 + D(p2, stopgrad(z1)) / 2` with `D = -cos`. One set of
     weights; the stop-gradient is what prevents collapse. Under `tf.distribute` the loss
-    is the global-batch mean (BatchNorm statistics stay per replica).
+    is the global-batch mean, and the default heads built in the strategy's scope use
+    synchronized BatchNorm (global-batch statistics, the paper's SyncBN), so a step on R
+    replicas equals a step on one device (an encoder's own BatchNorm stays per replica
+    unless built with `synchronized=True`).
 
     `call(x)` (so `predict`, `export`) returns the encoder's representation `h = f(x)`.
     Metrics: `loss` (-1 at best) and `projection_std`, the per-dimension standard

@@ -3,7 +3,9 @@
 Each class name is written into every prompt template ("a photo of the number
 {}"), the prompts are embedded by the text tower, unit-normalised, averaged per
 class (prompt ensembling) and re-normalised; an image is assigned the class
-whose embedding has the largest cosine similarity. The result is a plain
+whose embedding has the largest cosine similarity. The probabilities are a
+softmax over the classes, or for a SigLIP-trained CLIP (Zhai et al., 2023) one
+sigmoid per class with the model's learned scale and bias. The result is a plain
 `keras.Model` image -> class probabilities (a `ZeroShotHead` on the image
 tower) that saves to `.keras` and exports to a SavedModel. Neither Keras nor
 keras-hub has a zero-shot builder; written here.
@@ -57,6 +59,17 @@ def _check_templates(templates):
                 f"'{{{{' and '}}}}'. Received: template={template!r} ({error})"
             ) from error
     return templates
+
+
+def _sigmoid_or_softmax(clip_model, activation, logit_bias):
+    """`(activation, logit_bias)` of the head, defaulting from the model's loss (SigLIP: sigmoid, its bias)."""
+    trained_bias = getattr(clip_model, "logit_bias", None)
+    if activation is None:
+        activation = "sigmoid" if getattr(clip_model, "loss_type", "clip") == "siglip" else "softmax"
+    validation.check_one_of("activation", activation, ("softmax", "sigmoid"), "None follows the model's loss")
+    if logit_bias is None:
+        logit_bias = 0.0 if trained_bias is None else float(ops.convert_to_numpy(trained_bias))
+    return activation, validation.check_finite_float("logit_bias", logit_bias, "None takes the model's")
 
 
 def _tokenize(tokenizer, prompts):
@@ -128,8 +141,16 @@ def build_zero_shot_classifier(
     logit_scale=None,
     output="probabilities",
     name="zero_shot_classifier",
+    activation=None,
+    logit_bias=None,
 ):
     """A `keras.Model` image -> class probabilities from a trained `CLIP`.
+
+    The probabilities are `softmax(t * cos)` over the classes for a CLIP trained
+    with its contrastive loss, and `sigmoid(t * cos + b)` per class (independent,
+    not summing to one) for one trained with `loss_type="siglip"`, with the model's
+    learned scale `t` and bias `b`: the probability the SigLIP loss was trained to
+    give an image-text pair of matching.
 
     Args:
         clip_model: a trained `keras_transfer.models.CLIP`.
@@ -140,6 +161,10 @@ def build_zero_shot_classifier(
         logit_scale: multiplier on cosine similarities; default: the model's learned one.
         output: "probabilities" or "logits".
         name: the name of the returned model.
+        activation: "softmax" or "sigmoid"; default: "sigmoid" for a model trained
+            with `loss_type="siglip"`, else "softmax".
+        logit_bias: a number added to the logits; default: the SigLIP model's learned
+            `logit_bias`, 0 for a CLIP-loss model.
 
     Returns:
         A functional `keras.Model` sharing the image tower's layers with `clip_model`,
@@ -147,12 +172,14 @@ def build_zero_shot_classifier(
 
     Raises:
         ValueError: if the class names or templates are invalid (see
-            `class_text_embeddings`), or `image_shape` is None and the image encoder
+            `class_text_embeddings`), `activation` is not "softmax" or "sigmoid",
+            `logit_bias` is not finite, or `image_shape` is None and the image encoder
             has no defined input shape.
 
     Reference:
         Radford et al., "Learning Transferable Visual Models From Natural Language
-        Supervision", ICML 2021 (§3.1.2, zero-shot transfer).
+        Supervision", ICML 2021 (§3.1.2, zero-shot transfer); Zhai, Mustafa,
+        Kolesnikov & Beyer, "Sigmoid Loss for Language Image Pre-Training", ICCV 2023.
 
     Example:
 
@@ -171,6 +198,7 @@ def build_zero_shot_classifier(
     ['cat', 'dog', 'bird']
     """
     class_names = _check_names(class_names)
+    activation, logit_bias = _sigmoid_or_softmax(clip_model, activation, logit_bias)
     embeddings = class_text_embeddings(clip_model, class_names, templates, tokenizer)
     if image_shape is None:
         try:
@@ -191,6 +219,8 @@ def build_zero_shot_classifier(
         class_names=class_names,
         class_embeddings=embeddings,
         output=output,
+        activation=activation,
+        logit_bias=logit_bias,
         name="zero_shot_head",
     )(projected)
     return keras.Model(images, outputs, name=name)

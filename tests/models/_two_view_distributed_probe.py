@@ -1,6 +1,8 @@
-"""Run in a subprocess by test_barlow_twins_and_vicreg.py: one SGD step of BarlowTwins, VICReg and DINO
-on one device and under MirroredStrategy over two logical CPUs (global batch 8 = 4 + 4), from
-the same weights; prints the largest weight difference (and DINO's centre difference) as JSON."""
+"""Run in a subprocess by test_simsiam_and_byol.py: one SGD step of BarlowTwins, VICReg, SimSiam, BYOL
+and DINO on one device and under MirroredStrategy over two logical CPUs (global batch 8 = 4 + 4), from
+the same weights; prints the largest weight difference as JSON. SimSiam and BYOL keep their default
+heads (BatchNorm, synchronized when built in the strategy's scope); BYOL's target network, updated by
+EMA after the step, and DINO's centre are reported on their own."""
 
 import json
 import os
@@ -17,9 +19,22 @@ tf.config.set_logical_device_configuration(
 sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
 
+from keras_transfer.models import BYOL  # noqa: E402
 from keras_transfer.models import DINO  # noqa: E402
 from keras_transfer.models import BarlowTwins  # noqa: E402
+from keras_transfer.models import SimSiam  # noqa: E402
 from keras_transfer.models import VICReg  # noqa: E402
+
+CASES = (
+    ("barlow_twins", BarlowTwins, {"redundancy_weight": 0.2}),
+    ("vicreg", VICReg, {}),
+    # A predictor wider than the bottleneck's 1 unit: with one ReLU unit, half the predictions are
+    # exactly 0 and their normalisation's gradient is huge (both runs agree, but a step moves far).
+    ("simsiam", SimSiam, {"prediction_hidden_dim": 6}),
+    # A low momentum, so that the EMA moves the target visibly in one step.
+    ("byol", BYOL, {"momentum": 0.5}),
+    ("dino", DINO, {"center_momentum": 0.5}),
+)
 
 
 def build(cls, **kwargs):
@@ -39,6 +54,17 @@ def build(cls, **kwargs):
     return model
 
 
+def max_difference(a, b):
+    values = [[w.numpy() if hasattr(w, "numpy") else w for w in ws] for ws in (a, b)]
+    return max(float(np.max(np.abs(u - v))) for u, v in zip(*values))
+
+
+def target_weights(model):
+    if not isinstance(model, BYOL):
+        return []
+    return [w.numpy() for w in model.target_encoder.weights + model.target_projection_head.weights]
+
+
 def main():
     rng = np.random.default_rng(0)
     v1 = rng.normal(size=(8, 4, 4, 1)).astype("float32")
@@ -46,14 +72,10 @@ def main():
     data = tf.data.Dataset.from_tensor_slices(((v1, v2),)).batch(8)
     result = {}
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    models = (
-        ("barlow_twins", BarlowTwins, {"redundancy_weight": 0.2}),
-        ("vicreg", VICReg, {}),
-        ("dino", DINO, {"center_momentum": 0.5}),
-    )
-    for name, cls, kwargs in models:
+    for name, cls, kwargs in CASES:
         single = build(cls, **kwargs)
         initial = [w.numpy() for w in single.weights]
+        initial_target = target_weights(single)
         single_loss = single.fit(data, epochs=1, verbose=0).history["loss"][-1]
         with strategy.scope():
             mirrored = build(cls, **kwargs)
@@ -61,13 +83,14 @@ def main():
         mirrored_loss = mirrored.fit(data, epochs=1, verbose=0).history["loss"][-1]
         result[name] = {
             "replicas": strategy.num_replicas_in_sync,
-            "max_weight_difference": max(
-                float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(single.weights, mirrored.weights)
-            ),
-            "max_weight_movement": max(float(np.max(np.abs(a.numpy() - b))) for a, b in zip(single.weights, initial)),
+            "max_weight_difference": max_difference(single.weights, mirrored.weights),
+            "max_weight_movement": max_difference(single.weights, initial),
             "single_loss": float(single_loss),
             "mirrored_loss": float(mirrored_loss),
         }
+        if initial_target:
+            result[name]["max_target_difference"] = max_difference(target_weights(single), target_weights(mirrored))
+            result[name]["max_target_movement"] = max_difference(target_weights(single), initial_target)
         if cls is DINO:
             result[name]["max_center_difference"] = float(np.max(np.abs(single.center.numpy() - mirrored.center)))
             result[name]["max_center_movement"] = float(np.max(np.abs(single.center.numpy())))

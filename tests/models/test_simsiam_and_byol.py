@@ -1,6 +1,7 @@
 """SimSiam and BYOL: two-view pre-training with a predictor, on the shared `PredictivePretext` base."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -16,7 +17,9 @@ from tests.models.test_simclr import make_pairs
 from tests.models.test_simclr import nan_hiding_encoder
 from tests.models.test_simclr import pairs_dataset
 from tests.test_case import TestCase
+from tests.test_case import run_probe
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = {"simsiam": (SimSiam, {}), "byol": (BYOL, {"momentum": 0.9, "total_steps": 6})}
 
 
@@ -189,3 +192,23 @@ class SimSiamAndBYOLTest(TestCase):
             model = self.build(name)
             self.assertRaisesValueError(["no `augmenter`", "simclr_dataset"], model.fit, v1, batch_size=4, verbose=0)
             self.assertRaisesValueError(["two views", "3 tensors"], model.fit, (v1, v1, v1), batch_size=4, verbose=0)
+
+    def test_step_under_mirrored_strategy_equals_single_device(self):
+        # One probe process for the five two-view models without negatives (it starts TensorFlow with
+        # two logical CPUs): a step on a global batch of 8 split 4 + 4 equals the step on one device.
+        # SimSiam and BYOL keep their default BatchNorm heads (synchronized in the strategy's scope);
+        # BYOL's target network, moved by the EMA after the step, must agree as well.
+        result = run_probe(os.path.join(HERE, "_two_view_distributed_probe.py"))
+        self.assertEqual(sorted(result), ["barlow_twins", "byol", "dino", "simsiam", "vicreg"])
+        for name, case in result.items():
+            self.assertEqual(case["replicas"], 2)
+            self.assertLess(case["max_weight_difference"], 1e-5, name)
+            self.assertGreater(case["max_weight_movement"], 1e-3, name)  # not vacuous
+            self.assertAlmostEqual(case["mirrored_loss"], case["single_loss"], places=4, msg=name)
+        self.assertLess(result["byol"]["max_target_difference"], 1e-5)
+        self.assertGreater(result["byol"]["max_target_movement"], 1e-3)
+        # DINO: the centre follows the GLOBAL batch mean.
+        dino = result["dino"]
+        self.assertLess(dino["max_center_difference"], 1e-6)
+        self.assertGreater(dino["max_center_movement"], 1e-2)
+        self.assertAlmostEqual(dino["mirrored_loss"], dino["single_loss"], places=5)

@@ -17,7 +17,7 @@ NAMES = ["cat", "dog", "bird"]
 TEMPLATES = ["a photo of a {}", "a {} drawing", "{}"]
 
 
-def build(seed=0):
+def build(seed=0, **clip_kwargs):
     keras.utils.set_random_seed(seed)
     tokenizer = word_tokenizer(vocabulary=["a", "photo", "of", "drawing"] + NAMES, sequence_length=5)
     image_encoder = keras.Sequential(
@@ -25,7 +25,7 @@ def build(seed=0):
         name="image_encoder",
     )
     text_encoder = TextTransformerEncoder(tokenizer.vocabulary_size(), 5, embedding_dim=8, num_layers=1, num_heads=2)
-    clip = CLIP(image_encoder, text_encoder, projection_dim=6)
+    clip = CLIP(image_encoder, text_encoder, projection_dim=6, **clip_kwargs)
     return clip, tokenizer
 
 
@@ -61,6 +61,30 @@ class ZeroShotTest(TestCase):
         expected = softmax(self.clip.get_logit_scale() * image @ classes.T)
         self.assertAllClose(self.model.predict(self.images, verbose=0), expected, atol=1e-5)
         self.assertEqual(self.model.get_layer("zero_shot_head").class_names, NAMES)
+
+    def test_siglip_model_gives_per_class_sigmoid_probabilities(self):
+        clip, tokenizer = build(seed=1, loss_type="siglip", logit_scale_init=7.0, logit_bias_init=-2.5)
+        clip.logit_bias.assign(-1.75)  # as if trained: the head reads the current value
+        model = build_zero_shot_classifier(clip, NAMES, TEMPLATES, tokenizer)
+        head = model.get_layer("zero_shot_head")
+        self.assertEqual((head.activation, head.logit_bias), ("sigmoid", -1.75))
+        classes = np.float64(class_text_embeddings(clip, NAMES, TEMPLATES, tokenizer))
+        cosine = np.float64(clip.encode_images(self.images)) @ classes.T
+        expected = 1.0 / (1.0 + np.exp(-(clip.get_logit_scale() * cosine - 1.75)))
+        got = model.predict(self.images, verbose=0)
+        self.assertAllClose(got, expected, atol=1e-5)
+        self.assertNotAllClose(got.sum(1), np.ones(len(got)), atol=1e-2)
+        self.run_serialization_test(model, self.images)
+        self.run_export_test(model, self.images)
+        # Asked for explicitly: softmax over the classes, and another bias (logits t cos + b).
+        logits = build_zero_shot_classifier(
+            clip, NAMES, TEMPLATES, tokenizer, activation="softmax", logit_bias=0.5, output="logits"
+        )
+        self.assertEqual(logits.get_layer("zero_shot_head").activation, "softmax")
+        self.assertAllClose(logits.predict(self.images, verbose=0), clip.get_logit_scale() * cosine + 0.5, atol=1e-4)
+        # A CLIP-loss model keeps the softmax head, with no bias.
+        self.assertEqual(self.model.get_layer("zero_shot_head").get_config()["activation"], "softmax")
+        self.assertEqual(self.model.get_layer("zero_shot_head").logit_bias, 0.0)
 
     def test_serialization_export_and_image_bytes_endpoint(self):
         self.run_serialization_test(self.model, self.images)
@@ -124,6 +148,24 @@ class ZeroShotTest(TestCase):
             "`templates` must contain at least one", build_fn, self.clip, NAMES, [], self.tokenizer
         )
         self.assertRaisesValueError("`tokenizer` must be callable", build_fn, self.clip, NAMES, TEMPLATES, None)
+        self.assertRaisesValueError(
+            ["`activation` must be one of ['softmax', 'sigmoid']", "activation='siglip'"],
+            build_fn,
+            self.clip,
+            NAMES,
+            TEMPLATES,
+            self.tokenizer,
+            activation="siglip",
+        )
+        self.assertRaisesValueError(
+            "`logit_bias` must be a finite number",
+            build_fn,
+            self.clip,
+            NAMES,
+            TEMPLATES,
+            self.tokenizer,
+            logit_bias="b",
+        )
         self.assertRaisesValueError("`alpha` must be a number in [0, 1]", wise_ft, self.model, self.model, 1.5)
         other = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
         self.assertRaisesValueError("must have the same architecture", wise_ft, self.model, other)
