@@ -41,7 +41,7 @@ class CliTest(TestCase):
         with self.assertRaises(SystemExit):
             cli.main(["demo", "--sections", "nope"])
 
-    def test_finetune_folder_exports(self):
+    def test_finetune_folder_exports_then_overwrites(self):
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
         out = self.get_temp_dir()
         printed = io.StringIO()
@@ -57,6 +57,22 @@ class CliTest(TestCase):
         self.assertTrue(os.path.exists(os.path.join(out, "exp", "saved_model.pb")))
         with open(os.path.join(out, "exp", "class_names.txt")) as handle:
             self.assertEqual(handle.read().split(), ["class0", "class1", "class2"])
+
+        # A second run refuses to replace that export (checked before training), then --overwrite does.
+        export = os.path.join(out, "exp")
+        with open(os.path.join(export, "stale.txt"), "w") as handle:
+            handle.write("old")
+        small = _write_folder(os.path.join(self.get_temp_dir(), "small"), classes=2, per_class=4)
+        argv = ["finetune", "--data", small, "--export", export]
+        argv += "--backbone simple_cnn --epochs 1 --batch-size 4 --validation-split 0".split()
+        with mock.patch("sys.stderr", new=io.StringIO()) as err:
+            self.assertEqual(cli.main(argv), 2)
+        self.assertIn("--overwrite", err.getvalue())
+        self.assertIn("stale.txt", os.listdir(export))
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.assertEqual(cli.main(argv + ["--overwrite"]), 0)
+        self.assertNotIn("stale.txt", os.listdir(export))
+        self.assertIn("saved_model.pb", os.listdir(export))
 
     def test_finetune_errors_exit_2(self):
         self.assertEqual(cli.main(["finetune", "--data", "/nonexistent/folder"]), 2)
@@ -159,9 +175,14 @@ class CliStderrTest(TestCase):
                     "keras_transfer/__init__.py does not yet start cli.quiet_native_stderr() "
                     "before TensorFlow is imported, so the import-time lines still print"
                 )
+        script = _console_script()
+        if script is None:
+            self.skipTest("the keras-transfer console script is not installed (pip install -e .)")
+        # The user's whole path in one fresh process: train, then export.
         root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4, size=8)
+        export = os.path.join(self.get_temp_dir(), "exp")
         result = subprocess.run(
-            [_console_script(), "finetune", "--data", root]
+            [script, "finetune", "--data", root, "--export", export]
             + "--backbone simple_cnn --epochs 1 --batch-size 4 --validation-split 0".split(),
             capture_output=True,
             text=True,
@@ -170,6 +191,10 @@ class CliStderrTest(TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(result.stderr, "")
+        self.assertIn(f"exported: {export}", result.stdout)
+        self.assertTrue(os.path.exists(os.path.join(export, "saved_model.pb")))
+        with open(os.path.join(export, "class_names.txt")) as handle:
+            self.assertEqual(handle.read().split(), ["class0", "class1"])
 
 
 class CliErrorTest(TestCase):
@@ -223,35 +248,6 @@ class CliErrorTest(TestCase):
         )
         with mock.patch("sys.stderr", new=io.StringIO()), self.assertRaises(SystemExit):
             parser.parse_args(["finetune", "--data", "x", "--mixed-precision", "mixed_float16"])
-
-    def test_export_refused_then_overwritten(self):
-        root = _write_folder(os.path.join(self.get_temp_dir(), "imgs"), classes=2, per_class=4)
-        export = os.path.join(self.get_temp_dir(), "exp")
-        argv = [
-            "finetune",
-            "--data",
-            root,
-            "--backbone",
-            "simple_cnn",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--validation-split",
-            "0",
-            "--export",
-            export,
-        ]
-        self.assertEqual(cli.main(argv), 0)
-        with open(os.path.join(export, "stale.txt"), "w") as handle:
-            handle.write("old")
-        with mock.patch("sys.stderr", new=io.StringIO()) as err:
-            self.assertEqual(cli.main(argv), 2)
-        self.assertIn("--overwrite", err.getvalue())
-        self.assertIn("stale.txt", os.listdir(export))
-        self.assertEqual(cli.main(argv + ["--overwrite"]), 0)
-        self.assertNotIn("stale.txt", os.listdir(export))
-        self.assertIn("saved_model.pb", os.listdir(export))
 
 
 def _env_without_verbose():
