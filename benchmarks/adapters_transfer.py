@@ -318,6 +318,8 @@ def run_strong(args):
     methods = list(table) if args.methods == "all" else args.methods.split(";")
     if quick:  # simple_cnn has no conv with as many input as output channels: no per-channel adapters
         methods = [m for m in methods if not table[m][1].get("per_channel")]
+        if args.methods == "all":  # LoRA, DoRA and bottleneck adapters run in the scratch protocol's --quick
+            methods = [m for m in methods if table[m][0] in (None, "full", "bn_affine", "conv_series")]
     overrides = parse_lr_overrides(args.lrs)
 
     start = time.time()

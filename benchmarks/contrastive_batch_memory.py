@@ -6,7 +6,7 @@ examples per step; the towers' activations grow with the batch. `chunk_size`
 without their graphs, the loss's gradient with respect to the embeddings on the whole
 batch, then a chunked backward pass) bounds activation memory by one chunk's.
 
-Each (model, batch, chunk size) runs in its own process: build the model and the data,
+Each (model, batch, chunk size) runs in its own process (`--quick`: its two share one): build the model and the data,
 reset the process's peak resident memory (`/proc/self/clear_refs`), one warm-up step
 (tracing, the optimizer's variables), then `--steps` timed `train_on_batch` steps on
 synthetic data. Reported: the median of the timed steps and the peak resident memory of
@@ -54,8 +54,14 @@ def _image_tower(keras, size):
     )
 
 
-def worker(spec):
-    """One configuration, in this process: prints `RESULT {json}`."""
+def worker(specs):
+    """Each configuration of `specs` in turn, in this process: prints one `RESULT {json}` each."""
+    for spec in specs:
+        measure(spec)
+
+
+def measure(spec):
+    """One configuration: its peak memory above the memory before its steps, its step time, its loss."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
@@ -96,17 +102,17 @@ def worker(spec):
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run(spec):
+def run(specs):
+    """Runs `specs` in turn in one fresh process; returns one result (or `{"error": ...}`) per spec."""
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(specs)],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
-    if not lines:
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
-    return json.loads(lines[-1][len("RESULT ") :])
+    results = [json.loads(line[len("RESULT ") :]) for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    error = {"error": (out.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+    return results + [error] * (len(specs) - len(results))
 
 
 def main(argv=None):
@@ -126,16 +132,21 @@ def main(argv=None):
     if args.quick:
         args.batches, args.chunk_size, args.steps, args.image_size = [32], 16, 1, 16
         args.models = ["clip"]  # SimCLR's chunked step: tests/models/test_simclr.py
+    specs = [
+        {"model": model, "batch": batch, "chunk": chunk, "steps": args.steps, "image_size": args.image_size}
+        for model in args.models
+        for batch in args.batches
+        for chunk in (None, args.chunk_size)
+        if chunk is None or chunk < batch
+    ]
+    # One fresh process per configuration; --quick runs its two in one process (importing TensorFlow twice
+    # would double CI's time), each peak still measured from its own steps' start.
+    groups = [specs] if args.quick else [[spec] for spec in specs]
     results = {}
-    for model in args.models:
-        for batch in args.batches:
-            for chunk in (None, args.chunk_size):
-                if chunk is not None and chunk >= batch:
-                    continue
-                results[(model, batch, chunk)] = r = run(
-                    {"model": model, "batch": batch, "chunk": chunk, "steps": args.steps, "image_size": args.image_size}
-                )
-                print(f"{model} batch {batch} chunk {chunk}: {r}", flush=True)
+    for group in groups:
+        for spec, r in zip(group, run(group)):
+            results[(spec["model"], spec["batch"], spec["chunk"])] = r
+            print(f"{spec['model']} batch {spec['batch']} chunk {spec['chunk']}: {r}", flush=True)
     print(
         f"\nPeak memory of the training steps (resident, MiB, above the memory before them) and median step time "
         f"({args.steps} steps after a warm-up), plain vs chunk_size={args.chunk_size}:"

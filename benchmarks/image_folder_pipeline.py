@@ -262,7 +262,7 @@ def main(argv=None):
         for r in range(args.rounds):
             pipe.append(pipeline_round(root, args.image_size, ours_first=r % 2 == 0))
             for variant in args.variants[r % len(args.variants) :] + args.variants[: r % len(args.variants)]:
-                steps[variant].append(step_rate(args.backbone, args.image_size, 4 if args.quick else 20, variant))
+                steps[variant].append(step_rate(args.backbone, args.image_size, 1 if args.quick else 20, variant))
             order = ["job", "plain"] if r % 2 == 0 else ["plain", "job"]
             for side in order:
                 run = job if side == "job" else plain_keras_way

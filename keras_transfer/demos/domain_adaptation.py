@@ -72,7 +72,7 @@ def run(output_dir, quick=False):
     """Trains source-only and DANN on the moons (one seed), prints a table, writes a PNG."""
     os.makedirs(output_dir, exist_ok=True)
     data = load_moons(seed=0)
-    epochs = 250 if quick else 400
+    epochs = 150 if quick else 400  # quick: DANN beats source-only by > 0.15 on seeds 0-2
     rows = {}
     models = {}
     for name, adapt in (("source-only", False), ("DANN", True)):

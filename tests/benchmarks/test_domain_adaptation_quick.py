@@ -18,8 +18,19 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
             self.assertTrue(0.0 <= result["summary"][key]["mean"] <= 1.0)
         self.assertTrue(os.path.getsize(result["png"]) > 1000)
 
-    def test_digits(self):
-        result = domain_adaptation_digits.main(["--quick"])
+    def test_stroke_polarity(self):
+        digit = np.zeros((1, 4, 4, 1), "uint8")
+        digit[0, 1:3, 1:3] = 255
+        flat = np.full((1, 4, 4, 3), 1.0, "float32")
+        # |patch - digit|: a dark patch keeps the stroke bright, a bright one inverts it,
+        # a mid-grey one hides it.
+        blended = np.concatenate([np.abs(level * flat - np.repeat(digit, 3, -1)) for level in (40.0, 220.0, 128.0)])
+        groups = domain_adaptation_digits.stroke_polarity(np.repeat(digit, 3, 0), blended)
+        self.assertEqual(list(groups), ["normal", "inverted", "low contrast"])
+
+    def test_digits_thin_strokes_with_copies(self):
+        # One quick run serves every check of the table (the training is the same for either stroke set).
+        result = domain_adaptation_digits.main(["--quick", "--strokes", "thin", "--copies", "2", "--first-seed", "3"])
         self.assertEqual(
             sorted(result["mean"]),
             [
@@ -41,21 +52,6 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
         for groups in result["polarity"].values():
             for value in groups.values():
                 self.assertTrue(0.0 <= value <= 1.0)
-
-    def test_stroke_polarity(self):
-        digit = np.zeros((1, 4, 4, 1), "uint8")
-        digit[0, 1:3, 1:3] = 255
-        flat = np.full((1, 4, 4, 3), 1.0, "float32")
-        # |patch - digit|: a dark patch keeps the stroke bright, a bright one inverts it,
-        # a mid-grey one hides it.
-        blended = np.concatenate([np.abs(level * flat - np.repeat(digit, 3, -1)) for level in (40.0, 220.0, 128.0)])
-        groups = domain_adaptation_digits.stroke_polarity(np.repeat(digit, 3, 0), blended)
-        self.assertEqual(list(groups), ["normal", "inverted", "low contrast"])
-
-    def test_digits_thin_strokes_with_copies(self):
-        result = domain_adaptation_digits.main(["--quick", "--strokes", "thin", "--copies", "2", "--first-seed", "3"])
-        for value in result["mean"].values():
-            self.assertTrue(0.0 <= value <= 1.0)
         self.assertEqual(result["seeds"], [3])
         # Per seed, the gap closed is (method - source-only) / (target-only - source-only) of that seed.
         run = result["per_seed"][0]
@@ -78,6 +74,17 @@ class DomainAdaptationBenchmarksQuickTest(TestCase):
             domain_adaptation_digits.main(["--quick", "--first-seed", "-1"])
         with self.assertRaisesRegex(ValueError, "`--copies` must be at least 1. Received: copies=0"):
             domain_adaptation_digits.main(["--quick", "--copies", "0"])
+
+    def test_load_original_strokes(self):
+        # The default protocol's data (the quick run above uses thin strokes): --quick caps every set at 128.
+        (xs, ys), (xt, _), (xt_test, yt_test), (xs_test, ys_test), (xt_labelled, _) = domain_adaptation_digits.load(
+            16, quick=True
+        )
+        self.assertEqual((xs.shape, xt.shape, xt_test.shape, xs_test.shape), ((128, 16, 16, 3),) * 4)
+        self.assertEqual((len(ys), len(yt_test), len(ys_test)), (128, 128, 128))
+        self.assertIs(xt_labelled, xt)
+        self.assertAllClose(xs[..., 0], xs[..., 2])  # grey digits as RGB; the target is blended with photos
+        self.assertGreater(float(np.abs(xt.astype("float32") - xs).mean()), 10.0)
 
     def test_thin_strokes(self):
         from keras_transfer.datasets import digits as digits_lib
