@@ -205,12 +205,19 @@ class TestCase(unittest.TestCase):
         return message
 
     # ----------------------------------------------------------- model steps
-    def run_serialization_test(self, model, x, atol=1e-6, rtol=1e-6, compare_config=True):
-        """Saves to `.keras`, reloads WITHOUT custom_objects, compares outputs and weights."""
-        path = os.path.join(self.get_temp_dir(), "model.keras")
+    def run_serialization_test(self, model, x, atol=1e-6, rtol=1e-6, compare_config=True, export_reloaded=False):
+        """Saves to `.keras`, reloads WITHOUT custom_objects, compares outputs and weights.
+
+        With `export_reloaded=True` the reloaded model is exported straight away (nothing
+        called on it first, as users do) and its serving signature must answer as `predict`.
+        """
+        directory = self.get_temp_dir()
+        path = os.path.join(directory, "model.keras")
         expected = model.predict(x, verbose=0)
         model.save(path)
         reloaded = keras.saving.load_model(path)
+        if export_reloaded:
+            reloaded.export(os.path.join(directory, "after_reload"), verbose=False)
         self.assertEqual(type(reloaded), type(model))
         actual = reloaded.predict(x, verbose=0)
         tf.nest.map_structure(lambda a, b: self.assertAllClose(a, b, atol=atol, rtol=rtol), actual, expected)
@@ -222,6 +229,9 @@ class TestCase(unittest.TestCase):
                 keras.saving.serialize_keras_object(reloaded)["config"].keys(),
                 keras.saving.serialize_keras_object(model)["config"].keys(),
             )
+        if export_reloaded:
+            tolerance = {"atol": max(atol, 1e-5), "rtol": max(rtol, 1e-5)}  # as `run_export_test`
+            self.assertExportMatchesPredict(os.path.join(directory, "after_reload"), reloaded, x, **tolerance)
         return reloaded
 
     def run_export_test(self, model, x, atol=1e-5, rtol=1e-5):

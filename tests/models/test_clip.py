@@ -110,16 +110,28 @@ class CLIPTest(TestCase):
         reloaded = self.run_serialization_test(model, self.data)
         self.assertAlmostEqual(reloaded.get_logit_scale(), 30.0, places=3)
 
-    def test_export_straight_after_fit_and_reload_takes_int32_token_ids(self):
-        def build():
-            model = build_clip()
-            model.compile(optimizer="adam")
-            return model
-
+    def test_fit_alone_saves_reloads_and_exports_int32_token_ids(self):
+        # A model trained by `fit` alone (never called) saves, reloads and exports straight away;
+        # export straight after fit is checked in a fresh process by the model zoo
+        # (tests/serving/test_fresh_process_export.py).
+        model = build_clip()
+        model.compile(optimizer="adam")
+        model.fit(self.data, batch_size=4, epochs=1, verbose=0)
+        self.assertTrue(model.built)
         self.assertEqual(self.data["token_ids"].dtype, np.int32)
-        model, reloaded = self.run_fit_then_export_test(build, self.data, self.data, batch_size=8)
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        model.save(path)
+        reloaded = keras.saving.load_model(path)
         path = os.path.join(self.get_temp_dir(), "exported")
         reloaded.export(path, verbose=False)
+        self.assertExportMatchesPredict(path, reloaded, self.data)
+        self.assertEqual(reloaded.projection_dim, 6)
+        self.assertEqual(reloaded.get_config().keys(), model.get_config().keys())
+        for a, b in zip(model.weights, reloaded.weights, strict=True):
+            self.assertAllClose(b, a, atol=0, rtol=0, msg=a.path)
+        expected = model.predict(self.data, verbose=0)
+        for key, value in reloaded.predict(self.data, verbose=0).items():
+            self.assertAllClose(value, expected[key], msg=key)
         _, specs = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature
         self.assertEqual(specs["token_ids"].dtype, tf.int32)
         self.assertEqual(specs["images"].dtype, tf.float32)
@@ -218,29 +230,13 @@ class CLIPTest(TestCase):
         model.fit(self.data, batch_size=8, epochs=1, verbose=0)
         self.assertAllClose(model.get_logit_scale(), 100.0, atol=1e-3)
 
-    def test_model_trained_by_fit_alone_saves_and_reloads(self):
+    def test_mixed_precision_dtypes_and_clamped_scale(self):
+        # The step itself (finite logs, float32 outputs): the model zoo (tests/reliability/test_nan_and_precision.py).
+        keras.config.set_dtype_policy("mixed_float16")  # tearDown restores float32
         model = build_clip()
         model.compile(optimizer="adam")
-        model.fit(self.data, batch_size=4, epochs=1, verbose=0)
-        self.assertTrue(model.built)
-        self.run_serialization_test(model, self.data)
-
-    def test_serialization_and_export(self):
-        reloaded = self.run_serialization_test(self.model, self.data)
-        self.assertEqual(reloaded.projection_dim, 6)
-        self.run_export_test(self.model, self.data)
-
-    def test_mixed_precision_step(self):
-        def build():
-            model = build_clip()
-            model.compile(optimizer="adam")
-            return model
-
-        model, history = self.run_mixed_precision_test(build, self.data, batch_size=8)
         self.assertEqual(keras.backend.standardize_dtype(model.log_logit_scale.dtype), "float32")
         self.assertEqual(keras.backend.standardize_dtype(model.image_projection.compute_dtype), "float16")
-        out = model.predict(self.data, verbose=0)
-        self.assertEqual(out["image_embeddings"].dtype, np.float32)
         # A scale at its clamp does not overflow in float16 logits.
         model.log_logit_scale.assign(math.log(100.0))
         logs = model.evaluate(self.data, batch_size=8, verbose=0, return_dict=True)

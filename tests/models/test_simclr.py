@@ -128,28 +128,19 @@ class SimCLRTest(TestCase):
         result = model.evaluate(pairs_dataset(v1, v2, 4), verbose=0, return_dict=True)
         self.assertAllClose(result["loss"], expected, atol=1e-5, rtol=1e-5)
 
-    def test_fit_save_resume_export(self):
+    def test_fit_save_and_export_after_reload(self):
+        # Resume (BackupAndRestore, and fit on after a reload), export straight after fit and one
+        # mixed-precision step run for SimCLR in the model zoo (tests/reliability/test_resume.py,
+        # tests/serving/test_fresh_process_export.py, tests/reliability/test_nan_and_precision.py).
         model = self.build()
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 8)
         self.run_fit_test(model, data)
-        reloaded = self.run_serialization_test(model, v1)
+        reloaded = self.run_serialization_test(model, v1, export_reloaded=True)
         self.assertEqual(reloaded.optimizer.iterations.numpy(), model.optimizer.iterations.numpy())
-        # Resume continues identically (same data, no augmentation randomness).
-        model.fit(data, epochs=2, verbose=0)
-        reloaded.fit(data, epochs=2, verbose=0)
-        for a, b in zip(model.weights, reloaded.weights):
-            self.assertAllClose(b, a, atol=1e-6, rtol=1e-6, msg=a.path)
-        self.run_export_test(model, v1)
         features = model.predict(v1, verbose=0)
         self.assertAllClose(features, model.encoder.predict(v1, verbose=0))
         self.assertEqual(features.shape, (8, 4))
-
-    def test_export_straight_after_fit_and_after_reload(self):
-        # The order users take (README): fit, then export; nothing called in between.
-        v1, v2 = make_pairs(8)
-        model, _ = self.run_fit_then_export_test(self.build, pairs_dataset(v1, v2, 8), v1)
-        self.assertAllClose(model.predict(v1, verbose=0), model.encoder.predict(v1, verbose=0))
 
     def test_nan_is_reported_and_stops_training(self):
         # Before the fix the first batch logged a finite loss while the kernel was NaN, and
@@ -217,10 +208,12 @@ class SimCLRTest(TestCase):
         reloaded = keras.saving.load_model(self._save(model))
         self.assertEqual(reloaded.projection_head.output_shape, (None, 3))
 
-    def test_mixed_precision(self):
-        v1, v2 = make_pairs(8)
-        model, history = self.run_mixed_precision_test(lambda: self.build(temperature=0.05), pairs_dataset(v1, v2, 8))
+    def test_mixed_precision_dtypes(self):
+        # The mixed-precision step itself: the model zoo (tests/reliability/test_nan_and_precision.py).
+        keras.config.set_dtype_policy("mixed_float16")  # tearDown restores float32
+        model = self.build(temperature=0.05)
         self.assertEqual(model.encoder.compute_dtype, "float16")
+        self.assertEqual(model.projection_head.compute_dtype, "float16")
 
     def test_bad_arguments(self):
         encoder = make_encoder()
@@ -292,14 +285,13 @@ class SimCLRGradientCacheTest(TestCase):
         model, _ = self.run_mixed_precision_test(build, pairs_dataset(v1, v2, 8))
         self.assertIsInstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
 
-    def test_round_trip_export_and_bad_chunk_size(self):
+    def test_round_trip_and_bad_chunk_size(self):
         v1, v2 = make_pairs(8)
         model = SimCLR(make_encoder(), projection_dim=4, chunk_size=4)
         model.compile(optimizer="adam")
         model.fit(pairs_dataset(v1, v2, 8), epochs=1, verbose=0)
-        restored = self.run_serialization_test(model, v1)
+        restored = self.run_serialization_test(model, v1)  # serving ignores `chunk_size`: exported in the zoo
         self.assertEqual(restored.chunk_size, 4)
-        self.run_export_test(model, v1)
         self.assertRaisesValueError(["`chunk_size`", "chunk_size=0"], SimCLR, make_encoder(), chunk_size=0)
 
 
