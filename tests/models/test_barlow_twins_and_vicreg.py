@@ -47,8 +47,8 @@ class NonContrastiveTest(TestCase):
     def test_fit_save_and_export_after_reload(self):
         # The generic checks run for both models in the model zoo: a killed run resumed (and its
         # `.keras` file reloaded and fit on) ends as the uninterrupted run (tests/reliability/test_resume.py);
-        # export straight after fit (tests/serving/test_fresh_process_export.py); one mixed-precision
-        # step with float32 outputs (tests/reliability/test_nan_and_precision.py).
+        # export straight after fit (tests/reliability/test_resume.py); one mixed-precision
+        # step with float32 outputs (tests/reliability/test_mixed_precision.py; NaN: test_resume.py).
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 8)
         for name in MODELS:

@@ -58,7 +58,7 @@ class BlackBoxLearnerTest(TestCase):
             model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
             return model
 
-        # Export straight after fit: the model zoo (tests/serving/test_fresh_process_export.py).
+        # Export straight after fit: the model zoo (tests/reliability/test_resume.py).
         x, y = gaussian_episodes(8)
         self.assertEqual(x[1].dtype, np.int64)
         model = build()
@@ -78,7 +78,7 @@ class BlackBoxLearnerTest(TestCase):
 
     def test_terminate_on_nan_and_no_finite_metric_with_nan_weights(self):
         # Divergence (no NaN in the data). NaN inputs stop training at batch 0 for the class-wise
-        # model in the model zoo (tests/reliability/test_nan_and_precision.py); compiled metrics
+        # model in the model zoo (tests/reliability/test_mixed_precision.py; NaN: test_resume.py); compiled metrics
         # are NaN with NaN weights: tests/models/test_train_step_model.py.
         x, y = sinusoid_tasks(32, 5, 4, seed=2)
         model = self.build()

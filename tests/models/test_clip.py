@@ -113,7 +113,7 @@ class CLIPTest(TestCase):
     def test_fit_alone_saves_reloads_and_exports_int32_token_ids(self):
         # A model trained by `fit` alone (never called) saves, reloads and exports straight away;
         # export straight after fit is checked in a fresh process by the model zoo
-        # (tests/serving/test_fresh_process_export.py).
+        # (tests/reliability/test_resume.py).
         model = build_clip()
         model.compile(optimizer="adam")
         model.fit(self.data, batch_size=4, epochs=1, verbose=0)
@@ -231,7 +231,7 @@ class CLIPTest(TestCase):
         self.assertAllClose(model.get_logit_scale(), 100.0, atol=1e-3)
 
     def test_mixed_precision_dtypes_and_clamped_scale(self):
-        # The step itself (finite logs, float32 outputs): the model zoo (tests/reliability/test_nan_and_precision.py).
+        # The step itself (finite logs, float32 outputs): the model zoo (tests/reliability/test_mixed_precision.py).
         keras.config.set_dtype_policy("mixed_float16")  # tearDown restores float32
         model = build_clip()
         model.compile(optimizer="adam")

@@ -1,8 +1,8 @@
 """DINO: self-distillation with a momentum teacher, a centre and sharpened targets.
 
 NaN batches and the mixed_float16 step are checked for DINO by the zoo-wide tests
-(tests/reliability/test_nan_and_precision.py, entry "DINO" in tests/model_zoo.py), export after fit
-by tests/serving/test_fresh_process_export.py; the MirroredStrategy check (global-batch centre)
+(tests/reliability/test_mixed_precision.py; NaN: test_resume.py, entry "DINO" in tests/model_zoo.py), export after fit
+by tests/reliability/test_resume.py; the MirroredStrategy check (global-batch centre)
 runs in tests/models/_two_view_distributed_probe.py.
 """
 
@@ -117,7 +117,7 @@ class DINOTest(TestCase):
 
     def test_fit_save_resume(self):
         # export() straight after fit (and from a fresh process) runs for the zoo entry "DINO":
-        # tests/serving/test_fresh_process_export.py.
+        # tests/reliability/test_resume.py.
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 4)
         model = build(warmup_teacher_temperature=0.02, warmup_steps=3)

@@ -247,7 +247,7 @@ class MoCoTest(TestCase):
     def test_save_resume_and_export_after_reload(self):
         # BatchNorm key encoder shuffled over 2 splits: the queue and the seeded shuffle resume
         # identically after a reload. Export straight after fit: the model zoo
-        # (tests/serving/test_fresh_process_export.py).
+        # (tests/reliability/test_resume.py).
         model = self.build(encoder=make_bn_encoder(), bn_splits=2, seed=5)
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 4)

@@ -22,8 +22,8 @@ class PretextCommonTest(TestCase):
     def check_model(self, build):
         # The generic checks run for the three models in the model zoo: a killed run resumed (and its
         # `.keras` file reloaded and fit on) ends as the uninterrupted run (tests/reliability/test_resume.py);
-        # export straight after fit (tests/serving/test_fresh_process_export.py); mixed-precision steps
-        # with float32 outputs (tests/reliability/test_nan_and_precision.py).
+        # export straight after fit (tests/reliability/test_resume.py); mixed-precision steps
+        # with float32 outputs (tests/reliability/test_mixed_precision.py; NaN: test_resume.py).
         x = images(8)
         model = build()
         model.compile(optimizer=keras.optimizers.Adam(1e-2))

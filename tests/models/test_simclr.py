@@ -131,7 +131,7 @@ class SimCLRTest(TestCase):
     def test_fit_save_and_export_after_reload(self):
         # Resume (BackupAndRestore, and fit on after a reload), export straight after fit and one
         # mixed-precision step run for SimCLR in the model zoo (tests/reliability/test_resume.py,
-        # tests/serving/test_fresh_process_export.py, tests/reliability/test_nan_and_precision.py).
+        # tests/reliability/test_resume.py, tests/reliability/test_mixed_precision.py; NaN: test_resume.py).
         model = self.build()
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 8)
@@ -209,7 +209,7 @@ class SimCLRTest(TestCase):
         self.assertEqual(reloaded.projection_head.output_shape, (None, 3))
 
     def test_mixed_precision_dtypes(self):
-        # The mixed-precision step itself: the model zoo (tests/reliability/test_nan_and_precision.py).
+        # The mixed-precision step itself: the model zoo (tests/reliability/test_mixed_precision.py).
         keras.config.set_dtype_policy("mixed_float16")  # tearDown restores float32
         model = self.build(temperature=0.05)
         self.assertEqual(model.encoder.compute_dtype, "float16")

@@ -139,8 +139,8 @@ class SimSiamAndBYOLTest(TestCase):
         # The generic checks run for both models in the model zoo: a killed run resumed (and its
         # `.keras` file reloaded and fit on) ends as the uninterrupted run, the cosine schedule
         # included (tests/reliability/test_resume.py); export straight after fit
-        # (tests/serving/test_fresh_process_export.py); one mixed-precision step with float32
-        # outputs and NaN inputs under TerminateOnNaN (tests/reliability/test_nan_and_precision.py).
+        # (tests/reliability/test_resume.py); one mixed-precision step with float32
+        # outputs and NaN inputs under TerminateOnNaN (tests/reliability/test_mixed_precision.py; NaN: test_resume.py).
         v1, v2 = make_pairs(8)
         data = pairs_dataset(v1, v2, 4)
         for name in MODELS:
