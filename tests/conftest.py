@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -40,3 +42,53 @@ def pytest_collection_modifyitems(config, items):
     rest = [item for item in items if item not in first and item not in second]
     split = max(len(items) // 2 - len(first), 0)
     items[:] = first + rest[:split] + second + rest[split:]
+
+
+# Unit tests `fit` eagerly: tracing a tiny model's train step costs more than the few steps they take (about a
+# third of CI's time). The compiled path keeps its own tests: every model of the zoo trains, predicts and exports
+# compiled (tests/reliability/test_resume.py, mixed_float16 in test_mixed_precision.py); so do the tests below
+# (their paths, or names: export straight after fit, jit_compile, retracing, MirroredStrategy ...), the
+# subprocess ones (README, examples, CLI, benchmarks, demos, probes), tests that train for many steps and
+# those that check what only a trace does (static shapes in messages, graph-mode errors), marked
+# `@pytest.mark.compiled`, and any test passing `run_eagerly` itself.
+COMPILED_PATHS = (
+    "tests/reliability/test_resume.py",
+    "tests/reliability/test_dann_resume.py",
+    "tests/reliability/test_bad_inputs.py",
+    "tests/distribute/",
+    "tests/benchmarks/",
+    "tests/demos/",
+    "tests/test_cli.py",
+    "tests/test_examples.py",
+)
+COMPILED_NAMES = ("after_fit", "compile", "jit", "xla", "retrac", "trace", "graph", "mirrored", "strategy")
+
+
+def _runs_compiled(item):
+    name = item.name.lower()
+    return (
+        item.get_closest_marker("compiled") is not None
+        or item.nodeid.startswith(COMPILED_PATHS)
+        or any(word in name for word in COMPILED_NAMES)
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "compiled: the test's `fit` runs compiled (the default elsewhere is eager)")
+
+
+@pytest.fixture(autouse=True)
+def _eager_fit_in_unit_tests(request, monkeypatch):
+    if _runs_compiled(request.node):
+        return
+    import keras
+
+    # Patched where Keras defines it: `load_model` compiles a reloaded model only while `compile` is its own.
+    owner = next(cls for cls in keras.Model.__mro__ if "compile" in vars(cls))
+    compile_ = owner.compile
+
+    def compile(self, *args, **kwargs):
+        kwargs.setdefault("run_eagerly", True)
+        return compile_(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "compile", compile)

@@ -22,7 +22,8 @@ from tests.test_case import TestCase
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROBE = os.path.join(ROOT, "tests", "distribute", "_multi_worker_probe.py")
-TIMEOUT_S = 150
+# Only a guard against a hung worker (one waits for its peer forever): slow machines take minutes.
+TIMEOUT_S = 900
 MODELS = ("classifier", "simclr", "moco", "dann")
 EXIT_CODE = 17  # _multi_worker_probe.INTERRUPT_EXIT_CODE: the "train" workers exit at the interruption
 
@@ -126,7 +127,6 @@ class MultiWorkerFitTest(TestCase):
         import tempfile
 
         cls.tmp = tempfile.mkdtemp(prefix="keras_transfer_mw_")
-        started = time.monotonic()
         work_dir = os.path.join(cls.tmp, "shared")
         os.makedirs(work_dir)
         # One process on the default strategy and two workers (equality runs, then a
@@ -138,7 +138,6 @@ class MultiWorkerFitTest(TestCase):
         # ... then the same two workers restarted: the run resumes from the checkpoint.
         codes, outputs = _launch(_worker_jobs("resume", cls.tmp, work_dir, 0), cls.tmp)
         cls.codes["resume"], cls.outputs["resume"] = codes, outputs
-        cls.seconds = time.monotonic() - started
         cls.work_dir = work_dir
 
     @classmethod
@@ -217,7 +216,6 @@ class MultiWorkerFitTest(TestCase):
             [f for f in files if f.startswith("ckpt-") and f.endswith(".index")], ["ckpt-2.index", "ckpt-3.index"]
         )
         self.assertFalse([f for f in files if f.startswith(".workertemp")])
-        self.assertLess(self.seconds, TIMEOUT_S * 3)
 
 
 def _model(hidden=4):

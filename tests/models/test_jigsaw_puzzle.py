@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_transfer.models import JigsawPuzzle
 from keras_transfer.ops import max_hamming_permutations
@@ -61,6 +62,7 @@ class JigsawPuzzleTest(TestCase):
         self.assertAllClose(result["loss"], numpy_cross_entropy(logits, labels), atol=1e-5, rtol=1e-5)
         self.assertAllClose(result["permutation_accuracy"], np.mean(np.argmax(logits, axis=1) == labels))
 
+    @pytest.mark.compiled
     def test_fit_on_digits_reduces_the_loss(self):
         keras.utils.set_random_seed(0)
         model = JigsawPuzzle(patch_encoder(8), tile_size=6, grid_size=2, permutations=8, gap=2, jitter=1, seed=0)

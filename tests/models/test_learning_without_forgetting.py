@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer import recipes
@@ -42,6 +43,7 @@ class LearningWithoutForgettingTest(TestCase):
         model = LearningWithoutForgetting(classifier, source.get_layer("head"), temperature, old_weight)
         return source, model
 
+    @pytest.mark.compiled
     def test_sgd_step_matches_the_loss_of_the_paper(self):
         source, model = self.build()
         w, b = source.get_layer("features").get_weights()

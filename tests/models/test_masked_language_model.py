@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_transfer.layers import TextTransformerEncoder
 from keras_transfer.models import MaskedLanguageModel
@@ -52,6 +53,7 @@ class MaskedLanguageModelTest(TestCase):
         correct = (logits.argmax(-1) == ids).astype("float64")
         self.assertAllClose(result["masked_accuracy"], (correct * selected).sum() / selected.sum(), atol=1e-6)
 
+    @pytest.mark.compiled
     def test_fit_learns_the_cloze_task_and_masks_follow_the_step(self):
         model = self.build(mask_rate=0.3)
         ids = _corpus()

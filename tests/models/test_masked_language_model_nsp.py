@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_transfer.datasets import sentence_pairs
 from keras_transfer.layers import TextTransformerEncoder
@@ -107,6 +108,7 @@ class NextSentencePredictionTest(TestCase):
 
         self.run_gradient_check(fn, [v.numpy() for v in variables], eps=1e-5, atol=1e-7, rtol=1e-4)
 
+    @pytest.mark.compiled
     def test_fit_learns_both_tasks(self):
         model = _build()
         # 24 x 39 pairs: with about one masked token per pair, fewer pairs leave the cloze loss on a plateau

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer.datasets import sinusoid_tasks
@@ -337,6 +338,7 @@ class MetaModelTrainingTest(TestCase):
         # A plain tensor goes through the meta-learned initialisation.
         self.assertEqual(meta.predict(x[2][0], verbose=0).shape, (6, 1))
 
+    @pytest.mark.compiled
     def test_meta_training_reduces_query_loss(self):
         from keras_transfer.datasets import sinusoid_task_dataset
 
@@ -362,6 +364,7 @@ class MetaModelTrainingTest(TestCase):
             self.assertAllClose(b, a, atol=1e-6)
         self.assertRaisesValueError("steps_per_batch", MetaModel, one.model, steps_per_batch=0)
 
+    @pytest.mark.compiled
     def test_anil_on_conv_backbone_vectorized_equals_loop(self):
         keras.utils.set_random_seed(0)
         net = keras.Sequential(

@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer.augment import SimCLRAugmentation
@@ -279,6 +280,7 @@ class MoCoTest(TestCase):
         history = model.fit(v1, batch_size=4, epochs=1, verbose=0)
         self.assertTrue(np.isfinite(history.history["loss"][0]))
 
+    @pytest.mark.compiled
     def test_errors(self):
         encoder = make_encoder()
         self.assertRaisesValueError(["`queue_size` must be a positive", "queue_size=0"], MoCo, encoder, queue_size=0)

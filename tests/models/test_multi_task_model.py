@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer.datasets import load_digits
@@ -129,6 +130,7 @@ class MultiTaskModelTest(TestCase):
         self.assertNotAllClose(model.log_variances.numpy()[:2], s_before[:2])
         self.assertNotAllClose(model.trunk.weights[0].numpy(), trunk_before[0])
 
+    @pytest.mark.compiled
     def test_two_digit_tasks_both_improve(self):
         (x, y), (xt, yt) = load_digits()
         x, xt = x.reshape(len(x), 64) / 16.0, xt.reshape(len(xt), 64) / 16.0

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_transfer.datasets import load_digits
 from keras_transfer.models import RelativePatchPosition
@@ -111,6 +112,7 @@ class RelativePatchPositionTest(TestCase):
         accuracy = np.mean(np.argmax(logits, axis=1) == labels)
         self.assertAllClose(result["position_accuracy"], accuracy)
 
+    @pytest.mark.compiled
     def test_fit_on_digits_reduces_the_loss(self):
         keras.utils.set_random_seed(0)
         model = RelativePatchPosition(patch_encoder(8), patch_size=4, gap=1, jitter=1, seed=0)

@@ -2,6 +2,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_transfer.augment import SimCLRAugmentation
@@ -142,6 +143,7 @@ class SimCLRTest(TestCase):
         self.assertAllClose(features, model.encoder.predict(v1, verbose=0))
         self.assertEqual(features.shape, (8, 4))
 
+    @pytest.mark.compiled
     def test_nan_is_reported_and_stops_training(self):
         # Before the fix the first batch logged a finite loss while the kernel was NaN, and
         # with NaN weights every later batch logged a constant finite loss.
@@ -231,6 +233,7 @@ class SimCLRTest(TestCase):
         conv = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
         self.assertRaisesValueError(["(batch, features)", "GlobalAveragePooling2D"], SimCLR, conv)
 
+    @pytest.mark.compiled
     def test_bad_data(self):
         model = self.build()
         v1, v2 = make_pairs(4)

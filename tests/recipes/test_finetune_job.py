@@ -3,6 +3,7 @@ from unittest import mock
 
 import keras
 import numpy as np
+import pytest
 from PIL import Image
 
 from keras_transfer.recipes import finetune_job
@@ -60,6 +61,7 @@ class FinetuneJobTest(TestCase):
         )
         self.assertRaisesValueError(["`jit_compile`", "'on'"], finetune_folder, folder, jit_compile="on")
 
+    @pytest.mark.compiled
     def test_mixed_precision(self):
         data = _write_folder(os.path.join(self.get_temp_dir(), "imgs"))
         export = os.path.join(self.get_temp_dir(), "export")

@@ -8,6 +8,7 @@ import weakref
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from sklearn.exceptions import ConvergenceWarning
 
@@ -121,6 +122,7 @@ class LinearProbeTest(TestCase):
             result["train_accuracy"], evaluate_accuracy(self.model, self.x_train, self.y_train), atol=1e-6
         )
 
+    @pytest.mark.compiled
     def test_probe_matches_fit_with_frozen_backbone(self):
         linear_probe(self.model, (self.x_train, self.y_train))
         probe_acc = evaluate_accuracy(self.model, self.x_test, self.y_test)

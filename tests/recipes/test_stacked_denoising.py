@@ -1,5 +1,6 @@
 import keras
 import numpy as np
+import pytest
 
 from keras_transfer.datasets import load_digits
 from keras_transfer.recipes import linear_evaluation
@@ -16,6 +17,7 @@ class StackedDenoisingTest(TestCase):
     def pretrain(self, sizes, **kwargs):
         return pretrain_stacked_denoising(self.x, sizes, epochs=kwargs.pop("epochs", 3), batch_size=64, **kwargs)
 
+    @pytest.mark.compiled
     def test_greedy_layers_and_shapes(self):
         one, _ = self.pretrain([32])
         two, losses = self.pretrain([32, 16])
@@ -34,6 +36,7 @@ class StackedDenoisingTest(TestCase):
         for first, last in losses:  # each stage reduced its reconstruction loss
             self.assertLess(last, first)
 
+    @pytest.mark.compiled
     def test_pretrained_features_beat_the_same_stack_untrained(self):
         encoder, _ = self.pretrain([64], epochs=15, learning_rate=3e-3)
         keras.utils.set_random_seed(1)

@@ -1,10 +1,13 @@
 """Every model under `mixed_float16` and `mixed_bfloat16`: one step with finite logs, float32 outputs.
 
+`mixed_float16` (loss scaling) trains compiled, as users run it; `mixed_bfloat16` eagerly (tests/conftest.py).
+
 (NaN inputs and NaN weights: tests/reliability/test_resume.py, on every model too.)
 """
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import model_zoo
@@ -31,6 +34,7 @@ class MixedPrecisionTest(TestCase):
                         f"{name} {policy}: output dtype {np.asarray(output).dtype}",
                     )
 
+    @pytest.mark.compiled  # the loss-scaling step as users run it; bfloat16 runs eagerly (tests/conftest.py)
     def test_every_model_trains_a_float16_step_with_float32_outputs(self):
         self.check_policy("mixed_float16")
 
