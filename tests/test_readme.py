@@ -4,8 +4,10 @@ The blocks run verbatim, one after another, in one fresh Python process (importi
 once, not once per block), each inside an empty folder of its own (the files it writes land
 there), with Keras's global state reset between blocks (`clear_session`, float32 policy). Only
 the amount of training is cut, from outside the blocks: `keras.Model.fit` is wrapped to run at
-most `QUICK_EPOCHS` epochs of at most `QUICK_STEPS` steps, so the README keeps its real settings
-and CI stays fast. Everything else (data, models, save, export, printing) is the user's path.
+most `QUICK_EPOCHS` epochs of at most `QUICK_STEPS` steps, eagerly (tracing a train step costs more
+than two steps; every model trains, exports and serves compiled in tests/reliability/test_resume.py),
+so the README keeps its real settings and CI stays fast. Everything else (data, models, save, export,
+printing) is the user's path.
 """
 
 import json
@@ -31,6 +33,7 @@ RUNNER = textwrap.dedent(
     def _quick_fit(self, *args, **kwargs):
         kwargs["epochs"] = min(kwargs.get("epochs", 1), {QUICK_EPOCHS})
         kwargs["steps_per_epoch"] = min(kwargs.get("steps_per_epoch") or {QUICK_STEPS}, {QUICK_STEPS})
+        self.run_eagerly = True  # two steps do not repay a trace
         return _fit(self, *args, **kwargs)
 
     keras.Model.fit = _quick_fit
