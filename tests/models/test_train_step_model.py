@@ -34,6 +34,22 @@ class Regressor(TrainStepModel):
         return config
 
 
+@keras.saving.register_keras_serializable(package="keras_transfer_tests")
+class LazyRegressor(TrainStepModel):
+    """Built at its first call, as models that learn their input shapes from data."""
+
+    def __init__(self, units=1, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = keras.layers.Dense(units)
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
 def _model(head=None):
     return Regressor(keras.layers.Dense(1, name="body"), head=head, scale=2.0)
 
@@ -50,6 +66,19 @@ class TrainStepModelTest(TestCase):
         model.compile(optimizer="adam", loss="mse")
         self.assertTrue(model.optimizer.built)
         self.assertGreater(len(model.optimizer.variables), 2)  # iterations, rate, then the slots
+
+    def test_fit_builds_the_optimizer_of_a_model_built_after_compile(self):
+        model = LazyRegressor()
+        model.compile(optimizer="adam", loss="mse")
+        self.assertFalse(model.optimizer.built)  # nothing to build it for yet
+        model(self.x[:1])
+        seen = []
+        callback = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: seen.append(model.optimizer.built))
+        model.fit(self.x, self.y, epochs=1, batch_size=4, verbose=0, callbacks=[callback])
+        # Built before the first step is traced (Keras alone builds it inside that trace).
+        self.assertEqual(seen, [True])
+        self.assertEqual(int(model.optimizer.iterations), 2)
+        self.assertLen(model.optimizer.variables, 2 + 2 * len(model.trainable_variables))
 
     def test_config_serialises_the_declared_sub_models(self):
         model = _model(head=keras.layers.Dense(2, name="head"))
