@@ -5,11 +5,17 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import tensorflow as tf  # noqa: E402
+
+# Tests trace thousands of small graphs and run each a few times: Grappler's graph rewrites (constant folding,
+# remapping, ...) cost more than they save there (about a quarter of a small model's first compiled `fit`).
+# They are TensorFlow's optimisations, not this library's behaviour; the tests that run in a process of their
+# own (README blocks, examples, CLI, the serving loader, distributed probes) keep TensorFlow's defaults.
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # One compute thread per xdist worker: the workers already fill the cores, and TF's default pool per
     # worker oversubscribes them. Two inter-op threads keep MirroredStrategy's replicas running side by side.
-    import tensorflow as tf
-
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(2)
 
