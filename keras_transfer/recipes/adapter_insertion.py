@@ -24,6 +24,7 @@ from keras_transfer.recipes._houlsby_blocks import keep_houlsby_training
 from keras_transfer.recipes.freeze_batchnorm_statistics import clone_with_frozen_batchnorm
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
+from keras_transfer.utils.layer_names import LayerNames
 
 ADAPTER_KINDS = ("bottleneck", "houlsby", "conv_series", "conv_parallel", "lora", "dora")
 
@@ -329,18 +330,8 @@ class _AdapterInserter:
         self.target_ids = target_ids
         self.suffix = suffix
         self.options = options
-        self.used_names = {path.rsplit("/", 1)[-1] for path, _ in model_graph.iter_leaf_layers(model)} | {
-            sub.name for sub in model_graph.iter_models(model)
-        }
+        self.names = LayerNames(model)
         self.inserted = []  # (original target, adapter)
-
-    def unique_name(self, name):
-        candidate, index = name, 1
-        while candidate in self.used_names:
-            index += 1
-            candidate = f"{name}_{index}"
-        self.used_names.add(candidate)
-        return candidate
 
     def call_layer(self, new, orig, *args, **kwargs):
         outputs = new(*args, **kwargs)
@@ -363,7 +354,7 @@ class _AdapterInserter:
         return result
 
     def make_adapter(self, orig):
-        name = self.unique_name(f"{orig.name}_{self.suffix}")
+        name = self.names.unique(f"{orig.name}_{self.suffix}")
         options = self.options
         if self.kind == "bottleneck":
             return BottleneckAdapter(

@@ -16,6 +16,7 @@ from keras_transfer.recipes._vit_conversion import is_vit_encoder
 from keras_transfer.recipes.adapter_insertion import head_layer_ids
 from keras_transfer.utils import model_graph
 from keras_transfer.utils import validation
+from keras_transfer.utils.layer_names import LayerNames
 
 BLOCK_CLASS_NAMES = ("ViTBlock", "ViTEncoderBlock", "TransformerEncoder", "HoulsbyTransformerEncoder")
 
@@ -175,9 +176,7 @@ class _PromptInserter:
         self.block_ids = {id(layer) for _, layer in found}
         self.expanded = {id(layer) for _, layer in found if is_vit_encoder(layer)}
         self.total = sum(len(layer.encoder_layers) if is_vit_encoder(layer) else 1 for _, layer in found)
-        self.used_names = {path.rsplit("/", 1)[-1] for path, _ in model_graph.iter_leaf_layers(model)} | {
-            sub.name for sub in model_graph.iter_models(model)
-        }
+        self.names = LayerNames(model)
         self.index = 0
         self.pairs = []  # (new, orig) of the layers cloned out of a ViTEncoder
         self.weights = {}  # id(new) -> weights of a converted keras-hub layer
@@ -191,14 +190,6 @@ class _PromptInserter:
         self.weights[id(new)] = weights
         return new
 
-    def unique_name(self, name):
-        candidate, index = name, 1
-        while candidate in self.used_names:
-            index += 1
-            candidate = f"{name}_{index}"
-        self.used_names.add(candidate)
-        return candidate
-
     def call_layer(self, new, orig, *args, **kwargs):
         if id(orig) not in self.block_ids:
             return new(*args, **kwargs)
@@ -211,13 +202,13 @@ class _PromptInserter:
             return self.call_block(new, orig.name, args[0])
         x = self.clone_and_call(orig.dropout, f"{orig.name}_{orig.dropout.name}", args[0])
         for block in orig.encoder_layers:
-            clone = self.clone_layer(block, self.unique_name(f"{orig.name}_{block.name}"))
+            clone = self.clone_layer(block, self.names.unique(f"{orig.name}_{block.name}"))
             self.pairs.append((clone, block))
             x = self.call_block(clone, clone.name, x)
         return self.clone_and_call(orig.layer_norm, f"{orig.name}_{orig.layer_norm.name}", x)
 
     def clone_and_call(self, layer, name, x):
-        clone = self.clone_layer(layer, self.unique_name(name))
+        clone = self.clone_layer(layer, self.names.unique(name))
         self.pairs.append((clone, layer))
         return clone(x)
 
@@ -238,7 +229,7 @@ class _PromptInserter:
                 patch_dim=options["patch_dim"],
                 seed=seed,
                 dtype=block.dtype_policy,
-                name=self.unique_name(f"{name}_prompts"),
+                name=self.names.unique(f"{name}_prompts"),
             )(x)
         self.index += 1
         outputs = block(x)
@@ -249,7 +240,7 @@ class _PromptInserter:
             mode="remove",
             insert_at=options["insert_at"],
             dtype=block.dtype_policy,
-            name=self.unique_name(f"{name}_prompt_removal"),
+            name=self.names.unique(f"{name}_prompt_removal"),
         )
         return removal(outputs)
 
