@@ -5,10 +5,10 @@
 # Test subset: the Keras contract of the library on these versions: every test whose name says it saves,
 # reloads, exports or serialises a config, or runs a harness, uses keras-hub or the private Keras API, plus
 # the docstring examples and the packaging tests (`-k` below), less those that simulate keras-hub missing.
-# The README leg runs every test on the newest releases; training-behaviour, mixed-precision and MirroredStrategy tests, numerical reference tests (NumPy
-# formulas, finite differences), quick benchmarks, demos, reliability and serving runs, README blocks,
-# examples, CLI, lint and code-structure checks run there only, so that all CI legs stay under 30 minutes on
-# 2 cores.
+# The README leg runs every test on the newest releases; training-behaviour, mixed-precision and
+# MirroredStrategy tests, numerical reference tests (NumPy formulas, finite differences), quick benchmarks,
+# demos, reliability and serving runs, README blocks, examples, CLI, lint and code-structure checks run there
+# only, so that all CI legs stay under 30 minutes on 2 cores.
 # Usage: .ci/kaggle.sh [--install-only VENV | --venv VENV] [--source DIR] [pytest arguments, e.g. --durations=30]
 # (the options: parse_leg_options in .ci/lib.sh).
 set -euo pipefail
