@@ -20,10 +20,9 @@ source .ci/lib.sh
 parse_leg_options "$@"
 venv=$leg_venv
 if $leg_install; then
-    # --no-compile: these installs run beside the README leg's tests; modules compile when first imported.
     "$(find_python 3.12)" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --no-compile -c constraints/kaggle.txt tensorflow keras     # what the image has
-    "$venv/bin/pip" install --quiet --no-compile -c constraints/kaggle.txt "$leg_source[test]"  # the user's install
+    "$venv/bin/pip" install --quiet -c constraints/kaggle.txt tensorflow keras     # what the image has
+    "$venv/bin/pip" install --quiet -c constraints/kaggle.txt "$leg_source[test]"  # the user's install
     check_tensorflow_kept "$venv" "tensorflow==2.20.0"
 fi
 $leg_test || exit 0

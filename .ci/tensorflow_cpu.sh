@@ -13,10 +13,9 @@ venv=$leg_venv
 src=$leg_source
 [ ${#leg_args[@]} -eq 0 ] || src=$(realpath "${leg_args[0]}")   # the older form: .ci/tensorflow_cpu.sh SOURCE_DIR
 if $leg_install; then
-    # --no-compile: these installs run beside the README leg's tests; modules compile when first imported.
     "$(find_python 3.12)" -m venv "$venv"   # Python 3.12 as on Kaggle: constraints/kaggle.txt is for 3.12
-    "$venv/bin/pip" install --quiet --no-compile -c constraints/kaggle.txt tensorflow-cpu==2.20.0 keras   # the existing TF
-    "$venv/bin/pip" install --quiet --no-compile -c constraints/kaggle.txt "$src[test]"                   # keras-transfer
+    "$venv/bin/pip" install --quiet -c constraints/kaggle.txt tensorflow-cpu==2.20.0 keras   # the existing TF
+    "$venv/bin/pip" install --quiet -c constraints/kaggle.txt "$src[test]"                   # keras-transfer
     check_tensorflow_kept "$venv" "tensorflow-cpu==2.20.0"
 fi
 $leg_test || exit 0
