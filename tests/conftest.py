@@ -10,7 +10,7 @@ import tensorflow as tf  # noqa: E402
 # Tests trace thousands of small graphs and run each a few times: Grappler's graph rewrites (constant folding,
 # remapping, ...) cost more than they save there (about a quarter of a small model's first compiled `fit`).
 # They are TensorFlow's optimisations, not this library's behaviour; the tests that run in a process of their
-# own (README blocks, examples, CLI, the serving loader, distributed probes) keep TensorFlow's defaults.
+# own (README blocks, examples, the console script, the serving loader, distributed probes) keep the defaults.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

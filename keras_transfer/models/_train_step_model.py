@@ -7,8 +7,8 @@ What every such model repeats otherwise:
   creates the optimizer variables inside the first traced step (as it does only
   without a distribution strategy): a `fit` that failed on bad data cannot be
   retried on the same model ("Creating variables on a non-first call"), and each
-  variable lifted out of the trace costs about 0.1 s, most of a small model's
-  first `fit`.
+  variable lifted out of the trace costs about 0.1 s (a third of CLIP's first
+  `fit` in tests/model_zoo.py).
 - A model that overrides `compile` must also override `compile_from_config`, or
   Keras skips it and a reloaded `.keras` model comes back uncompiled.
 - `get_config` / `from_config` serialise the constructor arguments that hold Keras
