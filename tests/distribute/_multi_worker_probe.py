@@ -21,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})  # as tests/conftest.py
+
 sys.path.insert(0, os.getcwd())
 import keras  # noqa: E402
 
