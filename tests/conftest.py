@@ -9,8 +9,8 @@ import tensorflow as tf  # noqa: E402
 
 # Tests trace thousands of small graphs and run each a few times: Grappler's graph rewrites (constant folding,
 # remapping, ...) cost more than they save there (about a quarter of a small model's first compiled `fit`).
-# They are TensorFlow's optimisations, not this library's behaviour; the tests that run in a process of their
-# own (README blocks, examples, the console script, the serving loader, distributed probes) keep the defaults.
+# They are TensorFlow's optimisations, not this library's behaviour; the distributed probes turn them off too,
+# and the user's own processes (README blocks, examples, the console script, the serving loader) keep them.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -70,8 +70,21 @@ COMPILED_PATHS = (
 COMPILED_NAMES = ("after_fit", "compile", "jit", "xla", "retrac", "trace", "graph", "mirrored", "strategy")
 
 
+# Quick benchmarks that build many models for a step or two each (fine-tuning recipes, every SSL method, every
+# domain-adaptation model): eager halves them. Their models train compiled in the zoo and unit tests above.
+EAGER_BENCHMARKS = (
+    "tests/benchmarks/test_image_folder_pipeline_quick.py::",
+    "tests/benchmarks/test_ssl_quick.py::SSLBenchmarksQuickTest::test_digits_probe_pretrains_every_method",
+    "tests/benchmarks/test_domain_adaptation_quick.py::DomainAdaptationBenchmarksQuickTest::test_moons",
+    "tests/benchmarks/test_when_to_transfer_quick.py::",
+    "tests/benchmarks/test_foundation_quick.py::FoundationBenchmarksQuickTest::test_transfer_vs_scratch_quick",
+)
+
+
 def _runs_compiled(item):
     name = item.name.lower()
+    if item.nodeid.startswith(EAGER_BENCHMARKS):
+        return False
     return (
         item.get_closest_marker("compiled") is not None
         or item.nodeid.startswith(COMPILED_PATHS)
