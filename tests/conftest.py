@@ -29,7 +29,7 @@ LONG_TESTS = (
         "tests/reliability/test_resume.py::LifeCycleTest::test_first_half",
         "tests/test_readme.py::test_every_readme_block_runs_verbatim",
         "tests/reliability/test_mixed_precision.py::MixedPrecisionTest::test_every_model_trains_a_bfloat16",
-        "tests/test_examples.py::",
+        "tests/test_examples.py::test_every_example_runs_quick",
     ),
     (
         "tests/reliability/test_resume.py::LifeCycleTest::test_second_half",

@@ -1,12 +1,14 @@
 """Every script in examples/ runs as a user runs it, and opens as a notebook.
 
-Each example runs as `python examples/<name>.py` in a fresh process inside an empty folder, with
-`KERAS_TRANSFER_QUICK=1`: the example itself reads it and shrinks its defaults (epochs, steps,
-sizes), so the file keeps its real settings and CI stays fast (all five take about 80 s on 2
-cores). The process must exit 0 with no traceback and no Python warning from the example or
-from keras_transfer; `-W default` shows the warnings Python hides by default, and
-`KERAS_TRANSFER_OFFLINE=1` makes any download fail. What it prints (accuracies, errors) is parsed
-and checked, and the files it says it wrote must exist.
+The examples run as `python examples/<name>.py` does (`runpy` with `__name__ == "__main__"`), one
+after another in one fresh Python process (importing TensorFlow once, not once per example), each
+inside an empty folder of its own (also its TMPDIR) with Keras's global state reset in between, and
+with `KERAS_TRANSFER_QUICK=1`: the example itself reads it and shrinks its defaults (epochs, steps,
+sizes), so the file keeps its real settings and CI stays fast. Each must finish (or exit 0) with no
+traceback, and the process must show no Python warning from an example or from keras_transfer;
+`-W default` shows the warnings Python hides by default, and `KERAS_TRANSFER_OFFLINE=1` makes any
+download fail. What each prints (accuracies, errors) is parsed and checked, and the files it says it
+wrote must exist.
 
 The examples are Jupytext "percent" scripts: `# %% [markdown]` cells explain each step, `# %%`
 cells hold the code. The tests read the cells the way Jupytext does and run the first ones as a
@@ -15,12 +17,14 @@ notebook kernel would (its own `-f kernel.json` arguments in `sys.argv`).
 
 import argparse
 import glob
+import json
 import os
 import re
 import runpy
 import subprocess
 import sys
 import tempfile
+import textwrap
 import types
 
 import pytest
@@ -62,24 +66,69 @@ def _code(lines):
 # ------------------------------------------------------------------------ running the scripts
 
 
-def _run(name, tmp_path, *args):
-    env = dict(
-        os.environ,
-        KERAS_TRANSFER_QUICK="1",
-        KERAS_TRANSFER_OFFLINE="1",
-        TF_CPP_MIN_LOG_LEVEL="2",
-        KERAS_BACKEND="tensorflow",
-        TMPDIR=str(tmp_path),
-    )
+# Runs the examples given as (name, path, folder) triples in argv, each as `python <path>` would; a marker
+# line on stdout and on stderr after each (JSON: name, traceback or None).
+RUNNER = textwrap.dedent(
+    """
+    import json, os, runpy, sys, tempfile, traceback
+    import keras
+
+    for name, path, folder in json.loads(sys.argv[1]):
+        os.chdir(folder)
+        os.environ["TMPDIR"] = tempfile.tempdir = folder
+        sys.argv = [path]
+        keras.backend.clear_session()
+        keras.config.set_dtype_policy("float32")
+        error = None
+        try:
+            runpy.run_path(path, run_name="__main__")
+        except SystemExit as exit_:
+            if exit_.code not in (None, 0):
+                error = f"exit status {exit_.code!r}"
+        except BaseException:
+            error = traceback.format_exc()
+        marker = "EXAMPLE-END " + json.dumps({"name": name, "error": error})
+        print("\\n" + marker, flush=True)
+        print("\\n" + marker, file=sys.stderr, flush=True)
+    """
+)
+
+
+def _split(output):
+    """{name: (text before its marker, error)} of the runner's stdout or stderr."""
+    parts, start = {}, 0
+    for match in re.finditer(r"^EXAMPLE-END (.*)$", output, re.M):
+        report = json.loads(match[1])
+        parts[report["name"]] = (output[start : match.start()], report["error"])
+        start = match.end()
+    return parts
+
+
+def _run_all(names, tmp_path):
+    """Runs `names` in one fresh process; returns (process, {name: (stdout, stderr, error, folder)})."""
+    triples = []
+    for name in names:
+        folder = tmp_path / name
+        folder.mkdir()
+        triples.append((name, _path(name), str(folder)))
+    env = dict(os.environ, KERAS_TRANSFER_QUICK="1", KERAS_TRANSFER_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="2")
+    env["KERAS_BACKEND"] = "tensorflow"
     env.pop("PYTHONWARNINGS", None)
-    return subprocess.run(
-        [sys.executable, "-W", "default", _path(name), *args],
+    result = subprocess.run(
+        [sys.executable, "-W", "default", "-c", RUNNER, json.dumps(triples)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=600 * len(names),
     )
+    out, err = _split(result.stdout), _split(result.stderr)
+    runs = {
+        name: (out[name][0], err.get(name, ("", None))[0], out[name][1], tmp_path / name)
+        for name in names
+        if name in out
+    }
+    return result, runs
 
 
 def _ours(path):
@@ -158,15 +207,19 @@ def test_every_example_has_a_check():
     assert EXAMPLES and sorted(CHECKS) == EXAMPLES
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
-def test_example_runs_quick(tmp_path, name):
-    result = _run(name, tmp_path)
+def test_every_example_runs_quick(tmp_path):
+    result, runs = _run_all(EXAMPLES, tmp_path)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"examples/{name}.py failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
-    assert "Traceback" not in output, output[-6000:]
+    assert result.returncode == 0 and sorted(runs) == EXAMPLES, (
+        f"the examples runner stopped after {sorted(runs)}:\n{result.stderr[-6000:]}"
+    )
     assert our_warnings(output) == [], output[-6000:]
-    for written in CHECKS[name](result.stdout, str(tmp_path)):
-        assert os.path.exists(tmp_path / written), (written, sorted(os.listdir(tmp_path)))
+    for name in EXAMPLES:
+        stdout, stderr, error, folder = runs[name]
+        assert error is None, f"examples/{name}.py failed:\n{stdout[-3000:]}\n{stderr[-3000:]}\n{error[-6000:]}"
+        assert "Traceback" not in stdout + stderr, (name, (stdout + stderr)[-6000:])
+        for written in CHECKS[name](stdout, str(folder)):
+            assert os.path.exists(folder / written), (name, written, sorted(os.listdir(folder)))
 
 
 def test_our_warnings_filter():
