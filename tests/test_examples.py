@@ -220,6 +220,7 @@ def test_every_example_runs_quick(tmp_path):
         assert "Traceback" not in stdout + stderr, (name, (stdout + stderr)[-6000:])
         for written in CHECKS[name](stdout, str(folder)):
             assert os.path.exists(folder / written), (name, written, sorted(os.listdir(folder)))
+    assert "Traceback" not in output, output[-6000:]  # also after the last example (exit-time cleanup)
 
 
 def test_our_warnings_filter():
